@@ -1,0 +1,498 @@
+"""The producer API: ``Orchestrator``, ``@app.task``, ``TaskHandle``, sync and async.
+
+Owns validating and encoding what users enqueue (so bad input fails here, before any
+key is built or anything is written) and thin I/O around ``transitions``. Does not run
+tasks (``worker``) or move them on time (``scheduler``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV, Settings
+from .errors import (
+    InvalidPriority,
+    PayloadTooLarge,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    ValidationError,
+)
+from .keys import QueueKeys, queues_key, validate_queue_name
+from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, Task, TaskState, dumps
+from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+DEFAULT_TIMEOUT = 300.0
+ENQUEUE_CHUNK = 1000  # tasks per enqueue script call: keeps each call short
+MAX_KEY_LENGTH = 256
+MAX_NAME_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Per-task defaults: given to ``@app.task`` and overridable at enqueue."""
+
+    queue: str = DEFAULT_QUEUE
+    priority: int = DEFAULT_PRIORITY
+    timeout: float | None = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task to enqueue, for ``enqueue_many``; unset options take the task's defaults."""
+
+    name: str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    delay: float | None = None
+    key: str | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+
+def _unknown_options(unknown: dict[str, Any]) -> None:
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ValidationError(f"unknown option(s): {names}")
+
+
+def _ms(seconds: float | None, what: str) -> int:
+    if seconds is None:
+        return 0
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValidationError(f"{what} must be a number of seconds >= 0, not {seconds!r}")
+    return round(seconds * 1000)
+
+
+class Orchestrator:
+    """A connection to one deployment: registers task functions and enqueues tasks.
+
+    ``Orchestrator()`` uses ``ORCH_REDIS_URL`` or ``redis://localhost:6379/0``.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock_offset_ms: int = 0,
+        **unknown: Any,
+    ) -> None:
+        _unknown_options(unknown)
+        if settings is None:
+            url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+            settings = Settings(redis_url=url)
+        elif redis_url is not None:
+            settings = settings.model_copy(update={"redis_url": redis_url})
+        self.settings = settings
+        self.registry: dict[str, TaskFunction[..., Any]] = {}
+        self._clock_offset_ms = clock_offset_ms
+        self._transitions: dict[str, Transitions] = {}
+        self._registered_queues: set[str] = set()
+        self._redis: Redis | None = None
+        self._aredis: AsyncRedis | None = None
+
+    # -------------------------------------------------------------- connections
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = Redis.from_url(self.settings.redis_url)
+        return self._redis
+
+    @property
+    def aredis(self) -> AsyncRedis:
+        if self._aredis is None:
+            self._aredis = AsyncRedis.from_url(self.settings.redis_url)
+        return self._aredis
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    async def aclose(self) -> None:
+        if self._aredis is not None:
+            await self._aredis.aclose()
+            self._aredis = None
+
+    def keys(self, queue: str) -> QueueKeys:
+        return self.queue(queue).keys
+
+    def queue(self, queue: str) -> Transitions:
+        """The script calls of one queue (validates the name before any key is built)."""
+        found = self._transitions.get(queue)
+        if found is None:
+            validate_queue_name(queue)
+            keys = QueueKeys(queue, self.settings.prefix)
+            found = Transitions(
+                keys, events_maxlen=self.settings.events_maxlen, clock_offset_ms=self._clock_offset_ms
+            )
+            self._transitions[queue] = found
+        return found
+
+    @property
+    def ttl_ms(self) -> int:
+        return round(self.settings.result_ttl * 1000)
+
+    # ------------------------------------------------------------- registration
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        max_retries: int = 3,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        backoff: float | RetryPolicy = 1.0,
+        **unknown: Any,
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
+
+        ``backoff`` is the first retry's delay in seconds, or a whole RetryPolicy.
+        """
+        _unknown_options(unknown)
+        validate_queue_name(queue)
+        _check_priority(priority)
+        retry = (
+            backoff.model_copy(update={"max_retries": max_retries})
+            if isinstance(backoff, RetryPolicy)
+            else RetryPolicy(max_retries=max_retries, backoff=backoff)
+        )
+        options = TaskOptions(queue=queue, priority=priority, timeout=timeout, retry=retry)
+
+        def register(func: Callable[P, R]) -> TaskFunction[P, R]:
+            task_name = name or f"{func.__module__}:{func.__qualname__}"
+            wrapped = TaskFunction(self, func, task_name, options)
+            self.registry[task_name] = wrapped
+            return wrapped
+
+        return register(fn) if fn is not None else register
+
+    # ---------------------------------------------------------------- enqueue
+
+    def request(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        **unknown: Any,
+    ) -> TaskRequest:
+        """A TaskRequest for ``enqueue_many``, rejecting unknown options at once."""
+        _unknown_options(unknown)
+        return TaskRequest(
+            name, tuple(args or ()), dict(kwargs or {}), queue, priority, delay, key, max_retries, timeout
+        )
+
+    def enqueue(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TaskHandle:
+        """Enqueue a task by name (``"pkg.mod:fn"``); the function need not be importable here.
+
+        Options: queue, priority (0-9, lower first), delay (seconds), key (idempotency),
+        max_retries, timeout (seconds). Anything else raises ValidationError.
+        """
+        return self.enqueue_many([self.request(name, args, kwargs, **options)])[0]
+
+    async def aenqueue(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TaskHandle:
+        return (await self.aenqueue_many([self.request(name, args, kwargs, **options)]))[0]
+
+    def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
+        """Enqueue many tasks with one script call per queue (and per 1,000 tasks)."""
+        self._register_queues_sync(requests := list(requests))
+        plan, order = self._plan(requests)
+        replies = {slot: run(self.redis, call) for slot, call in plan.items()}
+        return self._handles(order, replies)
+
+    async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
+        requests = list(requests)
+        new = self._new_queues(requests)
+        if new:
+            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
+            self._registered_queues.update(new)
+        plan, order = self._plan(requests)
+        replies = {slot: await arun(self.aredis, call) for slot, call in plan.items()}
+        return self._handles(order, replies)
+
+    def _register_queues_sync(self, requests: list[TaskRequest]) -> None:
+        new = self._new_queues(requests)
+        if new:
+            self.redis.sadd(queues_key(self.settings.prefix), *new)
+            self._registered_queues.update(new)
+
+    def _new_queues(self, requests: list[TaskRequest]) -> set[str]:
+        return {self._options(r).queue for r in requests} - self._registered_queues
+
+    def _plan(
+        self, requests: list[TaskRequest]
+    ) -> tuple[dict[tuple[str, int], Call[list[Enqueued]]], list[tuple[str, int]]]:
+        """Validate every request, then group them into script calls: one per queue and chunk.
+
+        Returns the calls keyed by (queue, first position) and each request's (queue, position).
+        """
+        by_queue: dict[str, list[TaskSpec]] = defaultdict(list)
+        order: list[tuple[str, int]] = []
+        for request in requests:
+            queue, spec = self._spec(request)
+            order.append((queue, len(by_queue[queue])))
+            by_queue[queue].append(spec)
+        plan: dict[tuple[str, int], Call[list[Enqueued]]] = {}
+        for queue, specs in by_queue.items():
+            transitions = self.queue(queue)
+            for start in range(0, len(specs), ENQUEUE_CHUNK):
+                chunk = specs[start : start + ENQUEUE_CHUNK]
+                plan[(queue, start)] = transitions.enqueue(chunk, max_payload=self.settings.max_payload_bytes)
+        return plan, order
+
+    def _handles(
+        self, order: list[tuple[str, int]], replies: dict[tuple[str, int], list[Enqueued]]
+    ) -> list[TaskHandle]:
+        handles = []
+        for queue, position in order:
+            start = position - position % ENQUEUE_CHUNK
+            reply = replies[(queue, start)][position - start]
+            handles.append(TaskHandle(self, reply.id, queue, created=reply.created))
+        return handles
+
+    def _options(self, request: TaskRequest) -> TaskOptions:
+        registered = self.registry.get(request.name)
+        base = registered.options if registered else TaskOptions()
+        if request.queue is None:
+            return base
+        return TaskOptions(request.queue, base.priority, base.timeout, base.retry)
+
+    def _spec(self, request: TaskRequest) -> tuple[str, TaskSpec]:
+        """Validate and encode one request; raises before anything is written."""
+        if not isinstance(request.name, str) or not 0 < len(request.name) <= MAX_NAME_LENGTH:
+            raise ValidationError(f"task name must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+        options = self._options(request)
+        queue = validate_queue_name(options.queue)
+        priority = options.priority if request.priority is None else request.priority
+        _check_priority(priority)
+        if not isinstance(request.kwargs, dict):
+            raise ValidationError("kwargs must be a dict")
+        args = dumps(list(request.args))
+        kwargs = dumps(request.kwargs)
+        size = len(args) + len(kwargs)
+        if size > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"arguments are {size} bytes encoded, over the limit of {self.settings.max_payload_bytes}"
+            )
+        key = request.key or ""
+        if request.key is not None and (not isinstance(request.key, str) or not 0 < len(key) <= MAX_KEY_LENGTH):
+            raise ValidationError(f"key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+        retry = options.retry
+        max_retries = retry.max_retries if request.max_retries is None else request.max_retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 1000:
+            raise ValidationError(f"max_retries must be an integer from 0 to 1000, not {max_retries!r}")
+        timeout = options.timeout if request.timeout is None else request.timeout
+        spec = TaskSpec(
+            id=uuid.uuid4().hex,
+            name=request.name,
+            priority=priority,
+            args=args,
+            kwargs=kwargs,
+            max_retries=max_retries,
+            timeout_ms=_ms(timeout, "timeout"),
+            backoff_ms=_ms(retry.backoff, "backoff"),
+            backoff_max_ms=_ms(retry.backoff_max, "backoff_max"),
+            jitter=retry.jitter,
+            delay_ms=_ms(request.delay, "delay"),
+            key=key,
+        )
+        return queue, spec
+
+    # ----------------------------------------------------------------- lookup
+
+    def get_task(self, task_id: str, queue: str = DEFAULT_QUEUE) -> Task:
+        record = self.redis.hgetall(self.keys(queue).task(task_id))
+        if not record:
+            raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
+        return Task.from_redis(record)
+
+    async def aget_task(self, task_id: str, queue: str = DEFAULT_QUEUE) -> Task:
+        record = await self.aredis.hgetall(self.keys(queue).task(task_id))
+        if not record:
+            raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
+        return Task.from_redis(record)
+
+    def find_task(self, task_id: str) -> Task:
+        """Look a task up in every known queue (for tools that have only its id)."""
+        for raw in sorted(self.redis.smembers(queues_key(self.settings.prefix))):
+            queue = raw.decode() if isinstance(raw, bytes) else str(raw)
+            record = self.redis.hgetall(self.keys(queue).task(task_id))
+            if record:
+                return Task.from_redis(record)
+        raise TaskNotFound(f"no task {task_id} in any queue")
+
+    def cancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
+        """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
+        return run(self.redis, self.queue(queue).cancel(task_id, self.ttl_ms))
+
+    async def acancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
+        return await arun(self.aredis, self.queue(queue).cancel(task_id, self.ttl_ms))
+
+
+def _check_priority(priority: object) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidPriority(
+            f"priority must be an integer from {MIN_PRIORITY} (runs first) to {MAX_PRIORITY}, not {priority!r}"
+        )
+
+
+class TaskFunction(Generic[P, R]):
+    """A registered task: call it to run it here, ``.delay()`` / ``.enqueue()`` to queue it."""
+
+    def __init__(self, app: Orchestrator, fn: Callable[P, R], name: str, options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Enqueue with the task's default options."""
+        return self.app.enqueue(self.name, args, kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        return await self.app.aenqueue(self.name, args, kwargs)
+
+    def enqueue(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> TaskHandle:
+        """Enqueue with options: queue, priority, delay, key, max_retries, timeout."""
+        return self.app.enqueue(self.name, args, kwargs, **options)
+
+    async def aenqueue(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> TaskHandle:
+        return await self.app.aenqueue(self.name, args, kwargs, **options)
+
+    def request(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> TaskRequest:
+        """A TaskRequest for ``app.enqueue_many``."""
+        return self.app.request(self.name, args, kwargs, **options)
+
+
+class TaskHandle:
+    """A reference to an enqueued task."""
+
+    POLL_MIN = 0.005
+    POLL_MAX = 0.2
+
+    def __init__(self, app: Orchestrator, task_id: str, queue: str, *, created: bool = True) -> None:
+        self.app = app
+        self.id = task_id
+        self.queue = queue
+        self.created = created  # False when an idempotency key returned an earlier task
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(id={self.id!r}, queue={self.queue!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and (self.id, self.queue) == (other.id, other.queue)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.queue))
+
+    def _state(self, raw: bytes | str | None) -> TaskState:
+        if raw is None:
+            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}")
+        return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
+
+    def status(self) -> TaskState:
+        return self._state(self.app.redis.hget(self.app.keys(self.queue).task(self.id), "state"))
+
+    async def astatus(self) -> TaskState:
+        raw = await self.app.aredis.hget(self.app.keys(self.queue).task(self.id), "state")
+        return self._state(raw)
+
+    def info(self) -> Task:
+        return self.app.get_task(self.id, self.queue)
+
+    async def ainfo(self) -> Task:
+        return await self.app.aget_task(self.id, self.queue)
+
+    def cancel(self) -> TaskState:
+        return self.app.cancel(self.id, self.queue)
+
+    async def acancel(self) -> TaskState:
+        return await self.app.acancel(self.id, self.queue)
+
+    @staticmethod
+    def _outcome(task: Task) -> Any:
+        if task.state is TaskState.SUCCESS:
+            return task.result
+        if task.state is TaskState.FAILED:
+            raise TaskFailed(task.id, task.error.model_dump() if task.error else None)
+        raise TaskCancelled(f"task {task.id} was cancelled")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to end; return its result or raise its error.
+
+        Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = self.POLL_MIN
+        while True:
+            if self.status().is_final:
+                return self._outcome(self.info())
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            time.sleep(pause)
+            pause = min(pause * 2, self.POLL_MAX)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = self.POLL_MIN
+        while True:
+            if (await self.astatus()).is_final:
+                return self._outcome(await self.ainfo())
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.POLL_MAX)
+

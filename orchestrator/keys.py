@@ -1,0 +1,91 @@
+"""The only place a Redis key string is formed.
+
+Owns the key layout (documented in the README for redis-cli users) and queue-name
+validation, which runs before any key is built. Lua scripts never spell a key: fixed
+keys arrive in KEYS, per-task keys are built from ``QueueKeys.base`` passed in ARGV.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidQueueName
+
+DEFAULT_PREFIX = "orch"
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` when it is a valid queue name, else raise InvalidQueueName."""
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
+        raise InvalidQueueName(
+            f"invalid queue name {name!r}: use 1-64 letters, digits, '_', '-' or '.'"
+        )
+    return name
+
+
+def queues_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The set of known queue names (outside any hash tag)."""
+    return f"{prefix}:queues"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Every key of one queue, all under the hash tag ``{queue}``."""
+
+    queue: str
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_queue_name(self.queue)
+
+    @property
+    def base(self) -> str:
+        """Common start of every key of this queue; scripts append ``task:<id>`` etc."""
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.base}task:{task_id}"
+
+    def unique(self, key: str) -> str:
+        return f"{self.base}unique:{key}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}worker:{worker_id}"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.base}pending"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.base}scheduled"
+
+    @property
+    def running(self) -> str:
+        return f"{self.base}running"
+
+    @property
+    def failed(self) -> str:
+        return f"{self.base}failed"
+
+    @property
+    def done(self) -> str:
+        return f"{self.base}done"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.base}workers"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}stats"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}events"
+
+    @property
+    def wake(self) -> str:
+        return f"{self.base}wake"

@@ -1,0 +1,35 @@
+--[[
+  release: give claimed tasks back to PENDING at once (graceful shutdown). The attempt
+  is not counted and each task keeps its original place in the pending order.
+
+  KEYS[1] running zset   KEYS[2] pending zset   KEYS[3] stats hash
+  KEYS[4] events stream  KEYS[5] wake list
+  ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
+  ARGV[4..]   pairs: task id, lease token
+
+  Returns the ids released; a pair whose token is stale is skipped (LEASE_LOST is not
+  raised, since a shutting-down worker has nothing to do about it).
+  Errors: INVALID <what>. Events: released.
+]]
+local running, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if (#ARGV - 3) % 2 ~= 0 then return redis.error_reply('INVALID id/token pairs') end
+local out = {}
+for i = 4, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
+  local tkey = task_key(id)
+  local f = redis.call('HMGET', tkey, 'state', 'token', 'attempts', 'score', 'priority', 'worker')
+  if f[1] == 'RUNNING' and f[2] == token then
+    local score = f[4] or int(pending_score(stats, tonumber(f[5]) or 5))
+    redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', math.max((tonumber(f[3]) or 1) - 1, 0),
+               'worker', '')
+    redis.call('ZREM', running, id)
+    redis.call('ZADD', pending, score, id)
+    emit(events, 'event', 'released', 'task', id, 'worker', f[6])
+    out[#out + 1] = id
+  end
+end
+if #out > 0 then
+  redis.call('HINCRBY', stats, 'released', #out)
+  wake_one(wake)
+end
+return out
