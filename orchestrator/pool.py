@@ -1,0 +1,128 @@
+"""A process pool that can kill one task: for ``orch worker --pool process``.
+
+Owns child processes that each run one task at a time. Messages cross the pipe as
+JSON (no pickle of payloads). A task that passes its timeout has its child killed and
+replaced; a child that dies mid-task (segfault, os._exit, OOM kill) is replaced and the
+task's attempt fails with ``ProcessCrashed``. Does not talk to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import multiprocessing
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import orjson
+
+
+class ProcessCrashed(Exception):
+    """The child process running a task exited before answering."""
+
+
+class RemoteError(Exception):
+    """A task raised in a child process; carries the child's error record."""
+
+    def __init__(self, record: dict[str, str]) -> None:
+        self.record = record
+        super().__init__(f"{record.get('type')}: {record.get('message')}")
+
+
+def _child_main(conn: Connection, apps: tuple[str, ...]) -> None:
+    from .registry import load_apps
+
+    functions = load_apps(apps)
+    while True:
+        try:
+            message = orjson.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        try:
+            fn = functions[message["name"]]
+            result = fn(*message["args"], **message["kwargs"])
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            reply = orjson.dumps({"ok": result})
+        except BaseException as exc:
+            record = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+            reply = orjson.dumps({"error": record})
+        conn.send_bytes(reply)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class _Child:
+    def __init__(self, ctx: Any, apps: tuple[str, ...]) -> None:
+        parent, child = ctx.Pipe()
+        self.conn: Connection = parent
+        self.process: BaseProcess = ctx.Process(target=_child_main, args=(child, apps), daemon=True)
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class ProcessPool:
+    """``size`` child processes; ``run`` sends a task to an idle one and awaits the answer."""
+
+    def __init__(self, size: int, apps: tuple[str, ...]) -> None:
+        self._ctx = multiprocessing.get_context("spawn")
+        self._apps = apps
+        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        self._all: set[_Child] = set()
+        for _ in range(size):
+            self._add()
+
+    def _add(self) -> None:
+        child = _Child(self._ctx, self._apps)
+        self._all.add(child)
+        self._idle.put_nowait(child)
+
+    async def run(self, name: str, args: list[Any], kwargs: dict[str, Any], timeout: float | None) -> Any:
+        child = await self._idle.get()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bytes] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(child.conn.fileno())
+            try:
+                answer.set_result(child.conn.recv_bytes())
+            except (EOFError, OSError) as exc:
+                answer.set_exception(ProcessCrashed(f"task process exited ({exc or 'EOF'})"))
+
+        healthy = False
+        try:
+            child.conn.send_bytes(orjson.dumps({"name": name, "args": args, "kwargs": kwargs}))
+            loop.add_reader(child.conn.fileno(), readable)
+            try:
+                data = await asyncio.wait_for(answer, timeout)
+            finally:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(child.conn.fileno())
+            healthy = True
+        finally:
+            if healthy:
+                self._idle.put_nowait(child)
+            else:  # timed out, cancelled or crashed: the child may be mid-task, replace it
+                self._all.discard(child)
+                child.kill()
+                self._add()
+        reply = orjson.loads(data)
+        if "error" in reply:
+            raise RemoteError(reply["error"])
+        return reply["ok"]
+
+    def close(self) -> None:
+        for child in list(self._all):
+            child.kill()
+        self._all.clear()

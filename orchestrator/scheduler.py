@@ -1,0 +1,152 @@
+"""The scheduler behind ``orch scheduler`` and ``orch reaper``: promote and reap.
+
+Owns a stateless loop: each pass promotes due scheduled and retrying tasks to pending
+and reaps tasks whose lease expired (retrying or failing them), in bounded batches, so
+one pass costs in proportion to the work due, not to the number of tasks stored. Any
+number may run at once: every move is one atomic script, so nothing moves twice.
+Does not run tasks (``worker``) nor configure logging (``cli``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .client import Orchestrator
+from .config import SchedulerSettings
+from .keys import queues_key
+from .models import TaskState
+from .transitions import PromoteReply, ReapReply, arun
+
+log = logging.getLogger(__name__)
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
+
+
+@dataclass
+class PassReport:
+    """What one pass did, for logs and tests."""
+
+    promoted: int = 0
+    reaped: list[tuple[str, str, TaskState]] = field(default_factory=list)  # queue, task, new state
+    dead_workers: list[tuple[str, str, int | None]] = field(default_factory=list)  # queue, worker, last seen
+
+
+class Scheduler:
+    def __init__(self, app: Orchestrator, settings: SchedulerSettings) -> None:
+        self.app = app
+        self.settings = settings
+        for queue in settings.queues:
+            app.queue(queue)  # validate names up front
+        self._stop_event: asyncio.Event | None = None
+        self._stopping = False
+        self.passes = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def queues(self) -> list[str]:
+        if self.settings.queues:
+            return list(self.settings.queues)
+        names = await self.app.aredis.smembers(queues_key(self.app.settings.prefix))
+        return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+    async def run(self) -> None:
+        self._stop_event = asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        roles = [r for r, on in (("promote", self.settings.promote), ("reap", self.settings.reap)) if on]
+        log.info("[Scheduler] Started: %s every %g s", " + ".join(roles), self.settings.interval)
+        failures = 0
+        try:
+            while not self._stopping:
+                try:
+                    await self.run_pass()
+                    failures = 0
+                    delay = self.settings.interval
+                except UNREACHABLE as exc:
+                    failures += 1
+                    delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                    log.warning("[Scheduler] Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(self._stop_event.wait(), delay)
+        finally:
+            await self.app.aclose()
+        log.info("[Scheduler] Stopped after %d passes", self.passes)
+
+    async def run_pass(self) -> PassReport:
+        report = PassReport()
+        for queue in await self.queues():
+            if self.settings.promote:
+                report.promoted += await self._promote(queue)
+            if self.settings.reap:
+                await self._reap(queue, report)
+        self.passes += 1
+        return report
+
+    async def _promote(self, queue: str) -> int:
+        moved = 0
+        for _ in range(MAX_CALLS_PER_PASS):
+            reply: PromoteReply = await arun(self.app.aredis, self.app.queue(queue).promote(self.settings.batch))
+            moved += reply.moved
+            if not reply.more:
+                break
+        if moved:
+            log.info("[Scheduler] Promoted %d due task%s in queue %s", moved, "" if moved == 1 else "s", queue)
+        return moved
+
+    async def _reap(self, queue: str, report: PassReport) -> None:
+        for _ in range(MAX_CALLS_PER_PASS):
+            reply: ReapReply = await arun(self.app.aredis, self.app.queue(queue).reap(self.settings.batch))
+            self._log_reap(queue, reply)
+            report.reaped += [(queue, t.task_id, t.state) for t in reply.tasks]
+            report.dead_workers += [(queue, w, seen) for w, seen in reply.dead_workers]
+            if not reply.more:
+                break
+
+    @staticmethod
+    def _log_reap(queue: str, reply: ReapReply) -> None:
+        by_worker = Counter(t.worker for t in reply.tasks)
+        now = time.time() * 1000
+        for worker, last_seen in reply.dead_workers:
+            ago = f"last heartbeat {(now - last_seen) / 1000:.0f} s ago" if last_seen else "no heartbeat"
+            count = by_worker.pop(worker, 0)
+            log.warning(
+                "[Monitor] Worker %s unresponsive (%s), requeued %d task%s",
+                worker, ago, count, "" if count == 1 else "s",
+            )
+        for task in reply.tasks:
+            verb = "requeued for retry" if task.state is TaskState.RETRYING else "FAILED (no attempts left)"
+            if task.worker in by_worker:
+                log.warning("[Monitor] Lease of task %s expired on worker %s: %s", task.task_id, task.worker, verb)
+            elif task.state is TaskState.FAILED:
+                log.warning("[Monitor] Task %s FAILED: lease expired with no attempts left", task.task_id)
+
+
+def run_scheduler(app: Orchestrator, settings: SchedulerSettings) -> int:
+    """Run until SIGTERM/SIGINT; stopping is immediate (the scheduler holds no state)."""
+    import signal
+
+    scheduler = Scheduler(app, settings)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, scheduler.stop)
+        await scheduler.run()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,432 @@
+"""The asyncio worker behind ``orch worker``: claim, run, heartbeat, complete or fail.
+
+Owns one process's loop: it claims at most its free slots in one script call per
+queue, runs async functions on the loop and sync ones in a thread pool (or inline with
+``pool="asyncio"``, or in a process pool that can kill a task at its timeout), renews
+all its leases in one heartbeat call per queue, and commits each outcome with the
+task's lease token. Idle, it blocks on the queues' wake-up keys. It holds nothing that
+matters after it dies: a killed worker's leases expire and the reaper requeues them.
+Does not promote or reap (``scheduler``), nor configure logging (``cli``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import __version__
+from .client import Orchestrator
+from .config import WorkerSettings
+from .context import TaskContext, _current
+from .errors import LeaseLost, NotSerializable, UnknownTask
+from .models import TaskState, dumps
+from .pool import ProcessPool, RemoteError
+from .registry import load_apps
+from .transitions import Call, Lease, arun
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass
+class _Running:
+    lease: Lease
+    started: float
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "cancel" (requested), "lost" (lease), "shutdown"
+
+
+def _error_record(exc: BaseException, message: str | None = None, kind: str | None = None) -> dict[str, str]:
+    return {
+        "type": kind or type(exc).__name__,
+        "message": message if message is not None else str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+class Worker:
+    """One worker process's state; ``await run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        app: Orchestrator,
+        settings: WorkerSettings,
+        functions: dict[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.id = settings.name or f"{socket.gethostname()}-{os.getpid()}"
+        self.functions = functions if functions is not None else {n: t.fn for n, t in app.registry.items()}
+        for queue, _ in settings.queues:
+            app.queue(queue)  # validates every name before anything runs
+        self.lease_ms = round(app.settings.lease_timeout * 1000)
+        self.started_at = int(time.time() * 1000)
+        self.processed = 0
+        self._running: dict[tuple[str, str], _Running] = {}
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPool | None = None
+        self._tag = f"[Worker {self.id}]"
+
+    # ---------------------------------------------------------------- control
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop claiming; running tasks get the grace period, then are released."""
+        if not self._stopping:
+            log.info("%s Stopping: no new claims, %d running", self._tag, len(self._running))
+        self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    async def run(self) -> None:
+        self._stop_event = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        self._threads = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix=f"orch-{self.id}")
+        if self.settings.pool == "process":
+            self._processes = ProcessPool(self.settings.concurrency, self.settings.apps)
+        queues = ", ".join(q for q, _ in self.settings.queues)
+        log.info(
+            "%s Started: queues %s, concurrency %d, pool %s, pid %d",
+            self._tag, queues, self.settings.concurrency, self.settings.pool, os.getpid(),
+        )
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            await self._claim_loop()
+        finally:
+            try:
+                await self._shutdown()
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+                await self._deregister()
+                self._threads.shutdown(wait=False, cancel_futures=True)
+                if self._processes is not None:
+                    self._processes.close()
+                await self.app.aclose()
+        log.info("%s Stopped after %d tasks", self._tag, self.processed)
+
+    # ------------------------------------------------------------------ claim
+
+    async def _claim_loop(self) -> None:
+        assert self._slot_freed is not None
+        failures = 0
+        while not self._stopping:
+            free = self.settings.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._until_stopped(self._slot_freed.wait())
+                continue
+            try:
+                leases = await self._claim(free)
+                if not leases:
+                    await self._until_stopped(self._wait_for_work())
+                failures = 0
+            except UNREACHABLE as exc:
+                failures += 1
+                await self._until_stopped(self._backoff("claim", exc, failures))
+                continue
+            for lease in leases:
+                self._start(lease)
+
+    async def _claim(self, free: int) -> list[Lease]:
+        leases: list[Lease] = []
+        for queue in self._queue_order():
+            call = self.app.queue(queue).claim(self.id, free - len(leases), self.lease_ms)
+            claimed: list[Lease] = await arun(self.app.aredis, call)
+            leases += claimed
+            if len(leases) >= free:
+                break
+        return leases
+
+    def _queue_order(self) -> list[str]:
+        """Strict order unless weights differ; then a weighted random order per claim."""
+        queues = list(self.settings.queues)
+        if len({w for _, w in queues}) <= 1:
+            return [q for q, _ in queues]
+        order: list[str] = []
+        while queues:
+            pick = random.choices(range(len(queues)), weights=[w for _, w in queues])[0]
+            order.append(queues.pop(pick)[0])
+        return order
+
+    async def _wait_for_work(self) -> None:
+        """Block on the queues' wake-up keys; enqueue and promote push a token there."""
+        wake = [self.app.keys(q).wake for q, _ in self.settings.queues]
+        await self.app.aredis.blpop(wake, timeout=self.settings.idle_wait)
+
+    async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
+        """Await ``awaitable`` unless stop() comes first (then cancel it)."""
+        assert self._stop_event is not None
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (work, stop):
+                fut.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
+            with contextlib.suppress(asyncio.CancelledError):
+                await work  # re-raises the work's own error, if it failed
+
+    async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
+        delay = min(30.0, 0.1 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+        log.warning("%s Redis unreachable during %s (%s); retrying in %.1f s", self._tag, what, exc, delay)
+        await asyncio.sleep(delay)
+
+    # -------------------------------------------------------------------- run
+
+    def _start(self, lease: Lease) -> None:
+        running = _Running(lease, time.monotonic())
+        self._running[(lease.queue, lease.task_id)] = running
+        retry = f", attempt {lease.attempt}" if lease.attempt > 1 else ""
+        log.info(
+            "%s Claimed task %s (%s, priority %d%s)", self._tag, lease.task_id, lease.name, lease.priority, retry
+        )
+        running.task = asyncio.create_task(self._execute(running))
+
+    async def _execute(self, running: _Running) -> None:
+        lease = running.lease
+        timeout = lease.timeout_ms / 1000 or None
+        try:
+            try:
+                fn = self.functions.get(lease.name)
+                if fn is None:
+                    raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
+                result = await asyncio.wait_for(self._invoke(fn, lease), timeout)
+                payload = dumps(result)
+            except asyncio.CancelledError:
+                if running.stop_reason == "cancel":
+                    await self._fail(running, "cancelled", {"type": "Cancelled", "message": "cancel requested"})
+                elif running.stop_reason is None:
+                    raise
+                return
+            except (asyncio.TimeoutError, TimeoutError) as exc:
+                elapsed = time.monotonic() - running.started
+                if timeout is not None and elapsed >= timeout:
+                    message = f"task timed out after {timeout:g} s"
+                    await self._fail(running, "retry", _error_record(exc, message, "TaskTimeout"))
+                else:
+                    await self._fail(running, "retry", _error_record(exc))
+                return
+            except RemoteError as exc:
+                await self._fail(running, "retry", exc.record)
+                return
+            except NotSerializable as exc:  # the same code would fail the same way: no retry
+                await self._fail(running, "fatal", _error_record(exc, f"result is not JSON: {exc}"))
+                return
+            except UnknownTask as exc:  # fails the task, not the worker; `orch retry` brings it back
+                await self._fail(running, "fatal", _error_record(exc))
+                return
+            except Exception as exc:
+                await self._fail(running, "retry", _error_record(exc))
+                return
+            await self._complete(running, payload)
+        finally:
+            self._running.pop((lease.queue, lease.task_id), None)
+            self.processed += 1
+            if self._slot_freed is not None:
+                self._slot_freed.set()
+
+    async def _invoke(self, fn: Callable[..., Any], lease: Lease) -> Any:
+        context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
+        if inspect.iscoroutinefunction(fn):
+            reset = _current.set(context)
+            try:
+                return await fn(*lease.args, **lease.kwargs)
+            finally:
+                _current.reset(reset)
+        if self._processes is not None:
+            return await self._processes.run(lease.name, lease.args, lease.kwargs, None)
+        call = functools.partial(fn, *lease.args, **lease.kwargs)
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, context)
+        if self.settings.pool == "asyncio":
+            return ctx.run(call)  # inline on the loop: fastest, but blocks heartbeats while it runs
+        return await asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
+
+    # ----------------------------------------------------------------- commit
+
+    async def _complete(self, running: _Running, payload: bytes) -> None:
+        lease = running.lease
+        call = self.app.queue(lease.queue).complete(lease.task_id, lease.token, payload, self.app.ttl_ms)
+        if await self._commit(call, running) is not None:
+            ms = (time.monotonic() - running.started) * 1000
+            log.info("%s Task %s succeeded in %.0f ms", self._tag, lease.task_id, ms)
+
+    async def _fail(self, running: _Running, mode: str, record: dict[str, str]) -> None:
+        lease = running.lease
+        queue = self.app.queue(lease.queue)
+        call = queue.fail(lease.task_id, lease.token, dumps(record), mode=mode, ttl_ms=self.app.ttl_ms)
+        reply = await self._commit(call, running)
+        if reply is None:
+            return
+        what = f"{record.get('type')}: {record.get('message')}"
+        if reply.state is TaskState.RETRYING:
+            log.warning("%s Task %s failed (attempt %d): %s; will retry", self._tag, lease.task_id, lease.attempt, what)
+        elif reply.state is TaskState.CANCELLED:
+            log.info("%s Task %s cancelled", self._tag, lease.task_id)
+        else:
+            log.error("%s Task %s FAILED after %d attempts: %s", self._tag, lease.task_id, lease.attempt, what)
+
+    async def _commit(self, call: Call[T], running: _Running) -> T | None:
+        """Send an outcome, retrying while Redis is unreachable and the lease may still hold."""
+        give_up = time.monotonic() + self.app.settings.lease_timeout
+        failures = 0
+        while True:
+            try:
+                return await arun(self.app.aredis, call)
+            except LeaseLost:
+                log.warning(
+                    "%s Lease of task %s lost (reaped or given to another worker): result dropped",
+                    self._tag, running.lease.task_id,
+                )
+                return None
+            except UNREACHABLE as exc:
+                failures += 1
+                if time.monotonic() > give_up:
+                    log.error(
+                        "%s Giving up on task %s: Redis unreachable past its lease; the reaper will requeue it",
+                        self._tag, running.lease.task_id,
+                    )
+                    return None
+                await self._backoff("commit", exc, failures)
+
+    # -------------------------------------------------------------- heartbeat
+
+    async def _heartbeat_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._beat()
+                failures = 0
+                await asyncio.sleep(self.settings.heartbeat_interval)
+            except UNREACHABLE as exc:
+                failures += 1
+                log.warning("%s Heartbeat failed (%s); retrying", self._tag, exc)
+                await asyncio.sleep(min(self.settings.heartbeat_interval, 0.2 * failures))
+
+    def _info(self) -> dict[str, str | int]:
+        running = len(self._running)
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.settings.concurrency,
+            "running": running,
+            "load": f"{running / self.settings.concurrency:.2f}",
+            "pool": self.settings.pool,
+            "queues": ",".join(q for q, _ in self.settings.queues),
+            "processed": self.processed,
+            "version": __version__,
+            "started_at": self.started_at,
+        }
+
+    async def _beat(self) -> None:
+        info = self._info()
+        for queue, _ in self.settings.queues:
+            mine = [(r.lease.task_id, r.lease.token) for r in self._running.values() if r.lease.queue == queue]
+            reply = await arun(self.app.aredis, self.app.queue(queue).heartbeat(self.id, self.lease_ms, info, mine))
+            for task_id in reply.lost:
+                self._interrupt(queue, task_id, "lost")
+            for task_id in reply.cancel:
+                self._interrupt(queue, task_id, "cancel")
+
+    def _interrupt(self, queue: str, task_id: str, reason: str) -> None:
+        running = self._running.get((queue, task_id))
+        if running is None or running.stop_reason is not None or running.task is None:
+            return
+        running.stop_reason = reason
+        if reason == "lost":
+            log.warning("%s Lease of task %s lost; stopping it, its result will be dropped", self._tag, task_id)
+        else:
+            log.info("%s Cancel requested for task %s; stopping it", self._tag, task_id)
+        running.task.cancel()
+
+    # --------------------------------------------------------------- shutdown
+
+    async def _shutdown(self) -> None:
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            log.info("%s Waiting up to %g s for %d running tasks", self._tag, self.settings.grace, len(tasks))
+            await asyncio.wait(tasks, timeout=self.settings.grace)
+        leftovers = list(self._running.values())
+        if not leftovers:
+            return
+        for running in leftovers:
+            running.stop_reason = "shutdown"
+        released = 0
+        for queue, _ in self.settings.queues:
+            pairs = [(r.lease.task_id, r.lease.token) for r in leftovers if r.lease.queue == queue]
+            if pairs:
+                with contextlib.suppress(*UNREACHABLE):
+                    ids: list[str] = await arun(self.app.aredis, self.app.queue(queue).release(pairs))
+                    released += len(ids)
+        log.info("%s Released %d unfinished tasks back to pending", self._tag, released)
+        for running in leftovers:
+            if running.task is not None:
+                running.task.cancel()
+        await asyncio.gather(*(r.task for r in leftovers if r.task is not None), return_exceptions=True)
+
+    async def _deregister(self) -> None:
+        for queue, _ in self.settings.queues:
+            with contextlib.suppress(*UNREACHABLE):
+                await arun(self.app.aredis, self.app.queue(queue).deregister(self.id))
+
+
+def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
+    """Run a worker until SIGTERM/SIGINT (a second signal exits at once). Returns the exit code."""
+    import signal
+
+    functions = {n: t.fn for n, t in app.registry.items()}
+    functions.update(load_apps(settings.apps))
+    worker = Worker(app, settings, functions)
+    if not functions:
+        log.warning("[Worker %s] No tasks registered: pass --app with the module that defines them", worker.id)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signum: int) -> None:
+            if worker.stopping:
+                log.warning("[Worker %s] Second signal: exiting now; leases will expire", worker.id)
+                logging.shutdown()
+                os._exit(1)
+            worker.stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+        await worker.run()
+
+    asyncio.run(main())
+    if any(t.name.startswith("orch-") and t.is_alive() for t in threading.enumerate()):
+        # A sync task is stuck in a thread that cannot be interrupted: do not hang on exit.
+        logging.shutdown()
+        os._exit(0)
+    return 0
