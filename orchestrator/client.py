@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
+import pydantic
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV, Settings
 from .errors import (
+    ConfigurationError,
     InvalidPriority,
     PayloadTooLarge,
     ResultTimeout,
@@ -68,10 +70,10 @@ class TaskRequest:
     timeout: float | None = None
 
 
-def _unknown_options(unknown: dict[str, Any]) -> None:
+def _unknown_options(unknown: dict[str, Any], error: type[Exception] = ValidationError) -> None:
     if unknown:
         names = ", ".join(sorted(unknown))
-        raise ValidationError(f"unknown option(s): {names}")
+        raise error(f"unknown option(s): {names}")
 
 
 def _ms(seconds: float | None, what: str) -> int:
@@ -96,7 +98,7 @@ class Orchestrator:
         clock_offset_ms: int = 0,
         **unknown: Any,
     ) -> None:
-        _unknown_options(unknown)
+        _unknown_options(unknown, ConfigurationError)
         if settings is None:
             url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
             settings = Settings(redis_url=url)
@@ -171,14 +173,16 @@ class Orchestrator:
 
         ``backoff`` is the first retry's delay in seconds, or a whole RetryPolicy.
         """
-        _unknown_options(unknown)
+        _unknown_options(unknown, ConfigurationError)
         validate_queue_name(queue)
         _check_priority(priority)
-        retry = (
-            backoff.model_copy(update={"max_retries": max_retries})
-            if isinstance(backoff, RetryPolicy)
-            else RetryPolicy(max_retries=max_retries, backoff=backoff)
-        )
+        try:  # validated (model_copy would not be), so bad numbers fail here, not at enqueue
+            if isinstance(backoff, RetryPolicy):
+                retry = RetryPolicy(**{**backoff.model_dump(), "max_retries": max_retries})
+            else:
+                retry = RetryPolicy(max_retries=max_retries, backoff=backoff)
+        except pydantic.ValidationError as exc:
+            raise ConfigurationError(f"invalid retry options: {exc}") from None
         options = TaskOptions(queue=queue, priority=priority, timeout=timeout, retry=retry)
 
         def register(func: Callable[P, R]) -> TaskFunction[P, R]:
@@ -207,6 +211,10 @@ class Orchestrator:
     ) -> TaskRequest:
         """A TaskRequest for ``enqueue_many``, rejecting unknown options at once."""
         _unknown_options(unknown)
+        if args is not None and (isinstance(args, str | bytes) or not isinstance(args, list | tuple)):
+            raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValidationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
         return TaskRequest(
             name, tuple(args or ()), dict(kwargs or {}), queue, priority, delay, key, max_retries, timeout
         )
@@ -236,29 +244,25 @@ class Orchestrator:
 
     def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         """Enqueue many tasks with one script call per queue (and per 1,000 tasks)."""
-        self._register_queues_sync(requests := list(requests))
-        plan, order = self._plan(requests)
+        plan, order = self._plan(list(requests))  # validates every request before any I/O
+        self._register_queues_sync({queue for queue, _ in plan})
         replies = {slot: run(self.redis, call) for slot, call in plan.items()}
         return self._handles(order, replies)
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
-        requests = list(requests)
-        new = self._new_queues(requests)
+        plan, order = self._plan(list(requests))  # validates every request before any I/O
+        new = {queue for queue, _ in plan} - self._registered_queues
         if new:
             await self.aredis.sadd(queues_key(self.settings.prefix), *new)
             self._registered_queues.update(new)
-        plan, order = self._plan(requests)
         replies = {slot: await arun(self.aredis, call) for slot, call in plan.items()}
         return self._handles(order, replies)
 
-    def _register_queues_sync(self, requests: list[TaskRequest]) -> None:
-        new = self._new_queues(requests)
+    def _register_queues_sync(self, queues: set[str]) -> None:
+        new = queues - self._registered_queues
         if new:
             self.redis.sadd(queues_key(self.settings.prefix), *new)
             self._registered_queues.update(new)
-
-    def _new_queues(self, requests: list[TaskRequest]) -> set[str]:
-        return {self._options(r).queue for r in requests} - self._registered_queues
 
     def _plan(
         self, requests: list[TaskRequest]

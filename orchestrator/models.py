@@ -135,7 +135,8 @@ class Task(BaseModel):
                 data[name] = loads(fields[name])
             else:
                 data.pop(name, None)
-        for name in ("worker", "token", "key"):
+        # Scripts blank a field rather than delete it (worker on retry, completed_at on retry_failed).
+        for name in ("worker", "token", "key", "created_at", "run_at", "started_at", "completed_at"):
             if not fields.get(name):
                 data.pop(name, None)
         data["jitter"] = fields.get("jitter", "1") == "1"

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .client import Orchestrator
@@ -26,7 +27,10 @@ from .models import TaskState
 from .transitions import PromoteReply, ReapReply, arun
 
 log = logging.getLogger(__name__)
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
+# runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
+# maps them to OrchestratorError first.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
 MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
 
 
@@ -77,10 +81,10 @@ class Scheduler:
                     await self.run_pass()
                     failures = 0
                     delay = self.settings.interval
-                except UNREACHABLE as exc:
+                except UNAVAILABLE as exc:
                     failures += 1
                     delay = min(30.0, 0.2 * 2 ** min(failures, 8))
-                    log.warning("[Scheduler] Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                    log.warning("[Scheduler] Redis unavailable (%s); retrying in %.1f s", exc, delay)
                 with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                     await asyncio.wait_for(self._stop_event.wait(), delay)
         finally:

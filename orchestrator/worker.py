@@ -24,11 +24,12 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import __version__
@@ -43,7 +44,10 @@ from .transitions import Call, Lease, arun
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
+# runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
+# maps them to OrchestratorError first.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class _Running:
     started: float
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancel" (requested), "lost" (lease), "shutdown"
+    committing: bool = False  # the outcome is being sent: too late to interrupt
 
 
 def _error_record(exc: BaseException, message: str | None = None, kind: str | None = None) -> dict[str, str]:
@@ -81,6 +86,7 @@ class Worker:
         self.started_at = int(time.time() * 1000)
         self.processed = 0
         self._running: dict[tuple[str, str], _Running] = {}
+        self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
@@ -138,7 +144,7 @@ class Worker:
         assert self._slot_freed is not None
         failures = 0
         while not self._stopping:
-            free = self.settings.concurrency - len(self._running)
+            free = self.settings.concurrency - len(self._running) - len(self._stuck)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until_stopped(self._slot_freed.wait())
@@ -148,7 +154,7 @@ class Worker:
                 if not leases:
                     await self._until_stopped(self._wait_for_work())
                 failures = 0
-            except UNREACHABLE as exc:
+            except UNAVAILABLE as exc:
                 failures += 1
                 await self._until_stopped(self._backoff("claim", exc, failures))
                 continue
@@ -198,7 +204,7 @@ class Worker:
 
     async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
         delay = min(30.0, 0.1 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-        log.warning("%s Redis unreachable during %s (%s); retrying in %.1f s", self._tag, what, exc, delay)
+        log.warning("%s Redis unavailable during %s (%s); retrying in %.1f s", self._tag, what, exc, delay)
         await asyncio.sleep(delay)
 
     # -------------------------------------------------------------------- run
@@ -270,7 +276,33 @@ class Worker:
         ctx.run(_current.set, context)
         if self.settings.pool == "asyncio":
             return ctx.run(call)  # inline on the loop: fastest, but blocks heartbeats while it runs
-        return await asyncio.get_running_loop().run_in_executor(self._threads, ctx.run, call)
+        return await self._in_thread(ctx, call, lease)
+
+    async def _in_thread(self, ctx: contextvars.Context, call: Callable[[], T], lease: Lease) -> T:
+        """Run ``call`` in the thread pool. A thread cannot be stopped: when its task is
+        abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot until it returns,
+        so the worker never claims a task it has no thread for."""
+        assert self._threads is not None
+        future = self._threads.submit(ctx.run, call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel() and not future.done():
+                log.warning("%s Task %s stopped, but its thread runs on and keeps its slot", self._tag, lease.task_id)
+                self._stuck.add(future)
+                loop = asyncio.get_running_loop()
+                future.add_done_callback(lambda f: self._call_soon(loop, self._thread_returned, f))
+            raise
+
+    @staticmethod
+    def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Future[Any]], None], arg: Future[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop already closed: the worker is exiting
+            loop.call_soon_threadsafe(fn, arg)
+
+    def _thread_returned(self, future: Future[Any]) -> None:
+        self._stuck.discard(future)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     # ----------------------------------------------------------------- commit
 
@@ -297,44 +329,62 @@ class Worker:
             log.error("%s Task %s FAILED after %d attempts: %s", self._tag, lease.task_id, lease.attempt, what)
 
     async def _commit(self, call: Call[T], running: _Running) -> T | None:
-        """Send an outcome, retrying while Redis is unreachable and the lease may still hold."""
+        """Send an outcome, retrying while Redis is unavailable and the lease may still hold."""
+        running.committing = True
         give_up = time.monotonic() + self.app.settings.lease_timeout
         failures = 0
         while True:
             try:
                 return await arun(self.app.aredis, call)
             except LeaseLost:
+                if failures and await self._landed(running):
+                    return None  # an earlier try went through; only its reply was lost
                 log.warning(
                     "%s Lease of task %s lost (reaped or given to another worker): result dropped",
                     self._tag, running.lease.task_id,
                 )
                 return None
-            except UNREACHABLE as exc:
+            except UNAVAILABLE as exc:
                 failures += 1
                 if time.monotonic() > give_up:
                     log.error(
-                        "%s Giving up on task %s: Redis unreachable past its lease; the reaper will requeue it",
+                        "%s Giving up on task %s: Redis unavailable past its lease; the reaper will requeue it",
                         self._tag, running.lease.task_id,
                     )
                     return None
                 await self._backoff("commit", exc, failures)
 
+    async def _landed(self, running: _Running) -> bool:
+        """After a retried commit says LEASE_LOST: did the first try land after all?
+
+        Only a complete can be told apart (SUCCESS under our token); a failure under our
+        token looks like a reap, so it is reported as lost, which is harmless."""
+        lease = running.lease
+        key = self.app.keys(lease.queue).task(lease.task_id)
+        state, token = await self.app.aredis.hmget(key, ["state", "token"])
+        if state == b"SUCCESS" and token == lease.token.encode():
+            log.info("%s Task %s: outcome recorded before the connection dropped", self._tag, lease.task_id)
+            return True
+        return False
+
     # -------------------------------------------------------------- heartbeat
 
     async def _heartbeat_loop(self) -> None:
+        """Beat until cancelled. It must never end on an error: a worker whose heartbeat died
+        would go on claiming tasks whose leases all expire under it."""
         failures = 0
         while True:
             try:
                 await self._beat()
                 failures = 0
                 await asyncio.sleep(self.settings.heartbeat_interval)
-            except UNREACHABLE as exc:
+            except Exception as exc:
                 failures += 1
-                log.warning("%s Heartbeat failed (%s); retrying", self._tag, exc)
+                log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, exc)
                 await asyncio.sleep(min(self.settings.heartbeat_interval, 0.2 * failures))
 
     def _info(self) -> dict[str, str | int]:
-        running = len(self._running)
+        running = len(self._running) + len(self._stuck)
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -360,7 +410,7 @@ class Worker:
 
     def _interrupt(self, queue: str, task_id: str, reason: str) -> None:
         running = self._running.get((queue, task_id))
-        if running is None or running.stop_reason is not None or running.task is None:
+        if running is None or running.stop_reason is not None or running.task is None or running.committing:
             return
         running.stop_reason = reason
         if reason == "lost":
@@ -385,7 +435,7 @@ class Worker:
         for queue, _ in self.settings.queues:
             pairs = [(r.lease.task_id, r.lease.token) for r in leftovers if r.lease.queue == queue]
             if pairs:
-                with contextlib.suppress(*UNREACHABLE):
+                with contextlib.suppress(*UNAVAILABLE):
                     ids: list[str] = await arun(self.app.aredis, self.app.queue(queue).release(pairs))
                     released += len(ids)
         log.info("%s Released %d unfinished tasks back to pending", self._tag, released)
@@ -396,7 +446,7 @@ class Worker:
 
     async def _deregister(self) -> None:
         for queue, _ in self.settings.queues:
-            with contextlib.suppress(*UNREACHABLE):
+            with contextlib.suppress(*UNAVAILABLE):
                 await arun(self.app.aredis, self.app.queue(queue).deregister(self.id))
 
 

@@ -1,0 +1,26 @@
+# The orchestrator image: `orch` is the entry point, so the command is the subcommand.
+#   docker build -t orchestrator .
+#   docker run --rm -it orchestrator demo          (a private redis-server inside the container)
+#   docker compose up                              (Redis, a scheduler and three workers)
+FROM python:3.11-slim
+
+# redis-server is only there so `orch demo` works without a Redis of its own;
+# workers and schedulers use ORCH_REDIS_URL.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends redis-server \
+    && rm -rf /var/lib/apt/lists/*
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY orchestrator ./orchestrator
+RUN pip install . && useradd --create-home --uid 10001 orch
+
+USER orch
+WORKDIR /home/orch
+ENTRYPOINT ["orch"]
+CMD ["--help"]

@@ -1,0 +1,5 @@
+"""``python -m orchestrator`` is ``orch``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,498 @@
+"""The command line: the click group ``orch``, the only module that prints or configures logging.
+
+Owns the options (each setting with its ORCH_* environment variable), printing, and the
+one place where every expected error becomes a single ``Error: ...`` line on stderr with
+exit code 2 (1 when Redis itself answers with an error): ``OrchGroup``. Does not hold
+business logic: tasks move through ``client`` and ``transitions``, what is shown comes
+from ``inspect``, workers and schedulers run in ``worker`` and ``scheduler`` (imported
+only by the commands that start them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_args
+
+import click
+import pydantic
+import redis
+from click.core import ParameterSource
+from pydantic import BaseModel
+
+from . import __version__
+from . import inspect as show
+from .client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
+from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV, PoolKind, SchedulerSettings, Settings, WorkerSettings
+from .errors import InvalidQueueName, InvalidTransition, OrchestratorError, TaskNotFound
+from .keys import DEFAULT_PREFIX, validate_queue_name
+from .models import DEFAULT_PRIORITY, RetryPolicy, TaskState
+from .transitions import run
+
+BATCH = 1000  # tasks per retry / purge script call; the commands loop until done
+FOLLOW_BLOCK_MS = 5000
+LOG_FORMAT = "%(asctime)s %(message)s"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+PURGE_STATES = ("failed", "done", "pending", "scheduled")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliError(click.ClickException):
+    """Shown as one ``Error: ...`` line; exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class RedisFailure(CliError):
+    """Redis answered with an error that is not bad input; exit code 1."""
+
+    exit_code = 1
+
+
+@dataclass
+class CliState:
+    """The global options, and the Orchestrator built from them on first use."""
+
+    redis_url: str
+    prefix: str
+    _app: Orchestrator | None = None
+
+    def app(self, **settings: Any) -> Orchestrator:
+        """The Orchestrator; ``settings`` (e.g. lease_timeout) apply when it is first built."""
+        if self._app is None:
+            app = Orchestrator(settings=Settings(redis_url=self.redis_url, prefix=self.prefix, **settings))
+            try:
+                app.redis  # noqa: B018 - builds the client: a malformed URL fails here, not mid-command
+            except ValueError as exc:
+                raise CliError(f"invalid Redis URL {show.redact_url(self.redis_url)}: {exc}") from None
+            self._app = app
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+def _one_line(exc: Exception, ctx: click.Context) -> CliError:
+    """The single line every failure is shown as."""
+    state = ctx.find_object(CliState)
+    url = show.redact_url(state.redis_url if state else DEFAULT_REDIS_URL)
+    if isinstance(exc, click.UsageError):
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        return CliError(exc.format_message() + hint)
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return CliError(f"cannot connect to Redis at {url}: {exc}")
+    if isinstance(exc, redis.RedisError):
+        return RedisFailure(f"Redis at {url} answered: {exc}")
+    if isinstance(exc, pydantic.ValidationError):  # settings built from options (or a malformed record)
+        where = "option --{}" if exc.title.endswith("Settings") else exc.title + " field {}"
+        problems = "; ".join(
+            f"invalid {where.format('.'.join(map(str, e['loc'])).replace('_', '-'))}: {e['msg']}" for e in exc.errors()
+        )
+        return CliError(problems)
+    return CliError(str(exc) or type(exc).__name__)
+
+
+_EDGE_ERRORS = (OrchestratorError, redis.RedisError, pydantic.ValidationError)
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class OrchGroup(click.Group):
+    """A click group that turns every expected failure into one line on stderr."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _NO_ARGS_IS_HELP:
+            raise  # plain `orch` shows the help
+        except click.UsageError as exc:
+            ctx = exc.ctx or click.Context(self, info_name=info_name)
+            raise _one_line(exc, ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
+        except _EDGE_ERRORS as exc:
+            raise _one_line(exc, ctx) from None
+
+
+# ----------------------------------------------------------------------- option types
+
+
+def _json(kind: type, label: str) -> Callable[[click.Context, click.Parameter, str], Any]:
+    """An option callback parsing a JSON document of one type (list for --args, object for --kwargs)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+        try:
+            data = json.loads(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", ctx, param) from None
+        if not isinstance(data, kind):
+            raise click.BadParameter(f"must be a JSON {label}, not {json.dumps(data)[:60]}", ctx, param)
+        return data
+
+    return parse
+
+
+def _queue(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return validate_queue_name(value)
+    except InvalidQueueName as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _queues(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_queue(ctx, param, name) for name in value)
+
+
+def _weighted_queues(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """``NAME[:WEIGHT]`` options as (name, weight) pairs; weight 1 when not given."""
+    out = []
+    for spec in value:
+        name, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+        if not weight.isdigit() or int(weight) < 1:
+            raise click.BadParameter(f"weight of queue {name!r} must be an integer >= 1, not {weight!r}", ctx, param)
+        out.append((_queue(ctx, param, name), int(weight)))
+    return tuple(out)
+
+
+def _optional_queue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _queue(ctx, param, value)
+
+
+def _doc(model: type[BaseModel], name: str) -> str:
+    """An option's help text: the setting's documented description and default (defined once, in config)."""
+    info = model.model_fields[name]
+    default = info.default
+    if isinstance(default, tuple):
+        default = " ".join(":".join(map(str, d)) if isinstance(d, tuple) else str(d) for d in default) or "all"
+    return f"{info.description}" if default is None else f"{info.description}  [default: {default}]"
+
+
+def _queue_option(help: str, *name: str, **kwargs: Any) -> Callable[[F], F]:
+    """The -q/--queue option of one command."""
+    return click.option("-q", "--queue", *name, metavar="NAME", help=help, **kwargs)
+
+
+def _setting(model: type[BaseModel], field: str, *decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option for one setting of ``model``, documented from it, with an environment variable."""
+    return click.option(*decls, envvar=envvar, show_envvar=True, help=_doc(model, field), **kwargs)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The options the user set (None and empty mean: the setting's default)."""
+    return {k: v for k, v in values.items() if v is not None and v != ()}
+
+
+def _logging_options(fn: F) -> F:
+    fn = click.option(
+        "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
+        envvar="ORCH_LOG_LEVEL", show_envvar=True, show_default=True, help="Lowest level of the messages logged.",
+    )(fn)
+    return click.option("-v", "--verbose", is_flag=True, help="Log debug messages (same as --log-level debug).")(fn)
+
+
+def _configure_logging(verbose: bool, level: str) -> None:
+    logging.basicConfig(level="DEBUG" if verbose else level.upper(), format=LOG_FORMAT)
+
+
+def _load(module: str, name: str) -> Callable[..., int]:
+    """Import ``module.name`` when the command runs, so the rest of the CLI works without it."""
+    try:
+        fn: Callable[..., int] = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        if isinstance(exc, ImportError) and exc.name not in (module, None):
+            raise  # the module exists but something it imports is broken: show it whole
+        raise CliError(f"{module}.{name} is not available yet: {exc}") from None
+    return fn
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _queue_of(app: Orchestrator, task_id: str, queue: str | None) -> str:
+    """The queue given, else the known queue that holds the task."""
+    return queue if queue is not None else app.find_task(task_id).queue
+
+
+# -------------------------------------------------------------------------- commands
+
+
+@click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--redis-url", envvar=REDIS_URL_ENV, show_envvar=True, default=DEFAULT_REDIS_URL, show_default=True,
+    help="Redis to use (redis://, rediss://, unix://).",
+)
+@click.option(
+    "--prefix", envvar="ORCH_PREFIX", show_envvar=True, default=DEFAULT_PREFIX, show_default=True,
+    help="Start of every key name.",
+)
+@click.version_option(__version__, prog_name="orch")
+@click.pass_context
+def orch(ctx: click.Context, redis_url: str, prefix: str) -> None:
+    """orchestrator: a Redis-backed, persistent, priority job queue."""
+    state = CliState(redis_url, prefix)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+@orch.command()
+@click.argument("name")
+@click.option("--args", callback=_json(list, "list"), default="[]", metavar="JSON", help="Positional arguments.")
+@click.option("--kwargs", callback=_json(dict, "object"), default="{}", metavar="JSON", help="Keyword arguments.")
+@_queue_option(f"Queue.  [default: {DEFAULT_QUEUE}]", callback=_optional_queue)
+@click.option("--priority", type=int, help=f"0 (runs first) to 9.  [default: {DEFAULT_PRIORITY}]")
+@click.option("--delay", type=float, help="Seconds to wait before it may run.")
+@click.option("--key", help="Idempotency key: while a task with this key is unfinished, return it instead.")
+@click.option("--max-retries", type=int, help=_doc(RetryPolicy, "max_retries"))
+@click.option("--timeout", type=float, help=f"Seconds an attempt may run.  [default: {DEFAULT_TIMEOUT:g}]")
+@click.pass_obj
+def enqueue(state: CliState, /, name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> None:
+    """Enqueue task NAME (pkg.module:function) and print its id."""
+    handle = state.app().enqueue(name, args, kwargs, **_given(**options))
+    click.echo(handle.id if handle.created else f"{handle.id} (existing task)")
+
+
+@orch.command()
+@_queue_option("Queue to show (repeatable).  [default: all known]", "queues", multiple=True, callback=_queues)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.pass_obj
+def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
+    """Counts, totals, average run time and live workers of each queue.
+
+    Counts are the tasks in each index now (scheduled includes retrying tasks; done
+    holds succeeded and cancelled ones until their retention ends). Totals are counters
+    since the queue was first used: succeeded + failed are finished attempts. Average
+    run time is runtime_ms / runs over every finished attempt. Throughput over a recent
+    window is not stored. A worker is live while its heartbeat deadline is ahead.
+    """
+    app = state.app()
+    names = list(queues) or show.known_queues(app.redis, app.settings.prefix)
+    statuses = [show.queue_status(app.redis, app.keys(name)) for name in names]
+    if as_json:
+        _print_json({"queues": {s.queue: s.to_json() for s in statuses}})
+        return
+    for line in show.status_lines(statuses):
+        click.echo(line)
+
+
+@orch.command(name="inspect")
+@click.argument("task_id")
+@_queue_option("The task's queue.  [default: search every known queue]", callback=_optional_queue)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.pass_obj
+def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: bool) -> None:
+    """Show the whole record of task TASK_ID, times in ISO 8601 UTC."""
+    app = state.app()
+    task = app.get_task(task_id, queue) if queue is not None else app.find_task(task_id)
+    record = show.task_record(task)
+    if as_json:
+        _print_json(record)
+        return
+    for line in show.task_lines(record):
+        click.echo(line)
+
+
+@orch.command()
+@_queue_option("Queue to read.", default=DEFAULT_QUEUE, show_default=True, callback=_queue)
+@click.option("-n", "--count", type=click.IntRange(min=0), default=20, show_default=True, help="Latest events to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
+@click.pass_obj
+def events(state: CliState, /, queue: str, count: int, follow: bool, as_json: bool) -> None:
+    """Print a queue's recent events, one line each: time, event, task, other fields."""
+    app = state.app()
+    keys = app.keys(queue)
+
+    def emit(batch: list[show.Event]) -> None:
+        for event in batch:
+            click.echo(json.dumps(event.to_json()) if as_json else show.event_line(event))
+
+    recent = show.recent_events(app.redis, keys, count)
+    emit(recent)
+    if not follow:
+        return
+    last = recent[-1].id if recent else show.last_event_id(app.redis, keys)
+    try:
+        while True:
+            batch = show.next_events(app.redis, keys, last, FOLLOW_BLOCK_MS)
+            emit(batch)
+            last = batch[-1].id if batch else last
+    except KeyboardInterrupt:
+        return
+
+
+@orch.command()
+@click.argument("task_ids", nargs=-1)
+@_queue_option("The tasks' queue.  [default: search every known queue]", callback=_optional_queue)
+@click.option("--all-failed", is_flag=True, help="Retry every FAILED task of the queue (needs -q).")
+@click.pass_obj
+def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_failed: bool) -> None:
+    """Move FAILED tasks (TASK_IDS, or --all-failed -q QUEUE) back to PENDING, attempts reset."""
+    if all_failed == bool(task_ids):
+        raise CliError("give task ids or --all-failed -q QUEUE (one of the two)")
+    app = state.app()
+    if all_failed:
+        if queue is None:
+            raise CliError("--all-failed needs -q QUEUE")
+        moved = 0
+        while True:
+            batch = run(app.redis, app.queue(queue).retry_failed(limit=BATCH))
+            moved += len(batch)
+            if len(batch) < BATCH:
+                break
+        click.echo(f"requeued {moved} failed tasks of queue {queue}")
+        return
+    for task_id in task_ids:
+        where = _queue_of(app, task_id, queue)
+        try:
+            run(app.redis, app.queue(where).retry_failed([task_id]))
+        except TaskNotFound:
+            raise CliError(f"no task {task_id} in queue {where!r}") from None
+        except InvalidTransition as exc:
+            now = str(exc).split()[-1]
+            raise CliError(f"cannot retry task {task_id}: it is {now}, only FAILED tasks can be retried") from None
+        click.echo(f"requeued {task_id}")
+
+
+@orch.command()
+@click.argument("task_id")
+@_queue_option("The task's queue.  [default: search every known queue]", callback=_optional_queue)
+@click.pass_obj
+def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
+    """Cancel task TASK_ID: at once unless it is running, when its worker stops it."""
+    app = state.app()
+    where = _queue_of(app, task_id, queue)
+    try:
+        after = app.cancel(task_id, where)
+    except TaskNotFound:
+        raise CliError(f"no task {task_id} in queue {where!r}") from None
+    except InvalidTransition as exc:
+        raise CliError(f"cannot cancel task {task_id}: it is already {exc}") from None
+    click.echo("CANCELLED" if after is TaskState.CANCELLED else f"cancel requested ({after.value.lower()})")
+
+
+@orch.command()
+@_queue_option("Queue to purge.", required=True, callback=_queue)
+@click.option(
+    "--state", "which", type=click.Choice([*PURGE_STATES, "all"]), default="failed", show_default=True,
+    help="Which tasks to delete; all = pending, scheduled, failed and done (running tasks are never purged).",
+)
+@click.option("--yes", is_flag=True, help="Confirm: the tasks and their records are deleted for good.")
+@click.pass_obj
+def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
+    """Delete a queue's tasks in one state, with their records."""
+    if not yes:
+        raise CliError(f"purge deletes {which} tasks of queue {queue} for good: add --yes to confirm")
+    app = state.app()
+    transitions = app.queue(queue)
+    removed: dict[str, int] = {}
+    for index in PURGE_STATES if which == "all" else (which,):
+        removed[index] = 0
+        while n := run(app.redis, transitions.purge(getattr(transitions.keys, index), BATCH)):
+            removed[index] += n
+    detail = ", ".join(f"{n} {index}" for index, n in removed.items())
+    click.echo(f"purged {sum(removed.values())} tasks of queue {queue} ({detail})")
+
+
+@orch.command()
+@click.option(
+    "-A", "--app", "apps", multiple=True, envvar="ORCH_APP", show_envvar=True, metavar="MODULE",
+    help="Module to import to register tasks (repeatable).",
+)
+@_setting(WorkerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_QUEUES", multiple=True,
+          callback=_weighted_queues, metavar="NAME[:WEIGHT]")
+@_setting(WorkerSettings, "concurrency", "-c", "--concurrency", envvar="ORCH_CONCURRENCY", type=int)
+@_setting(WorkerSettings, "pool", "--pool", envvar="ORCH_POOL", type=click.Choice(get_args(PoolKind)))
+@_setting(WorkerSettings, "name", "-n", "--name", envvar="ORCH_WORKER_NAME")
+@_setting(WorkerSettings, "heartbeat_interval", "--heartbeat-interval", envvar="ORCH_HEARTBEAT_INTERVAL", type=float)
+@_setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)
+@_setting(WorkerSettings, "idle_wait", "--idle-wait", envvar="ORCH_IDLE_WAIT", type=float)
+@_setting(Settings, "lease_timeout", "--lease-timeout", envvar="ORCH_LEASE_TIMEOUT", type=float)
+@_logging_options
+@click.pass_obj
+def worker(state: CliState, /, lease_timeout: float | None, verbose: bool, log_level: str, **options: Any) -> None:
+    """Run a worker: claim tasks of the queues and run them until SIGTERM or SIGINT."""
+    settings = WorkerSettings(**_given(**options))
+    app = state.app(**_given(lease_timeout=lease_timeout))
+    _configure_logging(verbose, log_level)
+    click.get_current_context().exit(_load("orchestrator.worker", "run_worker")(app, settings))
+
+
+def _scheduler_options(fn: F) -> F:
+    fn = _logging_options(fn)
+    for option in reversed((
+        _setting(SchedulerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_SCHEDULER_QUEUES",
+                 multiple=True, callback=_queues, metavar="NAME"),
+        _setting(SchedulerSettings, "interval", "--interval", envvar="ORCH_SCHEDULER_INTERVAL", type=float),
+        _setting(SchedulerSettings, "batch", "--batch", envvar="ORCH_SCHEDULER_BATCH", type=int),
+    )):
+        fn = option(fn)
+    return fn
+
+
+def _run_scheduler(state: CliState, verbose: bool, log_level: str, **options: Any) -> None:
+    settings = SchedulerSettings(**_given(**options))
+    app = state.app()
+    _configure_logging(verbose, log_level)
+    click.get_current_context().exit(_load("orchestrator.scheduler", "run_scheduler")(app, settings))
+
+
+@orch.command()
+@_scheduler_options
+@click.pass_obj
+def scheduler(state: CliState, /, **options: Any) -> None:
+    """Run a scheduler: promote due scheduled and retrying tasks, and reap expired leases."""
+    _run_scheduler(state, **options)
+
+
+@orch.command()
+@_scheduler_options
+@click.pass_obj
+def reaper(state: CliState, /, **options: Any) -> None:
+    """Run only the reaper: requeue or fail tasks whose lease expired (no promoting)."""
+    _run_scheduler(state, promote=False, **options)
+
+
+@orch.command()
+@click.option("--workers", type=click.IntRange(1, 32), default=3, show_default=True, help="Worker processes to start.")
+@click.option("--tasks", type=click.IntRange(1, 10_000), default=60, show_default=True, help="Tasks to enqueue.")
+@click.option(
+    "--kill/--no-kill", default=True, show_default=True,
+    help="SIGKILL one busy worker once a third of the tasks are done.",
+)
+@click.option("--seed", type=int, help="Seed of the task mix (priorities, durations, failures).  [default: random]")
+@click.option(
+    "--duration", type=click.FloatRange(min=5), default=40.0, show_default=True,
+    help="Stop after this many seconds, even with tasks unfinished.",
+)
+@click.pass_obj
+def demo(state: CliState, /, workers: int, tasks: int, kill: bool, seed: int | None, duration: float) -> None:
+    """Watch the queue at work: a scheduler, workers, priorities, retries, a killed worker, no task lost.
+
+    Uses --redis-url / ORCH_REDIS_URL when given, touching only keys under a fresh prefix of
+    its own that it removes at the end; otherwise it starts a private redis-server and stops it.
+    """
+    ctx = click.get_current_context()
+    source = ctx.parent.get_parameter_source("redis_url") if ctx.parent is not None else None
+    redis_url = None if source in (None, ParameterSource.DEFAULT) else state.redis_url
+    run_demo = _load("orchestrator.demo", "run_demo")
+    ctx.exit(run_demo(redis_url, workers=workers, tasks=tasks, kill=kill, seed=seed, duration=duration))
+
+
+def main() -> None:
+    """Console-script entry point (``orch``)."""
+    orch(prog_name="orch")

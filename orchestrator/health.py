@@ -1,0 +1,144 @@
+"""Server and queue health: what ``orch doctor`` prints and what processes check at start.
+
+Owns the checklist (Redis version, persistence, eviction policy, memory, latency,
+scripts loaded, live workers, stuck tasks). Each check is a pure function of values
+read from Redis; ``run_checks`` does the reading. Does not print.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from .keys import QueueKeys, queues_key
+from .transitions import SCRIPT_NAMES, script
+
+MIN_REDIS = (6, 2, 0)  # ZRANGE ... BYSCORE LIMIT, used by promote and reap
+STUCK_AFTER_MS = 10_000  # overdue this long means no scheduler / reaper is running
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check_version(version: str) -> Check:
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    if parts < MIN_REDIS:
+        return Check("version", Status.FAIL, f"Redis {version}; orchestrator needs 6.2 or newer")
+    return Check("version", Status.OK, f"Redis {version}")
+
+
+def check_eviction(policy: str) -> Check:
+    if policy != "noeviction":
+        return Check(
+            "eviction", Status.FAIL,
+            f"maxmemory-policy is {policy}: Redis may evict task records; set it to noeviction",
+        )
+    return Check("eviction", Status.OK, "maxmemory-policy noeviction")
+
+
+def check_persistence(aof_enabled: bool, save: str, fsync: str) -> Check:
+    if aof_enabled:
+        status = Status.OK if fsync in ("everysec", "always") else Status.WARN
+        return Check("persistence", status, f"appendonly yes, appendfsync {fsync}")
+    if save.strip():
+        return Check(
+            "persistence", Status.WARN,
+            f"RDB snapshots only (save {save}): a crash loses the tasks since the last one; use appendonly yes",
+        )
+    return Check("persistence", Status.WARN, "no persistence: a Redis restart loses every task; use appendonly yes")
+
+
+def check_memory(used: int, maxmemory: int) -> Check:
+    if maxmemory <= 0:
+        return Check("memory", Status.OK, f"{used / 2**20:.1f} MiB used, no maxmemory limit")
+    share = used / maxmemory
+    status = Status.FAIL if share > 0.95 else Status.WARN if share > 0.8 else Status.OK
+    return Check("memory", status, f"{used / 2**20:.1f} MiB used of {maxmemory / 2**20:.1f} MiB ({share:.0%})")
+
+
+def check_latency(ms: float) -> Check:
+    status = Status.OK if ms < 5 else Status.WARN
+    return Check("latency", status, f"PING round trip {ms:.2f} ms")
+
+
+def check_scripts(loaded: int, total: int) -> Check:
+    # Not an error: scripts load themselves on first use (and again after a restart).
+    return Check("scripts", Status.OK, f"{loaded}/{total} scripts cached (the rest load on first use)")
+
+
+def check_workers(live: int) -> Check:
+    if live == 0:
+        return Check("workers", Status.WARN, "no live workers: nothing will run")
+    return Check("workers", Status.OK, f"{live} live worker registration(s)")
+
+
+def check_stuck(queue: str, overdue_scheduled: int, expired_leases: int) -> Check:
+    problems = []
+    if overdue_scheduled:
+        problems.append(f"{overdue_scheduled} scheduled task(s) overdue by more than {STUCK_AFTER_MS // 1000} s")
+    if expired_leases:
+        problems.append(f"{expired_leases} running task(s) with a lease expired over {STUCK_AFTER_MS // 1000} s ago")
+    if problems:
+        return Check(f"queue {queue}", Status.WARN, "; ".join(problems) + ": is `orch scheduler` running?")
+    return Check(f"queue {queue}", Status.OK, "nothing stuck")
+
+
+def server_checks(client: Redis) -> list[Check]:
+    """The checks that workers and schedulers run at start (persistence and eviction)."""
+    info = client.info()
+    config = client.config_get("maxmemory-policy")
+    save = client.config_get("save").get("save", "")
+    fsync = client.config_get("appendfsync").get("appendfsync", "")
+    return [
+        check_version(_text(info.get("redis_version", "0"))),
+        check_eviction(_text(config.get("maxmemory-policy", ""))),
+        check_persistence(bool(int(info.get("aof_enabled", 0))), _text(save), _text(fsync)),
+    ]
+
+
+def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
+    """Every check of ``orch doctor``."""
+    checks = server_checks(client)
+    info = client.info("memory")
+    checks.append(check_memory(int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))))
+    start = time.perf_counter()
+    client.ping()
+    checks.append(check_latency((time.perf_counter() - start) * 1000))
+    names = list(SCRIPT_NAMES)
+    loaded = client.script_exists(*(script(n).sha for n in names))
+    checks.append(check_scripts(sum(bool(x) for x in loaded), len(names)))
+    now_ms = int(_redis_time_ms(client))
+    live = 0
+    stuck = []
+    for raw in sorted(client.smembers(queues_key(prefix))):
+        queue = _text(raw)
+        keys = QueueKeys(queue, prefix)
+        live += int(client.zcount(keys.workers, now_ms, "+inf"))
+        overdue = int(client.zcount(keys.scheduled, "-inf", now_ms - STUCK_AFTER_MS))
+        expired = int(client.zcount(keys.running, "-inf", now_ms - STUCK_AFTER_MS))
+        stuck.append(check_stuck(queue, overdue, expired))
+    checks.append(check_workers(live))
+    return checks + stuck
+
+
+def _redis_time_ms(client: Redis) -> float:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros / 1000
