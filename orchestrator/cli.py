@@ -422,6 +422,7 @@ def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
 @_setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)
 @_setting(WorkerSettings, "idle_wait", "--idle-wait", envvar="ORCH_IDLE_WAIT", type=float)
 @_setting(Settings, "lease_timeout", "--lease-timeout", envvar="ORCH_LEASE_TIMEOUT", type=float)
+@_setting(WorkerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None)
 @_logging_options
 @click.pass_obj
 def worker(state: CliState, /, lease_timeout: float | None, verbose: bool, log_level: str, **options: Any) -> None:
@@ -439,6 +440,7 @@ def _scheduler_options(fn: F) -> F:
                  multiple=True, callback=_queues, metavar="NAME"),
         _setting(SchedulerSettings, "interval", "--interval", envvar="ORCH_SCHEDULER_INTERVAL", type=float),
         _setting(SchedulerSettings, "batch", "--batch", envvar="ORCH_SCHEDULER_BATCH", type=int),
+        _setting(SchedulerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None),
     )):
         fn = option(fn)
     return fn
@@ -465,6 +467,28 @@ def scheduler(state: CliState, /, **options: Any) -> None:
 def reaper(state: CliState, /, **options: Any) -> None:
     """Run only the reaper: requeue or fail tasks whose lease expired (no promoting)."""
     _run_scheduler(state, promote=False, **options)
+
+
+@orch.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_obj
+def doctor(state: CliState, /, as_json: bool) -> None:
+    """Check the Redis server and the queues; exit 1 when something is wrong.
+
+    Version, persistence, eviction policy, memory, latency, scripts loaded, live workers
+    and stuck tasks (overdue or with long-expired leases: no scheduler running?).
+    """
+    from .health import Status, run_checks
+
+    app = state.app()
+    checks = run_checks(app.redis, app.settings.prefix)
+    if as_json:
+        _print_json([{"check": c.name, "status": c.status.value, "detail": c.detail} for c in checks])
+    else:
+        for c in checks:
+            click.echo(f"[{c.status.value.upper():>4}] {c.name:<12} {c.detail}")
+    if any(c.status is not Status.OK for c in checks):
+        click.get_current_context().exit(1)
 
 
 @orch.command()

@@ -56,6 +56,7 @@ class WorkerSettings(BaseModel):
     grace: float = Field(default=30.0, ge=0, description="Seconds running tasks get to finish on SIGTERM.")
     idle_wait: float = Field(default=1.0, gt=0, description="Longest block on the wake-up key before looking again.")
     apps: tuple[str, ...] = Field(default=(), description="Modules imported at start to register tasks.")
+    strict: bool = Field(default=False, description="Refuse to start on an unsafe Redis (eviction, no persistence).")
 
 
 class SchedulerSettings(BaseModel):
@@ -68,3 +69,4 @@ class SchedulerSettings(BaseModel):
     batch: int = Field(default=500, ge=1, le=10_000, description="Most tasks one script call moves.")
     promote: bool = Field(default=True, description="Promote due scheduled and retrying tasks.")
     reap: bool = Field(default=True, description="Requeue tasks whose lease expired.")
+    strict: bool = Field(default=False, description="Refuse to start on an unsafe Redis (eviction, no persistence).")

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
+from .errors import ConfigurationError
 from .keys import QueueKeys, queues_key
 from .transitions import SCRIPT_NAMES, script
 
@@ -112,6 +114,23 @@ def server_checks(client: Redis) -> list[Check]:
         check_eviction(_text(config.get("maxmemory-policy", ""))),
         check_persistence(bool(int(info.get("aof_enabled", 0))), _text(save), _text(fsync)),
     ]
+
+
+def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
+    """Warn loudly about an unsafe server; with ``strict``, refuse to start instead.
+
+    An unreachable Redis is not a reason to stop: the process retries until it answers.
+    """
+    try:
+        checks = server_checks(client)
+    except RedisError as exc:
+        log.warning("%s Cannot check the Redis server yet (%s); going on", tag, exc)
+        return
+    bad = [c for c in checks if c.status is not Status.OK]
+    for check in bad:
+        log.warning("%s WARNING %s: %s", tag, check.name, check.detail)
+    if strict and bad:
+        raise ConfigurationError(f"unsafe Redis server ({'; '.join(c.detail for c in bad)}); not starting (--strict)")
 
 
 def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:

@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .client import Orchestrator
 from .config import SchedulerSettings
+from .health import startup_checks
 from .keys import queues_key
 from .models import TaskState
 from .transitions import PromoteReply, ReapReply, arun
@@ -145,6 +146,7 @@ def run_scheduler(app: Orchestrator, settings: SchedulerSettings) -> int:
     import signal
 
     scheduler = Scheduler(app, settings)
+    startup_checks(app.redis, strict=settings.strict, tag="[Scheduler]", log=log)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

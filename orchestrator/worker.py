@@ -37,6 +37,7 @@ from .client import Orchestrator
 from .config import WorkerSettings
 from .context import TaskContext, _current
 from .errors import LeaseLost, NotSerializable, UnknownTask
+from .health import startup_checks
 from .models import TaskState, dumps
 from .pool import ProcessPool, RemoteError
 from .registry import load_apps
@@ -457,6 +458,7 @@ def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
     functions = {n: t.fn for n, t in app.registry.items()}
     functions.update(load_apps(settings.apps))
     worker = Worker(app, settings, functions)
+    startup_checks(app.redis, strict=settings.strict, tag=f"[Worker {worker.id}]", log=log)
     if not functions:
         log.warning("[Worker %s] No tasks registered: pass --app with the module that defines them", worker.id)
 

@@ -130,6 +130,7 @@ def test_every_command_has_help(invoke: Invoke, command: list[str]) -> None:
 def test_every_command_is_there() -> None:
     assert set(orch.commands) == {
         "enqueue", "status", "inspect", "events", "retry", "cancel", "purge", "worker", "scheduler", "reaper", "demo",
+        "doctor",
     }
 
 
@@ -632,3 +633,19 @@ def test_events_follow_prints_new_events_until_interrupted(redis_server: RedisSe
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and err == "" and out == ""
+
+
+# ----------------------------------------------------------------------------- doctor
+
+
+def test_doctor_flags_missing_persistence_and_workers(invoke: Invoke, app: Orchestrator) -> None:
+    result = invoke("doctor", "--json")
+    assert result.exit_code == 1
+    checks = {c["check"]: c for c in json.loads(result.output)}
+    assert checks["eviction"]["status"] == "ok"
+    assert checks["persistence"]["status"] == "warn"  # the test server runs without AOF
+    assert checks["workers"]["status"] == "warn"
+
+
+def test_worker_strict_refuses_an_unsafe_server(invoke: Invoke) -> None:
+    one_line_error(invoke("worker", "--strict"), "not starting (--strict)")
