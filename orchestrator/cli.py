@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from . import __version__
 from . import inspect as show
 from .client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
-from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV, PoolKind, SchedulerSettings, Settings, WorkerSettings
+from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, PoolKind, SchedulerSettings, Settings, WorkerSettings
 from .errors import InvalidQueueName, InvalidTransition, OrchestratorError, TaskNotFound
 from .keys import DEFAULT_PREFIX, validate_queue_name
 from .models import DEFAULT_PRIORITY, RetryPolicy, TaskState
@@ -237,7 +237,7 @@ def _queue_of(app: Orchestrator, task_id: str, queue: str | None) -> str:
     help="Redis to use (redis://, rediss://, unix://).",
 )
 @click.option(
-    "--prefix", envvar="ORCH_PREFIX", show_envvar=True, default=DEFAULT_PREFIX, show_default=True,
+    "--prefix", envvar=PREFIX_ENV, show_envvar=True, default=DEFAULT_PREFIX, show_default=True,
     help="Start of every key name.",
 )
 @click.version_option(__version__, prog_name="orch")

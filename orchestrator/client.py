@@ -14,13 +14,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import pydantic
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV, Settings
+from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, Settings
 from .errors import (
     ConfigurationError,
     InvalidPriority,
@@ -31,7 +31,7 @@ from .errors import (
     TaskNotFound,
     ValidationError,
 )
-from .keys import QueueKeys, queues_key, validate_queue_name
+from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
 from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, Task, TaskState, dumps
 from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, run
 
@@ -101,7 +101,7 @@ class Orchestrator:
         _unknown_options(unknown, ConfigurationError)
         if settings is None:
             url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-            settings = Settings(redis_url=url)
+            settings = Settings(redis_url=url, prefix=os.environ.get(PREFIX_ENV) or DEFAULT_PREFIX)
         elif redis_url is not None:
             settings = settings.model_copy(update={"redis_url": redis_url})
         self.settings = settings
@@ -157,9 +157,14 @@ class Orchestrator:
 
     # ------------------------------------------------------------- registration
 
+    @overload
+    def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
     def task(
         self,
-        fn: Callable[P, R] | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         queue: str = DEFAULT_QUEUE,
@@ -168,7 +173,21 @@ class Orchestrator:
         timeout: float | None = DEFAULT_TIMEOUT,
         backoff: float | RetryPolicy = 1.0,
         **unknown: Any,
-    ) -> Any:
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = DEFAULT_PRIORITY,
+        max_retries: int = 3,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        backoff: float | RetryPolicy = 1.0,
+        **unknown: Any,
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         """Register a function as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
         ``backoff`` is the first retry's delay in seconds, or a whole RetryPolicy.

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REDIS_URL_ENV = "ORCH_REDIS_URL"
+PREFIX_ENV = "ORCH_PREFIX"
 
 
 class Settings(BaseModel):

@@ -52,14 +52,14 @@ def _sleep_ms(ms: int) -> None:
     time.sleep(max(0, ms) / 1000)
 
 
-@app.task(name="demo:work", max_retries=3, backoff=0.2, timeout=10)  # type: ignore[untyped-decorator]
+@app.task(name="demo:work", max_retries=3, backoff=0.2, timeout=10)
 def work(ms: int) -> int:
     """Simulated work: sleep ``ms`` milliseconds."""
     _sleep_ms(ms)
     return ms
 
 
-@app.task(name="demo:flaky", max_retries=3, backoff=0.3, timeout=10)  # type: ignore[untyped-decorator]
+@app.task(name="demo:flaky", max_retries=3, backoff=0.3, timeout=10)
 def flaky(key: str, ms: int) -> int:
     """Fails the first time it runs (a simulated transient error), succeeds on retry."""
     _sleep_ms(ms)
@@ -73,7 +73,7 @@ def flaky(key: str, ms: int) -> int:
     return ms
 
 
-@app.task(name="demo:doomed", max_retries=2, backoff=0.2, timeout=10)  # type: ignore[untyped-decorator]
+@app.task(name="demo:doomed", max_retries=2, backoff=0.2, timeout=10)
 def doomed(ms: int) -> None:
     """Always fails: shows retries with backoff, then the dead-letter set."""
     _sleep_ms(ms)

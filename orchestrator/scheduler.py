@@ -115,7 +115,8 @@ class Scheduler:
 
     async def _reap(self, queue: str, report: PassReport) -> None:
         for _ in range(MAX_CALLS_PER_PASS):
-            reply: ReapReply = await arun(self.app.aredis, self.app.queue(queue).reap(self.settings.batch))
+            call = self.app.queue(queue).reap(self.settings.batch, ttl_ms=self.app.ttl_ms)
+            reply: ReapReply = await arun(self.app.aredis, call)
             self._log_reap(queue, reply)
             report.reaped += [(queue, t.task_id, t.state) for t in reply.tasks]
             report.dead_workers += [(queue, w, seen) for w, seen in reply.dead_workers]

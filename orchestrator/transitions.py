@@ -286,12 +286,12 @@ class Transitions:
             decode,
         )
 
-    def release(self, leases: Iterable[tuple[str, str]]) -> Call[list[str]]:
+    def release(self, leases: Iterable[tuple[str, str]], *, ttl_ms: int = 0) -> Call[list[str]]:
         k = self.keys
-        args: list[Arg] = []
+        args: list[Arg] = [ttl_ms]
         for task_id, token in leases:
             args += [task_id, token]
-        return self._call("release", [k.running, k.pending, k.stats, k.events, k.wake], args, _strings)
+        return self._call("release", [k.running, k.pending, k.stats, k.events, k.wake, k.done], args, _strings)
 
     def promote(self, limit: int) -> Call[PromoteReply]:
         k = self.keys
@@ -302,7 +302,7 @@ class Transitions:
             lambda r: PromoteReply(int(r[0]), bool(r[1])),
         )
 
-    def reap(self, limit: int, seed: int | None = None) -> Call[ReapReply]:
+    def reap(self, limit: int, seed: int | None = None, *, ttl_ms: int = 0) -> Call[ReapReply]:
         k = self.keys
         if seed is None:
             seed = random.getrandbits(31)
@@ -317,7 +317,10 @@ class Transitions:
             )
 
         return self._call(
-            "reap", [k.running, k.scheduled, k.failed, k.stats, k.events, k.workers], [limit, seed], decode
+            "reap",
+            [k.running, k.scheduled, k.failed, k.stats, k.events, k.workers, k.done],
+            [limit, seed, ttl_ms],
+            decode,
         )
 
     def cancel(self, task_id: str, ttl_ms: int) -> Call[TaskState]:

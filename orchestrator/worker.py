@@ -437,7 +437,8 @@ class Worker:
             pairs = [(r.lease.task_id, r.lease.token) for r in leftovers if r.lease.queue == queue]
             if pairs:
                 with contextlib.suppress(*UNAVAILABLE):
-                    ids: list[str] = await arun(self.app.aredis, self.app.queue(queue).release(pairs))
+                    call = self.app.queue(queue).release(pairs, ttl_ms=self.app.ttl_ms)
+                    ids: list[str] = await arun(self.app.aredis, call)
                     released += len(ids)
         log.info("%s Released %d unfinished tasks back to pending", self._tag, released)
         for running in leftovers:

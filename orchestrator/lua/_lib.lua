@@ -93,6 +93,14 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
   return 'FAILED', ''
 end
 
+-- End a RUNNING task as CANCELLED (its cancel request was honoured): into done, kept ttl_ms.
+local function finish_cancelled(id, now, err, key, done_key, stats_key, ttl_ms)
+  redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
+  redis.call('HINCRBY', stats_key, 'cancelled', 1)
+  release_unique(id, key)
+  retire(done_key, id, now, ttl_ms)
+end
+
 -- Runtime bookkeeping of one finished attempt.
 local function count_run(stats_key, started_at, now)
   local started = tonumber(started_at)

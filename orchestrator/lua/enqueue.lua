@@ -27,10 +27,13 @@ if not n or n < 1 or #ARGV ~= 6 + n * WIDTH then
 end
 
 -- Validate everything before the first write: Redis does not roll back a failed script.
+local seen = {}
 for i = 0, n - 1 do
   local a = 6 + i * WIDTH
   local id, name = ARGV[a + 1], ARGV[a + 2]
   if id == '' or name == '' then return redis.error_reply('INVALID empty id or name') end
+  if seen[id] then return redis.error_reply('INVALID duplicate task id ' .. id) end
+  seen[id] = true
   if not is_uint(ARGV[a + 3], 9) then return redis.error_reply('INVALID priority ' .. ARGV[a + 3]) end
   local size = #ARGV[a + 4] + #ARGV[a + 5]
   if size > max_payload then return redis.error_reply('TOO_LARGE ' .. size) end

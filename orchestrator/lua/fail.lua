@@ -35,10 +35,7 @@ count_run(stats, f[3], now)
 local state, run_at
 if mode == 'cancelled' then
   state, run_at = 'CANCELLED', ''
-  redis.call('HSET', tkey, 'state', state, 'error', err, 'completed_at', now, 'worker', '')
-  redis.call('HINCRBY', stats, 'cancelled', 1)
-  release_unique(id, f[7])
-  retire(done, id, now, tonumber(ARGV[9]))
+  finish_cancelled(id, now, err, f[7], done, stats, tonumber(ARGV[9]))
 else
   state, run_at = settle_failure(id, now, err, mode == 'retry', scheduled, failed, stats)
 end

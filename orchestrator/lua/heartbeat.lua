@@ -20,7 +20,7 @@ if worker == '' or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
   return redis.error_reply('INVALID worker, lease_ms or k')
 end
 local first_pair = 7 + 2 * k
-if (#ARGV - first_pair + 1) % 2 ~= 0 then
+if first_pair > #ARGV + 1 or (#ARGV - first_pair + 1) % 2 ~= 0 then
   return redis.error_reply('INVALID id/token pairs')
 end
 

@@ -5,21 +5,25 @@
 
   KEYS[1] running zset   KEYS[2] scheduled zset   KEYS[3] failed zset
   KEYS[4] stats hash     KEYS[5] events stream    KEYS[6] workers zset
+  KEYS[7] done zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  limit   most tasks (and most workers) handled by this call
   ARGV[5]  seed    integer seeding the backoff jitter
+  ARGV[6]  ttl_ms  retention of a record cancelled here; 0 keeps it
+
+  A task with a pending cancel request is not retried: it ends CANCELLED.
 
   Returns {tasks, workers, more}:
-    tasks    flat list: id, worker that held it, new state (RETRYING or FAILED)
+    tasks    flat list: id, worker that held it, new state (RETRYING, FAILED or CANCELLED)
     workers  flat list: worker id, last heartbeat (ms) of each worker found dead
     more     1 when more expired leases are already waiting
   Cost: proportional to the expired entries, not to the size of the queue.
   Errors: INVALID <what>. Events: reaped, worker_lost.
 ]]
-local running, scheduled, failed, stats, events, workers =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) then
-  return redis.error_reply('INVALID limit or seed')
+local running, scheduled, failed, stats, events, workers, done =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
+  return redis.error_reply('INVALID limit, seed or ttl_ms')
 end
 local limit = tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
@@ -30,12 +34,17 @@ local tasks = {}
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
   redis.call('ZREM', running, id)
-  local f = redis.call('HMGET', task_key(id), 'state', 'worker', 'attempts', 'name')
+  local f = redis.call('HMGET', task_key(id), 'state', 'worker', 'attempts', 'name', 'cancel_requested', 'key')
   if f[1] == 'RUNNING' then
     local holder = f[2] or ''
     local err = cjson.encode({type = 'LeaseExpired', traceback = '',
       message = 'lease expired: worker ' .. holder .. ' stopped renewing it (attempt ' .. (f[3] or '?') .. ')'})
-    local state = settle_failure(id, now, err, true, scheduled, failed, stats)
+    local state = 'CANCELLED'
+    if f[5] == '1' then
+      finish_cancelled(id, now, err, f[6], done, stats, tonumber(ARGV[6]))
+    else
+      state = settle_failure(id, now, err, true, scheduled, failed, stats)
+    end
     redis.call('HINCRBY', stats, 'reaped', 1)
     emit(events, 'event', 'reaped', 'task', id, 'name', f[4], 'worker', holder,
          'attempt', f[3], 'state', state)

@@ -7,6 +7,7 @@
   ARGV[4]  limit   with no ids: most tasks taken from the failed set, oldest first
   ARGV[5..] ids    the tasks to retry (each must be FAILED)
 
+  A task with an idempotency key takes it back unless another unfinished task holds it.
   Returns the ids moved. Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <id> <state>
   when a named task is not FAILED; INVALID <what>. Events: requeued.
 ]]
@@ -26,9 +27,17 @@ end
 local out = {}
 for _, id in ipairs(ids) do
   local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'state', 'priority')
+  local f = redis.call('HMGET', tkey, 'state', 'priority', 'key')
   redis.call('ZREM', failed, id)
   if f[1] == 'FAILED' then
+    if f[3] and f[3] ~= '' then
+      local ukey = BASE .. 'unique:' .. f[3]
+      local holder = redis.call('GET', ukey)
+      local held = holder and redis.call('HGET', task_key(holder), 'state')
+      if not held or held == 'SUCCESS' or held == 'FAILED' or held == 'CANCELLED' then
+        redis.call('SET', ukey, id)
+      end
+    end
     local score = int(pending_score(stats, tonumber(f[2]) or 5))
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '')
     redis.call('ZADD', pending, score, id)

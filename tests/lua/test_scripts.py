@@ -858,3 +858,57 @@ def test_event_stream_is_capped(q, r):
     for _ in range(30):
         run(r, t.enqueue([spec() for _ in range(10)], max_payload=MAX_PAYLOAD))
     assert r.xlen(q.keys.events) < 300  # '~' trims whole stream nodes, so only roughly 10
+
+
+# ------------------------------------------------- cancel requests meet reap and release
+
+
+def test_reap_honours_a_cancel_request_instead_of_retrying(q):
+    [task_id] = q.add(max_retries=5, key="once")
+    q.claim(lease_ms=1000)
+    q.run(q.at().cancel(task_id, 0))
+    reply = q.run(q.at(5000).reap(10, ttl_ms=60_000))
+    assert reply.tasks == [Reaped(task_id, "w1", S.CANCELLED)]
+    task = q.task(task_id)
+    assert (task.state, task.error.type) == (S.CANCELLED, "LeaseExpired")
+    assert q.members("done") == [task_id] and q.members("scheduled") == []
+    assert q.r.pttl(q.keys.task(task_id)) > 0
+    assert q.r.get(q.keys.unique("once")) is None  # the key is free again
+    assert q.stats()["cancelled"] == 1
+
+
+def test_release_honours_a_cancel_request_instead_of_requeueing(q):
+    a, b = q.add(2)
+    leases = q.claim(2)
+    q.run(q.at().cancel(a, 0))
+    released = q.run(q.at().release([(lease.task_id, lease.token) for lease in leases], ttl_ms=0))
+    assert released == [b]
+    assert q.state(a) is S.CANCELLED and q.state(b) is S.PENDING
+    assert q.members("pending") == [b] and q.members("done") == [a]
+    assert q.events()[-2]["event"] == "cancelled"
+
+
+def test_retry_failed_takes_back_a_free_idempotency_key(q):
+    task_id = q.fail_to_dead_letter(key="k")
+    assert q.r.get(q.keys.unique("k")) is None  # released when it failed
+    q.run(q.at().retry_failed([task_id]))
+    assert q.r.get(q.keys.unique("k")) == task_id.encode()
+    [(again, created)] = [(e.id, e.created) for e in q.run(q.at().enqueue([spec(key="k")], max_payload=MAX_PAYLOAD))]
+    assert (again, created) == (task_id, False)
+
+
+def test_retry_failed_leaves_a_key_held_by_another_unfinished_task(q):
+    task_id = q.fail_to_dead_letter(key="k")
+    [newer] = q.add(key="k")
+    q.run(q.at().retry_failed([task_id]))
+    assert q.r.get(q.keys.unique("k")) == newer.encode()
+
+
+def test_enqueue_rejects_a_duplicate_id_within_one_batch(q):
+    q.fails(ValidationError, q.at().enqueue([spec("same"), spec("same")], max_payload=MAX_PAYLOAD))
+
+
+def test_heartbeat_rejects_a_field_count_past_the_arguments(q):
+    call = q.at().heartbeat("w1", 1000, {"host": "h"}, [])
+    bad = Call(call.script, call.keys, (*call.args[:5], 5, *call.args[6:]), call.decode)
+    q.fails(ValidationError, bad)
