@@ -103,6 +103,36 @@ async def arun(client: AsyncRedis, call: Call[T]) -> T:
     return call.decode(reply)
 
 
+async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]:
+    """Send ``calls`` in one pipeline (one round trip). Each item of the result is that
+    call's decoded reply, or the exception it raised (mapped like ``arun``'s)."""
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for _ in range(2):  # a second pass after loading scripts Redis did not have
+        pipe = client.pipeline(transaction=False)
+        for i in todo:
+            call = calls[i]
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        replies = await pipe.execute(raise_on_error=False)
+        missing = []
+        for i, reply in zip(todo, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                missing.append(i)
+            elif isinstance(reply, ResponseError):
+                results[i] = from_script_error(str(reply)) or reply
+            else:
+                try:
+                    results[i] = calls[i].decode(reply)
+                except Exception as exc:
+                    results[i] = exc
+        if not missing:
+            break
+        for source in {calls[i].script.source for i in missing}:
+            await client.script_load(source)
+        todo = missing
+    return results
+
+
 # ---------------------------------------------------------------------------- replies
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -39,6 +40,7 @@ from .context import TaskContext, _current
 from .errors import LeaseLost, NotSerializable, UnknownTask
 from .health import startup_checks
 from .models import TaskState, dumps
+from .pipeline import Pipeliner
 from .pool import ProcessPool, RemoteError
 from .registry import load_apps
 from .transitions import Call, Lease, arun
@@ -66,6 +68,16 @@ def _error_record(exc: BaseException, message: str | None = None, kind: str | No
         "message": message if message is not None else str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
+
+
+async def _within(work: Awaitable[T], timeout: float | None) -> T:
+    """Await ``work`` with a deadline; ``asyncio.timeout`` spares wait_for's extra task on 3.11+."""
+    if timeout is None:
+        return await work
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await work
+    return await asyncio.wait_for(work, timeout)
 
 
 class Worker:
@@ -112,6 +124,7 @@ class Worker:
     async def run(self) -> None:
         self._stop_event = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        self._pipeliner = Pipeliner(self.app.aredis)
         if self._stopping:
             self._stop_event.set()
         self._threads = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix=f"orch-{self.id}")
@@ -166,7 +179,7 @@ class Worker:
         leases: list[Lease] = []
         for queue in self._queue_order():
             call = self.app.queue(queue).claim(self.id, free - len(leases), self.lease_ms)
-            claimed: list[Lease] = await arun(self.app.aredis, call)
+            claimed: list[Lease] = await self._pipeliner.call(call)
             leases += claimed
             if len(leases) >= free:
                 break
@@ -227,7 +240,7 @@ class Worker:
                 fn = self.functions.get(lease.name)
                 if fn is None:
                     raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
-                result = await asyncio.wait_for(self._invoke(fn, lease), timeout)
+                result = await _within(self._invoke(fn, lease), timeout)
                 payload = dumps(result)
             except asyncio.CancelledError:
                 if running.stop_reason == "cancel":
@@ -336,7 +349,7 @@ class Worker:
         failures = 0
         while True:
             try:
-                return await arun(self.app.aredis, call)
+                return await self._pipeliner.call(call)
             except LeaseLost:
                 if failures and await self._landed(running):
                     return None  # an earlier try went through; only its reply was lost

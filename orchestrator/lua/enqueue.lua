@@ -12,6 +12,8 @@
            delay_ms, key (idempotency key or '')
 
   Returns a flat list: id, created (1 new | 0 the key's unfinished task) per task.
+  A task id that already exists is answered as created and left alone, so a call
+  resent after a lost reply neither fails nor duplicates anything.
   Errors (nothing written): INVALID <what>, TOO_LARGE <bytes>.
   Events: enqueued (state PENDING or SCHEDULED).
   An idempotency key maps to its task while that task is unfinished; a second enqueue
@@ -40,9 +42,6 @@ for i = 0, n - 1 do
   for j = 6, 11 do
     if not is_uint(ARGV[a + j]) then return redis.error_reply('INVALID number ' .. ARGV[a + j]) end
   end
-  if redis.call('EXISTS', task_key(id)) == 1 then
-    return redis.error_reply('INVALID duplicate task id ' .. id)
-  end
 end
 
 local now = now_ms()
@@ -53,7 +52,9 @@ for i = 0, n - 1 do
   local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local delay, key = tonumber(ARGV[a + 11]), ARGV[a + 12]
   local existing = false
-  if key ~= '' then
+  if redis.call('EXISTS', task_key(id)) == 1 then
+    existing = id  -- sent before: its reply was lost
+  elseif key ~= '' then
     local ukey = BASE .. 'unique:' .. key
     local first = redis.call('GET', ukey)
     if first then
@@ -66,7 +67,7 @@ for i = 0, n - 1 do
   end
   if existing then
     out[#out + 1] = existing
-    out[#out + 1] = 0
+    out[#out + 1] = existing == id and 1 or 0
   else
     local state, run_at = 'PENDING', now
     if delay > 0 then state, run_at = 'SCHEDULED', now + delay end

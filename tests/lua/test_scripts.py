@@ -211,9 +211,17 @@ def test_enqueue_validates_the_whole_batch_before_writing(q):
     good = spec("good")
     q.fails(ValidationError, q.at().enqueue([good, spec("bad", priority=10)], max_payload=MAX_PAYLOAD), "priority")
     q.fails(PayloadTooLarge, q.at().enqueue([good, spec("big", args=("x" * 200,))], max_payload=100), "^206$")
-    q.add(id="taken")
-    q.fails(ValidationError, q.at().enqueue([good, spec("taken")], max_payload=MAX_PAYLOAD), "duplicate")
-    assert q.states() == {"taken": S.PENDING}
+    assert q.states() == {}
+
+
+def test_enqueue_sent_again_is_idempotent_per_task_id(q, r):
+    # A client library may resend a call whose reply was lost: the retry must not fail or duplicate.
+    call = q.at().enqueue([spec("a"), spec("b")], max_payload=MAX_PAYLOAD)
+    first = q.run(call)
+    before = snapshot(r)
+    again = q.run(call)
+    assert [(e.id, e.created) for e in again] == [(e.id, e.created) for e in first] == [("a", True), ("b", True)]
+    assert snapshot(r) == before
 
 
 def test_enqueue_too_large_counts_args_and_kwargs(q):

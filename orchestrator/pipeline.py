@@ -1,0 +1,62 @@
+"""Coalescing concurrent script calls into pipelines: the worker's commit path.
+
+Owns one queue of pending calls per client. Calls made while a round trip is in flight
+wait for it and then go together in the next pipeline, so a busy worker pays one round
+trip for many completions and claims, and an idle one pays exactly one per call (no
+timer, no added latency). Does not build calls (``transitions``) nor retry them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis as AsyncRedis
+
+from .transitions import Call, arun, arun_many
+
+T = TypeVar("T")
+
+
+class Pipeliner:
+    def __init__(self, client: AsyncRedis) -> None:
+        self._client = client
+        self._waiting: list[tuple[Call[Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.round_trips = 0
+        self.calls = 0
+
+    async def call(self, call: Call[T]) -> T:
+        """Send ``call`` with whatever else is waiting; return its reply or raise its error."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            self.round_trips += 1
+            self.calls += len(batch)
+            try:
+                if len(batch) == 1:
+                    results: list[Any] = [await _one(self._client, batch[0][0])]
+                else:
+                    results = await arun_many(self._client, [call for call, _ in batch])
+            except Exception as exc:  # the round trip itself failed: every call in it did
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # its caller was cancelled meanwhile
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+async def _one(client: AsyncRedis, call: Call[Any]) -> Any:
+    try:
+        return await arun(client, call)
+    except Exception as exc:
+        return exc
