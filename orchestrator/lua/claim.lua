@@ -25,21 +25,25 @@ local deadline = now + lease
 local popped = redis.call('ZPOPMIN', pending, n)
 local out = {}
 local claimed = 0
+local token = 0
+if #popped > 0 then  -- reserve one token per popped task in one call
+  token = redis.call('HINCRBY', stats, 'tokens', #popped / 2) - #popped / 2
+end
 for i = 1, #popped, 2 do
   local id = popped[i]
   local tkey = task_key(id)
   local f = redis.call('HMGET', tkey, 'state', 'name', 'args', 'kwargs', 'attempts',
                        'max_retries', 'timeout_ms', 'priority')
   if f[1] == 'PENDING' then  -- anything else is a stale entry: dropped
-    local token = tostring(redis.call('HINCRBY', stats, 'tokens', 1))
+    token = token + 1
     local attempts = (tonumber(f[5]) or 0) + 1
-    redis.call('HSET', tkey, 'state', 'RUNNING', 'worker', worker, 'token', token,
+    redis.call('HSET', tkey, 'state', 'RUNNING', 'worker', worker, 'token', int(token),
                'attempts', attempts, 'started_at', now)
     redis.call('ZADD', running, deadline, id)
     emit(events, 'event', 'claimed', 'task', id, 'name', f[2], 'priority', f[8],
          'worker', worker, 'attempt', attempts)
     claimed = claimed + 1
-    local row = {id, token, f[2], f[3], f[4], attempts, f[6], f[7], f[8]}
+    local row = {id, int(token), f[2], f[3], f[4], attempts, f[6], f[7], f[8]}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end

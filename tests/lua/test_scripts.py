@@ -920,3 +920,17 @@ def test_heartbeat_rejects_a_field_count_past_the_arguments(q):
     call = q.at().heartbeat("w1", 1000, {"host": "h"}, [])
     bad = Call(call.script, call.keys, (*call.args[:5], 5, *call.args[6:]), call.decode)
     q.fails(ValidationError, bad)
+
+
+def test_completions_trim_the_done_index_of_expired_records(q):
+    old = q.add(50)
+    for lease in q.claim(50):
+        run(q.r, q.at().complete(lease.task_id, lease.token, b"1", 1000))
+    assert len(q.members("done")) == 50
+    # Much later (records long expired), 300 completions trim on about one call in 16,
+    # 64 entries at a time: the 50 old entries go (the chance one survives is ~1e-8).
+    later = q.add(300)
+    for lease in q.claim(300):
+        run(q.r, q.at(10_000).complete(lease.task_id, lease.token, b"1", 1000))
+    done = set(q.members("done"))
+    assert done.isdisjoint(old) and done == set(later)
