@@ -250,7 +250,10 @@ class Orchestrator:
         Options: queue, priority (0-9, lower first), delay (seconds), key (idempotency),
         max_retries, timeout (seconds). Anything else raises ValidationError.
         """
-        return self.enqueue_many([self.request(name, args, kwargs, **options)])[0]
+        queue, call = self._single(self.request(name, args, kwargs, **options))
+        self._register_queues_sync({queue})
+        [reply] = run(self.redis, call)  # one round trip
+        return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
         self,
@@ -259,7 +262,14 @@ class Orchestrator:
         kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> TaskHandle:
-        return (await self.aenqueue_many([self.request(name, args, kwargs, **options)]))[0]
+        queue, call = self._single(self.request(name, args, kwargs, **options))
+        await self._aregister_queues({queue})
+        [reply] = await arun(self.aredis, call)
+        return TaskHandle(self, reply.id, queue, created=reply.created)
+
+    def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
+        queue, spec = self._spec(request)
+        return queue, self.queue(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
 
     def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         """Enqueue many tasks with one script call per queue (and per 1,000 tasks)."""
@@ -270,17 +280,21 @@ class Orchestrator:
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         plan, order = self._plan(list(requests))  # validates every request before any I/O
-        new = {queue for queue, _ in plan} - self._registered_queues
-        if new:
-            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
-            self._registered_queues.update(new)
+        await self._aregister_queues({queue for queue, _ in plan})
         replies = {slot: await arun(self.aredis, call) for slot, call in plan.items()}
         return self._handles(order, replies)
 
     def _register_queues_sync(self, queues: set[str]) -> None:
+        """Add queues to the known-queues set, once per process (outside any hash tag)."""
         new = queues - self._registered_queues
         if new:
             self.redis.sadd(queues_key(self.settings.prefix), *new)
+            self._registered_queues.update(new)
+
+    async def _aregister_queues(self, queues: set[str]) -> None:
+        new = queues - self._registered_queues
+        if new:
+            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
             self._registered_queues.update(new)
 
     def _plan(

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis as AsyncRedis
 
-from .transitions import Call, arun, arun_many
+from .transitions import Call, arun_many
 
 T = TypeVar("T")
 
@@ -40,10 +40,7 @@ class Pipeliner:
             self.round_trips += 1
             self.calls += len(batch)
             try:
-                if len(batch) == 1:
-                    results: list[Any] = [await _one(self._client, batch[0][0])]
-                else:
-                    results = await arun_many(self._client, [call for call, _ in batch])
+                results = await arun_many(self._client, [call for call, _ in batch])
             except Exception as exc:  # the round trip itself failed: every call in it did
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
@@ -54,9 +51,3 @@ class Pipeliner:
                 else:
                     future.set_result(result)
 
-
-async def _one(client: AsyncRedis, call: Call[Any]) -> Any:
-    try:
-        return await arun(client, call)
-    except Exception as exc:
-        return exc

@@ -19,7 +19,9 @@ import hiredis
 import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import from_script_error
 from .keys import QueueKeys
@@ -68,93 +70,148 @@ class Call(Generic[T]):
     keys: Sequence[str]
     args: Sequence[Arg]
     decode: Callable[[Any], T]
+    resend_safe: bool = True  # sent twice after a lost reply, it changes nothing more
+
+    @property
+    def command(self) -> tuple[Arg, ...]:
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
 
 
-def _raise_mapped(exc: ResponseError) -> None:
-    mapped = from_script_error(str(exc))
-    if mapped is not None:
-        raise mapped from None
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+_pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)  # its stub types a 1-tuple
 
 
-def run(client: Redis, call: Call[T]) -> T:
-    """Send ``call`` on a sync client, loading the script after a NOSCRIPT."""
-    try:
-        try:
-            reply = client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            client.script_load(call.script.source)
-            reply = client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-    except ResponseError as exc:
-        _raise_mapped(exc)
-        raise
-    return call.decode(reply)
+class _Exchange:
+    """The pure half of sending calls: what to send next and what the replies mean.
 
+    A call whose script Redis does not have (NOSCRIPT: restarted, failed over) is sent
+    again after its script is loaded; when the connection fails, the calls are sent again
+    once if every one of them is safe to resend, else the error propagates.
+    """
 
-async def arun(client: AsyncRedis, call: Call[T]) -> T:
-    """Send ``call`` on an asyncio client, loading the script after a NOSCRIPT."""
-    try:
-        try:
-            reply = await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            await client.script_load(call.script.source)
-            reply = await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-    except ResponseError as exc:
-        _raise_mapped(exc)
-        raise
-    return call.decode(reply)
+    def __init__(self, calls: Sequence[Call[Any]]) -> None:
+        self.calls = calls
+        self.results: list[Any] = [None] * len(calls)
+        self.todo = list(range(len(calls)))
+        self.passes = 0
+        self.resent = False
 
+    @property
+    def done(self) -> bool:
+        return not self.todo
 
-async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]:
-    """Send ``calls`` in one pipeline (one round trip). Each item of the result is that
-    call's decoded reply, or the exception it raised (mapped like ``arun``'s)."""
-    results: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for _ in range(2):  # a second pass after loading scripts Redis did not have
-        commands = [("EVALSHA", calls[i].script.sha, len(calls[i].keys), *calls[i].keys, *calls[i].args) for i in todo]
-        replies = await _send_all(client, commands)
+    def packed(self) -> bytes:
+        self.passes += 1
+        if self.passes > 4:
+            raise RuntimeError("scripts keep vanishing from Redis (NOSCRIPT after loading them)")
+        return b"".join(_pack(self.calls[i].command) for i in self.todo)
+
+    def lost(self, exc: Exception) -> None:
+        if self.resent or not all(self.calls[i].resend_safe for i in self.todo):
+            raise exc
+        self.resent = True
+
+    def received(self, replies: list[Any]) -> set[str]:
+        """Settle each reply; return the sources of the scripts Redis lacked."""
         missing = []
-        for i, reply in zip(todo, replies, strict=True):
+        for i, reply in zip(self.todo, replies, strict=True):
             if isinstance(reply, NoScriptError):
                 missing.append(i)
             elif isinstance(reply, ResponseError):
-                results[i] = from_script_error(str(reply)) or reply
+                self.results[i] = from_script_error(str(reply)) or reply
             else:
                 try:
-                    results[i] = calls[i].decode(reply)
+                    self.results[i] = self.calls[i].decode(reply)
                 except Exception as exc:
-                    results[i] = exc
-        if not missing:
-            break
-        for source in {calls[i].script.source for i in missing}:
-            await client.script_load(source)
-        todo = missing
-    return results
+                    self.results[i] = exc
+        self.todo = missing
+        return {self.calls[i].script.source for i in missing}
 
 
-async def _send_all(client: AsyncRedis, commands: list[tuple[Arg, ...]]) -> list[Any]:
-    """Write ``commands`` at once on one pooled connection and read every reply in order.
+def _read_all(read: Callable[[], Any], count: int) -> list[Any]:
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(read())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
 
-    Packs with hiredis (C) rather than redis-py's Python packer: on the worker's hot path
-    that is most of the client-side cost of a pipeline. An error reply is returned in its
-    place; a failure of the connection itself drops the connection and raises.
+
+def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
+    """Send ``calls`` in one round trip on a sync client. Each result is that call's
+    decoded reply, or the exception it raised (script errors mapped to OrchestratorError).
+
+    Commands are packed by hiredis and written on one pooled connection: redis-py's own
+    command path costs about twice the round trip itself.
     """
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)  # its stub types a 1-tuple
-    try:
-        await conn.send_packed_command(b"".join(pack(c) for c in commands))
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await conn.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
-    except BaseException:
-        await conn.disconnect()  # a half-read connection must not go back to the pool
-        raise
-    finally:
-        await pool.release(conn)
+    exchange = _Exchange(calls)
+    while not exchange.done:
+        packed = exchange.packed()
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
+            replies = _read_all(conn.read_response, len(exchange.todo))
+        except UNREACHABLE as exc:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+            exchange.lost(exc)
+            continue
+        except BaseException:
+            conn.disconnect()  # type: ignore[no-untyped-call]  # half-read: not back to the pool
+            raise
+        finally:
+            pool.release(conn)
+        for source in exchange.received(replies):
+            client.script_load(source)
+    return exchange.results
+
+
+async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]:
+    """``run_many`` for an asyncio client."""
+    exchange = _Exchange(calls)
+    while not exchange.done:
+        packed = exchange.packed()
+        pool = client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command([packed])
+            replies = []
+            for _ in exchange.todo:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except UNREACHABLE as exc:
+            await conn.disconnect()
+            exchange.lost(exc)
+            continue
+        except BaseException:
+            await conn.disconnect()  # a half-read connection must not go back to the pool
+            raise
+        finally:
+            await pool.release(conn)
+        for source in exchange.received(replies):
+            await client.script_load(source)
+    return exchange.results
+
+
+def _one(result: Any) -> Any:
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def run(client: Redis, call: Call[T]) -> T:
+    """Send one call on a sync client; return its decoded reply or raise its error."""
+    result: T = _one(run_many(client, [call])[0])
+    return result
+
+
+async def arun(client: AsyncRedis, call: Call[T]) -> T:
+    """Send one call on an asyncio client; return its decoded reply or raise its error."""
+    result: T = _one((await arun_many(client, [call]))[0])
+    return result
 
 
 # ---------------------------------------------------------------------------- replies
@@ -247,8 +304,16 @@ class Transitions:
         self.keys = keys
         self._common: tuple[Arg, ...] = (keys.base, clock_offset_ms, events_maxlen)
 
-    def _call(self, name: str, keys: Sequence[str], args: Sequence[Arg], decode: Callable[[Any], T]) -> Call[T]:
-        return Call(script(name), keys, (*self._common, *args), decode)
+    def _call(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        decode: Callable[[Any], T],
+        *,
+        resend_safe: bool = True,
+    ) -> Call[T]:
+        return Call(script(name), keys, (*self._common, *args), decode, resend_safe)
 
     def enqueue(self, specs: Sequence[TaskSpec], *, max_payload: int) -> Call[list[Enqueued]]:
         k = self.keys
@@ -285,7 +350,9 @@ class Transitions:
                 for i in range(0, len(reply), 9)
             ]
 
-        return self._call("claim", [k.pending, k.running, k.stats, k.events, k.wake], [worker, n, lease_ms], decode)
+        # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
+        keys = [k.pending, k.running, k.stats, k.events, k.wake]
+        return self._call("claim", keys, [worker, n, lease_ms], decode, resend_safe=False)
 
     def heartbeat(
         self,
@@ -389,7 +456,11 @@ class Transitions:
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 1000) -> Call[list[str]]:
         k = self.keys
         return self._call(
-            "retry_failed", [k.failed, k.pending, k.stats, k.events, k.wake], [limit, *task_ids], _strings
+            "retry_failed",
+            [k.failed, k.pending, k.stats, k.events, k.wake],
+            [limit, *task_ids],
+            _strings,
+            resend_safe=not task_ids,  # by id, a resend would answer BAD_STATE for what it just moved
         )
 
     def purge(self, index: str, limit: int) -> Call[int]:
