@@ -119,3 +119,11 @@ local function wake_one(wake_key)
     redis.call('RPUSH', wake_key, '1')
   end
 end
+
+-- n tasks became PENDING: count them under `counter` and wake an idle worker.
+local function made_ready(stats_key, counter, n, wake_key)
+  if n > 0 then
+    redis.call('HINCRBY', stats_key, counter, n)
+    wake_one(wake_key)
+  end
+end

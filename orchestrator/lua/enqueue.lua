@@ -89,8 +89,5 @@ for i = 0, n - 1 do
     out[#out + 1] = 1
   end
 end
-if created > 0 then
-  redis.call('HINCRBY', stats, 'enqueued', created)
-  wake_one(wake)
-end
+made_ready(stats, 'enqueued', created, wake)
 return out

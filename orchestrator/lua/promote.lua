@@ -29,8 +29,5 @@ for i = 1, math.min(#due, limit) do
     moved = moved + 1
   end
 end
-if moved > 0 then
-  redis.call('HINCRBY', stats, 'promoted', moved)
-  wake_one(wake)
-end
+made_ready(stats, 'promoted', moved, wake)
 return {moved, #due > limit and 1 or 0}

@@ -39,8 +39,5 @@ for i = 5, #ARGV, 2 do
     out[#out + 1] = id
   end
 end
-if #out > 0 then
-  redis.call('HINCRBY', stats, 'released', #out)
-  wake_one(wake)
-end
+made_ready(stats, 'released', #out, wake)
 return out

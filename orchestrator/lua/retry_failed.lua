@@ -45,8 +45,5 @@ for _, id in ipairs(ids) do
     out[#out + 1] = id
   end
 end
-if #out > 0 then
-  redis.call('HINCRBY', stats, 'requeued', #out)
-  wake_one(wake)
-end
+made_ready(stats, 'requeued', #out, wake)
 return out
