@@ -5,8 +5,10 @@ The public API is what ``__all__`` lists (a test pins it); everything else is in
 
 from .client import Orchestrator, TaskFunction, TaskHandle, TaskOptions, TaskRequest
 from .config import SchedulerSettings, Settings, WorkerSettings
+from .context import TaskContext, current_task
 from .errors import (
     ConfigurationError,
+    InvalidPayload,
     InvalidPriority,
     InvalidQueueName,
     InvalidTransition,
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",
+    "InvalidPayload",
     "InvalidPriority",
     "InvalidQueueName",
     "InvalidTransition",
@@ -41,6 +44,7 @@ __all__ = [
     "Settings",
     "Task",
     "TaskCancelled",
+    "TaskContext",
     "TaskError",
     "TaskFailed",
     "TaskFunction",
@@ -53,4 +57,5 @@ __all__ = [
     "ValidationError",
     "WorkerSettings",
     "__version__",
+    "current_task",
 ]

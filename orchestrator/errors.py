@@ -16,7 +16,8 @@ to it. Does not raise anything itself.
     ├── TaskFailed                  raised by TaskHandle.result() for a FAILED task
     ├── TaskCancelled               raised by TaskHandle.result() for a CANCELLED task
     ├── ResultTimeout               TaskHandle.result(timeout=) ran out before the task ended
-    └── UnknownTask                 a worker was asked to run a name it has no function for
+    ├── UnknownTask                 a worker was asked to run a name it has no function for
+    └── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class ResultTimeout(OrchestratorError, TimeoutError):
 
 class UnknownTask(OrchestratorError, LookupError):
     """No function is registered under a task name."""
+
+
+class InvalidPayload(OrchestratorError):
+    """A task record's arguments are not JSON: the worker fails the task instead of running it."""
 
 
 # Stable error codes returned by the Lua scripts (the first word of the error reply).

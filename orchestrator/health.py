@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from .errors import ConfigurationError
 from .keys import QueueKeys, queues_key
@@ -120,9 +120,17 @@ def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
     """Warn loudly about an unsafe server; with ``strict``, refuse to start instead.
 
     An unreachable Redis is not a reason to stop: the process retries until it answers.
+    A Redis user without INFO / CONFIG GET (see the README's ACL recipe) cannot check: it
+    warns, and ``strict`` refuses, since nothing could be verified.
     """
     try:
         checks = server_checks(client)
+    except NoPermissionError as exc:
+        detail = f"this Redis user may not run INFO / CONFIG GET ({exc}); run `orch doctor` as an administrator"
+        if strict:
+            raise ConfigurationError(f"cannot check the Redis server: {detail}; not starting (--strict)") from None
+        log.warning("%s Cannot check the Redis server: %s", tag, detail)
+        return
     except RedisError as exc:
         log.warning("%s Cannot check the Redis server yet (%s); going on", tag, exc)
         return

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import NotSerializable
+from .errors import InvalidPayload, NotSerializable
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
@@ -132,7 +132,10 @@ class Task(BaseModel):
         data: dict[str, Any] = dict(fields)
         for name in ("args", "kwargs", "result", "error"):
             if fields.get(name):
-                data[name] = loads(fields[name])
+                try:
+                    data[name] = loads(fields[name])
+                except orjson.JSONDecodeError:
+                    raise InvalidPayload(f"field {name!r} of task {fields.get('id')} is not JSON") from None
             else:
                 data.pop(name, None)
         # Scripts blank a field rather than delete it (worker on retry, completed_at on retry_failed).
@@ -145,4 +148,4 @@ class Task(BaseModel):
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -33,6 +33,7 @@ class RemoteError(Exception):
 
 
 def _child_main(conn: Connection, apps: tuple[str, ...]) -> None:
+    from .context import TaskContext, _current
     from .registry import load_apps
 
     functions = load_apps(apps)
@@ -43,6 +44,8 @@ def _child_main(conn: Connection, apps: tuple[str, ...]) -> None:
             return
         try:
             fn = functions[message["name"]]
+            if message.get("context"):
+                _current.set(TaskContext(**message["context"]))
             result = fn(*message["args"], **message["kwargs"])
             if inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
@@ -88,7 +91,14 @@ class ProcessPool:
         self._all.add(child)
         self._idle.put_nowait(child)
 
-    async def run(self, name: str, args: list[Any], kwargs: dict[str, Any], timeout: float | None) -> Any:
+    async def run(
+        self,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        context: dict[str, Any] | None = None,
+    ) -> Any:
         child = await self._idle.get()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[bytes] = loop.create_future()
@@ -102,7 +112,8 @@ class ProcessPool:
 
         healthy = False
         try:
-            child.conn.send_bytes(orjson.dumps({"name": name, "args": args, "kwargs": kwargs}))
+            message = {"name": name, "args": args, "kwargs": kwargs, "context": context}
+            child.conn.send_bytes(orjson.dumps(message))
             loop.add_reader(child.conn.fileno(), readable)
             try:
                 data = await asyncio.wait_for(answer, timeout)

@@ -255,6 +255,18 @@ class Lease:
     max_retries: int
     timeout_ms: int
     priority: int
+    payload_error: str = ""  # set when the record's args/kwargs are not JSON: the task is failed, not run
+
+
+def _payload(args: bytes, kwargs: bytes) -> tuple[list[Any], dict[str, Any], str]:
+    """Decode a claimed task's arguments; a record someone wrote by hand may not be JSON."""
+    try:
+        decoded_args, decoded_kwargs = orjson.loads(args), orjson.loads(kwargs)
+    except orjson.JSONDecodeError as exc:
+        return [], {}, f"the task record's args/kwargs are not JSON ({exc}); it was not run"
+    if not isinstance(decoded_args, list) or not isinstance(decoded_kwargs, dict):
+        return [], {}, "the task record's args must be a JSON list and kwargs a JSON object; it was not run"
+    return decoded_args, decoded_kwargs, ""
 
 
 @dataclass(frozen=True)
@@ -334,21 +346,25 @@ class Transitions:
         queue = k.queue
 
         def decode(reply: list[Any]) -> list[Lease]:
-            return [
-                Lease(
-                    queue=queue,
-                    task_id=_text(reply[i]),
-                    token=_text(reply[i + 1]),
-                    name=_text(reply[i + 2]),
-                    args=orjson.loads(reply[i + 3]),
-                    kwargs=orjson.loads(reply[i + 4]),
-                    attempt=int(reply[i + 5]),
-                    max_retries=int(reply[i + 6]),
-                    timeout_ms=int(reply[i + 7]),
-                    priority=int(reply[i + 8]),
+            leases = []
+            for i in range(0, len(reply), 9):
+                args, kwargs, payload_error = _payload(reply[i + 3], reply[i + 4])
+                leases.append(
+                    Lease(
+                        queue=queue,
+                        task_id=_text(reply[i]),
+                        token=_text(reply[i + 1]),
+                        name=_text(reply[i + 2]),
+                        args=args,
+                        kwargs=kwargs,
+                        attempt=int(reply[i + 5]),
+                        max_retries=int(reply[i + 6]),
+                        timeout_ms=int(reply[i + 7]),
+                        priority=int(reply[i + 8]),
+                        payload_error=payload_error,
+                    )
                 )
-                for i in range(0, len(reply), 9)
-            ]
+            return leases
 
         # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
         keys = [k.pending, k.running, k.stats, k.events, k.wake]

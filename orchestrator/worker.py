@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -37,7 +38,7 @@ from . import __version__
 from .client import Orchestrator
 from .config import WorkerSettings
 from .context import TaskContext, _current
-from .errors import LeaseLost, NotSerializable, UnknownTask
+from .errors import InvalidPayload, LeaseLost, NotSerializable, UnknownTask
 from .health import startup_checks
 from .models import TaskState, dumps
 from .pipeline import Pipeliner
@@ -99,6 +100,7 @@ class Worker:
         self.started_at = int(time.time() * 1000)
         self.processed = 0
         self._running: dict[tuple[str, str], _Running] = {}
+        self._beating = True
         self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
@@ -142,9 +144,8 @@ class Worker:
             try:
                 await self._shutdown()
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                self._beating = False
+                await self._end(heartbeat)
                 await self._deregister()
                 self._threads.shutdown(wait=False, cancel_futures=True)
                 if self._processes is not None:
@@ -171,6 +172,11 @@ class Worker:
             except UNAVAILABLE as exc:
                 failures += 1
                 await self._until_stopped(self._backoff("claim", exc, failures))
+                continue
+            except Exception:  # a bug must not kill the worker and orphan its running tasks
+                failures += 1
+                log.exception("%s Unexpected error while claiming; retrying", self._tag)
+                await self._until_stopped(asyncio.sleep(min(30.0, 0.1 * 2 ** min(failures, 8))))
                 continue
             for lease in leases:
                 self._start(lease)
@@ -237,6 +243,8 @@ class Worker:
         timeout = lease.timeout_ms / 1000 or None
         try:
             try:
+                if lease.payload_error:
+                    raise InvalidPayload(lease.payload_error)
                 fn = self.functions.get(lease.name)
                 if fn is None:
                     raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
@@ -262,7 +270,7 @@ class Worker:
             except NotSerializable as exc:  # the same code would fail the same way: no retry
                 await self._fail(running, "fatal", _error_record(exc, f"result is not JSON: {exc}"))
                 return
-            except UnknownTask as exc:  # fails the task, not the worker; `orch retry` brings it back
+            except (UnknownTask, InvalidPayload) as exc:  # fails the task, not the worker; `orch retry` brings it back
                 await self._fail(running, "fatal", _error_record(exc))
                 return
             except Exception as exc:
@@ -284,7 +292,8 @@ class Worker:
             finally:
                 _current.reset(reset)
         if self._processes is not None:
-            return await self._processes.run(lease.name, lease.args, lease.kwargs, None)
+            fields = dataclasses.asdict(context)
+            return await self._processes.run(lease.name, lease.args, lease.kwargs, None, fields)
         call = functools.partial(fn, *lease.args, **lease.kwargs)
         ctx = contextvars.copy_context()
         ctx.run(_current.set, context)
@@ -383,11 +392,23 @@ class Worker:
 
     # -------------------------------------------------------------- heartbeat
 
+    async def _end(self, task: asyncio.Task[None]) -> None:
+        """Cancel ``task`` until it has ended: on 3.11 a cancel that lands inside redis-py's
+        own ``wait_for`` can be swallowed, which once left a stopping worker beating forever."""
+        give_up = time.monotonic() + 5
+        while not task.done() and time.monotonic() < give_up:
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        if not task.done():
+            log.warning("%s The heartbeat would not stop; exiting without it", self._tag)
+        elif not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not report it as lost
+
     async def _heartbeat_loop(self) -> None:
-        """Beat until cancelled. It must never end on an error: a worker whose heartbeat died
+        """Beat until stopped. It must never end on an error: a worker whose heartbeat died
         would go on claiming tasks whose leases all expire under it."""
         failures = 0
-        while True:
+        while self._beating:
             try:
                 await self._beat()
                 failures = 0

@@ -32,6 +32,7 @@ S = TaskState
 def test_public_api_is_pinned():
     assert orchestrator.__all__ == [
         "ConfigurationError",
+        "InvalidPayload",
         "InvalidPriority",
         "InvalidQueueName",
         "InvalidTransition",
@@ -46,6 +47,7 @@ def test_public_api_is_pinned():
         "Settings",
         "Task",
         "TaskCancelled",
+        "TaskContext",
         "TaskError",
         "TaskFailed",
         "TaskFunction",
@@ -58,6 +60,7 @@ def test_public_api_is_pinned():
         "ValidationError",
         "WorkerSettings",
         "__version__",
+        "current_task",
     ]
 
 
