@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import inspect
 import multiprocessing
+import os
+import signal
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -32,15 +34,21 @@ class RemoteError(Exception):
         super().__init__(f"{record.get('type')}: {record.get('message')}")
 
 
-def _child_main(conn: Connection, apps: tuple[str, ...]) -> None:
+def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
     from .context import TaskContext, _current
+    from .redis_local import die_with_parent
     from .registry import load_apps
 
+    # A child of a worker that was killed -9 must not go on running (or start) tasks whose
+    # leases are gone: on Linux the kernel kills it with its parent, elsewhere it checks.
+    die_with_parent(signal.SIGKILL)
     functions = load_apps(apps)
     while True:
         try:
             message = orjson.loads(conn.recv_bytes())
         except (EOFError, OSError):
+            return
+        if os.getppid() != parent:
             return
         try:
             fn = functions[message["name"]]
@@ -53,7 +61,10 @@ def _child_main(conn: Connection, apps: tuple[str, ...]) -> None:
         except BaseException as exc:
             record = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
             reply = orjson.dumps({"error": record})
-        conn.send_bytes(reply)
+        try:
+            conn.send_bytes(reply)
+        except OSError:  # the worker is gone (BrokenPipeError): nothing to report to
+            return
 
 
 async def _await(awaitable: Any) -> Any:
@@ -64,7 +75,7 @@ class _Child:
     def __init__(self, ctx: Any, apps: tuple[str, ...]) -> None:
         parent, child = ctx.Pipe()
         self.conn: Connection = parent
-        self.process: BaseProcess = ctx.Process(target=_child_main, args=(child, apps), daemon=True)
+        self.process: BaseProcess = ctx.Process(target=_child_main, args=(child, apps, os.getpid()), daemon=True)
         self.process.start()
         child.close()
 

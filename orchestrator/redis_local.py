@@ -30,12 +30,12 @@ START_ATTEMPTS = 3  # a free port can be taken by someone else before the server
 PR_SET_PDEATHSIG = 1  # prctl option (Linux)
 
 
-def die_with_parent() -> None:
-    """``preexec_fn`` for a child process: on Linux it gets SIGTERM if its parent dies first,
-    so a SIGKILLed tool leaves no orphans. Elsewhere it does nothing."""
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a child process: on Linux it gets ``sig`` if its parent dies first, so a
+    SIGKILLed parent leaves no orphans (also usable as ``preexec_fn``). Elsewhere a no-op."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def free_port() -> int:

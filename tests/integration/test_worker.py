@@ -182,3 +182,24 @@ def test_idle_worker_starts_a_new_task_without_polling_delay(procs: Procs, app: 
         latencies.append(info.started_at - info.created_at)
     assert statistics.median(latencies) < 100, f"claim latency (ms) of an idle worker: {latencies}"
     assert max(latencies) < 1000, f"claim latency (ms) of an idle worker: {latencies}"
+
+
+def test_process_pool_children_die_with_a_killed_worker(procs: Procs, app: Orchestrator) -> None:
+    """A worker killed -9 mid-task: its pool child must not finish (or start) tasks whose
+    leases are gone. On Linux the kernel kills the child with its parent."""
+    worker = procs.worker("w1", pool="process", concurrency=1)
+    children = pool_children(worker.pid)
+    assert children, "the process pool should have started its child"
+    slow = app.enqueue("tests:sleep", [3], max_retries=0)
+    wait_for(lambda: slow.status() is TaskState.RUNNING, "the task to start", alive=[worker])
+    worker.kill9()
+
+    def gone(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie has exited
+        except FileNotFoundError:
+            return True
+
+    wait_for(lambda: all(gone(pid) for pid in children), "the pool child to die with its worker", 2)
+    assert "end" not in [a.event for a in procs.attempts() if a.task_id == slow.id]
+    assert slow.status() is TaskState.RUNNING  # left for the reaper: nothing else touched it
