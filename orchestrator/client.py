@@ -18,6 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import pydantic
 from redis import Redis
+from redis.exceptions import OutOfMemoryError
 from redis.asyncio import Redis as AsyncRedis
 
 from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, Settings
@@ -33,7 +34,7 @@ from .errors import (
 )
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
 from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, Task, TaskState, dumps
-from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, run
+from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, out_of_memory, run
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -288,13 +289,19 @@ class Orchestrator:
         """Add queues to the known-queues set, once per process (outside any hash tag)."""
         new = queues - self._registered_queues
         if new:
-            self.redis.sadd(queues_key(self.settings.prefix), *new)
+            try:
+                self.redis.sadd(queues_key(self.settings.prefix), *new)
+            except OutOfMemoryError as exc:
+                raise out_of_memory(exc) from None
             self._registered_queues.update(new)
 
     async def _aregister_queues(self, queues: set[str]) -> None:
         new = queues - self._registered_queues
         if new:
-            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
+            try:
+                await self.aredis.sadd(queues_key(self.settings.prefix), *new)
+            except OutOfMemoryError as exc:
+                raise out_of_memory(exc) from None
             self._registered_queues.update(new)
 
     def _plan(

@@ -16,6 +16,7 @@ to it. Does not raise anything itself.
     ├── TaskFailed                  raised by TaskHandle.result() for a FAILED task
     ├── TaskCancelled               raised by TaskHandle.result() for a CANCELLED task
     ├── ResultTimeout               TaskHandle.result(timeout=) ran out before the task ended
+    ├── OutOfMemory                 Redis reached maxmemory (noeviction): the call wrote nothing
     ├── UnknownTask                 a worker was asked to run a name it has no function for
     └── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
 """
@@ -84,6 +85,10 @@ class ResultTimeout(OrchestratorError, TimeoutError):
 
 class UnknownTask(OrchestratorError, LookupError):
     """No function is registered under a task name."""
+
+
+class OutOfMemory(OrchestratorError):
+    """Redis refused the call at maxmemory (``noeviction``); a refused script wrote nothing."""
 
 
 class InvalidPayload(OrchestratorError):

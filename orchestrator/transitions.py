@@ -20,10 +20,10 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import from_script_error
+from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
 from .models import TaskState
 
@@ -81,6 +81,13 @@ UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)  # its stub types a 1-tuple
 
 
+def out_of_memory(exc: Exception) -> OutOfMemory:
+    return OutOfMemory(
+        f"Redis is out of memory (maxmemory reached, noeviction), nothing was written: {exc}; "
+        "free memory (orch purge) or raise maxmemory"
+    )
+
+
 class _Exchange:
     """The pure half of sending calls: what to send next and what the replies mean.
 
@@ -117,6 +124,8 @@ class _Exchange:
         for i, reply in zip(self.todo, replies, strict=True):
             if isinstance(reply, NoScriptError):
                 missing.append(i)
+            elif isinstance(reply, OutOfMemoryError):
+                self.results[i] = out_of_memory(reply)
             elif isinstance(reply, ResponseError):
                 self.results[i] = from_script_error(str(reply)) or reply
             else:

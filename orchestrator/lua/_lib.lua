@@ -8,9 +8,21 @@
     ARGV[2]  offset_ms    added to Redis TIME; 0 in production, tests may shift the clock
     ARGV[3]  maxlen       approximate cap of the event stream; 0 writes no events
 ]]
+local MAX_INT = 9007199254740991  -- 2^53 - 1: larger numbers are not exact in Lua or in Redis
+
+local function is_int(s)
+  local n = tonumber(s)
+  return n ~= nil and n == math.floor(n) and n >= -MAX_INT and n <= MAX_INT  -- rejects nan, inf, 1.5
+end
+
 local BASE = ARGV[1]
 local OFFSET = tonumber(ARGV[2]) or 0
 local MAXLEN = tonumber(ARGV[3]) or 0
+
+-- Every script calls this first: the common arguments, checked before anything is written.
+local function common_args_ok()
+  return BASE ~= nil and BASE ~= '' and is_int(ARGV[2]) and is_int(ARGV[3]) and tonumber(ARGV[3]) >= 0
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -40,8 +52,7 @@ local function pending_score(stats_key, priority)
 end
 
 local function is_uint(s, max)
-  local n = tonumber(s)
-  return n ~= nil and n >= 0 and n == math.floor(n) and (max == nil or n <= max)
+  return is_int(s) and tonumber(s) >= 0 and (max == nil or tonumber(s) <= max)
 end
 
 -- Drop the idempotency key of a task that reached a final state, if it still points at it.

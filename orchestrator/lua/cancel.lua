@@ -11,6 +11,7 @@
   Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <state> for SUCCESS, FAILED or
   CANCELLED tasks; INVALID <what>. Events: cancelled or cancel_requested.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local pending, scheduled, done, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end

@@ -14,6 +14,7 @@
   Errors: INVALID <what>. Events: claimed.
   When tasks remain pending it leaves a wake-up token, so the next idle worker starts.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local pending, running, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or n < 1 or not is_uint(ARGV[6]) or lease < 1 then

@@ -12,6 +12,7 @@
   under this token (reaped, released, cancelled or claimed again); INVALID <what>.
   Events: succeeded.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local running, done, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, token, result = ARGV[4], ARGV[5], ARGV[6]
 if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end

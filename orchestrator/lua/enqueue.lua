@@ -19,6 +19,7 @@
   An idempotency key maps to its task while that task is unfinished; a second enqueue
   with the key returns the first task's id and creates nothing.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local pending, scheduled, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local max_payload = tonumber(ARGV[4])
 local queue = ARGV[5]

@@ -8,6 +8,7 @@
   ARGV[6]  error     JSON {type, message, traceback}
   ARGV[7]  seed      integer seeding the backoff jitter
   ARGV[8]  mode      retry     retry with backoff while attempts remain, else FAILED
+                               (CANCELLED instead when a cancel was requested)
                      fatal     FAILED at once, attempts left or not
                      cancelled CANCELLED (the worker stopped it on a cancel request)
   ARGV[9]  ttl_ms    retention of a cancelled record; 0 keeps it
@@ -16,6 +17,7 @@
   Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>.
   Events: retrying, failed or cancelled.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local running, scheduled, failed, done, stats, events =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, token, err, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
@@ -24,7 +26,8 @@ if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
   return redis.error_reply('INVALID mode ' .. mode)
 end
 local tkey = task_key(id)
-local f = redis.call('HMGET', tkey, 'state', 'token', 'started_at', 'worker', 'name', 'attempts', 'key')
+local f = redis.call('HMGET', tkey, 'state', 'token', 'started_at', 'worker', 'name', 'attempts', 'key',
+                     'cancel_requested')
 if not f[1] then return redis.error_reply('NOT_FOUND ' .. id) end
 if f[1] ~= 'RUNNING' or f[2] ~= token then return redis.error_reply('LEASE_LOST ' .. id) end
 
@@ -33,7 +36,7 @@ local now = now_ms()
 redis.call('ZREM', running, id)
 count_run(stats, f[3], now)
 local state, run_at
-if mode == 'cancelled' then
+if mode == 'cancelled' or (mode == 'retry' and f[8] == '1') then  -- asked to cancel: no retry
   state, run_at = 'CANCELLED', ''
   finish_cancelled(id, now, err, f[7], done, stats, tonumber(ARGV[9]))
 else

@@ -14,6 +14,7 @@
   released, or given to another worker) and ids with a cancel request.
   Errors: INVALID <what>. Events: none.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local workers, whash, running = KEYS[1], KEYS[2], KEYS[3]
 local worker, lease, k = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then

@@ -10,6 +10,7 @@
   A promoted task goes to the back of its priority level. Cost: O(limit log n).
   Errors: INVALID <what>. Events: promoted.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local scheduled, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local limit = tonumber(ARGV[4])

@@ -9,6 +9,7 @@
   Returns how many entries were removed. Running tasks are never purged (their
   index is not accepted by the client). Errors: INVALID <what>. Events: purged.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local index, stats, events = KEYS[1], KEYS[2], KEYS[3]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local popped = redis.call('ZPOPMIN', index, tonumber(ARGV[4]))

@@ -20,6 +20,7 @@
   Cost: proportional to the expired entries, not to the size of the queue.
   Errors: INVALID <what>. Events: reaped, worker_lost.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local running, scheduled, failed, stats, events, workers, done =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then

@@ -14,6 +14,7 @@
   raised, since a shutting-down worker has nothing to do about it).
   Errors: INVALID <what>. Events: released.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local running, pending, stats, events, wake, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if not is_uint(ARGV[4]) or (#ARGV - 4) % 2 ~= 0 then return redis.error_reply('INVALID ttl_ms or id/token pairs') end
 local out = {}

@@ -11,6 +11,7 @@
   Returns the ids moved. Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <id> <state>
   when a named task is not FAILED; INVALID <what>. Events: requeued.
 ]]
+if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
 local failed, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local ids = {}
@@ -39,7 +40,8 @@ for _, id in ipairs(ids) do
       end
     end
     local score = int(pending_score(stats, tonumber(f[2]) or 5))
-    redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '')
+    redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '',
+               'cancel_requested', 0)
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'requeued', 'task', id)
     out[#out + 1] = id

@@ -40,6 +40,7 @@ def test_public_api_is_pinned():
         "NotSerializable",
         "Orchestrator",
         "OrchestratorError",
+        "OutOfMemory",
         "PayloadTooLarge",
         "ResultTimeout",
         "RetryPolicy",

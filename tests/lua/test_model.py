@@ -1,0 +1,810 @@
+"""Model-based test of the Lua scripts: random call sequences checked against a plain model.
+
+A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
+cancel, promote, reap, retry_failed, purge and time passing against the real
+redis-server, and after every step compares the whole database with ``Model``: each
+task's record, which index holds it and with what score, the idempotency keys, the
+worker registrations, the stats counters, the event stream and the wake-up list.
+
+Time: every call shifts the scripts' clock by ``clock_offset_ms`` = the model's clock.
+Redis's own clock also moves while the test runs (a few ms per step), so every duration
+the model uses is a whole number of UNITs plus half a UNIT, and time advances in whole
+UNITs: a deadline is then always at least HALF away from "now" and the model knows
+without doubt whether it passed. Timestamps are checked to lie between the model's time
+and the model's time plus the real time elapsed since the example began. Where the
+scripts' order depends on which of two calls came first within one millisecond (ties of
+run-at, lease deadline or finish time), the model checks only what is certain: the right
+number was taken and none taken is later than one left, then follows what Redis did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from orchestrator.errors import InvalidTransition, LeaseLost, TaskNotFound, ValidationError
+from orchestrator.keys import QueueKeys
+from orchestrator.models import TaskState
+from orchestrator.transitions import Call, TaskSpec, Transitions, run
+from tests.lua.test_scripts import ERROR, snapshot, spec
+
+S = TaskState
+UNIT = 60_000
+HALF = UNIT // 2
+TTL = 2 * UNIT + HALF  # retention when the example keeps records for a while (0: forever)
+BIG_PAYLOAD = 1 << 20
+SPAN = 10**13  # PRIORITY_SPAN of _lib.lua
+IDEMPOTENCY_KEYS = ("", "", "k1", "k2", "k3")
+WORKERS = ("w1", "w2")
+WAITING = (S.PENDING, S.SCHEDULED, S.RETRYING)
+FINAL = (S.SUCCESS, S.FAILED, S.CANCELLED)
+INDEX_OF = {
+    S.PENDING: "pending",
+    S.SCHEDULED: "scheduled",
+    S.RETRYING: "scheduled",
+    S.RUNNING: "running",
+    S.FAILED: "failed",
+    S.SUCCESS: "done",
+    S.CANCELLED: "done",
+}
+INDEXES = ("pending", "scheduled", "running", "failed", "done")
+
+durations = st.sampled_from([HALF, UNIT + HALF, 2 * UNIT + HALF])
+delays = st.sampled_from([0, 0, HALF, UNIT + HALF])
+backoffs = st.sampled_from([0, HALF, UNIT + HALF])
+
+
+@dataclass
+class MTask:
+    """What the model knows of one task; times are model ms (the clock offset)."""
+
+    id: str
+    priority: int
+    max_retries: int
+    backoff: int  # backoff_ms == backoff_max_ms, so every retry waits exactly this
+    key: str
+    state: S
+    created: int
+    run_at: int
+    score: int  # the record's 'score' field: its place in the pending order
+    attempts: int = 0
+    token: str | None = None
+    worker: str | None = None  # None: never claimed; '' blanked by a retry or failure
+    started: int | None = None
+    deadline: int | None = None  # score in running
+    finished: int | None = None  # completed_at, and the score in failed / done
+    finished_blank: bool = False  # completed_at was blanked by retry_failed
+    in_done: bool = False  # final and still in the done index (not trimmed)
+    has_ttl: bool = False
+    cancel_requested: bool = False
+    result: bytes | None = None
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class MWorker:
+    deadline: int
+    last_seen: int
+    info: dict[str, str] = field(default_factory=dict)
+
+
+def encode_error(n: int) -> bytes:
+    return orjson.dumps({"type": "E", "message": f"error {n}", "traceback": ""})
+
+
+def lease_expired(holder: str, attempt: int) -> dict[str, str]:
+    message = f"lease expired: worker {holder} stopped renewing it (attempt {attempt})"
+    return {"type": "LeaseExpired", "message": message}
+
+
+def earliest_first(taken: Iterable[str], candidates: dict[str, int], what: str) -> None:
+    """``taken`` is a subset of ``candidates`` and nothing left out has a smaller key."""
+    taken = set(taken)
+    assert taken <= candidates.keys(), f"{what}: took {taken - candidates.keys()} that were not due"
+    left = candidates.keys() - taken
+    if taken and left:
+        assert max(candidates[t] for t in taken) <= min(candidates[t] for t in left), (
+            f"{what}: took {sorted(taken)} before earlier {sorted(left)}"
+        )
+
+
+class ScriptsModel(RuleBasedStateMachine):
+    """The state machine; ``r`` is bound to the test's client by the test function."""
+
+    r: redis.Redis
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r.flushdb()
+        self.k = QueueKeys("default")
+        sec, usec = self.r.time()
+        self.t0 = sec * 1000 + usec // 1000
+        self.now = 0
+        self.ttl = 0
+        self.tasks: dict[str, MTask] = {}
+        self.unique: dict[str, str] = {}
+        self.workers: dict[str, MWorker] = {}
+        self.stats: Counter[str] = Counter()
+        self.runtime = 0  # sum of model run times; runtime_ms lies above it by the real time
+        self.wake = False
+        self.events: list[dict[str, str]] = []
+        self.ids = itertools.count(1)
+        self.errors = itertools.count(1)
+        self.retires = 0  # retire() calls with a ttl during the current script call
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def t(self) -> Transitions:
+        return Transitions(self.k, clock_offset_ms=self.now)
+
+    def send(self, call: Call[Any]) -> Any:
+        return run(self.r, call)
+
+    def refused(self, exc_type: type[Exception], call: Call[Any], match: str | None = None) -> None:
+        """The call raises ``exc_type`` and changes nothing at all."""
+        before = snapshot(self.r)
+        with pytest.raises(exc_type, match=match):
+            run(self.r, call)
+        assert snapshot(self.r) == before, f"{call.script.name} failed but changed the database"
+
+    def server_ms(self) -> int:
+        sec, usec = self.r.time()
+        return sec * 1000 + usec // 1000
+
+    def near(self, real: float | int | str | bytes | None, model: int, what: str, drift: int) -> None:
+        """A Redis timestamp taken at model time ``model``: the server clock then, plus the offset."""
+        assert real is not None and real != b"", f"{what}: missing"
+        value = float(real)
+        assert value == int(value), f"{what}: {real!r} is not a whole number of ms"
+        late = int(value) - (self.t0 + model)
+        assert 0 <= late <= drift, f"{what}: {int(value)} is {late} ms off model time {model} (drift {drift})"
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.events.append({"event": event, **{k: str(v) for k, v in fields.items()}})
+
+    def live(self, state: S | None) -> bool:
+        return state is not None and state not in FINAL
+
+    def release_unique(self, task: MTask) -> None:
+        if task.key and self.unique.get(task.key) == task.id:
+            del self.unique[task.key]
+
+    def retire(self, task: MTask) -> None:
+        task.in_done = True
+        task.has_ttl = self.ttl > 0
+        if self.ttl > 0:
+            self.retires += 1
+
+    def settle_trims(self) -> None:
+        """Follow what the call's retire()s trimmed from the done index. Trimming is the
+        scripts' housekeeping policy (how often, how many): the model only requires that
+        nothing is trimmed before it finished ttl ago, and the oldest go first."""
+        if not self.retires:
+            return
+        self.retires = 0
+        expired = {t.id: t.finished for t in self.tasks.values() if t.in_done and t.finished <= self.now - self.ttl}
+        if not expired:
+            return
+        members = {m.decode() for m in self.r.zrange(self.k.done, 0, -1)}
+        trimmed = {i for i in expired if i not in members}
+        earliest_first(trimmed, expired, "done trim")
+        for task_id in trimmed:
+            self.tasks[task_id].in_done = False
+
+    def finish_cancelled(self, task: MTask, error: dict[str, str] | None) -> None:
+        task.state = S.CANCELLED
+        task.error = error
+        task.finished, task.finished_blank = self.now, False
+        task.worker = ""
+        self.stats["cancelled"] += 1
+        self.release_unique(task)
+        self.retire(task)
+
+    def settle_failure(self, task: MTask, error: dict[str, str], allow_retry: bool) -> S:
+        task.error = error
+        task.worker = ""
+        if allow_retry and task.attempts <= task.max_retries:
+            task.state = S.RETRYING
+            task.run_at = self.now + task.backoff
+            self.stats["retried"] += 1
+        else:
+            task.state = S.FAILED
+            task.finished, task.finished_blank = self.now, False
+            self.stats["failed"] += 1
+            self.release_unique(task)
+        return task.state
+
+    def count_run(self, task: MTask) -> None:
+        self.stats["runs"] += 1
+        self.runtime += self.now - task.started
+
+    def leave_running(self, task: MTask) -> None:
+        task.deadline = None
+
+    def index_of(self, task: MTask) -> str | None:
+        """The index that holds the task (None: final and trimmed from done)."""
+        index = INDEX_OF[task.state]
+        return None if index == "done" and not task.in_done else index
+
+    def pending_order(self) -> list[str]:
+        return [t.id for t in sorted(self.tasks.values(), key=lambda t: t.score) if t.state is S.PENDING]
+
+    def token_for(self, data: st.DataObject, task: MTask | None) -> str:
+        """The task's current token most of the time, else a stale or made-up one."""
+        current = task.token if task is not None and task.token else "1"
+        choice = data.draw(st.sampled_from(["current", "current", "current", "older", "bogus"]), label="token")
+        if choice == "older":
+            return str(max(int(current) - 1, 0))
+        return "999999" if choice == "bogus" else current
+
+    def pick_task(self, data: st.DataObject, *prefer: tuple[S, ...]) -> str:
+        """A task id: most often one in the first preferred states, then the next, then any
+        task, now and then one that does not exist."""
+        pools = [sorted(i for i, t in self.tasks.items() if t.state in states) for states in prefer]
+        pools = [p for p in [*pools, sorted(self.tasks)] if p]
+        weighted = [pool for rank, pool in enumerate(pools) for _ in range(max(4 - 2 * rank, 1))]
+        pool = data.draw(st.sampled_from([*weighted, ["ghost"]]), label="pool")
+        return data.draw(st.sampled_from(pool), label="task")
+
+    # -------------------------------------------------------------------- rules
+
+    @initialize(ttl=st.sampled_from([0, TTL]))
+    def retention(self, ttl: int) -> None:
+        self.ttl = ttl  # one retention per example, as one deployment has one setting
+
+    @initialize(data=st.data())
+    def first_tasks(self, data: st.DataObject) -> None:
+        self.add_tasks(data)  # every example starts with work to do
+
+    def has(self, *states: S) -> bool:
+        return any(t.state in states for t in self.tasks.values())
+
+    @rule(data=st.data())
+    def enqueue(self, data: st.DataObject) -> None:
+        self.add_tasks(data)
+
+    @rule(data=st.data())
+    def enqueue_more(self, data: st.DataObject) -> None:
+        self.add_tasks(data)  # a second rule: enqueue is drawn twice as often
+
+    def add_tasks(self, data: st.DataObject) -> None:
+        n = data.draw(st.integers(1, 3), label="n")
+        specs = []
+        for _ in range(n):
+            resend = bool(self.tasks) and data.draw(st.integers(0, 9), label="resend?") == 0
+            task_id = data.draw(st.sampled_from(sorted(self.tasks))) if resend else f"t{next(self.ids)}"
+            specs.append(
+                TaskSpec(
+                    id=task_id,
+                    name="m:f",
+                    priority=data.draw(st.integers(0, 9), label="priority"),
+                    args=b"[]",
+                    kwargs=b"{}",
+                    max_retries=data.draw(st.integers(0, 2), label="max_retries"),
+                    timeout_ms=0,
+                    backoff_ms=(backoff := data.draw(backoffs, label="backoff")),
+                    backoff_max_ms=backoff,
+                    jitter=False,
+                    delay_ms=data.draw(delays, label="delay"),
+                    key=data.draw(st.sampled_from(IDEMPOTENCY_KEYS), label="key"),
+                )
+            )
+        broken = data.draw(st.sampled_from([None] * 8 + ["priority", "duplicate"]), label="broken")
+        if broken == "priority":
+            specs[-1] = dataclasses.replace(specs[-1], priority=10)
+        elif broken == "duplicate":
+            specs.append(specs[0])
+        if broken or len({s.id for s in specs}) < len(specs):
+            self.refused(ValidationError, self.t.enqueue(specs, max_payload=BIG_PAYLOAD))
+            return
+
+        expected, created = [], 0
+        for s in specs:
+            if s.id in self.tasks:  # sent before: answered as created, left alone
+                expected.append((s.id, True))
+                continue
+            if s.key:
+                first = self.unique.get(s.key)
+                if first is not None and self.live(self.tasks[first].state if first in self.tasks else None):
+                    expected.append((first, False))
+                    continue
+                self.unique[s.key] = s.id
+            self.stats["seq"] += 1
+            state = S.SCHEDULED if s.delay_ms else S.PENDING
+            self.tasks[s.id] = MTask(
+                id=s.id, priority=s.priority, max_retries=s.max_retries, backoff=s.backoff_ms, key=s.key,
+                state=state, created=self.now, run_at=self.now + s.delay_ms,
+                score=s.priority * SPAN + self.stats["seq"],
+            )
+            self.emit("enqueued", task=s.id, name="m:f", priority=s.priority, state=state.value)
+            expected.append((s.id, True))
+            created += 1
+        if created:
+            self.stats["enqueued"] += created
+            self.wake = True
+        reply = self.send(self.t.enqueue(specs, max_payload=BIG_PAYLOAD))
+        assert [(e.id, e.created) for e in reply] == expected
+
+    @precondition(lambda self: self.has(S.PENDING))
+    @rule(worker=st.sampled_from(WORKERS), n=st.integers(1, 4), lease=durations)
+    def claim(self, worker: str, n: int, lease: int) -> None:
+        self.take(worker, n, lease)
+
+    @precondition(lambda self: self.has(S.PENDING))
+    @rule(worker=st.sampled_from(WORKERS), n=st.integers(1, 4), lease=durations)
+    def claim_more(self, worker: str, n: int, lease: int) -> None:
+        self.take(worker, n, lease)  # a second rule: claims are drawn twice as often
+
+    def take(self, worker: str, n: int, lease: int) -> None:
+        order = self.pending_order()
+        taken, rest = order[:n], order[n:]
+        expected = []
+        for task_id in taken:
+            task = self.tasks[task_id]
+            self.stats["tokens"] += 1
+            task.state, task.worker, task.token = S.RUNNING, worker, str(self.stats["tokens"])
+            task.attempts += 1
+            task.started, task.deadline = self.now, self.now + lease
+            self.emit("claimed", task=task_id, name="m:f", priority=task.priority, worker=worker, attempt=task.attempts)
+            expected.append((task_id, task.token, task.attempts, task.max_retries, task.priority))
+        if taken:
+            self.stats["started"] += len(taken)
+        if len(taken) == n and rest:
+            self.wake = True
+        reply = self.send(self.t.claim(worker, n, lease))
+        got = [(x.task_id, x.token, x.attempt, x.max_retries, x.priority) for x in reply]
+        assert got == expected
+        assert all((x.name, x.args, x.kwargs, x.timeout_ms) == ("m:f", [], {}, 0) for x in reply)
+
+    @rule(data=st.data(), worker=st.sampled_from(WORKERS), lease=st.sampled_from([0, HALF, UNIT + HALF]))
+    def heartbeat(self, data: st.DataObject, worker: str, lease: int) -> None:
+        if lease == 0:
+            self.workers.pop(worker, None)
+            reply = self.send(self.t.deregister(worker))
+            assert (reply.lost, reply.cancel) == ([], [])
+            self.near(reply.now_ms, self.now, "heartbeat now", self.server_ms() - self.t0)
+            return
+        pairs = []
+        for _ in range(data.draw(st.integers(0, 3), label="leases")):
+            task_id = self.pick_task(data, (S.RUNNING,))
+            pairs.append((task_id, self.token_for(data, self.tasks.get(task_id))))
+        info = data.draw(st.sampled_from([{}, {"host": "h1", "load": "0.50"}, {"running": "2"}]), label="info")
+        lost, cancel = [], []
+        for task_id, token in pairs:
+            task = self.tasks.get(task_id)
+            if task is not None and task.state is S.RUNNING and task.token == token:
+                task.deadline = self.now + lease
+                if task.cancel_requested:
+                    cancel.append(task_id)
+            else:
+                lost.append(task_id)
+        registration = self.workers.setdefault(worker, MWorker(0, 0))
+        registration.deadline, registration.last_seen = self.now + lease, self.now
+        registration.info.update(info)
+        reply = self.send(self.t.heartbeat(worker, lease, info, pairs))
+        assert (reply.lost, reply.cancel) == (lost, cancel)
+        self.near(reply.now_ms, self.now, "heartbeat now", self.server_ms() - self.t0)
+
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        task_id = self.pick_task(data, (S.RUNNING,))
+        task = self.tasks.get(task_id)
+        token = self.token_for(data, task)
+        result = orjson.dumps({"n": next(self.errors)})
+        call = self.t.complete(task_id, token, result, self.ttl)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state is not S.RUNNING or task.token != token:
+            return self.refused(LeaseLost, call, task_id)
+        holder = task.worker
+        task.state, task.result = S.SUCCESS, result
+        task.finished, task.finished_blank = self.now, False
+        self.leave_running(task)
+        self.stats["succeeded"] += 1
+        self.count_run(task)
+        self.release_unique(task)
+        self.retire(task)
+        self.emit("succeeded", task=task_id, name="m:f", worker=holder)
+        done_at = self.send(call)
+        self.near(done_at, self.now, "completion time", self.server_ms() - self.t0)
+        self.settle_trims()
+
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data(), mode=st.sampled_from(["retry", "retry", "fatal", "cancelled"]))
+    def fail(self, data: st.DataObject, mode: str) -> None:
+        self.fail_attempt(data, mode)
+
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data())
+    def fail_and_retry(self, data: st.DataObject) -> None:
+        self.fail_attempt(data, "retry")
+
+    def fail_attempt(self, data: st.DataObject, mode: str) -> None:
+        task_id = self.pick_task(data, (S.RUNNING,))
+        task = self.tasks.get(task_id)
+        token = self.token_for(data, task)
+        n = next(self.errors)
+        error = {"type": "E", "message": f"error {n}"}
+        call = self.t.fail(task_id, token, encode_error(n), mode=mode, ttl_ms=self.ttl, seed=n)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state is not S.RUNNING or task.token != token:
+            return self.refused(LeaseLost, call, task_id)
+        holder, attempt, asked_to_cancel = task.worker, task.attempts, task.cancel_requested
+        self.leave_running(task)
+        self.count_run(task)
+        reply = self.send(call)
+        if mode == "cancelled":
+            self.finish_cancelled(task, error)
+            expected = S.CANCELLED
+        elif asked_to_cancel:
+            # A task asked to cancel must not be tried again (reap and release honour the
+            # request the same way): it ends CANCELLED, or FAILED, never RETRYING.
+            assert reply.state in (S.CANCELLED, S.FAILED), (
+                f"fail({mode}) of {task_id}, whose cancel was requested, answered {reply.state.value}: "
+                "the task will run again although it was cancelled"
+            )
+            if reply.state is S.CANCELLED:
+                self.finish_cancelled(task, error)
+            else:
+                self.settle_failure(task, error, allow_retry=False)
+            expected = reply.state
+        else:
+            expected = self.settle_failure(task, error, allow_retry=mode == "retry")
+        assert reply.state is expected
+        if expected is S.RETRYING:
+            self.near(reply.run_at, task.run_at, "retry time", self.server_ms() - self.t0)
+        else:
+            assert reply.run_at is None
+        self.emit(
+            expected.value.lower(), task=task_id, name="m:f", worker=holder, attempt=attempt,
+            error=encode_error(n).decode(),
+        )
+        self.settle_trims()
+
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        pairs = []
+        for _ in range(data.draw(st.integers(0, 3), label="pairs")):
+            task_id = self.pick_task(data, (S.RUNNING,))
+            pairs.append((task_id, self.token_for(data, self.tasks.get(task_id))))
+        released = []
+        for task_id, token in pairs:
+            task = self.tasks.get(task_id)
+            if task is None or task.state is not S.RUNNING or task.token != token:
+                continue
+            holder = task.worker
+            self.leave_running(task)
+            if task.cancel_requested:
+                self.finish_cancelled(task, {"type": "Cancelled", "message": "cancel requested"})
+                self.emit("cancelled", task=task_id, worker=holder)
+            else:
+                task.state, task.worker = S.PENDING, ""
+                task.attempts = max(task.attempts - 1, 0)
+                self.emit("released", task=task_id, worker=holder)
+                released.append(task_id)
+        if released:
+            self.stats["released"] += len(released)
+            self.wake = True
+        assert self.send(self.t.release(pairs, ttl_ms=self.ttl)) == released
+        self.settle_trims()
+
+    @precondition(lambda self: bool(self.tasks))
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        self.cancel_one(self.pick_task(data, WAITING, (S.RUNNING,)))
+
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data())
+    def cancel_running(self, data: st.DataObject) -> None:
+        self.cancel_one(self.pick_task(data, (S.RUNNING,)))  # a request its worker sees later
+
+    def cancel_one(self, task_id: str) -> None:
+        task = self.tasks.get(task_id)
+        call = self.t.cancel(task_id, self.ttl)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state in FINAL:
+            return self.refused(InvalidTransition, call, task.state.value)
+        if task.state is S.RUNNING:
+            task.cancel_requested = True
+            self.emit("cancel_requested", task=task_id)
+            assert self.send(call) is S.RUNNING
+            return
+        was = task.state
+        task.state = S.CANCELLED
+        task.finished, task.finished_blank = self.now, False
+        self.stats["cancelled"] += 1
+        self.release_unique(task)
+        self.retire(task)
+        self.emit("cancelled", task=task_id, **{"from": was.value})
+        assert self.send(call) is S.CANCELLED
+        self.settle_trims()
+
+    @precondition(lambda self: self.has(S.SCHEDULED, S.RETRYING))
+    @rule(limit=st.integers(1, 4))
+    def promote(self, limit: int) -> None:
+        waiting = [t for t in self.tasks.values() if t.state in (S.SCHEDULED, S.RETRYING)]
+        due = {t.id: t.run_at for t in waiting if t.run_at <= self.now}
+        reply = self.send(self.t.promote(limit))
+        assert (reply.moved, reply.more) == (min(limit, len(due)), len(due) > limit)
+        scores = {i: self.r.zscore(self.k.pending, i) for i in due}
+        moved = sorted((i for i in due if scores[i] is not None), key=lambda i: scores[i] % SPAN)  # by sequence
+        earliest_first(moved, due, "promote")
+        assert [due[x] for x in moved] == sorted(due[x] for x in moved), "promoted out of run-at order"
+        for i, task_id in enumerate(moved):
+            task = self.tasks[task_id]
+            self.stats["seq"] += 1
+            was, task.state = task.state, S.PENDING
+            task.score = task.priority * SPAN + self.stats["seq"]
+            assert scores[task_id] == task.score, f"promoted #{i} {task_id} got score {scores[task_id]}"
+            self.emit("promoted", task=task_id, **{"from": was.value})
+        if moved:
+            self.stats["promoted"] += len(moved)
+            self.wake = True
+
+    @precondition(lambda self: self.has(S.RUNNING) or bool(self.workers))
+    @rule(limit=st.integers(1, 4))
+    def reap(self, limit: int) -> None:
+        expired = {t.id: t.deadline for t in self.tasks.values() if t.state is S.RUNNING and t.deadline < self.now}
+        dead = {w: reg.deadline for w, reg in self.workers.items() if reg.deadline < self.now}
+        reply = self.send(self.t.reap(limit, seed=7, ttl_ms=self.ttl))
+        assert reply.more is (len(expired) > limit)
+        assert len(reply.tasks) == min(limit, len(expired))
+        earliest_first([x.task_id for x in reply.tasks], expired, "reap")
+        for reaped in reply.tasks:
+            task = self.tasks[reaped.task_id]
+            holder, attempt = task.worker, task.attempts
+            assert reaped.worker == holder
+            self.leave_running(task)
+            error = lease_expired(holder, attempt)
+            if task.cancel_requested:
+                self.finish_cancelled(task, error)
+                state = S.CANCELLED
+            else:
+                state = self.settle_failure(task, error, allow_retry=True)
+            assert reaped.state is state, f"reaped {task.id} to {reaped.state.value}, model says {state.value}"
+            self.stats["reaped"] += 1
+            self.emit("reaped", task=task.id, name="m:f", worker=holder, attempt=attempt, state=state.value)
+        assert len(reply.dead_workers) == min(limit, len(dead))
+        earliest_first([w for w, _ in reply.dead_workers], dead, "reap workers")
+        drift = self.server_ms() - self.t0
+        for worker, last_seen in reply.dead_workers:
+            registration = self.workers.pop(worker)
+            self.near(last_seen, registration.last_seen, f"last heartbeat of {worker}", drift)
+            self.emit("worker_lost", worker=worker, last_seen=last_seen)
+        self.settle_trims()
+
+    @precondition(lambda self: self.has(S.FAILED))
+    @rule(data=st.data())
+    def retry_failed(self, data: st.DataObject) -> None:
+        failed = {t.id: t.finished for t in self.tasks.values() if t.state is S.FAILED}
+        by_id = data.draw(st.booleans(), label="by id")
+        if by_id:
+            ids = [self.pick_task(data, (S.FAILED,)) for _ in range(data.draw(st.integers(1, 3)))]
+            call = self.t.retry_failed(ids)
+            for task_id in ids:
+                task = self.tasks.get(task_id)
+                if task is None:
+                    return self.refused(TaskNotFound, call, task_id)
+                if task.state is not S.FAILED:
+                    return self.refused(InvalidTransition, call, f"{task_id} {task.state.value}")
+            moved = self.send(call)
+            assert moved == list(dict.fromkeys(ids))
+        else:
+            limit = data.draw(st.integers(1, 4), label="limit")
+            moved = self.send(self.t.retry_failed(limit=limit))
+            assert len(moved) == len(set(moved)) == min(limit, len(failed))
+            earliest_first(moved, failed, "retry_failed")
+        for task_id in moved:
+            task = self.tasks[task_id]
+            if task.key:
+                holder = self.unique.get(task.key)
+                if not self.live(self.tasks[holder].state if holder in self.tasks else None):
+                    self.unique[task.key] = task_id
+            self.stats["seq"] += 1
+            task.state, task.attempts = S.PENDING, 0
+            task.score = task.priority * SPAN + self.stats["seq"]
+            task.finished, task.finished_blank = None, True
+            task.cancel_requested = False  # retried on purpose: an old cancel request must not stop it
+            self.emit("requeued", task=task_id)
+        if moved:
+            self.stats["requeued"] += len(moved)
+            self.wake = True
+
+    @precondition(lambda self: bool(self.tasks))
+    @rule(index=st.sampled_from(["pending", "scheduled", "failed", "done"]), limit=st.integers(1, 4))
+    def purge(self, index: str, limit: int) -> None:
+        members = {t.id: t for t in self.tasks.values() if self.index_of(t) == index}
+        if index == "pending":
+            order = {t.id: t.score for t in members.values()}
+        elif index == "scheduled":
+            order = {t.id: t.run_at for t in members.values()}
+        else:
+            order = {t.id: t.finished for t in members.values()}
+        n = self.send(self.t.purge(getattr(self.k, index), limit))
+        assert n == min(limit, len(members))
+        gone = [i for i in members if not self.r.exists(self.k.task(i))]
+        assert len(gone) == n, f"purge of {index} said {n} but deleted {len(gone)} records"
+        earliest_first(gone, order, f"purge {index}")
+        for task_id in gone:
+            self.release_unique(self.tasks.pop(task_id))
+        if n:
+            self.stats["purged"] += n
+            self.emit("purged", count=n)
+
+    @rule(units=st.integers(1, 3))
+    def time_passes(self, units: int) -> None:
+        self.now += units * UNIT
+
+    @precondition(lambda self: self.wake)
+    @rule()
+    def worker_takes_the_wake_token(self) -> None:
+        self.r.lpop(self.k.wake)
+        self.wake = False
+
+    # ---------------------------------------------------------------- the check
+
+    @invariant()
+    def redis_matches_the_model(self) -> None:
+        r, k = self.r, self.k
+        drift = self.server_ms() - self.t0
+        pipe = r.pipeline(transaction=False)
+        for task_id in self.tasks:
+            pipe.hgetall(k.task(task_id))
+            pipe.pttl(k.task(task_id))
+        fetched = pipe.execute()
+        for task, record, pttl in zip(self.tasks.values(), fetched[::2], fetched[1::2], strict=True):
+            self.check_record(task, {f.decode(): v.decode() for f, v in record.items()}, pttl, drift)
+
+        for index in INDEXES:
+            actual = {m.decode(): s for m, s in r.zrange(getattr(k, index), 0, -1, withscores=True)}
+            holders = [t for t in self.tasks.values() if self.index_of(t) == index]
+            assert actual.keys() == {t.id for t in holders}, f"{index} holds {sorted(actual)}"
+            for t in holders:
+                if index == "pending":
+                    assert actual[t.id] == t.score, f"pending score of {t.id}"
+                else:
+                    model = {"scheduled": t.run_at, "running": t.deadline}.get(index, t.finished)
+                    self.near(actual[t.id], model, f"{index} score of {t.id}", drift)
+        assert [m.decode() for m in r.zrange(k.pending, 0, -1)] == self.pending_order(), "pending order"
+
+        unique = {key.decode()[len(k.unique("")) :]: r.get(key).decode() for key in r.scan_iter(match=k.unique("*"))}
+        assert unique == self.unique, "idempotency keys"
+
+        workers = {w.decode(): s for w, s in r.zrange(k.workers, 0, -1, withscores=True)}
+        assert workers.keys() == self.workers.keys(), "registered workers"
+        for worker, registration in self.workers.items():
+            self.near(workers[worker], registration.deadline, f"deadline of {worker}", drift)
+            fields = {f.decode(): v.decode() for f, v in r.hgetall(k.worker(worker)).items()}
+            self.near(fields.pop("last_seen", None), registration.last_seen, f"last_seen of {worker}", drift)
+            assert fields == registration.info, f"fields of {worker}"
+            assert r.pttl(k.worker(worker)) > 0
+
+        stats = {f.decode(): int(v) for f, v in r.hgetall(k.stats).items()}
+        runtime = stats.pop("runtime_ms", None)
+        assert stats == {name: n for name, n in self.stats.items() if n}, "stats"
+        if self.stats["runs"]:
+            assert runtime is not None and self.runtime <= runtime <= self.runtime + drift * self.stats["runs"]
+        else:
+            assert runtime is None
+
+        events = [{f.decode(): v.decode() for f, v in fields.items()} for _, fields in r.xrange(k.events)]
+        assert len(events) == len(self.events), "number of events"
+        for i, (got, want) in enumerate(zip(events, self.events, strict=True)):
+            assert {name: got.get(name) for name in want} == want, f"event {i}"
+
+        assert r.llen(k.wake) == int(self.wake), "wake-up list"
+        expected_keys = {k.task(i) for i in self.tasks} | {k.unique(key) for key in self.unique}
+        expected_keys |= {k.worker(w) for w in self.workers}
+        expected_keys |= {getattr(k, index) for t in self.tasks.values() if (index := self.index_of(t))}
+        for name, present in ((k.workers, self.workers), (k.stats, self.stats), (k.events, self.events)):
+            if present:
+                expected_keys.add(name)
+        if self.wake:
+            expected_keys.add(k.wake)
+        assert {key.decode() for key in r.scan_iter(count=1000)} == expected_keys, "the set of keys"
+
+    def check_record(self, task: MTask, f: dict[str, str], pttl: int, drift: int) -> None:
+        what = f"task {task.id}"
+        assert f, f"{what} has no record"
+        expected = {
+            "id": task.id, "name": "m:f", "queue": "default", "state": task.state.value,
+            "priority": str(task.priority), "args": "[]", "kwargs": "{}", "attempts": str(task.attempts),
+            "max_retries": str(task.max_retries), "timeout_ms": "0", "backoff_ms": str(task.backoff),
+            "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key, "score": str(task.score),
+        }
+        assert {name: f.get(name) for name in expected} == expected, what
+        assert f.get("token") == task.token, f"{what} token"
+        assert f.get("worker") == task.worker, f"{what} worker"
+        assert (f.get("result") or None) == (task.result.decode() if task.result else None), f"{what} result"
+        if task.error is None:
+            assert "error" not in f, f"{what} error"
+        else:
+            error = orjson.loads(f["error"])
+            assert {"type": error.get("type"), "message": error.get("message")} == task.error, f"{what} error"
+        flagged = f.get("cancel_requested", "0") == "1"
+        assert not (flagged and task.state in WAITING), (
+            f"{what} is {task.state.value} with a cancel request left over: its next attempt is cancelled at once"
+        )
+        if task.state not in FINAL:  # a final task may keep or drop its old request
+            assert flagged == task.cancel_requested, f"{what} cancel_requested"
+        self.near(f.get("created_at"), task.created, f"{what} created_at", drift)
+        self.near(f.get("run_at"), task.run_at, f"{what} run_at", drift)
+        if task.started is None:
+            assert "started_at" not in f
+        else:
+            self.near(f.get("started_at"), task.started, f"{what} started_at", drift)
+        if task.finished is not None:
+            self.near(f.get("completed_at"), task.finished, f"{what} completed_at", drift)
+        else:
+            assert f.get("completed_at", "") == "" and task.finished_blank == ("completed_at" in f), what
+        assert (pttl > 0) == task.has_ttl, f"{what} ttl {pttl}"
+
+
+def test_scripts_follow_the_model(r: redis.Redis) -> None:
+    """Failures print the whole step sequence unshrunk: shrinking these machines takes
+    minutes, past the suite's timeout. Set ORCH_MODEL_SHRINK=1 to get a minimal one."""
+    machine = type("BoundScriptsModel", (ScriptsModel,), {"r": r})
+    phases = list(Phase) if os.environ.get("ORCH_MODEL_SHRINK") else [Phase.explicit, Phase.generate]
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            database=None,
+            phases=phases,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+# ------------------------------------------------- what the model found, in a few lines
+
+
+def test_a_failed_attempt_of_a_task_asked_to_cancel_is_not_retried(r: redis.Redis) -> None:
+    """The cancel request comes while the attempt runs; the attempt raises before the
+    worker's next heartbeat brings the request, so the worker reports fail(mode=retry)."""
+    t = Transitions(QueueKeys("default"))
+    run(r, t.enqueue([spec("a", max_retries=3)], max_payload=BIG_PAYLOAD))
+    [lease] = run(r, t.claim("w1", 1, 60_000))
+    assert run(r, t.cancel("a", 0)) is S.RUNNING
+    reply = run(r, t.fail("a", lease.token, ERROR))
+    assert reply.state in (S.CANCELLED, S.FAILED), f"cancelled task answered {reply.state.value}: it will run again"
+
+
+def test_retry_failed_drops_an_old_cancel_request(r: redis.Redis) -> None:
+    """A cancel request that came too late (the attempt failed first) must not cancel the
+    attempt an operator later asks for with `orch retry`."""
+    t = Transitions(QueueKeys("default"))
+    run(r, t.enqueue([spec("a", max_retries=3)], max_payload=BIG_PAYLOAD))
+    [lease] = run(r, t.claim("w1", 1, 60_000))
+    run(r, t.cancel("a", 0))
+    assert run(r, t.fail("a", lease.token, ERROR, mode="fatal")).state is S.FAILED
+    assert run(r, t.retry_failed(["a"])) == ["a"]
+    [again] = run(r, t.claim("w1", 1, 60_000))
+    beat = run(r, t.heartbeat("w1", 60_000, {}, [("a", again.token)]))
+    assert beat.cancel == [], "the retried attempt is cancelled at its first heartbeat"
