@@ -1,0 +1,66 @@
+"""Celery with its Redis broker (no result backend: its default). Two rows: the prefork pool
+with one child (``-c 1``; tuned ``-c 2``, so no concurrency-100 I/O run), and the threads
+pool (default concurrency, the CPU count; tuned ``-c 100``). No bulk API.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from peers._common import record, redis_url
+
+VARIANTS = {"prefork": "prefork pool, -c 1 (tuned -c 2)", "threads": "threads pool (tuned -c 100)"}
+
+app = Celery("bench", broker=redis_url())
+
+
+@app.task
+def noop() -> None:
+    record()
+
+
+@app.task
+def sleep() -> None:
+    time.sleep(0.01)
+    record()
+
+
+JOBS = {"noop": noop, "sleep": sleep}
+
+
+class Producer:
+    bulk = False
+
+    def __init__(self, url: str, variant: str) -> None:
+        app.conf.broker_url = url
+
+    def each(self, kind: str, n: int) -> None:
+        delay = JOBS[kind].delay
+        for _ in range(n):
+            delay()
+
+    def many(self, kind: str, n: int) -> None:
+        raise NotImplementedError
+
+    def one(self, kind: str) -> None:
+        JOBS[kind].delay()
+
+    def close(self) -> None:
+        app.close()
+
+
+def producer(url: str, variant: str) -> Producer:
+    return Producer(url, variant)
+
+
+def worker_argv(variant: str, mode: str) -> list[str] | str:
+    argv = [str(Path(sys.executable).parent / "celery"), "-A", "peers.celery", "worker", "-P", variant]
+    if variant == "prefork":
+        if mode == "io":
+            return "prefork: one process per concurrent task"
+        return [*argv, "-c", "1" if mode == "default" else "2"]
+    return argv if mode == "default" else [*argv, "-c", "100"]

@@ -1,0 +1,77 @@
+"""orchestrator itself, through its public API and ``orch worker``, default settings.
+
+Two rows: plain ``def`` tasks (run in the worker's thread pool, the default) and
+``async def`` tasks (run on the worker's event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from orchestrator import Orchestrator
+from peers._common import record, redis_url
+
+VARIANTS = {"thread": "def tasks, thread pool (default)", "async": "async def tasks"}
+
+app = Orchestrator(redis_url())
+
+
+@app.task
+def noop() -> None:
+    record()
+
+
+@app.task
+def sleep() -> None:
+    time.sleep(0.01)
+    record()
+
+
+@app.task
+async def anoop() -> None:
+    record()
+
+
+@app.task
+async def asleep() -> None:
+    await asyncio.sleep(0.01)
+    record()
+
+
+class Producer:
+    bulk = True
+
+    def __init__(self, url: str, variant: str) -> None:
+        self.app = Orchestrator(url)
+        prefix = "a" if variant == "async" else ""
+        self.tasks = {"noop": globals()[f"{prefix}noop"], "sleep": globals()[f"{prefix}sleep"]}
+        self.names = {kind: task.name for kind, task in self.tasks.items()}
+
+    def each(self, kind: str, n: int) -> None:
+        enqueue, name = self.app.enqueue, self.names[kind]
+        for _ in range(n):
+            enqueue(name)
+
+    def many(self, kind: str, n: int) -> None:
+        name = self.names[kind]
+        self.app.enqueue_many([self.app.request(name) for _ in range(n)])
+
+    def one(self, kind: str) -> None:
+        self.app.enqueue(self.names[kind])
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def producer(url: str, variant: str) -> Producer:
+    return Producer(url, variant)
+
+
+def worker_argv(variant: str, mode: str) -> list[str] | str:
+    argv = [str(Path(sys.executable).parent / "orch"), "worker", "--app", "peers.orchestrator"]
+    if mode in ("tuned", "io"):
+        argv += ["--concurrency", "100"]
+    return argv
