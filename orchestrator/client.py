@@ -18,8 +18,8 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import pydantic
 from redis import Redis
-from redis.exceptions import OutOfMemoryError
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import OutOfMemoryError
 
 from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, Settings
 from .errors import (
