@@ -22,8 +22,10 @@ if not f[1] then return redis.error_reply('NOT_FOUND ' .. id) end
 if f[1] ~= 'RUNNING' or f[2] ~= token then return redis.error_reply('LEASE_LOST ' .. id) end
 
 local now = now_ms()
-redis.call('HSET', tkey, 'state', 'SUCCESS', 'result', result, 'completed_at', now)
+-- ZREM first: Redis refuses a memory-growing command at maxmemory only while a script has
+-- written nothing yet, so a completion (which frees a lease) still lands on a full Redis.
 redis.call('ZREM', running, id)
+redis.call('HSET', tkey, 'state', 'SUCCESS', 'result', result, 'completed_at', now)
 redis.call('HINCRBY', stats, 'succeeded', 1)
 count_run(stats, f[3], now)
 release_unique(id, f[5])

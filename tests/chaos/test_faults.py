@@ -466,21 +466,7 @@ def test_no_script_half_writes_when_redis_is_out_of_memory() -> None:
         assert set(outcomes) == set(SCRIPT_NAMES)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            "complete",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap (issue 5): complete writes its result and an event first, so Redis refuses it "
-                "at maxmemory; it needs `#!lua flags=allow-oom`, not yet done",
-            ),
-        ),
-        "fail",
-        "purge",
-    ],
-)
+@pytest.mark.parametrize("name", ["complete", "fail", "purge"])
 def test_scripts_that_free_memory_work_when_redis_is_out_of_memory(name: str) -> None:
     """DESIGN.md: 'a script that frees memory (complete, fail, purge) needs flags=allow-oom
     or no shebang'. Otherwise a full Redis cannot take results, leases lapse, and the

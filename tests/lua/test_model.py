@@ -2,9 +2,15 @@
 
 A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
 cancel, promote, reap, retry_failed, purge and time passing against the real
-redis-server, and after every step compares the whole database with ``Model``: each
-task's record, which index holds it and with what score, the idempotency keys, the
-worker registrations, the stats counters, the event stream and the wake-up list.
+redis-server; every reply is checked against what the model predicts, and after every
+step the whole database is compared with the model (``ScriptsModel``): each task's
+record, which index holds it and with what score, the pending order (priority, then
+FIFO), lease tokens, the idempotency keys, the worker registrations, the stats counters,
+the event stream, the wake-up list and which records expire. Refused calls must change
+nothing. Two rules go beyond the scripts' headers: a task asked to cancel is never
+retried again, and a task an operator retries does not carry an old cancel request.
+How often the done index is trimmed is the scripts' housekeeping: the model only checks
+that nothing leaves it before its retention passed, oldest first.
 
 Time: every call shifts the scripts' clock by ``clock_offset_ms`` = the model's clock.
 Redis's own clock also moves while the test runs (a few ms per step), so every duration
