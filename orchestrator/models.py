@@ -57,6 +57,19 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+# The sorted set of a queue (a QueueKeys attribute) that holds a task in each state.
+INDEX_OF: dict[TaskState, str] = {
+    TaskState.PENDING: "pending",
+    TaskState.SCHEDULED: "scheduled",
+    TaskState.RETRYING: "scheduled",
+    TaskState.RUNNING: "running",
+    TaskState.FAILED: "failed",
+    TaskState.SUCCESS: "done",
+    TaskState.CANCELLED: "done",
+}
+INDEXES = ("pending", "scheduled", "running", "failed", "done")
+
+
 def can_transition(old: TaskState, new: TaskState) -> bool:
     return new in TRANSITIONS[old]
 

@@ -15,6 +15,12 @@ from pathlib import Path
 import redis
 
 
+def snapshot(r: redis.Redis) -> dict[object, object]:
+    """Every key with its type, serialized value and whether it has a TTL: equal
+    snapshots before and after a call prove the call changed nothing."""
+    return {key: (r.type(key), r.dump(key), r.pttl(key) >= 0) for key in r.scan_iter(count=1000)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,25 +31,15 @@ from redis.asyncio import Redis as AsyncRedis
 from orchestrator import Orchestrator, Settings, TaskHandle
 from orchestrator.errors import OrchestratorError
 from orchestrator.keys import QueueKeys
-from orchestrator.models import TaskState
+from orchestrator.models import INDEX_OF, INDEXES, TaskState
 from orchestrator.transitions import SCRIPT_NAMES, Call, Transitions, arun, arun_many, run, script
 from tests.integration.procs import Procs, wait_for
-from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, snapshot, spec
-from tests.redis_server import RedisServer
+from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, spec
+from tests.redis_server import RedisServer, snapshot
 
 S = TaskState
 FAULT_APP = "tests.chaos.fault_tasks"
 SAMPLE_APP = "tests.integration.sample_tasks"
-INDEX_OF = {
-    S.PENDING: "pending",
-    S.SCHEDULED: "scheduled",
-    S.RETRYING: "scheduled",
-    S.RUNNING: "running",
-    S.FAILED: "failed",
-    S.SUCCESS: "done",
-    S.CANCELLED: "done",
-}
-INDEXES = ("pending", "scheduled", "running", "failed", "done")
 
 
 @contextlib.contextmanager

@@ -33,14 +33,10 @@ from orchestrator import (
 from orchestrator.config import REDIS_URL_ENV
 from orchestrator.keys import queues_key
 from orchestrator.transitions import TaskSpec, run
+from tests.redis_server import snapshot
 
 S = TaskState
 ERROR = {"type": "ValueError", "message": "bad width", "traceback": "Traceback ..."}
-
-
-def snapshot(r) -> dict:
-    """Every key with its type, serialized value and whether it has a TTL."""
-    return {key: (r.type(key), r.dump(key), r.pttl(key) >= 0) for key in r.scan_iter(count=1000)}
 
 
 def task_keys(r) -> list[bytes]:

@@ -49,9 +49,10 @@ from hypothesis.stateful import (
 
 from orchestrator.errors import InvalidTransition, LeaseLost, TaskNotFound, ValidationError
 from orchestrator.keys import QueueKeys
-from orchestrator.models import TaskState
+from orchestrator.models import INDEX_OF, INDEXES, TaskState
 from orchestrator.transitions import Call, TaskSpec, Transitions, run
-from tests.lua.test_scripts import ERROR, snapshot, spec
+from tests.lua.test_scripts import ERROR, spec
+from tests.redis_server import snapshot
 
 S = TaskState
 UNIT = 60_000
@@ -63,16 +64,6 @@ IDEMPOTENCY_KEYS = ("", "", "k1", "k2", "k3")
 WORKERS = ("w1", "w2")
 WAITING = (S.PENDING, S.SCHEDULED, S.RETRYING)
 FINAL = (S.SUCCESS, S.FAILED, S.CANCELLED)
-INDEX_OF = {
-    S.PENDING: "pending",
-    S.SCHEDULED: "scheduled",
-    S.RETRYING: "scheduled",
-    S.RUNNING: "running",
-    S.FAILED: "failed",
-    S.SUCCESS: "done",
-    S.CANCELLED: "done",
-}
-INDEXES = ("pending", "scheduled", "running", "failed", "done")
 
 durations = st.sampled_from([HALF, UNIT + HALF, 2 * UNIT + HALF])
 delays = st.sampled_from([0, 0, HALF, UNIT + HALF])

@@ -15,21 +15,12 @@ import pytest
 
 from orchestrator.errors import InvalidTransition, LeaseLost, PayloadTooLarge, TaskNotFound, ValidationError
 from orchestrator.keys import QueueKeys
-from orchestrator.models import TRANSITIONS, Task, TaskState, can_transition
+from orchestrator.models import INDEX_OF, INDEXES, TRANSITIONS, Task, TaskState, can_transition
 from orchestrator.transitions import Call, FailReply, PromoteReply, Reaped, TaskSpec, Transitions, run
+from tests.redis_server import snapshot
 
 S = TaskState
 MAX_PAYLOAD = 1 << 20
-INDEX_OF = {
-    S.PENDING: "pending",
-    S.SCHEDULED: "scheduled",
-    S.RETRYING: "scheduled",
-    S.RUNNING: "running",
-    S.FAILED: "failed",
-    S.SUCCESS: "done",
-    S.CANCELLED: "done",
-}
-INDEXES = ("pending", "scheduled", "running", "failed", "done")
 ERROR = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": "Traceback ..."})
 
 
@@ -62,11 +53,6 @@ def spec(
         delay_ms=delay_ms,
         key=key,
     )
-
-
-def snapshot(r) -> dict:
-    """Every key with its type, serialized value and whether it has a TTL."""
-    return {key: (r.type(key), r.dump(key), r.pttl(key) >= 0) for key in r.scan_iter(count=1000)}
 
 
 def server_ms(r) -> int:
