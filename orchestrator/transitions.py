@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import hiredis
 import orjson
@@ -226,9 +226,11 @@ async def arun(client: AsyncRedis, call: Call[T]) -> T:
 # ---------------------------------------------------------------------------- replies
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """Everything enqueue needs to create one task, already validated and encoded."""
+class TaskSpec(NamedTuple):
+    """Everything enqueue needs to create one task, already validated and encoded.
+
+    A NamedTuple: built once per enqueued task, where a frozen dataclass costs 4x more.
+    """
 
     id: str
     name: str
@@ -239,7 +241,7 @@ class TaskSpec:
     timeout_ms: int
     backoff_ms: int
     backoff_max_ms: int
-    jitter: bool
+    jitter: int  # 1 or 0 (a bool is not a Redis argument)
     delay_ms: int
     key: str = ""
 
@@ -339,11 +341,8 @@ class Transitions:
     def enqueue(self, specs: Sequence[TaskSpec], *, max_payload: int) -> Call[list[Enqueued]]:
         k = self.keys
         args: list[Arg] = [max_payload, k.queue, len(specs)]
-        for s in specs:
-            args += [
-                s.id, s.name, s.priority, s.args, s.kwargs, s.max_retries, s.timeout_ms,
-                s.backoff_ms, s.backoff_max_ms, int(s.jitter), s.delay_ms, s.key,
-            ]
+        for s in specs:  # the script's 12 values per task, in TaskSpec's field order
+            args += s if s.jitter.__class__ is int else (*s[:9], int(s.jitter), *s[10:])
 
         def decode(reply: list[Any]) -> list[Enqueued]:
             return [Enqueued(_text(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]

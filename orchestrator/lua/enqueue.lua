@@ -47,14 +47,16 @@ end
 
 local now = now_ms()
 local out = {}
-local created = 0
+local new = {}  -- positions (a) in ARGV of the tasks to create
+local taken = {}  -- idempotency key -> the id it was given earlier in this call
 for i = 0, n - 1 do
   local a = 6 + i * WIDTH
-  local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local delay, key = tonumber(ARGV[a + 11]), ARGV[a + 12]
+  local id, key = ARGV[a + 1], ARGV[a + 12]
   local existing = false
   if redis.call('EXISTS', task_key(id)) == 1 then
     existing = id  -- sent before: its reply was lost
+  elseif taken[key] then
+    existing = taken[key]
   elseif key ~= '' then
     local ukey = BASE .. 'unique:' .. key
     local first = redis.call('GET', ukey)
@@ -64,31 +66,43 @@ for i = 0, n - 1 do
         existing = first
       end
     end
-    if not existing then redis.call('SET', ukey, id) end
-  end
-  if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = existing == id and 1 or 0
-  else
-    local state, run_at = 'PENDING', now
-    if delay > 0 then state, run_at = 'SCHEDULED', now + delay end
-    local score = pending_score(stats, priority)
-    redis.call('HSET', task_key(id),
-      'id', id, 'name', name, 'queue', queue, 'state', state, 'priority', priority,
-      'args', ARGV[a + 4], 'kwargs', ARGV[a + 5], 'attempts', 0,
-      'max_retries', ARGV[a + 6], 'timeout_ms', ARGV[a + 7], 'backoff_ms', ARGV[a + 8],
-      'backoff_max_ms', ARGV[a + 9], 'jitter', ARGV[a + 10], 'key', key,
-      'created_at', now, 'run_at', run_at, 'score', int(score))
-    if state == 'PENDING' then
-      redis.call('ZADD', pending, int(score), id)
-    else
-      redis.call('ZADD', scheduled, run_at, id)
+    if not existing then
+      redis.call('SET', ukey, id)
+      taken[key] = id
     end
-    emit(events, 'event', 'enqueued', 'task', id, 'name', name, 'priority', priority, 'state', state)
-    created = created + 1
-    out[#out + 1] = id
-    out[#out + 1] = 1
   end
+  out[#out + 1] = existing or id
+  out[#out + 1] = (existing == false or existing == id) and 1 or 0
+  if not existing then new[#new + 1] = a end
 end
-made_ready(stats, 'enqueued', created, wake)
+if #new == 0 then return out end
+
+-- One sequence number per new task, reserved in one call; index entries added in one call each.
+local seq = redis.call('HINCRBY', stats, 'seq', #new) - #new
+local ready, later = {}, {}
+for j, a in ipairs(new) do
+  local id, name, priority, delay, key = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 11]), ARGV[a + 12]
+  local state, run_at = 'PENDING', now
+  if delay > 0 then state, run_at = 'SCHEDULED', now + delay end
+  local score = int(priority * PRIORITY_SPAN + seq + j)
+  local tkey = task_key(id)
+  redis.call('HSET', tkey,
+    'id', id, 'name', name, 'queue', queue, 'state', state, 'priority', priority,
+    'args', ARGV[a + 4], 'kwargs', ARGV[a + 5], 'attempts', 0,
+    'max_retries', ARGV[a + 6], 'timeout_ms', ARGV[a + 7], 'backoff_ms', ARGV[a + 8],
+    'backoff_max_ms', ARGV[a + 9], 'jitter', ARGV[a + 10],
+    'created_at', now, 'run_at', run_at, 'score', score)
+  if key ~= '' then redis.call('HSET', tkey, 'key', key) end  -- no empty field per task without one
+  if state == 'PENDING' then
+    ready[#ready + 1] = score
+    ready[#ready + 1] = id
+  else
+    later[#later + 1] = run_at
+    later[#later + 1] = id
+  end
+  emit(events, 'event', 'enqueued', 'task', id, 'name', name, 'priority', priority, 'state', state)
+end
+if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
+if #later > 0 then redis.call('ZADD', scheduled, unpack(later)) end
+made_ready(stats, 'enqueued', #new, wake)
 return out

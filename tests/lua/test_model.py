@@ -25,7 +25,6 @@ number was taken and none taken is later than one left, then follows what Redis 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from collections import Counter
@@ -308,7 +307,7 @@ class ScriptsModel(RuleBasedStateMachine):
             )
         broken = data.draw(st.sampled_from([None] * 8 + ["priority", "duplicate"]), label="broken")
         if broken == "priority":
-            specs[-1] = dataclasses.replace(specs[-1], priority=10)
+            specs[-1] = specs[-1]._replace(priority=10)
         elif broken == "duplicate":
             specs.append(specs[0])
         if broken or len({s.id for s in specs}) < len(specs):
@@ -731,7 +730,7 @@ class ScriptsModel(RuleBasedStateMachine):
             "id": task.id, "name": "m:f", "queue": "default", "state": task.state.value,
             "priority": str(task.priority), "args": "[]", "kwargs": "{}", "attempts": str(task.attempts),
             "max_retries": str(task.max_retries), "timeout_ms": "0", "backoff_ms": str(task.backoff),
-            "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key, "score": str(task.score),
+            "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key or None, "score": str(task.score),
         }
         assert {name: f.get(name) for name in expected} == expected, what
         assert f.get("token") == task.token, f"{what} token"
