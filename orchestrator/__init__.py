@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists (a test pins it); everything else is internal.
 """
 
-from .client import Orchestrator, TaskFunction, TaskHandle, TaskOptions, TaskRequest
+from .client import Orchestrator, TaskFunction, TaskOptions, TaskRequest
 from .config import SchedulerSettings, Settings, WorkerSettings
 from .context import TaskContext, current_task
 from .errors import (
@@ -24,6 +24,7 @@ from .errors import (
     UnknownTask,
     ValidationError,
 )
+from .handle import TaskHandle
 from .models import RetryPolicy, Task, TaskError, TaskState
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The producer API: ``Orchestrator``, ``@app.task``, ``TaskHandle``, sync and async.
+"""The producer API: ``Orchestrator`` and ``@app.task``, sync and async.
 
 Owns validating and encoding what users enqueue (so bad input fails here, before any
 key is built or anything is written) and thin I/O around ``transitions``. Does not run
@@ -7,9 +7,7 @@ tasks (``worker``) or move them on time (``scheduler``).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +24,10 @@ from .errors import (
     ConfigurationError,
     InvalidPriority,
     PayloadTooLarge,
-    ResultTimeout,
-    TaskCancelled,
-    TaskFailed,
     TaskNotFound,
     ValidationError,
 )
+from .handle import TaskHandle
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
 from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, Task, TaskState, dumps
 from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, out_of_memory, run
@@ -479,84 +475,3 @@ class TaskFunction(Generic[P, R]):
     ) -> TaskRequest:
         """A TaskRequest for ``app.enqueue_many``."""
         return self.app.request(self.name, args, kwargs, **options)
-
-
-class TaskHandle:
-    """A reference to an enqueued task."""
-
-    POLL_MIN = 0.005
-    POLL_MAX = 0.2
-
-    def __init__(self, app: Orchestrator, task_id: str, queue: str, *, created: bool = True) -> None:
-        self.app = app
-        self.id = task_id
-        self.queue = queue
-        self.created = created  # False when an idempotency key returned an earlier task
-
-    def __repr__(self) -> str:
-        return f"TaskHandle(id={self.id!r}, queue={self.queue!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TaskHandle) and (self.id, self.queue) == (other.id, other.queue)
-
-    def __hash__(self) -> int:
-        return hash((self.id, self.queue))
-
-    def _state(self, raw: bytes | str | None) -> TaskState:
-        if raw is None:
-            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}")
-        return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
-
-    def status(self) -> TaskState:
-        return self._state(self.app.redis.hget(self.app.keys(self.queue).task(self.id), "state"))
-
-    async def astatus(self) -> TaskState:
-        raw = await self.app.aredis.hget(self.app.keys(self.queue).task(self.id), "state")
-        return self._state(raw)
-
-    def info(self) -> Task:
-        return self.app.get_task(self.id, self.queue)
-
-    async def ainfo(self) -> Task:
-        return await self.app.aget_task(self.id, self.queue)
-
-    def cancel(self) -> TaskState:
-        return self.app.cancel(self.id, self.queue)
-
-    async def acancel(self) -> TaskState:
-        return await self.app.acancel(self.id, self.queue)
-
-    @staticmethod
-    def _outcome(task: Task) -> Any:
-        if task.state is TaskState.SUCCESS:
-            return task.result
-        if task.state is TaskState.FAILED:
-            raise TaskFailed(task.id, task.error.model_dump() if task.error else None)
-        raise TaskCancelled(f"task {task.id} was cancelled")
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the task to end; return its result or raise its error.
-
-        Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = self.POLL_MIN
-        while True:
-            if self.status().is_final:
-                return self._outcome(self.info())
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
-            time.sleep(pause)
-            pause = min(pause * 2, self.POLL_MAX)
-
-    async def aresult(self, timeout: float | None = None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = self.POLL_MIN
-        while True:
-            if (await self.astatus()).is_final:
-                return self._outcome(await self.ainfo())
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.POLL_MAX)
-

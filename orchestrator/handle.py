@@ -1,0 +1,99 @@
+"""``TaskHandle``: what ``enqueue`` returns, to follow one task to its end.
+
+Owns reading one task's state and waiting for its outcome (result or error), sync and
+async, by polling its record with backoff. Does not enqueue (``client``) or change a
+task's state other than by asking ``Orchestrator.cancel``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from .models import Task, TaskState
+
+if TYPE_CHECKING:
+    from .client import Orchestrator
+
+
+class TaskHandle:
+    """A reference to an enqueued task."""
+
+    POLL_MIN = 0.005
+    POLL_MAX = 0.2
+
+    def __init__(self, app: Orchestrator, task_id: str, queue: str, *, created: bool = True) -> None:
+        self.app = app
+        self.id = task_id
+        self.queue = queue
+        self.created = created  # False when an idempotency key returned an earlier task
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(id={self.id!r}, queue={self.queue!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and (self.id, self.queue) == (other.id, other.queue)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.queue))
+
+    def _state(self, raw: bytes | str | None) -> TaskState:
+        if raw is None:
+            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}")
+        return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
+
+    def status(self) -> TaskState:
+        return self._state(self.app.redis.hget(self.app.keys(self.queue).task(self.id), "state"))
+
+    async def astatus(self) -> TaskState:
+        raw = await self.app.aredis.hget(self.app.keys(self.queue).task(self.id), "state")
+        return self._state(raw)
+
+    def info(self) -> Task:
+        return self.app.get_task(self.id, self.queue)
+
+    async def ainfo(self) -> Task:
+        return await self.app.aget_task(self.id, self.queue)
+
+    def cancel(self) -> TaskState:
+        return self.app.cancel(self.id, self.queue)
+
+    async def acancel(self) -> TaskState:
+        return await self.app.acancel(self.id, self.queue)
+
+    @staticmethod
+    def _outcome(task: Task) -> Any:
+        if task.state is TaskState.SUCCESS:
+            return task.result
+        if task.state is TaskState.FAILED:
+            raise TaskFailed(task.id, task.error.model_dump() if task.error else None)
+        raise TaskCancelled(f"task {task.id} was cancelled")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the task to end; return its result or raise its error.
+
+        Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = self.POLL_MIN
+        while True:
+            if self.status().is_final:
+                return self._outcome(self.info())
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            time.sleep(pause)
+            pause = min(pause * 2, self.POLL_MAX)
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = self.POLL_MIN
+        while True:
+            if (await self.astatus()).is_final:
+                return self._outcome(await self.ainfo())
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.POLL_MAX)
+
