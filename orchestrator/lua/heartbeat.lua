@@ -33,6 +33,10 @@ if lease == 0 then
 end
 
 local deadline = now + lease
+-- PEXPIRE first (again below, for a hash this call creates): Redis refuses a memory-growing
+-- command at maxmemory only while a script has written nothing yet, so a beat still lands
+-- on a full Redis and its leases do not lapse into duplicate runs (see complete.lua).
+redis.call('PEXPIRE', whash, lease * 4)
 local lost, cancel = {}, {}
 for i = first_pair, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]

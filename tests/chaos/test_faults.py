@@ -456,11 +456,12 @@ def test_no_script_half_writes_when_redis_is_out_of_memory() -> None:
         assert set(outcomes) == set(SCRIPT_NAMES)
 
 
-@pytest.mark.parametrize("name", ["complete", "fail", "purge"])
+@pytest.mark.parametrize("name", ["complete", "fail", "purge", "heartbeat"])
 def test_scripts_that_free_memory_work_when_redis_is_out_of_memory(name: str) -> None:
     """DESIGN.md: 'a script that frees memory (complete, fail, purge) needs flags=allow-oom
     or no shebang'. Otherwise a full Redis cannot take results, leases lapse, and the
-    reaper hands the tasks out again: duplicates until someone frees memory by hand."""
+    reaper hands the tasks out again: duplicates until someone frees memory by hand.
+    The heartbeat frees nothing but must land for the same reason: it keeps leases."""
     with private_server(extra=("--maxmemory", "2mb")) as (_, app):
         r = app.redis
         call = dict(_oom_calls(app))[name]
