@@ -25,9 +25,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import redis
+
+from peers._producer import Adapter
 
 PIDS_ENV = "BENCH_PIDS"  # a file the driver reads to stop any worker left behind
 SINK_ENV = "BENCH_SINK"
@@ -55,31 +57,6 @@ def record() -> None:
 
 def redis_url() -> str:
     return os.environ[URL_ENV]
-
-
-# ------------------------------------------------------------------------- adapter contract
-
-
-class Producer(Protocol):
-    """What an adapter gives the harness; ``kind`` is "noop" or "sleep" (10 ms)."""
-
-    bulk: bool  # whether the library has a bulk-enqueue API
-
-    def each(self, kind: str, n: int) -> None: ...  # n enqueues, one call each
-
-    def many(self, kind: str, n: int) -> None: ...  # n enqueues through the bulk API
-
-    def one(self, kind: str) -> None: ...  # a single enqueue (latency)
-
-    def close(self) -> None: ...
-
-
-class Adapter(Protocol):
-    VARIANTS: dict[str, str]
-
-    def producer(self, url: str, variant: str) -> Producer: ...
-
-    def worker_argv(self, variant: str, mode: str) -> list[str] | str: ...  # argv, or why n/a
 
 
 # ------------------------------------------------------------------------------ the workers

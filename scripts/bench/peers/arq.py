@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 
 from peers._common import record, redis_url
+from peers._producer import AsyncProducer
 
 VARIANTS = {"default": "asyncio worker"}
 
@@ -28,34 +31,19 @@ settings = {"functions": [noop, sleep], "redis_settings": RedisSettings.from_dsn
 tuned = {**settings, "max_jobs": 100}
 
 
-class Producer:
-    bulk = False
-
+class Producer(AsyncProducer):
     def __init__(self, url: str, variant: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.pool = self.loop.run_until_complete(create_pool(RedisSettings.from_dsn(url)))
+        super().__init__(url, variant)
+        self.pool = self.run(create_pool(RedisSettings.from_dsn(url)))
 
-    async def _each(self, kind: str, n: int) -> None:
-        enqueue = self.pool.enqueue_job
-        for _ in range(n):
-            await enqueue(kind)
+    def enqueuer(self, kind: str) -> Callable[[], Awaitable[object]]:
+        return partial(self.pool.enqueue_job, kind)
 
-    def each(self, kind: str, n: int) -> None:
-        self.loop.run_until_complete(self._each(kind, n))
-
-    def many(self, kind: str, n: int) -> None:
-        raise NotImplementedError
-
-    def one(self, kind: str) -> None:
-        self.loop.run_until_complete(self.pool.enqueue_job(kind))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.pool.aclose())
-        self.loop.close()
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

@@ -8,11 +8,14 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from bullmq import Queue, Worker
 
 from peers._common import record, redis_url
+from peers._producer import AsyncProducer
 
 VARIANTS = {"default": "asyncio Worker"}
 QUEUE = "bench"
@@ -44,34 +47,24 @@ def worker(argv: list[str]) -> None:
     asyncio.run(main())
 
 
-class Producer:
+class Producer(AsyncProducer):
     bulk = True
 
     def __init__(self, url: str, variant: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__(url, variant)
         self.queue = Queue(QUEUE, {"connection": url})
 
-    async def _each(self, kind: str, n: int) -> None:
-        add = self.queue.add
-        for _ in range(n):
-            await add(kind, {})
-
-    def each(self, kind: str, n: int) -> None:
-        self.loop.run_until_complete(self._each(kind, n))
+    def enqueuer(self, kind: str) -> Callable[[], Awaitable[object]]:
+        return partial(self.queue.add, kind, {})
 
     def many(self, kind: str, n: int) -> None:
-        self.loop.run_until_complete(self.queue.addBulk([{"name": kind, "data": {}} for _ in range(n)]))
+        self.run(self.queue.addBulk([{"name": kind, "data": {}} for _ in range(n)]))
 
-    def one(self, kind: str) -> None:
-        self.loop.run_until_complete(self.queue.add(kind, {}))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.queue.close())
-        self.loop.close()
+    async def aclose(self) -> None:
+        await self.queue.close()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

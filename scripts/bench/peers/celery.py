@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from celery import Celery
 
 from peers._common import record, redis_url
+from peers._producer import SyncProducer
 
 VARIANTS = {"prefork": "prefork pool, -c 1 (tuned -c 2)", "threads": "threads pool (tuned -c 100)"}
 
@@ -32,29 +34,18 @@ def sleep() -> None:
 JOBS = {"noop": noop, "sleep": sleep}
 
 
-class Producer:
-    bulk = False
-
+class Producer(SyncProducer):
     def __init__(self, url: str, variant: str) -> None:
         app.conf.broker_url = url
 
-    def each(self, kind: str, n: int) -> None:
-        delay = JOBS[kind].delay
-        for _ in range(n):
-            delay()
-
-    def many(self, kind: str, n: int) -> None:
-        raise NotImplementedError
-
-    def one(self, kind: str) -> None:
-        JOBS[kind].delay()
+    def enqueuer(self, kind: str) -> Callable[[], object]:
+        return JOBS[kind].delay
 
     def close(self) -> None:
         app.close()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from peers._common import record, redis_url
+from peers._producer import SyncProducer
 
 VARIANTS = {"default": "1 process, threads"}
 
@@ -33,29 +35,17 @@ def sleep() -> None:
 JOBS = {"noop": noop, "sleep": sleep}
 
 
-class Producer:
-    bulk = False
+class Producer(SyncProducer):
+    """The module's broker already points at BENCH_REDIS_URL."""
 
-    def __init__(self, url: str, variant: str) -> None:
-        pass  # the module's broker already points at BENCH_REDIS_URL
-
-    def each(self, kind: str, n: int) -> None:
-        send = JOBS[kind].send
-        for _ in range(n):
-            send()
-
-    def many(self, kind: str, n: int) -> None:
-        raise NotImplementedError
-
-    def one(self, kind: str) -> None:
-        JOBS[kind].send()
+    def enqueuer(self, kind: str) -> Callable[[], object]:
+        return JOBS[kind].send
 
     def close(self) -> None:
         broker.close()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from huey import RedisHuey
 
 from peers._common import record, redis_url
+from peers._producer import SyncProducer
 
 VARIANTS = {"default": "consumer, threads"}
 
@@ -31,29 +33,14 @@ def sleep() -> None:
 JOBS = {"noop": noop, "sleep": sleep}
 
 
-class Producer:
-    bulk = False
+class Producer(SyncProducer):
+    """The module's huey already points at BENCH_REDIS_URL."""
 
-    def __init__(self, url: str, variant: str) -> None:
-        pass  # the module's huey already points at BENCH_REDIS_URL
-
-    def each(self, kind: str, n: int) -> None:
-        task = JOBS[kind]
-        for _ in range(n):
-            task()
-
-    def many(self, kind: str, n: int) -> None:
-        raise NotImplementedError
-
-    def one(self, kind: str) -> None:
-        JOBS[kind]()
-
-    def close(self) -> None:
-        pass
+    def enqueuer(self, kind: str) -> Callable[[], object]:
+        return JOBS[kind]
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

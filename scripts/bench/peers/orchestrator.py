@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from orchestrator import Orchestrator
 from peers._common import record, redis_url
+from peers._producer import SyncProducer
 
 VARIANTS = {"thread": "def tasks, thread pool (default)", "async": "async def tasks"}
 
@@ -41,33 +44,26 @@ async def asleep() -> None:
     record()
 
 
-class Producer:
+class Producer(SyncProducer):
     bulk = True
 
     def __init__(self, url: str, variant: str) -> None:
         self.app = Orchestrator(url)
         prefix = "a" if variant == "async" else ""
-        self.tasks = {"noop": globals()[f"{prefix}noop"], "sleep": globals()[f"{prefix}sleep"]}
-        self.names = {kind: task.name for kind, task in self.tasks.items()}
+        self.names = {kind: globals()[f"{prefix}{kind}"].name for kind in ("noop", "sleep")}
 
-    def each(self, kind: str, n: int) -> None:
-        enqueue, name = self.app.enqueue, self.names[kind]
-        for _ in range(n):
-            enqueue(name)
+    def enqueuer(self, kind: str) -> Callable[[], object]:
+        return partial(self.app.enqueue, self.names[kind])
 
     def many(self, kind: str, n: int) -> None:
         name = self.names[kind]
         self.app.enqueue_many([self.app.request(name) for _ in range(n)])
 
-    def one(self, kind: str) -> None:
-        self.app.enqueue(self.names[kind])
-
     def close(self) -> None:
         self.app.close()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from redis import Redis
 from rq import Queue
 
 from peers._common import record, redis_url
+from peers._producer import SyncProducer
 
 VARIANTS = {"fork": "Worker (forks per job, default)", "simple": "SimpleWorker (no fork)"}
 WORKER_CLASS = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
@@ -31,31 +34,25 @@ def sleep() -> None:
 JOBS = {"noop": noop, "sleep": sleep}
 
 
-class Producer:
+class Producer(SyncProducer):
     bulk = True
 
     def __init__(self, url: str, variant: str) -> None:
         self.redis = Redis.from_url(url)
         self.queue = Queue(connection=self.redis)
 
-    def each(self, kind: str, n: int) -> None:
-        enqueue, job = self.queue.enqueue, JOBS[kind]
-        for _ in range(n):
-            enqueue(job)
+    def enqueuer(self, kind: str) -> Callable[[], object]:
+        return partial(self.queue.enqueue, JOBS[kind])
 
     def many(self, kind: str, n: int) -> None:
         job = JOBS[kind]
         self.queue.enqueue_many([Queue.prepare_data(job) for _ in range(n)])
 
-    def one(self, kind: str) -> None:
-        self.queue.enqueue(JOBS[kind])
-
     def close(self) -> None:
         self.redis.close()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from saq import Queue
 
 from peers._common import record, redis_url
+from peers._producer import AsyncProducer
 
 VARIANTS = {"default": "asyncio worker"}
 
@@ -27,35 +30,20 @@ settings = {"queue": Queue.from_url(redis_url()), "functions": [noop, sleep]}
 tuned = {**settings, "concurrency": 100}
 
 
-class Producer:
-    bulk = False
-
+class Producer(AsyncProducer):
     def __init__(self, url: str, variant: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__(url, variant)
         self.queue = Queue.from_url(url)
-        self.loop.run_until_complete(self.queue.connect())
+        self.run(self.queue.connect())
 
-    async def _each(self, kind: str, n: int) -> None:
-        enqueue = self.queue.enqueue
-        for _ in range(n):
-            await enqueue(kind)
+    def enqueuer(self, kind: str) -> Callable[[], Awaitable[object]]:
+        return partial(self.queue.enqueue, kind)
 
-    def each(self, kind: str, n: int) -> None:
-        self.loop.run_until_complete(self._each(kind, n))
-
-    def many(self, kind: str, n: int) -> None:
-        raise NotImplementedError
-
-    def one(self, kind: str) -> None:
-        self.loop.run_until_complete(self.queue.enqueue(kind))
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.queue.disconnect())
-        self.loop.close()
+    async def aclose(self) -> None:
+        await self.queue.disconnect()
 
 
-def producer(url: str, variant: str) -> Producer:
-    return Producer(url, variant)
+producer = Producer
 
 
 def worker_argv(variant: str, mode: str) -> list[str] | str:
