@@ -102,6 +102,7 @@ class _Exchange:
         self.todo = list(range(len(calls)))
         self.passes = 0
         self.resent = False
+        self.missing: list[int] = []  # this pass's calls that met NOSCRIPT
 
     @property
     def done(self) -> bool:
@@ -117,34 +118,36 @@ class _Exchange:
         if self.resent or not all(self.calls[i].resend_safe for i in self.todo):
             raise exc
         self.resent = True
+        self.missing = []
 
-    def received(self, replies: list[Any]) -> set[str]:
-        """Settle each reply; return the sources of the scripts Redis lacked."""
-        missing = []
-        for i, reply in zip(self.todo, replies, strict=True):
-            if isinstance(reply, NoScriptError):
-                missing.append(i)
-            elif isinstance(reply, OutOfMemoryError):
-                self.results[i] = out_of_memory(reply)
-            elif isinstance(reply, ResponseError):
-                self.results[i] = from_script_error(str(reply)) or reply
-            else:
-                try:
-                    self.results[i] = self.calls[i].decode(reply)
-                except Exception as exc:
-                    self.results[i] = exc
-        self.todo = missing
-        return {self.calls[i].script.source for i in missing}
+    def settle(self, i: int, reply: Any) -> None:
+        """Record call i's decoded reply, or its error; a NOSCRIPT reply sends it again.
+
+        Called as each reply is read, so decoding overlaps Redis running the calls after it.
+        """
+        if isinstance(reply, NoScriptError):
+            self.missing.append(i)
+        elif isinstance(reply, OutOfMemoryError):
+            self.results[i] = out_of_memory(reply)
+        elif isinstance(reply, ResponseError):
+            self.results[i] = from_script_error(str(reply)) or reply
+        else:
+            try:
+                self.results[i] = self.calls[i].decode(reply)
+            except Exception as exc:
+                self.results[i] = exc
+
+    def end_pass(self) -> set[str]:
+        """After every reply of a pass: the sources of the scripts Redis lacked."""
+        self.todo, self.missing = self.missing, []
+        return {self.calls[i].script.source for i in self.todo}
 
 
-def _read_all(read: Callable[[], Any], count: int) -> list[Any]:
-    replies: list[Any] = []
-    for _ in range(count):
-        try:
-            replies.append(read())
-        except ResponseError as exc:
-            replies.append(exc)
-    return replies
+def _reply(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except ResponseError as exc:  # a script's error reply: that call's result, not the exchange's
+        return exc
 
 
 def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
@@ -161,7 +164,8 @@ def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
         conn = pool.get_connection()
         try:
             conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
-            replies = _read_all(conn.read_response, len(exchange.todo))
+            for i in exchange.todo:
+                exchange.settle(i, _reply(conn.read_response))
         except UNREACHABLE as exc:
             conn.disconnect()  # type: ignore[no-untyped-call]
             exchange.lost(exc)
@@ -171,7 +175,7 @@ def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
             raise
         finally:
             pool.release(conn)
-        for source in exchange.received(replies):
+        for source in exchange.end_pass():
             client.script_load(source)
     return exchange.results
 
@@ -185,12 +189,12 @@ async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command([packed])
-            replies = []
-            for _ in exchange.todo:
+            for i in exchange.todo:
                 try:
-                    replies.append(await conn.read_response())
+                    reply = await conn.read_response()
                 except ResponseError as exc:
-                    replies.append(exc)
+                    reply = exc
+                exchange.settle(i, reply)
         except UNREACHABLE as exc:
             await conn.disconnect()
             exchange.lost(exc)
@@ -200,7 +204,7 @@ async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]
             raise
         finally:
             await pool.release(conn)
-        for source in exchange.received(replies):
+        for source in exchange.end_pass():
             await client.script_load(source)
     return exchange.results
 
@@ -246,8 +250,7 @@ class TaskSpec(NamedTuple):
     key: str = ""
 
 
-@dataclass(frozen=True)
-class Enqueued:
+class Enqueued(NamedTuple):  # one per enqueued task: a NamedTuple is 4x cheaper than a frozen dataclass
     id: str
     created: bool  # False: an unfinished task already held the idempotency key
 

@@ -6,7 +6,7 @@
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  max_payload   largest #args + #kwargs in bytes
   ARGV[5]  queue         the queue's name, stored in each record
-  ARGV[6]  n             number of tasks; then 12 values per task:
+  ARGV[6]  n             number of tasks (1 to 1,000); then 12 values per task:
            id, name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries, timeout_ms, backoff_ms, backoff_max_ms, jitter (0|1),
            delay_ms, key (idempotency key or '')
@@ -25,9 +25,11 @@ local max_payload = tonumber(ARGV[4])
 local queue = ARGV[5]
 local n = tonumber(ARGV[6])
 local WIDTH = 12
+local MAX_TASKS = 1000  -- per call (the client sends 1,000 at most): keeps unpack() within Lua's limits
 if not n or n < 1 or #ARGV ~= 6 + n * WIDTH then
   return redis.error_reply('INVALID argument count')
 end
+if n > MAX_TASKS then return redis.error_reply('INVALID more than ' .. MAX_TASKS .. ' tasks in one call') end
 
 -- Validate everything before the first write: Redis does not roll back a failed script.
 local seen = {}
@@ -47,13 +49,17 @@ end
 
 local now = now_ms()
 local out = {}
-local new = {}  -- positions (a) in ARGV of the tasks to create
+local new = {}  -- the tasks to create, by position (0-based) in the call
 local taken = {}  -- idempotency key -> the id it was given earlier in this call
+local tkeys = {}
+for i = 1, n do tkeys[i] = task_key(ARGV[6 + (i - 1) * WIDTH + 1]) end
+-- One EXISTS for the whole call: a resent call (its reply was lost) finds its tasks.
+local any_exist = redis.call('EXISTS', unpack(tkeys)) > 0
 for i = 0, n - 1 do
   local a = 6 + i * WIDTH
   local id, key = ARGV[a + 1], ARGV[a + 12]
   local existing = false
-  if redis.call('EXISTS', task_key(id)) == 1 then
+  if any_exist and redis.call('EXISTS', tkeys[i + 1]) == 1 then
     existing = id  -- sent before: its reply was lost
   elseif taken[key] then
     existing = taken[key]
@@ -73,19 +79,21 @@ for i = 0, n - 1 do
   end
   out[#out + 1] = existing or id
   out[#out + 1] = (existing == false or existing == id) and 1 or 0
-  if not existing then new[#new + 1] = a end
+  if not existing then new[#new + 1] = i end
 end
 if #new == 0 then return out end
 
 -- One sequence number per new task, reserved in one call; index entries added in one call each.
 local seq = redis.call('HINCRBY', stats, 'seq', #new) - #new
 local ready, later = {}, {}
-for j, a in ipairs(new) do
-  local id, name, priority, delay, key = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 11]), ARGV[a + 12]
+for j, i in ipairs(new) do
+  local a = 6 + i * WIDTH
+  local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  local delay, key = tonumber(ARGV[a + 11]), ARGV[a + 12]
   local state, run_at = 'PENDING', now
   if delay > 0 then state, run_at = 'SCHEDULED', now + delay end
   local score = int(priority * PRIORITY_SPAN + seq + j)
-  local tkey = task_key(id)
+  local tkey = tkeys[i + 1]
   redis.call('HSET', tkey,
     'id', id, 'name', name, 'queue', queue, 'state', state, 'priority', priority,
     'args', ARGV[a + 4], 'kwargs', ARGV[a + 5], 'attempts', 0,

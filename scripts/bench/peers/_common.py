@@ -237,14 +237,28 @@ class Bench:
 
     # -- workloads
 
-    def each(self, kind: str, n: int, cap: float) -> tuple[int, float]:
-        """Enqueue up to n tasks one call each, stopping after ``cap`` seconds; (queued, seconds)."""
-        done, t0 = 0, time.perf_counter()
-        while done < n and time.perf_counter() - t0 < cap:
+    def each(self, kind: str, n: int, cap: float) -> tuple[int, float, float]:
+        """Enqueue up to n tasks one call each, stopping after ``cap`` seconds of enqueueing.
+
+        Returns (queued, seconds, ceiling): between batches of 1,000 enqueues, 250 EVALSHA of
+        a trivial script time this process's own round trip, so the enqueue rate can be
+        compared with a ceiling measured in the same moments (the round trip of a quiet
+        2-core machine drifts by 2x or more with CPU idle states and other load).
+        """
+        sha = self.r.script_load("return 1")
+        done, spent, trips, trip_s = 0, 0.0, 0, 0.0
+        while done < n and spent < cap:
             step = min(1000, n - done)
+            t0 = time.perf_counter()
             self.producer.each(kind, step)
+            spent += time.perf_counter() - t0
             done += step
-        return done, time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(250):
+                self.r.evalsha(sha, 0)
+            trip_s += time.perf_counter() - t0
+            trips += 250
+        return done, spent, trips / trip_s
 
     def w_drain(self) -> dict[str, Any]:
         """1 and 2: enqueue N one call each, drain with default settings; bulk-enqueue N, drain tuned."""
@@ -255,8 +269,9 @@ class Bench:
             raise RuntimeError(argv)
         self.flush()
         m0 = self.used_memory()
-        queued, seconds = self.each("noop", n, enqueue_cap)
-        out["enqueue"] = {"rate": queued / seconds, "done": queued, "of": n, "partial": queued < n}
+        queued, seconds, ceiling = self.each("noop", n, enqueue_cap)
+        out["enqueue"] = {"rate": queued / seconds, "done": queued, "of": n, "partial": queued < n,
+                          "ceiling": ceiling}
         out["memory_queued"] = (self.used_memory() - m0) / queued
         out["drain"] = self.drain(argv, queued, cap, stats=True)
         self.flush()
