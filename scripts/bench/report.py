@@ -139,7 +139,13 @@ def _depth_cells(runs: dict[str, list[dict[str, Any]]], main: bool, memory_queue
     if rates["small"] and rates["big"]:
         note += (f", drain {statistics.median(rates['small']):,.0f} -> "
                  f"{statistics.median(rates['big']):,.0f} tasks/s")
-    enq = [b / s for b, s in zip(big["enqueue_us"], small["enqueue_us"], strict=True)]
+    if "trip_us" in big and "trip_us" in small:  # the cost in round trips of the same moment
+        big_rt = [e / t for e, t in zip(big["enqueue_us"], big["trip_us"], strict=True)]
+        small_rt = [e / t for e, t in zip(small["enqueue_us"], small["trip_us"], strict=True)]
+        note += (f"; in round trips {statistics.median(small_rt):.2f} -> {statistics.median(big_rt):.2f}")
+        enq = [b / s for b, s in zip(big_rt, small_rt, strict=True)]
+    else:
+        enq = [b / s for b, s in zip(big["enqueue_us"], small["enqueue_us"], strict=True)]
     drain = [s / b for s, b in zip(small["drain"], big["drain"], strict=True) if s and b]
     return {
         "depth_enqueue": _cell(enq, note=note),

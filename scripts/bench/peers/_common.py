@@ -363,7 +363,8 @@ class Bench:
     def w_depth(self) -> dict[str, Any]:
         """5: single enqueue and drain cost with a deep queue against a shallow one; memory per task.
 
-        At each depth: ``reps`` timed batches of k single enqueues, then one worker drains
+        At each depth: ``reps`` timed batches of k single enqueues (each followed by 100 timed
+        EVALSHA round trips, as the unit the enqueue cost is counted in), then one worker drains
         ``reps`` windows of k tasks (the queue stays at about that depth throughout).
         """
         argv = self.argv("default")
@@ -376,11 +377,16 @@ class Bench:
             m0 = self.used_memory()
             queued, seconds = self.fill("noop", depth, cap)
             entry: dict[str, Any] = {"depth": queued, "fill_s": seconds, "memory": (self.used_memory() - m0) / queued}
-            enq = []
+            enq, trips = [], []
+            sha = self.r.script_load("return 1")
             for _ in range(reps):
                 t0 = time.perf_counter()
                 self.producer.each("noop", k)
                 enq.append((time.perf_counter() - t0) / k * 1e6)
+                t0 = time.perf_counter()
+                for _ in range(100):  # this moment's round trip: the enqueue cost is compared in round trips
+                    self.r.evalsha(sha, 0)
+                trips.append((time.perf_counter() - t0) / 100 * 1e6)
             sink = self.sink()
             workers = self.start(argv, sink)
             try:
@@ -390,7 +396,7 @@ class Bench:
             lines = [t for t, _ in read_sink(sink)]
             size = len(lines) // reps
             parts = [lines[i * size:(i + 1) * size] for i in range(reps)]
-            entry.update(enqueue_us=enq, partial=not complete, drained=len(lines),
+            entry.update(enqueue_us=enq, trip_us=trips, partial=not complete, drained=len(lines),
                          drain=[(len(p) - 1) / (p[-1] - p[0]) if len(p) > 1 and p[-1] > p[0] else None
                                 for p in parts])
             out[label] = entry
