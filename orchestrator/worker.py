@@ -1,10 +1,9 @@
 """The asyncio worker behind ``orch worker``: claim, run, heartbeat, complete or fail.
 
 Owns one process's loop: it claims at most its free slots in one script call per
-queue, runs async functions on the loop and sync ones in a thread pool (or inline with
-``pool="asyncio"``, or in a process pool that can kill a task at its timeout), renews
-all its leases in one heartbeat call per queue, and commits each outcome with the
-task's lease token. Idle, it blocks on the queues' wake-up keys. It holds nothing that
+queue, runs each task (through ``runner``: on the loop, in a thread, or in a child
+process) within its timeout, renews all its leases in one heartbeat call per queue, and
+commits each outcome with the task's lease token. Idle, it blocks on the queues' wake-up keys. It holds nothing that
 matters after it dies: a killed worker's leases expire and the reaper requeues them.
 Does not promote or reap (``scheduler``), nor configure logging (``cli``).
 """
@@ -13,10 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import dataclasses
-import functools
-import inspect
 import logging
 import os
 import random
@@ -26,7 +21,6 @@ import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -37,13 +31,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import __version__
 from .client import Orchestrator
 from .config import WorkerSettings
-from .context import TaskContext, _current
+from .context import TaskContext
 from .errors import InvalidPayload, LeaseLost, NotSerializable, UnknownTask
 from .health import startup_checks
 from .models import TaskState, dumps
 from .pipeline import Pipeliner
-from .pool import ProcessPool, RemoteError
+from .pool import RemoteError
 from .registry import load_apps
+from .runner import Runner
 from .transitions import Call, Lease, arun
 
 log = logging.getLogger(__name__)
@@ -101,12 +96,10 @@ class Worker:
         self.processed = 0
         self._running: dict[tuple[str, str], _Running] = {}
         self._beating = True
-        self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
-        self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPool | None = None
+        self._runner: Runner | None = None
         self._tag = f"[Worker {self.id}]"
 
     # ---------------------------------------------------------------- control
@@ -129,9 +122,9 @@ class Worker:
         self._pipeliner = Pipeliner(self.app.aredis)
         if self._stopping:
             self._stop_event.set()
-        self._threads = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix=f"orch-{self.id}")
-        if self.settings.pool == "process":
-            self._processes = ProcessPool(self.settings.concurrency, self.settings.apps)
+        self._runner = Runner(
+            self.settings.concurrency, self.settings.pool, self.settings.apps, self.id, self._slot_freed.set
+        )
         queues = ", ".join(q for q, _ in self.settings.queues)
         log.info(
             "%s Started: queues %s, concurrency %d, pool %s, pid %d",
@@ -147,9 +140,7 @@ class Worker:
                 self._beating = False
                 await self._end(heartbeat)
                 await self._deregister()
-                self._threads.shutdown(wait=False, cancel_futures=True)
-                if self._processes is not None:
-                    self._processes.close()
+                self._runner.close()
                 await self.app.aclose()
         log.info("%s Stopped after %d tasks", self._tag, self.processed)
 
@@ -159,7 +150,7 @@ class Worker:
         assert self._slot_freed is not None
         failures = 0
         while not self._stopping:
-            free = self.settings.concurrency - len(self._running) - len(self._stuck)
+            free = self.settings.concurrency - len(self._running) - self._stuck()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until_stopped(self._slot_freed.wait())
@@ -248,7 +239,9 @@ class Worker:
                 fn = self.functions.get(lease.name)
                 if fn is None:
                     raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
-                result = await _within(self._invoke(fn, lease), timeout)
+                assert self._runner is not None  # made by run() before any claim
+                context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
+                result = await _within(self._runner.invoke(fn, lease, context), timeout)
                 payload = dumps(result)
             except asyncio.CancelledError:
                 if running.stop_reason == "cancel":
@@ -282,50 +275,6 @@ class Worker:
             self.processed += 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
-
-    async def _invoke(self, fn: Callable[..., Any], lease: Lease) -> Any:
-        context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
-        if inspect.iscoroutinefunction(fn):
-            reset = _current.set(context)
-            try:
-                return await fn(*lease.args, **lease.kwargs)
-            finally:
-                _current.reset(reset)
-        if self._processes is not None:
-            fields = dataclasses.asdict(context)
-            return await self._processes.run(lease.name, lease.args, lease.kwargs, None, fields)
-        call = functools.partial(fn, *lease.args, **lease.kwargs)
-        ctx = contextvars.copy_context()
-        ctx.run(_current.set, context)
-        if self.settings.pool == "asyncio":
-            return ctx.run(call)  # inline on the loop: fastest, but blocks heartbeats while it runs
-        return await self._in_thread(ctx, call, lease)
-
-    async def _in_thread(self, ctx: contextvars.Context, call: Callable[[], T], lease: Lease) -> T:
-        """Run ``call`` in the thread pool. A thread cannot be stopped: when its task is
-        abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot until it returns,
-        so the worker never claims a task it has no thread for."""
-        assert self._threads is not None
-        future = self._threads.submit(ctx.run, call)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            if not future.cancel() and not future.done():
-                log.warning("%s Task %s stopped, but its thread runs on and keeps its slot", self._tag, lease.task_id)
-                self._stuck.add(future)
-                loop = asyncio.get_running_loop()
-                future.add_done_callback(lambda f: self._call_soon(loop, self._thread_returned, f))
-            raise
-
-    @staticmethod
-    def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Future[Any]], None], arg: Future[Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop already closed: the worker is exiting
-            loop.call_soon_threadsafe(fn, arg)
-
-    def _thread_returned(self, future: Future[Any]) -> None:
-        self._stuck.discard(future)
-        if self._slot_freed is not None:
-            self._slot_freed.set()
 
     # ----------------------------------------------------------------- commit
 
@@ -418,8 +367,11 @@ class Worker:
                 log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, exc)
                 await asyncio.sleep(min(self.settings.heartbeat_interval, 0.2 * failures))
 
+    def _stuck(self) -> int:
+        return self._runner.stuck if self._runner is not None else 0
+
     def _info(self) -> dict[str, str | int]:
-        running = len(self._running) + len(self._stuck)
+        running = len(self._running) + self._stuck()
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),

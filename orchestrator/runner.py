@@ -1,0 +1,94 @@
+"""How a worker calls a task function: on the loop, in a thread, or in a child process.
+
+Owns the worker's execution pools and what a task function sees while it runs: async
+functions run on the event loop, sync ones in a thread pool (or inline with
+``pool="asyncio"``, or in a process pool that can kill a task at its timeout), each with
+``current_task()`` set. Keeps count of threads that run on after their task was
+abandoned: a thread cannot be stopped, so it keeps its slot until it returns. Does not
+talk to Redis (``worker``) nor decide what an outcome means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .context import TaskContext, _current
+from .pool import ProcessPool
+from .transitions import Lease
+
+log = logging.getLogger("orchestrator.worker")
+T = TypeVar("T")
+
+
+class Runner:
+    """The pools of one worker: ``await invoke(fn, lease, context)`` runs one task function."""
+
+    def __init__(
+        self, concurrency: int, pool: str, apps: tuple[str, ...], worker_id: str, on_slot_freed: Callable[[], None]
+    ) -> None:
+        self.pool = pool
+        self._tag = f"[Worker {worker_id}]"
+        self._on_slot_freed = on_slot_freed
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=f"orch-{worker_id}")
+        self._processes = ProcessPool(concurrency, apps) if pool == "process" else None
+        self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
+
+    @property
+    def stuck(self) -> int:
+        """Threads that run on after their task was abandoned: each still holds a slot."""
+        return len(self._stuck)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.close()
+
+    async def invoke(self, fn: Callable[..., Any], lease: Lease, context: TaskContext) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            reset = _current.set(context)
+            try:
+                return await fn(*lease.args, **lease.kwargs)
+            finally:
+                _current.reset(reset)
+        if self._processes is not None:
+            fields = dataclasses.asdict(context)
+            return await self._processes.run(lease.name, lease.args, lease.kwargs, None, fields)
+        call = functools.partial(fn, *lease.args, **lease.kwargs)
+        ctx = contextvars.copy_context()
+        ctx.run(_current.set, context)
+        if self.pool == "asyncio":
+            return ctx.run(call)  # inline on the loop: fastest, but blocks heartbeats while it runs
+        return await self._in_thread(ctx, call, lease)
+
+    async def _in_thread(self, ctx: contextvars.Context, call: Callable[[], T], lease: Lease) -> T:
+        """Run ``call`` in the thread pool. A thread cannot be stopped: when its task is
+        abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot until it returns,
+        so the worker never claims a task it has no thread for."""
+        future = self._threads.submit(ctx.run, call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel() and not future.done():
+                log.warning("%s Task %s stopped, but its thread runs on and keeps its slot", self._tag, lease.task_id)
+                self._stuck.add(future)
+                loop = asyncio.get_running_loop()
+                future.add_done_callback(lambda f: self._call_soon(loop, self._thread_returned, f))
+            raise
+
+    @staticmethod
+    def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Future[Any]], None], arg: Future[Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop already closed: the worker is exiting
+            loop.call_soon_threadsafe(fn, arg)
+
+    def _thread_returned(self, future: Future[Any]) -> None:
+        self._stuck.discard(future)
+        self._on_slot_freed()
