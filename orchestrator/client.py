@@ -40,6 +40,7 @@ DEFAULT_TIMEOUT = 300.0
 ENQUEUE_CHUNK = 1000  # tasks per enqueue script call: keeps each call short
 MAX_KEY_LENGTH = 256
 MAX_NAME_LENGTH = 256
+MAX_SECONDS = 10 * 365 * 86400  # timeouts, delays and backoffs: ten years (rejects nan and inf)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ def _unknown_options(unknown: dict[str, Any], error: type[Exception] = Validatio
 def _ms(seconds: float | None, what: str) -> int:
     if seconds is None:
         return 0
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ValidationError(f"{what} must be a number of seconds >= 0, not {seconds!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_SECONDS:
+        raise ValidationError(f"{what} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {seconds!r}")
     return round(seconds * 1000)
 
 

@@ -416,6 +416,10 @@ BAD_ENQUEUES = [
     ({"delay": -0.5}, ValidationError),
     ({"delay": "5"}, ValidationError),
     ({"delay": True}, ValidationError),
+    ({"delay": float("nan")}, ValidationError),
+    ({"delay": float("inf")}, ValidationError),
+    ({"timeout": float("nan")}, ValidationError),
+    ({"timeout": 1e300}, ValidationError),
 ]
 
 
