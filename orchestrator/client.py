@@ -23,6 +23,7 @@ from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, Settings
 from .errors import (
     ConfigurationError,
     InvalidPriority,
+    PartiallyEnqueued,
     PayloadTooLarge,
     TaskNotFound,
     ValidationError,
@@ -287,17 +288,22 @@ class Orchestrator:
         return queue, self.queue(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
 
     def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
-        """Enqueue many tasks with one script call per queue (and per 1,000 tasks)."""
+        """Enqueue many tasks with one script call per queue and per 1,000 tasks, sent together.
+
+        Every request is validated before anything is sent. Each call is atomic; if one
+        fails (Redis out of memory, say) its error is raised when no other call landed,
+        else PartiallyEnqueued, whose ``handles`` are the tasks that were enqueued.
+        """
         plan, order = self._plan(list(requests))  # validates every request before any I/O
         self._register_queues_sync({queue for queue, _ in plan})
         results = run_many(self.redis, list(plan.values()))  # one write; replies decoded as they come
-        return self._handles(order, _replies(plan, results))
+        return self._collect(plan, order, results)
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         plan, order = self._plan(list(requests))  # validates every request before any I/O
         await self._aregister_queues({queue for queue, _ in plan})
         results = await arun_many(self.aredis, list(plan.values()))
-        return self._handles(order, _replies(plan, results))
+        return self._collect(plan, order, results)
 
     def _register_queues_sync(self, queues: set[str]) -> None:
         """Add queues to the known-queues set, once per process (outside any hash tag)."""
@@ -339,15 +345,34 @@ class Orchestrator:
                 plan[(queue, start)] = transitions.enqueue(chunk, max_payload=self.settings.max_payload_bytes)
         return plan, order
 
-    def _handles(
-        self, order: list[tuple[str, int]], replies: dict[Slot, list[Enqueued]]
+    def _collect(
+        self, plan: dict[Slot, Call[list[Enqueued]]], order: list[Slot], results: list[Any]
     ) -> list[TaskHandle]:
+        """Each request's handle. When a call failed: its error if nothing landed, else
+        PartiallyEnqueued with the handles of the tasks that did (all calls went in one write)."""
+        replies = {slot: r for slot, r in zip(plan, results, strict=True) if not isinstance(r, BaseException)}
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if not errors:
+            return self._handles(order, replies)
+        if not replies:
+            raise errors[0]
+        landed = self._handles(order, replies)
+        raise PartiallyEnqueued(
+            f"{len(landed)} of {len(order)} tasks were enqueued (their handles are in .handles); "
+            f"the rest were not: {errors[0]}",
+            landed,
+        ) from errors[0]
+
+    def _handles(self, order: list[Slot], replies: dict[Slot, list[Enqueued]]) -> list[TaskHandle]:
+        """The handles of the requests whose call has a reply, in request order."""
         handles: list[TaskHandle] = []
         append = handles.append
         for queue, position in order:
             start = position - position % ENQUEUE_CHUNK
-            reply = replies[(queue, start)][position - start]
-            append(TaskHandle(self, reply.id, queue, created=reply.created))
+            chunk = replies.get((queue, start))
+            if chunk is not None:
+                reply = chunk[position - start]
+                append(TaskHandle(self, reply.id, queue, created=reply.created))
         return handles
 
     def _spec(self, request: TaskRequest) -> tuple[str, TaskSpec]:
@@ -434,15 +459,6 @@ class Orchestrator:
 
     async def acancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
         return await arun(self.aredis, self.queue(queue).cancel(task_id, self.ttl_ms))
-
-
-def _replies(plan: dict[Slot, Call[list[Enqueued]]], results: list[Any]) -> dict[Slot, list[Enqueued]]:
-    """Each call's replies by slot; the first call that failed raises its error (the calls
-    before it have landed: enqueue_many is atomic per script call, 1,000 tasks)."""
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return dict(zip(plan, results, strict=True))
 
 
 def _check_priority(priority: object) -> None:

@@ -23,6 +23,8 @@ to it. Does not raise anything itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrchestratorError(Exception):
     """Base class of every orchestrator error."""
@@ -89,6 +91,18 @@ class UnknownTask(OrchestratorError, LookupError):
 
 class OutOfMemory(OrchestratorError):
     """Redis refused the call at maxmemory (``noeviction``); a refused script wrote nothing."""
+
+
+class PartiallyEnqueued(OrchestratorError):
+    """``enqueue_many``: some of its script calls (up to 1,000 tasks each) failed, others landed.
+
+    ``handles`` are the tasks that were enqueued, in request order; the first failed call's
+    error is ``__cause__``. A failed call wrote nothing: each call is one atomic script.
+    """
+
+    def __init__(self, message: str, handles: list[Any]) -> None:
+        super().__init__(message)
+        self.handles = handles
 
 
 class InvalidPayload(OrchestratorError):

@@ -25,7 +25,7 @@ from .context import TaskContext, _current
 from .pool import ProcessPool
 from .transitions import Lease
 
-log = logging.getLogger("orchestrator.worker")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 

@@ -290,7 +290,7 @@ class Worker:
         call = self.app.queue(lease.queue).complete(lease.task_id, lease.token, payload, self.app.ttl_ms)
         if await self._commit(call, running) is not None:
             ms = (time.monotonic() - running.started) * 1000
-            log.info("%s Task %s succeeded in %.0f ms", self._tag, lease.task_id, ms)
+            log.info("%s Task %s (%s) succeeded in %.0f ms", self._tag, lease.task_id, lease.name, ms)
 
     async def _fail(self, running: _Running, mode: str, record: dict[str, str]) -> None:
         lease = running.lease

@@ -19,6 +19,8 @@ from orchestrator import (
     InvalidQueueName,
     NotSerializable,
     Orchestrator,
+    OutOfMemory,
+    PartiallyEnqueued,
     PayloadTooLarge,
     ResultTimeout,
     RetryPolicy,
@@ -30,6 +32,7 @@ from orchestrator import (
     TaskState,
     ValidationError,
 )
+from orchestrator.client import ENQUEUE_CHUNK
 from orchestrator.config import REDIS_URL_ENV
 from orchestrator.keys import queues_key
 from orchestrator.transitions import TaskSpec, run
@@ -214,6 +217,38 @@ def test_enqueue_many_across_queues_keeps_the_order_of_handles(app, r):
         mine = [(i % 10, i) for i, q in enumerate(queues) if q == queue]
         leases = run(r, app.queue(queue).claim("w1", 2000, 60_000))
         assert [lease.args[0] for lease in leases] == [i for _, i in sorted(mine)]
+
+
+@pytest.mark.parametrize("failing", ["first", "second"])
+def test_enqueue_many_reports_which_tasks_landed_when_a_call_fails(app, r, monkeypatch, failing):
+    """The calls of enqueue_many go out together: when one fails, the caller learns which
+    tasks were enqueued (PartiallyEnqueued.handles), or gets the error when none were."""
+    import orchestrator.client as client_module
+
+    real = client_module.run_many
+    refused = OutOfMemory("refused for the test")
+
+    def one_call_refused(client, calls):
+        if failing == "first":
+            return [refused, *real(client, calls[1:])]
+        return [*real(client, calls[:1]), refused, *real(client, calls[2:])]
+
+    monkeypatch.setattr(client_module, "run_many", one_call_refused)
+    requests = [app.request("tests.jobs:job", [i]) for i in range(ENQUEUE_CHUNK + 10)]  # two calls
+    with pytest.raises(PartiallyEnqueued) as info:
+        app.enqueue_many(requests)
+    landed = info.value.handles
+    assert info.value.__cause__ is refused
+    assert len(landed) == (10 if failing == "first" else ENQUEUE_CHUNK)
+    assert r.zcard(app.keys("default").pending) == len(landed)
+    assert all(h.status() is S.PENDING for h in landed)
+    args = [h.info().args[0] for h in landed]
+    first = ENQUEUE_CHUNK if failing == "first" else 0
+    assert args == list(range(first, first + len(landed)))
+
+    monkeypatch.setattr(client_module, "run_many", lambda client, calls: [refused] * len(calls))
+    with pytest.raises(OutOfMemory):  # nothing landed: the error itself
+        app.enqueue_many(requests)
 
 
 def test_enqueue_many_with_keys_and_mixed_options(app):

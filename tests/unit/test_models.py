@@ -41,6 +41,7 @@ def test_public_api_is_pinned():
         "Orchestrator",
         "OrchestratorError",
         "OutOfMemory",
+        "PartiallyEnqueued",
         "PayloadTooLarge",
         "ResultTimeout",
         "RetryPolicy",
