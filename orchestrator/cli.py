@@ -26,7 +26,16 @@ from pydantic import BaseModel
 from . import __version__
 from . import inspect as show
 from .client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
-from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, PoolKind, SchedulerSettings, Settings, WorkerSettings
+from .config import (
+    DEFAULT_REDIS_URL,
+    PREFIX_ENV,
+    REDIS_URL_ENV,
+    LoopKind,
+    PoolKind,
+    SchedulerSettings,
+    Settings,
+    WorkerSettings,
+)
 from .errors import InvalidQueueName, InvalidTransition, OrchestratorError, TaskNotFound
 from .keys import DEFAULT_PREFIX, validate_queue_name
 from .models import DEFAULT_PRIORITY, RetryPolicy, TaskState
@@ -417,6 +426,7 @@ def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
           callback=_weighted_queues, metavar="NAME[:WEIGHT]")
 @_setting(WorkerSettings, "concurrency", "-c", "--concurrency", envvar="ORCH_CONCURRENCY", type=int)
 @_setting(WorkerSettings, "pool", "--pool", envvar="ORCH_POOL", type=click.Choice(get_args(PoolKind)))
+@_setting(WorkerSettings, "loop", "--loop", envvar="ORCH_LOOP", type=click.Choice(get_args(LoopKind)))
 @_setting(WorkerSettings, "name", "-n", "--name", envvar="ORCH_WORKER_NAME")
 @_setting(WorkerSettings, "heartbeat_interval", "--heartbeat-interval", envvar="ORCH_HEARTBEAT_INTERVAL", type=float)
 @_setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)

@@ -40,6 +40,7 @@ class Settings(BaseModel):
 
 
 PoolKind = Literal["asyncio", "thread", "process"]
+LoopKind = Literal["auto", "uvloop", "asyncio"]
 
 
 class WorkerSettings(BaseModel):
@@ -52,6 +53,7 @@ class WorkerSettings(BaseModel):
     )
     concurrency: int = Field(default=10, ge=1, le=10_000, description="Tasks run at once.")
     pool: PoolKind = Field(default="thread", description="Where sync task functions run; async ones run on the loop.")
+    loop: LoopKind = Field(default="auto", description="Event loop: uvloop when installed (auto), or asyncio's own.")
     name: str | None = Field(default=None, description="Worker id; default <host>-<pid>.")
     heartbeat_interval: float = Field(default=5.0, gt=0, description="Seconds between heartbeats.")
     grace: float = Field(default=30.0, ge=0, description="Seconds running tasks get to finish on SIGTERM.")

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from . import __version__
 from .client import Orchestrator
 from .config import WorkerSettings
 from .context import TaskContext
-from .errors import InvalidPayload, LeaseLost, NotSerializable, UnknownTask
+from .errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
 from .health import startup_checks
 from .models import TaskState, dumps
 from .pipeline import Pipeliner
@@ -66,13 +66,28 @@ def _error_record(exc: BaseException, message: str | None = None, kind: str | No
     }
 
 
+class _Deadline(Exception):
+    """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
+
+
 async def _within(work: Awaitable[T], timeout: float | None) -> T:
-    """Await ``work`` with a deadline; ``asyncio.timeout`` spares wait_for's extra task on 3.11+."""
+    """Await ``work`` with a deadline; ``asyncio.timeout`` spares wait_for's extra task on 3.11+.
+
+    On 3.11+ the deadline firing raises _Deadline: an event loop's timers may fire a little
+    before ``time.monotonic()`` says the time is up (uvloop counts in whole milliseconds),
+    so the elapsed time cannot tell a timeout from a TimeoutError the task raised itself.
+    """
     if timeout is None:
         return await work
     if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await work
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await work
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise _Deadline(f"task timed out after {timeout:g} s") from exc
+            raise
     return await asyncio.wait_for(work, timeout)
 
 
@@ -126,9 +141,10 @@ class Worker:
             self.settings.concurrency, self.settings.pool, self.settings.apps, self.id, self._slot_freed.set
         )
         queues = ", ".join(q for q, _ in self.settings.queues)
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
         log.info(
-            "%s Started: queues %s, concurrency %d, pool %s, pid %d",
-            self._tag, queues, self.settings.concurrency, self.settings.pool, os.getpid(),
+            "%s Started: queues %s, concurrency %d, pool %s, loop %s, pid %d",
+            self._tag, queues, self.settings.concurrency, self.settings.pool, loop, os.getpid(),
         )
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         try:
@@ -256,9 +272,12 @@ class Worker:
                 elif running.stop_reason is None:
                     raise
                 return
-            except (asyncio.TimeoutError, TimeoutError) as exc:
+            except _Deadline as exc:
+                await self._fail(running, "retry", _error_record(exc, str(exc), "TaskTimeout"))
+                return
+            except (asyncio.TimeoutError, TimeoutError) as exc:  # on 3.10, wait_for's own or the task's
                 elapsed = time.monotonic() - running.started
-                if timeout is not None and elapsed >= timeout:
+                if timeout is not None and elapsed >= timeout - 0.002:
                     message = f"task timed out after {timeout:g} s"
                     await self._fail(running, "retry", _error_record(exc, message, "TaskTimeout"))
                 else:
@@ -445,6 +464,21 @@ class Worker:
                 await arun(self.app.aredis, self.app.queue(queue).deregister(self.id))
 
 
+def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
+    """``asyncio.run(main())``, on uvloop when asked or (auto) when installed: on uvloop a
+    worker spends about a quarter less CPU per task (thread-pool hand-offs, sockets, timers)."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise ConfigurationError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
+        else:
+            uvloop.run(main())
+            return
+    asyncio.run(main())
+
+
 def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
     """Run a worker until SIGTERM/SIGINT (a second signal exits at once). Returns the exit code."""
     import signal
@@ -470,7 +504,7 @@ def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
             loop.add_signal_handler(signum, on_signal, signum)
         await worker.run()
 
-    asyncio.run(main())
+    _run_loop(main, settings.loop)
     if any(t.name.startswith("orch-") and t.is_alive() for t in threading.enumerate()):
         # A sync task is stuck in a thread that cannot be interrupted: do not hang on exit.
         logging.shutdown()

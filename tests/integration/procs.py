@@ -182,6 +182,7 @@ class Procs:
         *,
         concurrency: int = 1,
         pool: str = "thread",
+        loop: str = "auto",
         lease: float = 1.0,
         heartbeat: float = 0.1,
         grace: float = 5.0,
@@ -191,7 +192,7 @@ class Procs:
         ready: bool = True,
     ) -> Proc:
         """``orch worker``; with ``ready`` wait until it has registered (its first heartbeat)."""
-        args = ["worker", "--name", name, "--concurrency", str(concurrency), "--pool", pool]
+        args = ["worker", "--name", name, "--concurrency", str(concurrency), "--pool", pool, "--loop", loop]
         args += ["--lease-timeout", f"{lease:g}", "--heartbeat-interval", f"{heartbeat:g}", "--grace", f"{grace:g}"]
         if idle_wait is not None:
             args += ["--idle-wait", f"{idle_wait:g}"]

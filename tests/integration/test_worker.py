@@ -43,6 +43,20 @@ def pool_children(pid: int) -> set[int]:
     return found
 
 
+# ------------------------------------------------------------------------ event loop
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_worker_runs_sync_and_async_tasks_on_either_event_loop(procs: Procs, app: Orchestrator, loop: str) -> None:
+    worker = procs.worker("w1", loop=loop, concurrency=2)
+    handles = [app.enqueue("tests:add", [1, 2]), app.enqueue("tests:asleep", [0.01])]
+    for handle in handles:
+        wait_final(procs, handle, worker)
+    assert [h.status() for h in handles] == [TaskState.SUCCESS, TaskState.SUCCESS]
+    assert handles[0].result() == 3
+    assert f"loop {loop}" in worker.log()
+
+
 # ------------------------------------------------------------------------- timeouts
 
 
