@@ -3,9 +3,10 @@
 Owns the worker's execution pools and what a task function sees while it runs: async
 functions run on the event loop, sync ones in a thread pool (or inline with
 ``pool="asyncio"``, or in a process pool that can kill a task at its timeout), each with
-``current_task()`` set. Keeps count of threads that run on after their task was
-abandoned: a thread cannot be stopped, so it keeps its slot until it returns. Does not
-talk to Redis (``worker``) nor decide what an outcome means.
+``current_task()`` set; ``within`` bounds a call by the task's timeout. Keeps count of
+threads that run on after their task was abandoned: a thread cannot be stopped, so it
+keeps its slot until it returns. Does not talk to Redis (``worker``) nor decide what an
+outcome means.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -27,6 +29,31 @@ from .transitions import Lease
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Deadline(Exception):
+    """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
+
+
+async def within(work: Awaitable[T], timeout: float | None) -> T:
+    """Await ``work`` with a deadline; ``asyncio.timeout`` spares wait_for's extra task on 3.11+.
+
+    On 3.11+ the deadline firing raises Deadline: an event loop's timers may fire a little
+    before ``time.monotonic()`` says the time is up (uvloop counts in whole milliseconds),
+    so the elapsed time cannot tell a timeout from a TimeoutError the task raised itself.
+    """
+    if timeout is None:
+        return await work
+    if sys.version_info >= (3, 11):
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await work
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise Deadline(f"task timed out after {timeout:g} s") from exc
+            raise
+    return await asyncio.wait_for(work, timeout)
 
 
 class Runner:

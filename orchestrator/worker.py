@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -38,7 +37,7 @@ from .models import TaskState, dumps
 from .pipeline import Pipeliner
 from .pool import RemoteError
 from .registry import load_apps
-from .runner import Runner
+from .runner import Deadline, Runner, within
 from .transitions import Call, Lease, arun
 
 log = logging.getLogger(__name__)
@@ -64,31 +63,6 @@ def _error_record(exc: BaseException, message: str | None = None, kind: str | No
         "message": message if message is not None else str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
-
-
-class _Deadline(Exception):
-    """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
-
-
-async def _within(work: Awaitable[T], timeout: float | None) -> T:
-    """Await ``work`` with a deadline; ``asyncio.timeout`` spares wait_for's extra task on 3.11+.
-
-    On 3.11+ the deadline firing raises _Deadline: an event loop's timers may fire a little
-    before ``time.monotonic()`` says the time is up (uvloop counts in whole milliseconds),
-    so the elapsed time cannot tell a timeout from a TimeoutError the task raised itself.
-    """
-    if timeout is None:
-        return await work
-    if sys.version_info >= (3, 11):
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await work
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise _Deadline(f"task timed out after {timeout:g} s") from exc
-            raise
-    return await asyncio.wait_for(work, timeout)
 
 
 class Worker:
@@ -264,7 +238,7 @@ class Worker:
                     raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
                 assert self._runner is not None  # made by run() before any claim
                 context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
-                result = await _within(self._runner.invoke(fn, lease, context), timeout)
+                result = await within(self._runner.invoke(fn, lease, context), timeout)
                 payload = dumps(result)
             except asyncio.CancelledError:
                 if running.stop_reason == "cancel":
@@ -272,7 +246,7 @@ class Worker:
                 elif running.stop_reason is None:
                     raise
                 return
-            except _Deadline as exc:
+            except Deadline as exc:
                 await self._fail(running, "retry", _error_record(exc, str(exc), "TaskTimeout"))
                 return
             except (asyncio.TimeoutError, TimeoutError) as exc:  # on 3.10, wait_for's own or the task's
