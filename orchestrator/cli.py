@@ -1,8 +1,9 @@
 """The command line: the click group ``orch``, the only module that prints or configures logging.
 
-Owns the options (each setting with its ORCH_* environment variable), printing, and the
-one place where every expected error becomes a single ``Error: ...`` line on stderr with
-exit code 2 (1 when Redis itself answers with an error): ``OrchGroup``. Does not hold
+Owns the commands, their options (each setting with its ORCH_* environment variable,
+built by ``cli_options``), printing, and the one place where every expected error
+becomes a single ``Error: ...`` line on stderr with exit code 2 (1 when Redis itself
+answers with an error): ``OrchGroup``. Does not hold
 business logic: tasks move through ``client`` and ``transitions``, what is shown comes
 from ``inspect``, workers and schedulers run in ``worker`` and ``scheduler`` (imported
 only by the commands that start them).
@@ -12,19 +13,31 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_args
+from typing import Any, get_args
 
 import click
 import pydantic
 import redis
 from click.core import ParameterSource
-from pydantic import BaseModel
 
 from . import __version__
 from . import inspect as show
+from .cli_options import (
+    F,
+    configure_logging,
+    doc,
+    given,
+    json_value,
+    logging_options,
+    optional_queue,
+    queue_name,
+    queue_names,
+    queue_option,
+    setting,
+    weighted_queues,
+)
 from .client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
 from .config import (
     DEFAULT_REDIS_URL,
@@ -36,18 +49,15 @@ from .config import (
     Settings,
     WorkerSettings,
 )
-from .errors import InvalidQueueName, InvalidTransition, OrchestratorError, TaskNotFound
-from .keys import DEFAULT_PREFIX, validate_queue_name
+from .errors import InvalidTransition, OrchestratorError, TaskNotFound
+from .keys import DEFAULT_PREFIX
 from .models import DEFAULT_PRIORITY, RetryPolicy, TaskState
 from .transitions import run
 
 BATCH = 1000  # tasks per retry / purge script call; the commands loop until done
 FOLLOW_BLOCK_MS = 5000
-LOG_FORMAT = "%(asctime)s %(message)s"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 PURGE_STATES = ("failed", "done", "pending", "scheduled")
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliError(click.ClickException):
@@ -137,86 +147,6 @@ class OrchGroup(click.Group):
             raise _one_line(exc, ctx) from None
 
 
-# ----------------------------------------------------------------------- option types
-
-
-def _json(kind: type, label: str) -> Callable[[click.Context, click.Parameter, str], Any]:
-    """An option callback parsing a JSON document of one type (list for --args, object for --kwargs)."""
-
-    def parse(ctx: click.Context, param: click.Parameter, value: str) -> Any:
-        try:
-            data = json.loads(value)
-        except ValueError as exc:
-            raise click.BadParameter(f"not valid JSON: {exc}", ctx, param) from None
-        if not isinstance(data, kind):
-            raise click.BadParameter(f"must be a JSON {label}, not {json.dumps(data)[:60]}", ctx, param)
-        return data
-
-    return parse
-
-
-def _queue(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        return validate_queue_name(value)
-    except InvalidQueueName as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
-
-
-def _queues(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
-    return tuple(_queue(ctx, param, name) for name in value)
-
-
-def _weighted_queues(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[tuple[str, int], ...]:
-    """``NAME[:WEIGHT]`` options as (name, weight) pairs; weight 1 when not given."""
-    out = []
-    for spec in value:
-        name, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
-        if not weight.isdigit() or int(weight) < 1:
-            raise click.BadParameter(f"weight of queue {name!r} must be an integer >= 1, not {weight!r}", ctx, param)
-        out.append((_queue(ctx, param, name), int(weight)))
-    return tuple(out)
-
-
-def _optional_queue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    return None if value is None else _queue(ctx, param, value)
-
-
-def _doc(model: type[BaseModel], name: str) -> str:
-    """An option's help text: the setting's documented description and default (defined once, in config)."""
-    info = model.model_fields[name]
-    default = info.default
-    if isinstance(default, tuple):
-        default = " ".join(":".join(map(str, d)) if isinstance(d, tuple) else str(d) for d in default) or "all"
-    return f"{info.description}" if default is None else f"{info.description}  [default: {default}]"
-
-
-def _queue_option(help: str, *name: str, **kwargs: Any) -> Callable[[F], F]:
-    """The -q/--queue option of one command."""
-    return click.option("-q", "--queue", *name, metavar="NAME", help=help, **kwargs)
-
-
-def _setting(model: type[BaseModel], field: str, *decls: str, envvar: str, **kwargs: Any) -> Callable[[F], F]:
-    """An option for one setting of ``model``, documented from it, with an environment variable."""
-    return click.option(*decls, envvar=envvar, show_envvar=True, help=_doc(model, field), **kwargs)
-
-
-def _given(**values: Any) -> dict[str, Any]:
-    """The options the user set (None and empty mean: the setting's default)."""
-    return {k: v for k, v in values.items() if v is not None and v != ()}
-
-
-def _logging_options(fn: F) -> F:
-    fn = click.option(
-        "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
-        envvar="ORCH_LOG_LEVEL", show_envvar=True, show_default=True, help="Lowest level of the messages logged.",
-    )(fn)
-    return click.option("-v", "--verbose", is_flag=True, help="Log debug messages (same as --log-level debug).")(fn)
-
-
-def _configure_logging(verbose: bool, level: str) -> None:
-    logging.basicConfig(level="DEBUG" if verbose else level.upper(), format=LOG_FORMAT)
-
-
 def _load(module: str, name: str) -> Callable[..., int]:
     """Import ``module.name`` when the command runs, so the rest of the CLI works without it."""
     try:
@@ -260,23 +190,23 @@ def orch(ctx: click.Context, redis_url: str, prefix: str) -> None:
 
 @orch.command()
 @click.argument("name")
-@click.option("--args", callback=_json(list, "list"), default="[]", metavar="JSON", help="Positional arguments.")
-@click.option("--kwargs", callback=_json(dict, "object"), default="{}", metavar="JSON", help="Keyword arguments.")
-@_queue_option(f"Queue.  [default: {DEFAULT_QUEUE}]", callback=_optional_queue)
+@click.option("--args", callback=json_value(list, "list"), default="[]", metavar="JSON", help="Positional arguments.")
+@click.option("--kwargs", callback=json_value(dict, "object"), default="{}", metavar="JSON", help="Keyword arguments.")
+@queue_option(f"Queue.  [default: {DEFAULT_QUEUE}]", callback=optional_queue)
 @click.option("--priority", type=int, help=f"0 (runs first) to 9.  [default: {DEFAULT_PRIORITY}]")
 @click.option("--delay", type=float, help="Seconds to wait before it may run.")
 @click.option("--key", help="Idempotency key: while a task with this key is unfinished, return it instead.")
-@click.option("--max-retries", type=int, help=_doc(RetryPolicy, "max_retries"))
+@click.option("--max-retries", type=int, help=doc(RetryPolicy, "max_retries"))
 @click.option("--timeout", type=float, help=f"Seconds an attempt may run.  [default: {DEFAULT_TIMEOUT:g}]")
 @click.pass_obj
 def enqueue(state: CliState, /, name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> None:
     """Enqueue task NAME (pkg.module:function) and print its id."""
-    handle = state.app().enqueue(name, args, kwargs, **_given(**options))
+    handle = state.app().enqueue(name, args, kwargs, **given(**options))
     click.echo(handle.id if handle.created else f"{handle.id} (existing task)")
 
 
 @orch.command()
-@_queue_option("Queue to show (repeatable).  [default: all known]", "queues", multiple=True, callback=_queues)
+@queue_option("Queue to show (repeatable).  [default: all known]", "queues", multiple=True, callback=queue_names)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_obj
 def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
@@ -300,7 +230,7 @@ def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
 
 @orch.command(name="inspect")
 @click.argument("task_id")
-@_queue_option("The task's queue.  [default: search every known queue]", callback=_optional_queue)
+@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_obj
 def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: bool) -> None:
@@ -316,7 +246,7 @@ def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: b
 
 
 @orch.command()
-@_queue_option("Queue to read.", default=DEFAULT_QUEUE, show_default=True, callback=_queue)
+@queue_option("Queue to read.", default=DEFAULT_QUEUE, show_default=True, callback=queue_name)
 @click.option("-n", "--count", type=click.IntRange(min=0), default=20, show_default=True, help="Latest events to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
@@ -346,7 +276,7 @@ def events(state: CliState, /, queue: str, count: int, follow: bool, as_json: bo
 
 @orch.command()
 @click.argument("task_ids", nargs=-1)
-@_queue_option("The tasks' queue.  [default: search every known queue]", callback=_optional_queue)
+@queue_option("The tasks' queue.  [default: search every known queue]", callback=optional_queue)
 @click.option("--all-failed", is_flag=True, help="Retry every FAILED task of the queue (needs -q).")
 @click.pass_obj
 def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_failed: bool) -> None:
@@ -379,7 +309,7 @@ def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_fa
 
 @orch.command()
 @click.argument("task_id")
-@_queue_option("The task's queue.  [default: search every known queue]", callback=_optional_queue)
+@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
 @click.pass_obj
 def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
     """Cancel task TASK_ID: at once unless it is running, when its worker stops it."""
@@ -395,7 +325,7 @@ def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
 
 
 @orch.command()
-@_queue_option("Queue to purge.", required=True, callback=_queue)
+@queue_option("Queue to purge.", required=True, callback=queue_name)
 @click.option(
     "--state", "which", type=click.Choice([*PURGE_STATES, "all"]), default="failed", show_default=True,
     help="Which tasks to delete; all = pending, scheduled, failed and done (running tasks are never purged).",
@@ -422,44 +352,44 @@ def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
     "-A", "--app", "apps", multiple=True, envvar="ORCH_APP", show_envvar=True, metavar="MODULE",
     help="Module to import to register tasks (repeatable).",
 )
-@_setting(WorkerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_QUEUES", multiple=True,
-          callback=_weighted_queues, metavar="NAME[:WEIGHT]")
-@_setting(WorkerSettings, "concurrency", "-c", "--concurrency", envvar="ORCH_CONCURRENCY", type=int)
-@_setting(WorkerSettings, "pool", "--pool", envvar="ORCH_POOL", type=click.Choice(get_args(PoolKind)))
-@_setting(WorkerSettings, "loop", "--loop", envvar="ORCH_LOOP", type=click.Choice(get_args(LoopKind)))
-@_setting(WorkerSettings, "name", "-n", "--name", envvar="ORCH_WORKER_NAME")
-@_setting(WorkerSettings, "heartbeat_interval", "--heartbeat-interval", envvar="ORCH_HEARTBEAT_INTERVAL", type=float)
-@_setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)
-@_setting(WorkerSettings, "idle_wait", "--idle-wait", envvar="ORCH_IDLE_WAIT", type=float)
-@_setting(Settings, "lease_timeout", "--lease-timeout", envvar="ORCH_LEASE_TIMEOUT", type=float)
-@_setting(WorkerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None)
-@_logging_options
+@setting(WorkerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_QUEUES", multiple=True,
+          callback=weighted_queues, metavar="NAME[:WEIGHT]")
+@setting(WorkerSettings, "concurrency", "-c", "--concurrency", envvar="ORCH_CONCURRENCY", type=int)
+@setting(WorkerSettings, "pool", "--pool", envvar="ORCH_POOL", type=click.Choice(get_args(PoolKind)))
+@setting(WorkerSettings, "loop", "--loop", envvar="ORCH_LOOP", type=click.Choice(get_args(LoopKind)))
+@setting(WorkerSettings, "name", "-n", "--name", envvar="ORCH_WORKER_NAME")
+@setting(WorkerSettings, "heartbeat_interval", "--heartbeat-interval", envvar="ORCH_HEARTBEAT_INTERVAL", type=float)
+@setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)
+@setting(WorkerSettings, "idle_wait", "--idle-wait", envvar="ORCH_IDLE_WAIT", type=float)
+@setting(Settings, "lease_timeout", "--lease-timeout", envvar="ORCH_LEASE_TIMEOUT", type=float)
+@setting(WorkerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None)
+@logging_options
 @click.pass_obj
 def worker(state: CliState, /, lease_timeout: float | None, verbose: bool, log_level: str, **options: Any) -> None:
     """Run a worker: claim tasks of the queues and run them until SIGTERM or SIGINT."""
-    settings = WorkerSettings(**_given(**options))
-    app = state.app(**_given(lease_timeout=lease_timeout))
-    _configure_logging(verbose, log_level)
+    settings = WorkerSettings(**given(**options))
+    app = state.app(**given(lease_timeout=lease_timeout))
+    configure_logging(verbose, log_level)
     click.get_current_context().exit(_load("orchestrator.worker", "run_worker")(app, settings))
 
 
 def _scheduler_options(fn: F) -> F:
-    fn = _logging_options(fn)
+    fn = logging_options(fn)
     for option in reversed((
-        _setting(SchedulerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_SCHEDULER_QUEUES",
-                 multiple=True, callback=_queues, metavar="NAME"),
-        _setting(SchedulerSettings, "interval", "--interval", envvar="ORCH_SCHEDULER_INTERVAL", type=float),
-        _setting(SchedulerSettings, "batch", "--batch", envvar="ORCH_SCHEDULER_BATCH", type=int),
-        _setting(SchedulerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None),
+        setting(SchedulerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_SCHEDULER_QUEUES",
+                 multiple=True, callback=queue_names, metavar="NAME"),
+        setting(SchedulerSettings, "interval", "--interval", envvar="ORCH_SCHEDULER_INTERVAL", type=float),
+        setting(SchedulerSettings, "batch", "--batch", envvar="ORCH_SCHEDULER_BATCH", type=int),
+        setting(SchedulerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None),
     )):
         fn = option(fn)
     return fn
 
 
 def _run_scheduler(state: CliState, verbose: bool, log_level: str, **options: Any) -> None:
-    settings = SchedulerSettings(**_given(**options))
+    settings = SchedulerSettings(**given(**options))
     app = state.app()
-    _configure_logging(verbose, log_level)
+    configure_logging(verbose, log_level)
     click.get_current_context().exit(_load("orchestrator.scheduler", "run_scheduler")(app, settings))
 
 

@@ -7,6 +7,7 @@ themselves (claim / fail / complete), the way a worker would.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -461,7 +462,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Recorded:
 
     fake("orchestrator.worker", "run_worker")
     fake("orchestrator.scheduler", "run_scheduler")
-    monkeypatch.setattr(cli_module.logging, "basicConfig", lambda **kw: seen.logging.append(kw))
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: seen.logging.append(kw))
     return seen
 
 
@@ -524,7 +525,7 @@ def test_scheduler_and_reaper(invoke: Invoke, calls: Recorded) -> None:
 def test_worker_not_available_yet(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "orchestrator.worker", None)
     monkeypatch.setitem(sys.modules, "orchestrator.scheduler", types.SimpleNamespace())
-    monkeypatch.setattr(cli_module.logging, "basicConfig", lambda **kw: None)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: None)
     one_line_error(invoke("worker"), "orchestrator.worker.run_worker is not available yet")
     one_line_error(invoke("reaper"), "orchestrator.scheduler.run_scheduler is not available yet")
 
