@@ -6,7 +6,8 @@ the producer that enqueues numbered demo tasks in waves, the SIGKILL of one busy
 part way through, the merged log read from the queue's event stream, and the closing
 check that no task was lost. All it writes lives under a fresh key prefix and is deleted
 at the end; every process it starts is stopped, also on Ctrl-C or SIGTERM.
-The plan and the story's text come from ``demo_story`` (pure), the tasks from ``demo_tasks``. Does not
+The plan and the story's text come from ``demo_story`` (pure), the tasks from
+``demo_tasks``, starting and stopping the processes from ``demo_procs``. Does not
 configure logging; prints only through ``Output``.
 """
 
@@ -18,7 +19,6 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,26 +34,30 @@ import redis
 
 from . import demo_tasks
 from .client import Orchestrator
-from .config import REDIS_URL_ENV, Settings
+from .config import Settings
+from .demo_procs import (
+    CONCURRENCY,
+    HEARTBEAT,
+    LEASE,
+    QUEUE,
+    Child,
+    child_env,
+    scheduler_command,
+    spawn,
+    stop_children,
+    worker_command,
+)
 from .demo_story import Event, Kill, Outcome, Story, parse_event, plan_tasks, plan_waves, stamp, summary_lines
 from .errors import ConfigurationError, OrchestratorError
 from .keys import QueueKeys
-from .redis_local import LocalRedis, die_with_parent
+from .redis_local import LocalRedis
 
-QUEUE = "default"
-CONCURRENCY = 4  # slots per worker
-HEARTBEAT = 0.5  # seconds between heartbeats: short, so a dead worker shows within seconds
-LEASE = 2.0  # seconds a lease lasts without a heartbeat
-SCHEDULER_INTERVAL = 0.2  # seconds between promote / reap passes
-GRACE = 2.0  # seconds a worker's running tasks get on SIGTERM
 METRICS_EVERY = 2.0  # seconds between [Metrics] lines
 SAMPLE_EVERY = 0.5  # seconds between reads of the workers' load
 READ_BLOCK_MS = 100  # longest XREAD block: the loop also enqueues, samples and kills
 START_TIMEOUT = 15.0  # seconds the processes get to start and register
-STOP_TIMEOUT = GRACE + 3.0  # seconds they get to exit on SIGTERM before SIGKILL
 SHUTDOWN_RESERVE = 2.0  # seconds of --duration kept for stopping the processes and the summary
 MIN_DURATION = 5.0
-LOG_TAIL = 4  # lines of a failed process's output shown in the error
 
 
 class DemoError(OrchestratorError):
@@ -114,75 +118,6 @@ def where(url: str) -> str:
         return f"unix://{parts.path}"
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname or 'localhost'}{port}{parts.path}"
-
-
-# ------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Child:
-    """A process the demo started, its output going to a log file."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    killed: bool = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return " | ".join(line.strip() for line in lines[-LOG_TAIL:] if line.strip())
-
-
-def child_env(redis_url: str, prefix: str) -> dict[str, str]:
-    """The children's environment: ours without ORCH_* settings, plus the demo's Redis and prefix."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
-    env.update({REDIS_URL_ENV: redis_url, demo_tasks.PREFIX_ENV: prefix, "PYTHONUNBUFFERED": "1"})
-    return env
-
-
-def worker_command(name: str) -> list[str]:
-    return [
-        sys.executable, "-m", "orchestrator", "worker", "--app", demo_tasks.__name__, "-q", QUEUE,
-        "--concurrency", str(CONCURRENCY), "--pool", "thread", "--name", name,
-        "--heartbeat-interval", str(HEARTBEAT), "--grace", str(GRACE), "--lease-timeout", str(LEASE),
-    ]
-
-
-def scheduler_command() -> list[str]:
-    return [sys.executable, "-m", "orchestrator", "scheduler", "-q", QUEUE, "--interval", str(SCHEDULER_INTERVAL)]
-
-
-def spawn(name: str, command: Sequence[str], env: dict[str, str], log_dir: Path) -> Child:
-    """Start ``command`` in its own session (Ctrl-C reaches only the demo, which stops it in order)."""
-    log = log_dir / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, preexec_fn=die_with_parent,
-        )
-    return Child(name, proc, log)
-
-
-def stop_children(children: Sequence[Child], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM every live child, wait up to ``timeout`` in all, then SIGKILL the rest."""
-    live = [c for c in children if c.proc.poll() is None]
-    for child in live:
-        with contextlib.suppress(ProcessLookupError):
-            child.proc.terminate()
-    deadline = time.monotonic() + timeout
-    for child in live:
-        try:
-            child.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
 
 
 # ----------------------------------------------------------------------------- redis
