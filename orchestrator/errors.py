@@ -17,6 +17,8 @@ to it. Does not raise anything itself.
     ├── TaskCancelled               raised by TaskHandle.result() for a CANCELLED task
     ├── ResultTimeout               TaskHandle.result(timeout=) ran out before the task ended
     ├── OutOfMemory                 Redis reached maxmemory (noeviction): the call wrote nothing
+    ├── RedisUnavailable            Redis could not be reached (refused, timeout, closed, DNS)
+    ├── RedisCommandError           Redis answered with an error that is not one of ours (auth, db, ACL)
     ├── UnknownTask                 a worker was asked to run a name it has no function for
     └── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
 """
@@ -91,6 +93,14 @@ class UnknownTask(OrchestratorError, LookupError):
 
 class OutOfMemory(OrchestratorError):
     """Redis refused the call at maxmemory (``noeviction``); a refused script wrote nothing."""
+
+
+class RedisUnavailable(OrchestratorError, ConnectionError):
+    """Redis could not be reached or the connection broke; ``__cause__`` is redis-py's error."""
+
+
+class RedisCommandError(OrchestratorError):
+    """Redis answered a call with an error that is not bad input (auth, db index, ACL, cluster)."""
 
 
 class PartiallyEnqueued(OrchestratorError):

@@ -25,9 +25,9 @@ import redis
 from click.testing import CliRunner, Result
 
 from orchestrator import Orchestrator, SchedulerSettings, Settings, TaskState, WorkerSettings
-from orchestrator import cli as cli_module
+from orchestrator.cli import commands as cli_module
 from orchestrator.cli import orch
-from orchestrator.inspect import iso
+from orchestrator.cli.views import iso
 from orchestrator.transitions import Lease, run
 from tests.redis_server import RedisServer, free_port
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator.demo import delete_prefix, run_demo
-from orchestrator.demo_story import Event, Kill, Outcome, Story, percentile, plan_tasks, plan_waves, summary_lines
+from orchestrator.demo.run import delete_prefix, run_demo
+from orchestrator.demo.story import Event, Kill, Outcome, Story, percentile, plan_tasks, plan_waves, summary_lines
 from orchestrator.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,9 +240,9 @@ def test_compose_runs_redis_a_scheduler_and_three_demo_workers() -> None:
 
     for name, service in workers.items():
         args = service["command"]
-        assert args[1:3] == ["--app", "orchestrator.demo_tasks"], name
+        assert args[1:3] == ["--app", "orchestrator.demo.tasks"], name
         ctx = orch.commands["worker"].make_context("worker", list(args[1:]))  # the options exist and parse
-        assert ctx.params["apps"] == ("orchestrator.demo_tasks",)
+        assert ctx.params["apps"] == ("orchestrator.demo.tasks",)
 
 
 def test_dockerfile_installs_the_package_with_orch_as_entry_point() -> None:

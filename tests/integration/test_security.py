@@ -42,7 +42,7 @@ from tests.redis_server import RedisServer
 
 S = TaskState
 LUA = Path(orchestrator.__file__).parent / "lua"
-DEMO_APP = "orchestrator.demo_tasks"  # demo:work sleeps, demo:doomed always fails; neither touches Redis
+DEMO_APP = "orchestrator.demo.tasks"  # demo:work sleeps, demo:doomed always fails; neither touches Redis
 
 # ------------------------------------------------------------------ the recipe
 # These tuples render the README's ACL lines (see acl_line); test_acl_recipe_* keeps them

@@ -43,6 +43,8 @@ def test_public_api_is_pinned():
         "OutOfMemory",
         "PartiallyEnqueued",
         "PayloadTooLarge",
+        "RedisCommandError",
+        "RedisUnavailable",
         "ResultTimeout",
         "RetryPolicy",
         "SchedulerSettings",

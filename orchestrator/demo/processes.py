@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import demo_tasks
-from .config import REDIS_URL_ENV
-from .redis_local import die_with_parent
+from ..config import REDIS_URL_ENV
+from ..redis_local import die_with_parent
+from . import tasks as demo_tasks
 
 QUEUE = "default"
 CONCURRENCY = 4  # slots per worker

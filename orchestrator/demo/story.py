@@ -16,8 +16,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import demo_tasks
-from .models import FINAL_STATES, TaskState
+from ..models import FINAL_STATES, TaskState
+from . import tasks as demo_tasks
 
 FINAL = frozenset(state.value for state in FINAL_STATES)
 

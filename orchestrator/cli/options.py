@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel
 
-from .errors import InvalidQueueName
-from .keys import validate_queue_name
+from ..errors import InvalidQueueName
+from ..keys import validate_queue_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 LOG_FORMAT = "%(asctime)s %(message)s"

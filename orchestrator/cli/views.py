@@ -17,8 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 
-from .keys import QueueKeys, queues_key
-from .models import Task
+from ..keys import QueueKeys, queues_key
+from ..models import Task
 
 # The indexes counted per queue, in lifecycle order (running is never purged).
 INDEXES = ("pending", "scheduled", "running", "failed", "done")

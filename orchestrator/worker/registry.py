@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .client import Orchestrator, TaskFunction
-from .errors import ConfigurationError
+from ..client import Orchestrator, TaskFunction
+from ..errors import ConfigurationError
 
 
 def load_apps(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:

@@ -27,18 +27,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import __version__
-from .client import Orchestrator
-from .config import WorkerSettings
-from .context import TaskContext
-from .errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
-from .health import startup_checks
-from .models import TaskState, dumps
+from .. import __version__
+from ..client import Orchestrator
+from ..config import WorkerSettings
+from ..context import TaskContext
+from ..errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
+from ..health import startup_checks
+from ..models import TaskState, dumps
+from ..transitions import Call, Lease, arun
 from .pipeline import Pipeliner
 from .pool import RemoteError
 from .registry import load_apps
 from .runner import Deadline, Runner, within
-from .transitions import Call, Lease, arun
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

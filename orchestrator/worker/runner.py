@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .context import TaskContext, _current
+from ..context import TaskContext, _current
+from ..transitions import Lease
 from .pool import ProcessPool
-from .transitions import Lease
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,7 +6,7 @@ fails, so it ends in the dead-letter set). ``demo:flaky`` remembers its runs in 
 under the deployment's prefix, so the memory survives a killed worker. Reads
 ``ORCH_REDIS_URL`` and ``ORCH_PREFIX`` like the CLI does. Does not enqueue anything.
 
-    orch worker --app orchestrator.demo_tasks
+    orch worker --app orchestrator.demo.tasks
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 
 import redis
 
-from .client import Orchestrator
-from .config import DEFAULT_REDIS_URL, REDIS_URL_ENV
-from .keys import DEFAULT_PREFIX
+from ..client import Orchestrator
+from ..config import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from ..keys import DEFAULT_PREFIX
 
 PREFIX_ENV = "ORCH_PREFIX"
 STATE_TTL = 86400  # seconds a flaky task's run counter is kept

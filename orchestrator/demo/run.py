@@ -32,10 +32,13 @@ from urllib.parse import urlsplit
 
 import redis
 
-from . import demo_tasks
-from .client import Orchestrator
-from .config import Settings
-from .demo_procs import (
+from ..client import Orchestrator
+from ..config import Settings
+from ..errors import ConfigurationError, OrchestratorError
+from ..keys import QueueKeys
+from ..redis_local import LocalRedis
+from . import tasks as demo_tasks
+from .processes import (
     CONCURRENCY,
     HEARTBEAT,
     LEASE,
@@ -47,10 +50,7 @@ from .demo_procs import (
     stop_children,
     worker_command,
 )
-from .demo_story import Event, Kill, Outcome, Story, parse_event, plan_tasks, plan_waves, stamp, summary_lines
-from .errors import ConfigurationError, OrchestratorError
-from .keys import QueueKeys
-from .redis_local import LocalRedis
+from .story import Event, Kill, Outcome, Story, parse_event, plan_tasks, plan_waves, stamp, summary_lines
 
 METRICS_EVERY = 2.0  # seconds between [Metrics] lines
 SAMPLE_EVERY = 0.5  # seconds between reads of the workers' load

@@ -22,9 +22,24 @@ import pydantic
 import redis
 from click.core import ParameterSource
 
-from . import __version__
-from . import inspect as show
-from .cli_options import (
+from .. import __version__
+from ..client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
+from ..config import (
+    DEFAULT_REDIS_URL,
+    PREFIX_ENV,
+    REDIS_URL_ENV,
+    LoopKind,
+    PoolKind,
+    SchedulerSettings,
+    Settings,
+    WorkerSettings,
+)
+from ..errors import InvalidTransition, OrchestratorError, TaskNotFound
+from ..keys import DEFAULT_PREFIX
+from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
+from ..transitions import run
+from . import views as show
+from .options import (
     F,
     configure_logging,
     doc,
@@ -38,21 +53,6 @@ from .cli_options import (
     setting,
     weighted_queues,
 )
-from .client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
-from .config import (
-    DEFAULT_REDIS_URL,
-    PREFIX_ENV,
-    REDIS_URL_ENV,
-    LoopKind,
-    PoolKind,
-    SchedulerSettings,
-    Settings,
-    WorkerSettings,
-)
-from .errors import InvalidTransition, OrchestratorError, TaskNotFound
-from .keys import DEFAULT_PREFIX
-from .models import DEFAULT_PRIORITY, RetryPolicy, TaskState
-from .transitions import run
 
 BATCH = 1000  # tasks per retry / purge script call; the commands loop until done
 FOLLOW_BLOCK_MS = 5000
@@ -418,7 +418,7 @@ def doctor(state: CliState, /, as_json: bool) -> None:
     Version, persistence, eviction policy, memory, latency, scripts loaded, live workers
     and stuck tasks (overdue or with long-expired leases: no scheduler running?).
     """
-    from .health import Status, run_checks
+    from ..health import Status, run_checks
 
     app = state.app()
     checks = run_checks(app.redis, app.settings.prefix)
@@ -453,7 +453,7 @@ def demo(state: CliState, /, workers: int, tasks: int, kill: bool, seed: int | N
     ctx = click.get_current_context()
     source = ctx.parent.get_parameter_source("redis_url") if ctx.parent is not None else None
     redis_url = None if source in (None, ParameterSource.DEFAULT) else state.redis_url
-    run_demo = _load("orchestrator.demo", "run_demo")
+    run_demo = _load("orchestrator.demo.run", "run_demo")
     ctx.exit(run_demo(redis_url, workers=workers, tasks=tasks, kill=kill, seed=seed, duration=duration))
 
 

@@ -35,8 +35,8 @@ class RemoteError(Exception):
 
 
 def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
-    from .context import TaskContext, _current
-    from .redis_local import die_with_parent
+    from ..context import TaskContext, _current
+    from ..redis_local import die_with_parent
     from .registry import load_apps
 
     # A child of a worker that was killed -9 must not go on running (or start) tasks whose
