@@ -25,11 +25,65 @@ to it. Does not raise anything itself.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
+def _code_of(class_name: str) -> str:
+    """``TaskNotFound`` -> ``TASK_NOT_FOUND``: the default code of an exception class."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).upper()
+
+
 class OrchestratorError(Exception):
-    """Base class of every orchestrator error."""
+    """Base class of every orchestrator error.
+
+    ``str(exc)`` is one line for a person; the fields say what it is about as data, so
+    the faces (CLI, HTTP API) and callers never parse the text:
+
+    - ``code``: a stable upper-case identifier: the Lua script's error code for errors a
+      script returned (``NOT_FOUND``, ``BAD_STATE``, ...), else the class's own (its name
+      in upper snake case unless the class sets ``code``);
+    - ``task_id``, ``queue``, ``state`` (a ``TaskState`` value), ``field`` (the option or
+      argument that was refused): each None when it does not apply or is not known.
+
+    ``to_dict()`` gives all of them as one JSON object. Subclasses keep the message as
+    the first positional argument.
+    """
+
+    code: str = "ORCHESTRATOR_ERROR"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            cls.code = _code_of(cls.__name__)
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        task_id: str | None = None,
+        queue: str | None = None,
+        state: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code  # an instance may carry a finer code than its class
+        self.task_id = task_id
+        self.queue = queue
+        self.state = None if state is None else str(getattr(state, "value", state))
+        self.field = field
+
+    def fields(self) -> dict[str, str]:
+        """The fields that are set (code always), as strings."""
+        found = (("task_id", self.task_id), ("queue", self.queue), ("state", self.state), ("field", self.field))
+        return {"code": self.code, **{name: value for name, value in found if value is not None}}
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"error": class name, "message": ..., "code": ..., and the fields that are set}``."""
+        return {"error": type(self).__name__, "message": self.message, **self.fields()}
 
 
 class ConfigurationError(OrchestratorError):
@@ -38,6 +92,8 @@ class ConfigurationError(OrchestratorError):
 
 class ValidationError(OrchestratorError, ValueError):
     """Input rejected before anything was written to Redis."""
+
+    code = "INVALID"
 
 
 class InvalidQueueName(ValidationError):
@@ -55,28 +111,35 @@ class NotSerializable(ValidationError, TypeError):
 class PayloadTooLarge(ValidationError):
     """Encoded arguments larger than the configured limit."""
 
+    code = "TOO_LARGE"
+
 
 class TaskNotFound(OrchestratorError, LookupError):
     """No task with that id in that queue."""
+
+    code = "NOT_FOUND"
 
 
 class InvalidTransition(OrchestratorError):
     """The task's current state does not allow the requested change."""
 
+    code = "BAD_STATE"
+
 
 class LeaseLost(OrchestratorError):
     """The lease token presented is not the task's current one; nothing was changed."""
+
+    code = "LEASE_LOST"
 
 
 class TaskFailed(OrchestratorError):
     """The task ended FAILED; ``error`` holds its last error record."""
 
     def __init__(self, task_id: str, error: dict[str, str] | None) -> None:
-        self.task_id = task_id
         self.error = error or {}
         kind = self.error.get("type", "Error")
         message = self.error.get("message", "")
-        super().__init__(f"task {task_id} failed: {kind}: {message}")
+        super().__init__(f"task {task_id} failed: {kind}: {message}", task_id=task_id, state="FAILED")
 
 
 class TaskCancelled(OrchestratorError):
@@ -129,10 +192,21 @@ SCRIPT_ERRORS: dict[str, type[OrchestratorError]] = {
 }
 
 
-def from_script_error(message: str) -> OrchestratorError | None:
-    """Map a script's error reply to its exception, or None when it is not one of ours."""
+def from_script_error(message: str, *, queue: str | None = None) -> OrchestratorError | None:
+    """Map a script's error reply to its exception, or None when it is not one of ours.
+
+    The reply is ``CODE detail``; the detail's words fill the fields the code defines:
+    ``NOT_FOUND <id>``, ``LEASE_LOST <id>``, ``BAD_STATE [<id>] <state>``.
+    """
     code, _, detail = message.partition(" ")
     exc_type = SCRIPT_ERRORS.get(code)
     if exc_type is None:
         return None
-    return exc_type(detail or code)
+    words = detail.split()
+    task_id = state = None
+    if code in ("NOT_FOUND", "LEASE_LOST") and words:
+        task_id = words[0]
+    elif code == "BAD_STATE" and words:
+        state = words[-1]
+        task_id = words[0] if len(words) > 1 else None
+    return exc_type(detail or code, code=code, task_id=task_id, queue=queue, state=state)
