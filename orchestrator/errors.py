@@ -20,7 +20,14 @@ to it. Does not raise anything itself.
     ├── RedisUnavailable            Redis could not be reached (refused, timeout, closed, DNS)
     ├── RedisCommandError           Redis answered with an error that is not one of ours (auth, db, ACL)
     ├── UnknownTask                 a worker was asked to run a name it has no function for
-    └── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
+    ├── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
+    ├── PartiallyEnqueued           enqueue_many: some script calls landed, others failed
+    ├── Deadline                    a task's own timeout fired (recorded as TaskTimeout)
+    ├── ProcessCrashed              the child process running a task (--pool process) died
+    ├── RemoteError                 a task raised in a child process; carries its error record
+    └── DemoError                   `orch demo`: a process it started failed or never became ready
+        ├── OutputClosed            the demo's reader went away (`orch demo | head`)
+        └── TransientError          the simulated error of the demo task flaky's first run
 """
 
 from __future__ import annotations
@@ -181,6 +188,34 @@ class PartiallyEnqueued(OrchestratorError):
 class InvalidPayload(OrchestratorError):
     """A task record's arguments are not JSON: the worker fails the task instead of running it."""
 
+
+
+class Deadline(OrchestratorError):
+    """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
+
+
+class ProcessCrashed(OrchestratorError):
+    """The child process running a task exited before answering."""
+
+
+class RemoteError(OrchestratorError):
+    """A task raised in a child process; ``record`` is the child's error record."""
+
+    def __init__(self, record: dict[str, str]) -> None:
+        self.record = record
+        super().__init__(f"{record.get('type')}: {record.get('message')}")
+
+
+class DemoError(OrchestratorError):
+    """A process the demo started failed, or never became ready."""
+
+
+class OutputClosed(DemoError):
+    """The reader went away (``orch demo | head``): the demo stops and cleans up."""
+
+
+class TransientError(DemoError):
+    """The simulated error of the demo task ``flaky``'s first run."""
 
 # Stable error codes returned by the Lua scripts (the first word of the error reply).
 SCRIPT_ERRORS: dict[str, type[OrchestratorError]] = {

@@ -34,7 +34,7 @@ import redis
 
 from ..client import Orchestrator
 from ..config import Settings
-from ..errors import ConfigurationError, OrchestratorError
+from ..errors import ConfigurationError, DemoError, OutputClosed
 from ..keys import QueueKeys
 from ..redis_local import LocalRedis
 from . import tasks as demo_tasks
@@ -58,14 +58,6 @@ READ_BLOCK_MS = 100  # longest XREAD block: the loop also enqueues, samples and 
 START_TIMEOUT = 15.0  # seconds the processes get to start and register
 SHUTDOWN_RESERVE = 2.0  # seconds of --duration kept for stopping the processes and the summary
 MIN_DURATION = 5.0
-
-
-class DemoError(OrchestratorError):
-    """A process the demo started failed, or never became ready."""
-
-
-class OutputClosed(Exception):
-    """The reader went away (``orch demo | head``): the demo stops and cleans up."""
 
 
 # ---------------------------------------------------------------------------- output

@@ -19,6 +19,7 @@ import redis
 
 from ..client import Orchestrator
 from ..config import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from ..errors import TransientError
 from ..keys import DEFAULT_PREFIX
 
 PREFIX_ENV = "ORCH_PREFIX"
@@ -29,10 +30,6 @@ app = Orchestrator()
 
 _client: redis.Redis | None = None
 _client_lock = threading.Lock()
-
-
-class TransientError(Exception):
-    """The simulated error of ``demo:flaky``'s first run."""
 
 
 def _redis() -> redis.Redis:

@@ -21,17 +21,8 @@ from typing import Any
 
 import orjson
 
-
-class ProcessCrashed(Exception):
-    """The child process running a task exited before answering."""
-
-
-class RemoteError(Exception):
-    """A task raised in a child process; carries the child's error record."""
-
-    def __init__(self, record: dict[str, str]) -> None:
-        self.record = record
-        super().__init__(f"{record.get('type')}: {record.get('message')}")
+from ..errors import ProcessCrashed
+from ..errors import RemoteError as RemoteError  # re-exported: the worker catches it from here
 
 
 def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:

@@ -24,15 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..context import TaskContext, _current
+from ..errors import Deadline as Deadline  # re-exported: the worker catches it from here
 from ..transitions import Lease
 from .pool import ProcessPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class Deadline(Exception):
-    """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
 
 
 async def within(work: Awaitable[T], timeout: float | None) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -83,3 +84,39 @@ def test_task_failed_keeps_its_constructor():
     exc = errors.TaskFailed("t1", {"type": "KeyError", "message": "'x'"})
     assert (exc.task_id, exc.state, exc.code) == ("t1", "FAILED", "TASK_FAILED")
     assert str(exc) == "task t1 failed: KeyError: 'x'"
+
+
+def _package_modules() -> list[str]:
+    import pkgutil
+
+    import orchestrator
+
+    found = pkgutil.walk_packages(orchestrator.__path__, "orchestrator.")
+    return [m.name for m in found if m.name != "orchestrator.__main__"]
+
+
+def test_every_exception_class_of_the_package_is_in_errors():
+    import importlib
+    import inspect
+
+    import click
+
+    strays = []
+    for name in _package_modules():
+        module = importlib.import_module(name)
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if value.__module__ != name or name == "orchestrator.errors" or not issubclass(value, BaseException):
+                continue
+            if issubclass(value, click.ClickException):  # how click prints a command's failure
+                continue
+            strays.append(f"{name}.{value.__name__}")
+    assert strays == []
+
+
+def test_the_docstring_tree_names_every_class():
+    documented = set(re.findall(r"(?m)^\s+(?:[│ ]\s+)*[├└]── (\w+)", errors.__doc__ or ""))
+    defined = {
+        name for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.OrchestratorError)
+    } - {"OrchestratorError"}
+    assert defined == documented
