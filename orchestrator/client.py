@@ -148,10 +148,14 @@ class Orchestrator:
             self._aredis = None
 
     def keys(self, queue: str) -> QueueKeys:
-        return self.queue(queue).keys
+        return self._scripts(queue).keys
 
-    def queue(self, queue: str) -> Transitions:
-        """The script calls of one queue (validates the name before any key is built)."""
+    def _scripts(self, queue: str) -> Transitions:
+        """The script-call builder of one queue (validates the name before any key is built).
+
+        Internal: the worker, the scheduler and the operator API send these calls; users
+        and the faces (CLI, HTTP) use ``queue()``, the operator API.
+        """
         found = self._transitions.get(queue)
         if found is None:
             validate_queue_name(queue)
@@ -285,7 +289,7 @@ class Orchestrator:
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
         queue, spec = self._spec(request)
-        return queue, self.queue(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
+        return queue, self._scripts(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
 
     def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         """Enqueue many tasks with one script call per queue and per 1,000 tasks, sent together.
@@ -339,7 +343,7 @@ class Orchestrator:
             by_queue[queue].append(spec)
         plan: dict[Slot, Call[list[Enqueued]]] = {}
         for queue, specs in by_queue.items():
-            transitions = self.queue(queue)
+            transitions = self._scripts(queue)
             for start in range(0, len(specs), ENQUEUE_CHUNK):
                 chunk = specs[start : start + ENQUEUE_CHUNK]
                 plan[(queue, start)] = transitions.enqueue(chunk, max_payload=self.settings.max_payload_bytes)
@@ -455,10 +459,10 @@ class Orchestrator:
 
     def cancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
         """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
-        return run(self.redis, self.queue(queue).cancel(task_id, self.ttl_ms))
+        return run(self.redis, self._scripts(queue).cancel(task_id, self.ttl_ms))
 
     async def acancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
-        return await arun(self.aredis, self.queue(queue).cancel(task_id, self.ttl_ms))
+        return await arun(self.aredis, self._scripts(queue).cancel(task_id, self.ttl_ms))
 
 
 def _check_priority(priority: object) -> None:

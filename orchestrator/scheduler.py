@@ -49,7 +49,7 @@ class Scheduler:
         self.app = app
         self.settings = settings
         for queue in settings.queues:
-            app.queue(queue)  # validate names up front
+            app._scripts(queue)  # validate names up front
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
         self.passes = 0
@@ -105,7 +105,7 @@ class Scheduler:
     async def _promote(self, queue: str) -> int:
         moved = 0
         for _ in range(MAX_CALLS_PER_PASS):
-            reply: PromoteReply = await arun(self.app.aredis, self.app.queue(queue).promote(self.settings.batch))
+            reply: PromoteReply = await arun(self.app.aredis, self.app._scripts(queue).promote(self.settings.batch))
             moved += reply.moved
             if not reply.more:
                 break
@@ -115,7 +115,7 @@ class Scheduler:
 
     async def _reap(self, queue: str, report: PassReport) -> None:
         for _ in range(MAX_CALLS_PER_PASS):
-            call = self.app.queue(queue).reap(self.settings.batch, ttl_ms=self.app.ttl_ms)
+            call = self.app._scripts(queue).reap(self.settings.batch, ttl_ms=self.app.ttl_ms)
             reply: ReapReply = await arun(self.app.aredis, call)
             self._log_reap(queue, reply)
             report.reaped += [(queue, t.task_id, t.state) for t in reply.tasks]

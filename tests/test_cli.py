@@ -79,18 +79,18 @@ def one_line_error(result: Result, *fragments: str, code: int = 2) -> str:
 
 
 def claim(app: Orchestrator, n: int = 1, queue: str = "default", worker: str = "w1") -> list[Lease]:
-    leases = run(app.redis, app.queue(queue).claim(worker, n, 60_000))
+    leases = run(app.redis, app._scripts(queue).claim(worker, n, 60_000))
     assert len(leases) == n
     return leases
 
 
 def fail(app: Orchestrator, lease: Lease, mode: str = "fatal") -> TaskState:
     error = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": "Traceback:\n  line 1\nValueError"})
-    return run(app.redis, app.queue(lease.queue).fail(lease.task_id, lease.token, error, mode=mode)).state
+    return run(app.redis, app._scripts(lease.queue).fail(lease.task_id, lease.token, error, mode=mode)).state
 
 
 def complete(app: Orchestrator, lease: Lease) -> None:
-    run(app.redis, app.queue(lease.queue).complete(lease.task_id, lease.token, b'"ok"', 0))
+    run(app.redis, app._scripts(lease.queue).complete(lease.task_id, lease.token, b'"ok"', 0))
 
 
 def failed_ids(app: Orchestrator, n: int, queue: str = "default") -> list[str]:
@@ -215,9 +215,9 @@ def busy_queue(app: Orchestrator, shifted: Callable[[int], Orchestrator]) -> Non
     fail(later, leases[2])
     info = {"host": "h1", "pid": "42", "concurrency": "4", "running": "3", "load": "0.75", "version": "0.1.0"}
     held = [(lease.task_id, lease.token) for lease in leases[3:]]
-    run(app.redis, app.queue("default").heartbeat("w1", 30_000, info, held))
+    run(app.redis, app._scripts("default").heartbeat("w1", 30_000, info, held))
     past = shifted(-3_600_000)  # a worker whose heartbeat deadline passed an hour ago
-    run(past.redis, past.queue("default").heartbeat("w-old", 1000, {**info, "host": "h2"}, []))
+    run(past.redis, past._scripts("default").heartbeat("w-old", 1000, {**info, "host": "h2"}, []))
 
 
 @pytest.mark.usefixtures("busy_queue")

@@ -289,7 +289,7 @@ def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_fa
             raise CliError("--all-failed needs -q QUEUE")
         moved = 0
         while True:
-            batch = run(app.redis, app.queue(queue).retry_failed(limit=BATCH))
+            batch = run(app.redis, app._scripts(queue).retry_failed(limit=BATCH))
             moved += len(batch)
             if len(batch) < BATCH:
                 break
@@ -298,7 +298,7 @@ def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_fa
     for task_id in task_ids:
         where = _queue_of(app, task_id, queue)
         try:
-            run(app.redis, app.queue(where).retry_failed([task_id]))
+            run(app.redis, app._scripts(where).retry_failed([task_id]))
         except TaskNotFound:
             raise CliError(f"no task {task_id} in queue {where!r}") from None
         except InvalidTransition as exc:
@@ -337,7 +337,7 @@ def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
     if not yes:
         raise CliError(f"purge deletes {which} tasks of queue {queue} for good: add --yes to confirm")
     app = state.app()
-    transitions = app.queue(queue)
+    transitions = app._scripts(queue)
     removed: dict[str, int] = {}
     for index in PURGE_STATES if which == "all" else (which,):
         removed[index] = 0

@@ -79,7 +79,7 @@ class Worker:
         self.id = settings.name or f"{socket.gethostname()}-{os.getpid()}"
         self.functions = functions if functions is not None else {n: t.fn for n, t in app.registry.items()}
         for queue, _ in settings.queues:
-            app.queue(queue)  # validates every name before anything runs
+            app._scripts(queue)  # validates every name before anything runs
         self.lease_ms = round(app.settings.lease_timeout * 1000)
         self.started_at = int(time.time() * 1000)
         self.processed = 0
@@ -167,7 +167,7 @@ class Worker:
     async def _claim(self, free: int) -> list[Lease]:
         leases: list[Lease] = []
         for queue in self._queue_order():
-            call = self.app.queue(queue).claim(self.id, free - len(leases), self.lease_ms)
+            call = self.app._scripts(queue).claim(self.id, free - len(leases), self.lease_ms)
             claimed: list[Lease] = await self._pipeliner.call(call)
             leases += claimed
             if len(leases) >= free:
@@ -280,14 +280,14 @@ class Worker:
 
     async def _complete(self, running: _Running, payload: bytes) -> None:
         lease = running.lease
-        call = self.app.queue(lease.queue).complete(lease.task_id, lease.token, payload, self.app.ttl_ms)
+        call = self.app._scripts(lease.queue).complete(lease.task_id, lease.token, payload, self.app.ttl_ms)
         if await self._commit(call, running) is not None:
             ms = (time.monotonic() - running.started) * 1000
             log.info("%s Task %s (%s) succeeded in %.0f ms", self._tag, lease.task_id, lease.name, ms)
 
     async def _fail(self, running: _Running, mode: str, record: dict[str, str]) -> None:
         lease = running.lease
-        queue = self.app.queue(lease.queue)
+        queue = self.app._scripts(lease.queue)
         call = queue.fail(lease.task_id, lease.token, dumps(record), mode=mode, ttl_ms=self.app.ttl_ms)
         reply = await self._commit(call, running)
         if reply is None:
@@ -389,7 +389,7 @@ class Worker:
         info = self._info()
         for queue, _ in self.settings.queues:
             mine = [(r.lease.task_id, r.lease.token) for r in self._running.values() if r.lease.queue == queue]
-            reply = await arun(self.app.aredis, self.app.queue(queue).heartbeat(self.id, self.lease_ms, info, mine))
+            reply = await arun(self.app.aredis, self.app._scripts(queue).heartbeat(self.id, self.lease_ms, info, mine))
             for task_id in reply.lost:
                 self._interrupt(queue, task_id, "lost")
             for task_id in reply.cancel:
@@ -423,7 +423,7 @@ class Worker:
             pairs = [(r.lease.task_id, r.lease.token) for r in leftovers if r.lease.queue == queue]
             if pairs:
                 with contextlib.suppress(*UNAVAILABLE):
-                    call = self.app.queue(queue).release(pairs, ttl_ms=self.app.ttl_ms)
+                    call = self.app._scripts(queue).release(pairs, ttl_ms=self.app.ttl_ms)
                     ids: list[str] = await arun(self.app.aredis, call)
                     released += len(ids)
         log.info("%s Released %d unfinished tasks back to pending", self._tag, released)
@@ -435,7 +435,7 @@ class Worker:
     async def _deregister(self) -> None:
         for queue, _ in self.settings.queues:
             with contextlib.suppress(*UNAVAILABLE):
-                await arun(self.app.aredis, self.app.queue(queue).deregister(self.id))
+                await arun(self.app.aredis, self.app._scripts(queue).deregister(self.id))
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:

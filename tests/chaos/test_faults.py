@@ -109,7 +109,7 @@ def check_consistent(r: redis.Redis, keys: QueueKeys) -> None:
 def test_acknowledged_tasks_survive_kill9_of_redis_and_expired_leases_are_reaped_after(tmp_path: Path) -> None:
     # appendfsync always: an acknowledged write is on disk before its reply is sent.
     with private_server(appendonly=True, extra=("--appendfsync", "always")) as (server, app):
-        q = app.queue("default")
+        q = app._scripts("default")
         r = app.redis
         waiting = app.enqueue_many([app.request("tests:add", [i, 1], priority=1 + i % 9) for i in range(20)])
         delayed = app.enqueue_many([app.request("tests:add", [i, 2], delay=0.5) for i in range(5)])
@@ -158,7 +158,7 @@ def test_acknowledged_tasks_survive_kill9_of_redis_and_expired_leases_are_reaped
 def test_scripts_reload_after_a_restart_on_every_call_path() -> None:
     """A restart empties the script cache: the sync, async and pipelined paths all recover."""
     with private_server(appendonly=True, extra=("--appendfsync", "always")) as (server, app):
-        q = app.queue("default")
+        q = app._scripts("default")
         app.enqueue_many([app.request("tests:add", [i, 0]) for i in range(4)])
         assert len(run(app.redis, q.claim("w", 1, 60_000))) == 1
         server.restart()
@@ -413,7 +413,7 @@ def test_enqueue_out_of_memory_raises_a_clear_error_and_writes_nothing() -> None
 
 def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
     """One call of every script, each with work to do, built on a fresh queue."""
-    r, q = app.redis, app.queue("default")
+    r, q = app.redis, app._scripts("default")
     app.enqueue_many([app.request("tests:add", [i, 0], key=f"k{i}") for i in range(6)])
     app.enqueue("tests:add", [0, 0], delay=0.001)
     leases = run(r, q.claim("w1", 4, 1000))

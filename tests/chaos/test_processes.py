@@ -93,7 +93,7 @@ def test_two_schedulers_promote_and_reap_each_task_once(procs: Procs, app: Orche
     # Tasks claimed by a worker that dies at once: their leases expire over 0.3-0.7 s.
     ghost = app.enqueue_many([app.request("tests:add", [i, 1]) for i in range(100)])
     for lease_ms in (300, 400, 500, 600, 700):
-        assert len(run(app.redis, app.queue("default").claim("ghost", 20, lease_ms))) == 20
+        assert len(run(app.redis, app._scripts("default").claim("ghost", 20, lease_ms))) == 20
     delayed = app.enqueue_many([app.request("tests:add", [i, 2], delay=0.2 + (i % 50) * 0.02) for i in range(300)])
     worker = procs.worker("w1", concurrency=8)
     everything = ids(ghost + delayed)

@@ -245,12 +245,12 @@ def test_producer_enqueues_and_reads_results(producer: Orchestrator, worker_app:
     assert (handle.status(), later.status(), bulk[2].status()) == (S.PENDING, S.SCHEDULED, S.PENDING)
 
     # The worker user does what a worker does; the producer reads the outcomes.
-    queue = worker_app.queue("default")
+    queue = worker_app._scripts("default")
     [lease] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
     run(worker_app.redis, queue.complete(lease.task_id, lease.token, b'"done"', 60_000))
     assert handle.result(timeout=5) == "done"
     assert handle.info().state is S.SUCCESS
-    bulk_queue = worker_app.queue("bulk")
+    bulk_queue = worker_app._scripts("bulk")
     [lease] = run(worker_app.redis, bulk_queue.claim("w1", 1, 60_000))
     error = orjson.dumps({"type": "ValueError", "message": "bad", "traceback": ""})
     run(worker_app.redis, bulk_queue.fail(lease.task_id, lease.token, error, mode="fatal"))
@@ -318,7 +318,7 @@ def test_lua_runs_with_the_callers_permissions(acl: AclServer, admin: redis.Redi
         with pytest.raises(redis.ResponseError, match="can't access"):
             client.evalsha(built, 1, "orch:{default}:task:1")
         # The orchestrator's own script, given a key base outside orch:*, writes nothing.
-        call = app.queue("default").enqueue([spec("t1")], max_payload=1000)
+        call = app._scripts("default").enqueue([spec("t1")], max_payload=1000)
         escaped = dataclasses.replace(call, args=("other:{default}:", *call.args[1:]))
         with pytest.raises(redis.ResponseError, match="can't"):
             run(client, escaped)
@@ -332,9 +332,9 @@ def test_each_user_runs_only_its_own_transitions(producer: Orchestrator, worker_
     handle = producer.enqueue("demo:work", [1])
     before = snapshot(admin)
     with pytest.raises(redis.ResponseError, match="can't run this command"):
-        run(producer.redis, producer.queue("default").claim("intruder", 1, 60_000))
+        run(producer.redis, producer._scripts("default").claim("intruder", 1, 60_000))
     with pytest.raises(redis.ResponseError, match="can't run this command"):
-        run(worker_app.redis, worker_app.queue("default").enqueue([spec("t2")], max_payload=1000))
+        run(worker_app.redis, worker_app._scripts("default").enqueue([spec("t2")], max_payload=1000))
     with pytest.raises(redis.ResponseError, match="can't run this command"):
         handle.cancel()  # the minimal producer cannot cancel
     assert snapshot(admin) == before
@@ -546,7 +546,7 @@ def test_a_pickle_in_a_task_record_is_never_unpickled(app: Orchestrator, r: redi
     task_id = plant_pickle(app, r, marker)
     with pytest.raises(InvalidPayload, match="not JSON"):
         app.get_task(task_id)
-    [lease] = run(r, app.queue("default").claim("w1", 10, 60_000))
+    [lease] = run(r, app._scripts("default").claim("w1", 10, 60_000))
     assert (lease.args, lease.kwargs) == ([], {}) and "not JSON" in lease.payload_error
     assert not marker.exists(), "the pickle was unpickled"
 

@@ -48,7 +48,7 @@ def task_keys(r) -> list[bytes]:
 
 def finish(app: Orchestrator, handle: TaskHandle, how: str, result: object = None) -> None:
     """Do what a worker would: claim the task, then end it ``how``."""
-    t = app.queue(handle.queue)
+    t = app._scripts(handle.queue)
     [lease] = run(app.redis, t.claim("w1", 1, 60_000))
     assert lease.task_id == handle.id
     if how == "success":
@@ -183,7 +183,7 @@ def test_key_is_free_again_once_the_task_is_final(app, r, how):
 
 def test_key_holds_while_the_task_runs_or_retries(app):
     first = app.enqueue("billing:charge", key="k", max_retries=2)
-    t = app.queue("default")
+    t = app._scripts("default")
     [lease] = run(app.redis, t.claim("w1", 1, 60_000))
     assert app.enqueue("billing:charge", key="k").id == first.id
     run(app.redis, t.fail(first.id, lease.token, orjson.dumps(ERROR)))
@@ -215,7 +215,7 @@ def test_enqueue_many_across_queues_keeps_the_order_of_handles(app, r):
     assert r.smembers(queues_key()) == {b"a", b"b", b"c"}
     for queue in ("a", "b", "c"):
         mine = [(i % 10, i) for i, q in enumerate(queues) if q == queue]
-        leases = run(r, app.queue(queue).claim("w1", 2000, 60_000))
+        leases = run(r, app._scripts(queue).claim("w1", 2000, 60_000))
         assert [lease.args[0] for lease in leases] == [i for _, i in sorted(mine)]
 
 
@@ -275,7 +275,7 @@ def test_result_times_out_while_the_task_is_not_done(app):
         handle.result(timeout=0.05)
     with pytest.raises(ResultTimeout):
         handle.result(timeout=0)
-    run(app.redis, app.queue("default").claim("w1", 1, 60_000))
+    run(app.redis, app._scripts("default").claim("w1", 1, 60_000))
     assert handle.status() is S.RUNNING
     with pytest.raises(ResultTimeout):
         handle.result(timeout=0.02)
@@ -518,7 +518,7 @@ def test_payload_over_the_script_limit(app, r):
     )
     before = snapshot(r)
     with pytest.raises(PayloadTooLarge):
-        run(r, app.queue("default").enqueue([big], max_payload=4096))
+        run(r, app._scripts("default").enqueue([big], max_payload=4096))
     assert snapshot(r) == before
 
 

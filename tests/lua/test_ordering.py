@@ -19,7 +19,7 @@ def test_priority_then_fifo_across_10000_tasks(app, r):
         app.request("tests.jobs:job", [i], priority=p) for i, p in enumerate(priorities)
     )
     assert len({h.id for h in handles}) == 10_000
-    t = app.queue("default")
+    t = app._scripts("default")
     claimed = []
     while batch := run(r, t.claim("w1", 733, 60_000)):
         assert len(batch) <= 733
@@ -37,14 +37,14 @@ def test_fifo_holds_across_separate_enqueue_calls(app, r):
     for i in range(30):
         priority = i % 3
         order.append((priority, i, app.enqueue("tests.jobs:job", [i], priority=priority).id))
-    leases = run(r, app.queue("default").claim("w1", 100, 60_000))
+    leases = run(r, app._scripts("default").claim("w1", 100, 60_000))
     assert [lease.task_id for lease in leases] == [task_id for _, _, task_id in sorted(order)]
 
 
 def test_concurrent_claimers_never_share_or_skip_a_task(app, redis_server):
     total, claimers, batch = 5000, 8, 17
     handles = app.enqueue_many(app.request("tests.jobs:job", [i]) for i in range(total))
-    t = app.queue("default")
+    t = app._scripts("default")
     barrier = threading.Barrier(claimers)
     results: list[list] = [[] for _ in range(claimers)]
     errors: list[BaseException] = []
@@ -89,7 +89,7 @@ def test_claimers_on_separate_orchestrators_share_one_queue(redis_server, r):
         seen = []
         for i in range(10):
             for n, app in enumerate(apps):
-                seen += [lease.args[0] for lease in run(app.redis, app.queue("default").claim(f"w{n}", 1, 60_000))]
+                seen += [lease.args[0] for lease in run(app.redis, app._scripts("default").claim(f"w{n}", 1, 60_000))]
             assert len(seen) == 3 * (i + 1)
         assert seen == list(range(30))
     finally:
