@@ -29,8 +29,7 @@ from .errors import (
 )
 from .handle import TaskHandle
 from .models import RetryPolicy, Task, TaskError, TaskState
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "ConfigurationError",

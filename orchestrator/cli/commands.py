@@ -22,7 +22,6 @@ import pydantic
 import redis
 from click.core import ParameterSource
 
-from .. import __version__
 from ..client import DEFAULT_QUEUE, DEFAULT_TIMEOUT, Orchestrator
 from ..config import (
     DEFAULT_REDIS_URL,
@@ -38,6 +37,7 @@ from ..errors import InvalidTransition, OrchestratorError, TaskNotFound
 from ..keys import DEFAULT_PREFIX
 from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
 from ..transitions import run
+from ..version import __version__
 from . import views as show
 from .options import (
     F,

@@ -27,7 +27,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import __version__
 from ..client import Orchestrator
 from ..config import WorkerSettings
 from ..context import TaskContext
@@ -35,6 +34,7 @@ from ..errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializa
 from ..health import startup_checks
 from ..models import TaskState, dumps
 from ..transitions import Call, Lease, arun
+from ..version import __version__
 from .pipeline import Pipeliner
 from .pool import RemoteError
 from .registry import load_apps
