@@ -78,8 +78,6 @@ def test_every_public_name_exists():
 
 def test_transition_table_covers_every_state():
     assert set(TRANSITIONS) == set(TaskState)
-    for targets in TRANSITIONS.values():
-        assert targets <= set(TaskState)
 
 
 def test_transition_table_is_the_documented_lifecycle():
@@ -97,12 +95,6 @@ def test_transition_table_is_the_documented_lifecycle():
         (S.RETRYING, S.CANCELLED),
         (S.FAILED, S.PENDING),
     }
-
-
-@pytest.mark.parametrize("old", list(TaskState))
-@pytest.mark.parametrize("new", list(TaskState))
-def test_can_transition_reads_the_table(old, new):
-    assert can_transition(old, new) is (new in TRANSITIONS[old])
 
 
 def test_no_state_moves_to_itself():
