@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from .config import SchedulerSettings
 from .health import startup_checks
 from .keys import queues_key
 from .models import TaskState
+from .sanitize import get_logger, redis_error_text
 from .transitions import PromoteReply, ReapReply, arun
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 # Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
 # runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
 # maps them to OrchestratorError first.
@@ -85,7 +85,7 @@ class Scheduler:
                 except UNAVAILABLE as exc:
                     failures += 1
                     delay = min(30.0, 0.2 * 2 ** min(failures, 8))
-                    log.warning("[Scheduler] Redis unavailable (%s); retrying in %.1f s", exc, delay)
+                    log.warning("[Scheduler] Redis unavailable (%s); retrying in %.1f s", redis_error_text(exc), delay)
                 with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                     await asyncio.wait_for(self._stop_event.wait(), delay)
         finally:

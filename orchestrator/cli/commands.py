@@ -36,6 +36,7 @@ from ..config import (
 from ..errors import InvalidTransition, OrchestratorError, TaskNotFound
 from ..keys import DEFAULT_PREFIX
 from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
+from ..sanitize import redact, redact_url, redis_error_text
 from ..transitions import run
 from ..version import __version__
 from . import views as show
@@ -90,7 +91,7 @@ class CliState:
             try:
                 app.redis  # noqa: B018 - builds the client: a malformed URL fails here, not mid-command
             except ValueError as exc:
-                raise CliError(f"invalid Redis URL {show.redact_url(self.redis_url)}: {exc}") from None
+                raise CliError(f"invalid Redis URL {redact_url(self.redis_url)}: {exc}") from None
             self._app = app
         return self._app
 
@@ -103,14 +104,14 @@ class CliState:
 def _one_line(exc: Exception, ctx: click.Context) -> CliError:
     """The single line every failure is shown as."""
     state = ctx.find_object(CliState)
-    url = show.redact_url(state.redis_url if state else DEFAULT_REDIS_URL)
+    url = redact_url(state.redis_url if state else DEFAULT_REDIS_URL)
     if isinstance(exc, click.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         return CliError(exc.format_message() + hint)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return CliError(f"cannot connect to Redis at {url}: {exc}")
     if isinstance(exc, redis.RedisError):
-        return RedisFailure(f"Redis at {url} answered: {exc}")
+        return RedisFailure(f"Redis at {url} answered: {redis_error_text(exc)}")
     if isinstance(exc, pydantic.ValidationError):  # settings built from options (or a malformed record)
         where = "option --{}" if exc.title.endswith("Settings") else exc.title + " field {}"
         problems = "; ".join(
@@ -144,7 +145,13 @@ class OrchGroup(click.Group):
         except click.UsageError as exc:
             raise _one_line(exc, ctx) from None
         except _EDGE_ERRORS as exc:
-            raise _one_line(exc, ctx) from None
+            raise _scrubbed(_one_line(exc, ctx), ctx) from None
+
+
+def _scrubbed(error: CliError, ctx: click.Context) -> CliError:
+    """``error`` with the Redis URL's password masked wherever an exception's text quoted it."""
+    state = ctx.find_object(CliState)
+    return error if state is None else type(error)(redact(error.message, state.redis_url))
 
 
 def _load(module: str, name: str) -> Callable[..., int]:

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 
@@ -48,19 +47,6 @@ def iso(ms: int | str | None) -> str | None:
         return None
     moment = _EPOCH + timedelta(milliseconds=int(ms))
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for error messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return url
 
 
 # ------------------------------------------------------------------------------ status

@@ -17,7 +17,6 @@ import contextvars
 import dataclasses
 import functools
 import inspect
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,10 +24,11 @@ from typing import Any, TypeVar
 
 from ..context import TaskContext, _current
 from ..errors import Deadline as Deadline  # re-exported: the worker catches it from here
+from ..sanitize import get_logger
 from ..transitions import Lease
 from .pool import ProcessPool
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 
 

@@ -33,6 +33,7 @@ from ..context import TaskContext
 from ..errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
 from ..health import startup_checks
 from ..models import TaskState, dumps
+from ..sanitize import get_logger, redis_error_text
 from ..transitions import Call, Lease, arun
 from ..version import __version__
 from .pipeline import Pipeliner
@@ -40,7 +41,7 @@ from .pool import RemoteError
 from .registry import load_apps
 from .runner import Deadline, Runner, within
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 # Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
 # runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
@@ -207,7 +208,9 @@ class Worker:
 
     async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
         delay = min(30.0, 0.1 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-        log.warning("%s Redis unavailable during %s (%s); retrying in %.1f s", self._tag, what, exc, delay)
+        log.warning(
+            "%s Redis unavailable during %s (%s); retrying in %.1f s", self._tag, what, redis_error_text(exc), delay
+        )
         await asyncio.sleep(delay)
 
     # -------------------------------------------------------------------- run
@@ -364,7 +367,8 @@ class Worker:
                 await asyncio.sleep(self.settings.heartbeat_interval)
             except Exception as exc:
                 failures += 1
-                log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, exc)
+                what = redis_error_text(exc)
+                log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, what)
                 await asyncio.sleep(min(self.settings.heartbeat_interval, 0.2 * failures))
 
     def _stuck(self) -> int:
