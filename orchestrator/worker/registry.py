@@ -3,11 +3,16 @@
 Owns turning module names into a name -> function table. Does not run anything.
 Only functions registered with ``@app.task`` can run: a task name read from Redis is
 looked up here, never imported on demand (a queue must not run what a stranger wrote).
+The working directory joins ``sys.path`` only when an ``--app`` module is found nowhere
+else, at its end, and after the worker's own optional dependencies are imported: a
+``uvloop.py`` lying in the directory a worker starts from is never executed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,11 +20,15 @@ from typing import Any
 from ..client import Orchestrator, TaskFunction
 from ..errors import ConfigurationError
 
+# Imported later than the task modules (the worker's event loop): imported first instead.
+OPTIONAL_DEPENDENCIES = ("uvloop",)
+
 
 def load_apps(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:
     """Import each module and return every registered task's function by task name."""
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # like `python -m`: modules of the current directory import
+    modules = tuple(modules)
+    _import_dependencies()
+    _add_working_directory(modules)
     functions: dict[str, Callable[..., Any]] = {}
     for name in modules:
         try:
@@ -32,3 +41,29 @@ def load_apps(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:
             elif isinstance(value, TaskFunction):
                 functions[value.name] = value.fn
     return functions
+
+
+def _import_dependencies() -> None:
+    """Import what the worker imports after its task modules, before the working directory
+    can stand in for it; one that is not installed stays absent (``import`` raises)."""
+    for name in OPTIONAL_DEPENDENCIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # a later import raises ImportError
+
+
+def _add_working_directory(modules: tuple[str, ...]) -> None:
+    """Like ``python -m``, modules of the working directory import; but only when an
+    ``--app`` module is not found otherwise, and behind every installed package."""
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        return
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name.partition(".")[0]) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            sys.path.append(cwd)
+            return
