@@ -31,6 +31,8 @@ def json_value(kind: type, label: str) -> Callable[[click.Context, click.Paramet
             data = json.loads(value)
         except ValueError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", ctx, param) from None
+        except RecursionError:
+            raise click.BadParameter("JSON nested too deeply to read", ctx, param) from None
         if not isinstance(data, kind):
             raise click.BadParameter(f"must be a JSON {label}, not {json.dumps(data)[:60]}", ctx, param)
         return data
