@@ -21,6 +21,7 @@ to it. Does not raise anything itself.
     ├── RedisCommandError           Redis answered with an error that is not one of ours (auth, db, ACL)
     ├── UnknownTask                 a worker was asked to run a name it has no function for
     ├── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
+    ├── CorruptQueue                a key or counter of a queue holds what no script writes: refused, nothing written
     ├── PartiallyEnqueued           enqueue_many: some script calls landed, others failed
     ├── Deadline                    a task's own timeout fired (recorded as TaskTimeout)
     ├── ProcessCrashed              the child process running a task (--pool process) died
@@ -189,6 +190,13 @@ class InvalidPayload(OrchestratorError):
     """A task record's arguments are not JSON: the worker fails the task instead of running it."""
 
 
+class CorruptQueue(OrchestratorError):
+    """A key or counter of a queue holds a type or value no script writes (written by hand):
+    the script refused before writing anything. The message names the key."""
+
+    code = "CORRUPT"
+
+
 
 class Deadline(OrchestratorError):
     """The task's own timeout fired (as opposed to a TimeoutError raised by its code)."""
@@ -224,6 +232,7 @@ SCRIPT_ERRORS: dict[str, type[OrchestratorError]] = {
     "BAD_STATE": InvalidTransition,
     "INVALID": ValidationError,
     "TOO_LARGE": PayloadTooLarge,
+    "CORRUPT": CorruptQueue,
 }
 
 

@@ -8,49 +8,104 @@
   ARGV[5]  queue         the queue's name, stored in each record
   ARGV[6]  n             number of tasks (1 to 1,000); then 12 values per task:
            id, name, priority (0-9), args (JSON list), kwargs (JSON object),
-           max_retries, timeout_ms, backoff_ms, backoff_max_ms, jitter (0|1),
-           delay_ms, key (idempotency key or '')
+           max_retries (0-1,000), timeout_ms, backoff_ms, backoff_max_ms (each at most
+           ten years), jitter (0|1), delay_ms (at most ten years), key (idempotency key or '')
+           Every number is a canonical decimal integer ('10', never '1e1', '0x0a' or '010').
 
   Returns a flat list: id, created (1 new | 0 the key's unfinished task) per task.
   A task id that already exists is answered as created and left alone, so a call
   resent after a lost reply neither fails nor duplicates anything.
-  Errors (nothing written): INVALID <what>, TOO_LARGE <bytes>.
+  Errors (nothing written: every argument and every key the call writes is checked
+  first): INVALID <what>, TOO_LARGE <bytes>; CORRUPT <key> <what> when a key of the queue
+  holds the wrong type, or stats a seq or enqueued counter that is not a canonical integer.
   Events: enqueued (state PENDING or SCHEDULED).
   An idempotency key maps to its task while that task is unfinished; a second enqueue
-  with the key returns the first task's id and creates nothing.
+  with the key returns the first task's id and creates nothing. An idempotency entry
+  that is not a string, or names a task that is gone or finished, is taken over.
 ]]
 if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+if #KEYS ~= 5 then return redis.error_reply('INVALID expected 5 KEYS, got ' .. #KEYS) end
 local pending, scheduled, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local max_payload = tonumber(ARGV[4])
-local queue = ARGV[5]
-local n = tonumber(ARGV[6])
 local WIDTH = 12
 local MAX_TASKS = 1000  -- per call (the client sends 1,000 at most): keeps unpack() within Lua's limits
-if not n or n < 1 or #ARGV ~= 6 + n * WIDTH then
-  return redis.error_reply('INVALID argument count')
+local MAX_MS = 315360000000  -- ten years, as the client's bound on durations
+local NUMBERS = {  -- offset in a task's values, name, largest value
+  {6, 'max_retries', 1000}, {7, 'timeout_ms', MAX_MS}, {8, 'backoff_ms', MAX_MS},
+  {9, 'backoff_max_ms', MAX_MS}, {11, 'delay_ms', MAX_MS},
+}
+if not is_uint(ARGV[4]) or not ARGV[5] or ARGV[5] == '' then
+  return redis.error_reply('INVALID max_payload or queue')
 end
-if n > MAX_TASKS then return redis.error_reply('INVALID more than ' .. MAX_TASKS .. ' tasks in one call') end
+local max_payload, queue = tonumber(ARGV[4]), ARGV[5]
+if not is_uint(ARGV[6], MAX_TASKS) or ARGV[6] == '0' then
+  return redis.error_reply('INVALID n: 1 to ' .. MAX_TASKS .. ' tasks in one call')
+end
+local n = tonumber(ARGV[6])
+if #ARGV ~= 6 + n * WIDTH then return redis.error_reply('INVALID argument count') end
+
+local function shown(value)  -- a value quoted in an error: short and printable, whatever was sent
+  return "'" .. (string.gsub(string.sub(value, 1, 40), '[^%w%p ]', '?')) .. "'"
+end
+
+-- The error of the task whose values start after ARGV[a], or nil.
+local function task_error(a, seen)
+  local id, name = ARGV[a + 1], ARGV[a + 2]
+  if id == '' or name == '' then return 'INVALID empty id or name' end
+  if seen[id] then return 'INVALID duplicate task id ' .. id end
+  seen[id] = true
+  if not is_uint(ARGV[a + 3], 9) then return 'INVALID priority ' .. shown(ARGV[a + 3]) end
+  local size = #ARGV[a + 4] + #ARGV[a + 5]
+  if size > max_payload then return 'TOO_LARGE ' .. size end
+  for _, number in ipairs(NUMBERS) do
+    local value = ARGV[a + number[1]]
+    if not is_uint(value, number[3]) then return 'INVALID ' .. number[2] .. ' ' .. shown(value) end
+  end
+  if ARGV[a + 10] ~= '0' and ARGV[a + 10] ~= '1' then return 'INVALID jitter ' .. shown(ARGV[a + 10]) end
+end
+
+-- The error of a queue key or counter this call would fail on halfway, or nil.
+local function queue_error()
+  for _, expected in ipairs({{pending, 'zset'}, {scheduled, 'zset'}, {stats, 'hash'},
+                             {events, 'stream'}, {wake, 'list'}}) do
+    local kind = redis.call('TYPE', expected[1]).ok
+    if kind ~= 'none' and kind ~= expected[2] then
+      return 'CORRUPT ' .. expected[1] .. ' is a ' .. kind .. ', not a ' .. expected[2]
+    end
+  end
+  local seq, enqueued = redis.call('HGET', stats, 'seq'), redis.call('HGET', stats, 'enqueued')
+  if seq and not is_uint(seq, PRIORITY_SPAN - 1 - n) then
+    return 'CORRUPT ' .. stats .. ' seq ' .. shown(seq) .. ' is not a sequence number'
+  end
+  if enqueued and not is_uint(enqueued, MAX_INT - n) then
+    return 'CORRUPT ' .. stats .. ' enqueued ' .. shown(enqueued) .. ' is not a count'
+  end
+end
+
+-- The task holding an idempotency key while it is unfinished, or nil.
+local function unfinished_holder(ukey)
+  local first = redis.pcall('GET', ukey)
+  if type(first) ~= 'string' then return nil end  -- no entry, or not a string (replaced)
+  local state = redis.pcall('HGET', task_key(first), 'state')
+  if type(state) == 'string' and state ~= 'SUCCESS' and state ~= 'FAILED' and state ~= 'CANCELLED' then
+    return first
+  end
+end
 
 -- Validate everything before the first write: Redis does not roll back a failed script.
 local seen = {}
 for i = 0, n - 1 do
-  local a = 6 + i * WIDTH
-  local id, name = ARGV[a + 1], ARGV[a + 2]
-  if id == '' or name == '' then return redis.error_reply('INVALID empty id or name') end
-  if seen[id] then return redis.error_reply('INVALID duplicate task id ' .. id) end
-  seen[id] = true
-  if not is_uint(ARGV[a + 3], 9) then return redis.error_reply('INVALID priority ' .. ARGV[a + 3]) end
-  local size = #ARGV[a + 4] + #ARGV[a + 5]
-  if size > max_payload then return redis.error_reply('TOO_LARGE ' .. size) end
-  for j = 6, 11 do
-    if not is_uint(ARGV[a + j]) then return redis.error_reply('INVALID number ' .. ARGV[a + j]) end
-  end
+  local err = task_error(6 + i * WIDTH, seen)
+  if err then return redis.error_reply(err) end
 end
+local err = queue_error()
+if err then return redis.error_reply(err) end
 
+-- Decide, reading only, which tasks are new and which keys they take.
 local now = now_ms()
 local out = {}
 local new = {}  -- the tasks to create, by position (0-based) in the call
 local taken = {}  -- idempotency key -> the id it was given earlier in this call
+local claims = {}  -- idempotency entries to point at new tasks: key, id pairs
 local tkeys = {}
 for i = 1, n do tkeys[i] = task_key(ARGV[6 + (i - 1) * WIDTH + 1]) end
 -- One EXISTS for the whole call: a resent call (its reply was lost) finds its tasks.
@@ -65,16 +120,11 @@ for i = 0, n - 1 do
     existing = taken[key]
   elseif key ~= '' then
     local ukey = BASE .. 'unique:' .. key
-    local first = redis.call('GET', ukey)
-    if first then
-      local state = redis.call('HGET', task_key(first), 'state')
-      if state and state ~= 'SUCCESS' and state ~= 'FAILED' and state ~= 'CANCELLED' then
-        existing = first
-      end
-    end
+    existing = unfinished_holder(ukey) or false
     if not existing then
-      redis.call('SET', ukey, id)
       taken[key] = id
+      claims[#claims + 1] = ukey
+      claims[#claims + 1] = id
     end
   end
   out[#out + 1] = existing or id
@@ -83,7 +133,8 @@ for i = 0, n - 1 do
 end
 if #new == 0 then return out end
 
--- One sequence number per new task, reserved in one call; index entries added in one call each.
+-- Write. One sequence number per new task, reserved in one call; index entries added in one call each.
+for c = 1, #claims, 2 do redis.call('SET', claims[c], claims[c + 1]) end
 local seq = redis.call('HINCRBY', stats, 'seq', #new) - #new
 local ready, later = {}, {}
 for j, i in ipairs(new) do

@@ -53,7 +53,7 @@ WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers")  # wake
 PRODUCER_SCRIPTS = ("enqueue",)
 WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap")
 PRODUCER_COMMANDS = (
-    *PRODUCER_DIRECT, "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
+    *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
 )
 WORKER_COMMANDS = (
     *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hincrby", "pexpire",
