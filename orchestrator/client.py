@@ -19,7 +19,8 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import OutOfMemoryError
 
-from .config import DEFAULT_REDIS_URL, PREFIX_ENV, REDIS_URL_ENV, Settings
+from .config import PREFIX_ENV, Settings, redis_url_from_env
+from .connection import async_client, sync_client
 from .errors import (
     ConfigurationError,
     InvalidPriority,
@@ -111,7 +112,7 @@ class Orchestrator:
     ) -> None:
         _unknown_options(unknown, ConfigurationError)
         if settings is None:
-            url = redis_url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+            url = redis_url if redis_url is not None else redis_url_from_env()
             settings = Settings(redis_url=url, prefix=os.environ.get(PREFIX_ENV) or DEFAULT_PREFIX)
         elif redis_url is not None:
             settings = settings.model_copy(update={"redis_url": redis_url})
@@ -128,13 +129,13 @@ class Orchestrator:
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = Redis.from_url(self.settings.redis_url)
+            self._redis = sync_client(self.settings.redis_url)
         return self._redis
 
     @property
     def aredis(self) -> AsyncRedis:
         if self._aredis is None:
-            self._aredis = AsyncRedis.from_url(self.settings.redis_url)
+            self._aredis = async_client(self.settings.redis_url)
         return self._aredis
 
     def close(self) -> None:

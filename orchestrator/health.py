@@ -13,12 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import NoPermissionError, RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
 from .keys import QueueKeys, queues_key
 from .transitions import SCRIPT_NAMES, script
 
+LOADING_WAIT = 60.0  # seconds a starting process waits for a Redis that is loading its data
 MIN_REDIS = (6, 2, 0)  # ZRANGE ... BYSCORE LIMIT, used by promote and reap
 STUCK_AFTER_MS = 10_000  # overdue this long means no scheduler / reaper is running
 
@@ -116,10 +125,38 @@ def server_checks(client: Redis) -> list[Check]:
     ]
 
 
+def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LOADING_WAIT) -> None:
+    """Reach Redis once before a worker or scheduler starts; permanent errors stop it here.
+
+    Raises RedisUnavailable when Redis cannot be reached (refused, unknown host, timeout)
+    and RedisCommandError when it refuses us (wrong password, database index out of range).
+    Retrying belongs to outages of a server that was reachable: once running, a process
+    rides them out. A server still loading its data is waited for, up to ``loading_wait``.
+    """
+    deadline = time.monotonic() + loading_wait
+    while True:
+        try:
+            client.ping()
+            return
+        except NoPermissionError:
+            return  # connected and authenticated; this user just may not PING
+        except BusyLoadingError as exc:
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"Redis is still loading its data after {loading_wait:g} s: {exc}") from exc
+            log.warning("%s Redis is loading its data; waiting", tag)
+            time.sleep(1.0)
+        except AuthenticationError as exc:
+            raise RedisCommandError(f"{exc} (not starting: check the user and password)") from exc
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise RedisUnavailable(f"{exc} (not starting: check the URL and that Redis runs)") from exc
+        except ResponseError as exc:
+            raise RedisCommandError(f"{exc} (not starting)") from exc
+
+
 def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
     """Warn loudly about an unsafe server; with ``strict``, refuse to start instead.
 
-    An unreachable Redis is not a reason to stop: the process retries until it answers.
+    Runs after ``first_contact``: Redis answered once, so an error here is passing.
     A Redis user without INFO / CONFIG GET (see the README's ACL recipe) cannot check: it
     warns, and ``strict`` refuses, since nothing could be verified.
     """

@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .client import Orchestrator
 from .config import SchedulerSettings
-from .health import startup_checks
+from .health import first_contact, startup_checks
 from .keys import queues_key
 from .models import TaskState
 from .sanitize import get_logger, redis_error_text
@@ -147,6 +147,7 @@ def run_scheduler(app: Orchestrator, settings: SchedulerSettings) -> int:
     import signal
 
     scheduler = Scheduler(app, settings)
+    first_contact(app.redis, tag="[Scheduler]", log=log)
     startup_checks(app.redis, strict=settings.strict, tag="[Scheduler]", log=log)
 
     async def main() -> None:

@@ -544,17 +544,17 @@ def test_demo_rejects_bad_options_in_one_line(invoke: Invoke) -> None:
 )
 def test_connection_refused_is_one_line(invoke: Invoke, command: list[str]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    one_line_error(invoke("--redis-url", url, *command), f"cannot connect to Redis at {url}: ", "refused")
+    one_line_error(invoke("--redis-url", url, *command), f"cannot reach Redis at {url}: ", "refused", code=3)
 
 
 def test_error_messages_hide_the_password(invoke: Invoke) -> None:
     port = free_port()
-    line = one_line_error(invoke("status", env={"ORCH_REDIS_URL": f"redis://user:s3cret@127.0.0.1:{port}/0"}))
+    line = one_line_error(invoke("status", env={"ORCH_REDIS_URL": f"redis://user:s3cret@127.0.0.1:{port}/0"}), code=3)
     assert f"redis://user:***@127.0.0.1:{port}/0" in line and "s3cret" not in line
 
 
 def test_bad_global_options_are_one_line(invoke: Invoke) -> None:
-    one_line_error(invoke("--redis-url", "http://x", "status"), "invalid Redis URL http://x")
+    one_line_error(invoke("--redis-url", "http://x", "status"), "--redis-url", "not a usable Redis URL")
     one_line_error(invoke("--prefix", "a b", "status"), "invalid option --prefix: String should match pattern")
     one_line_error(invoke("status", env={"ORCH_PREFIX": "a:b"}), "invalid option --prefix: String should match pattern")
     one_line_error(invoke("nosuch"), "No such command 'nosuch'")
@@ -604,13 +604,13 @@ def test_processes_exit_2_with_one_line(
 
 
 @pytest.mark.parametrize("args", [["status"], ["enqueue", "pkg.mod:fn"], ["events", "--follow"]])
-def test_process_without_redis_exits_2_without_traceback(args: list[str]) -> None:
+def test_process_without_redis_exits_3_without_traceback(args: list[str]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     done = orch_process(*args, url=url)
-    assert done.returncode == 2 and done.stdout == ""
+    assert done.returncode == 3 and done.stdout == ""
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith(f"Error: cannot connect to Redis at {url}: ")
+    assert done.stderr.startswith(f"Error: cannot reach Redis at {url}: ")
 
 
 @pytest.mark.timeout(60)

@@ -1,9 +1,9 @@
 """The command line: the click group ``orch``, the only module that prints or configures logging.
 
 Owns the commands, their options (each setting with its ORCH_* environment variable,
-built by ``cli_options``), printing, and the one place where every expected error
-becomes a single ``Error: ...`` line on stderr with exit code 2 (1 when Redis itself
-answers with an error): ``OrchGroup``. Does not hold
+built by ``options``), printing, and the one place where every expected error
+becomes a single ``Error: ...`` line on stderr with its documented exit code
+(``EXIT_CODES``): ``OrchGroup``. Does not hold
 business logic: tasks move through ``client`` and ``transitions``, what is shown comes
 from ``inspect``, workers and schedulers run in ``worker`` and ``scheduler`` (imported
 only by the commands that start them).
@@ -33,7 +33,15 @@ from ..config import (
     Settings,
     WorkerSettings,
 )
-from ..errors import InvalidTransition, OrchestratorError, TaskNotFound
+from ..errors import (
+    ConfigurationError,
+    InvalidTransition,
+    OrchestratorError,
+    OutOfMemory,
+    RedisCommandError,
+    RedisUnavailable,
+    TaskNotFound,
+)
 from ..keys import DEFAULT_PREFIX
 from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
 from ..sanitize import redact, redact_url, redis_error_text
@@ -51,6 +59,7 @@ from .options import (
     queue_name,
     queue_names,
     queue_option,
+    redis_url,
     setting,
     weighted_queues,
 )
@@ -61,19 +70,38 @@ PURGE_STATES = ("failed", "done", "pending", "scheduled")
 
 
 
+EXIT_PROBLEM = 1  # the command ran and found something wrong (doctor; a worker not alive)
+EXIT_USAGE = 2  # bad options, arguments or settings; nothing was written
+EXIT_UNREACHABLE = 3  # Redis could not be reached (refused, DNS, timeout, connection lost)
+EXIT_REDIS_ERROR = 4  # Redis answered with an error: authentication, database index, ACL, out of memory
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  the command found a problem (orch doctor; orch doctor --worker: not alive)
+  2  usage error: bad option, argument or setting (nothing was written)
+  3  cannot reach Redis (connection refused, unknown host, timeout)
+  4  Redis answered with an error (wrong password, database index, ACL, out of memory)"""
+
+
 class CliError(click.ClickException):
     """Shown as one ``Error: ...`` line; exit code 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
 
 
-class RedisFailure(CliError):
-    """Redis answered with an error that is not bad input; exit code 1."""
+class RedisUnreachable(CliError):
+    """Redis could not be reached; exit code 3."""
 
-    exit_code = 1
+    exit_code = EXIT_UNREACHABLE
+
+
+class RedisFailure(CliError):
+    """Redis answered with an error that is not bad input; exit code 4."""
+
+    exit_code = EXIT_REDIS_ERROR
 
 
 @dataclass
@@ -108,10 +136,12 @@ def _one_line(exc: Exception, ctx: click.Context) -> CliError:
     if isinstance(exc, click.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         return CliError(exc.format_message() + hint)
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return CliError(f"cannot connect to Redis at {url}: {exc}")
-    if isinstance(exc, redis.RedisError):
+    if _unreachable(exc):
+        return RedisUnreachable(f"cannot reach Redis at {url}: {exc}")
+    if isinstance(exc, (redis.RedisError, RedisCommandError, RedisUnavailable, OutOfMemory)):
         return RedisFailure(f"Redis at {url} answered: {redis_error_text(exc)}")
+    if isinstance(exc, ConfigurationError) and isinstance(exc.__cause__, pydantic.ValidationError):
+        exc = exc.__cause__  # settings built from options: name the options
     if isinstance(exc, pydantic.ValidationError):  # settings built from options (or a malformed record)
         where = "option --{}" if exc.title.endswith("Settings") else exc.title + " field {}"
         problems = "; ".join(
@@ -119,6 +149,16 @@ def _one_line(exc: Exception, ctx: click.Context) -> CliError:
         )
         return CliError(problems)
     return CliError(str(exc) or type(exc).__name__)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Redis could not be reached: our RedisUnavailable or redis-py's connection errors, but
+    not a refused password (redis-py files AuthenticationError under ConnectionError)."""
+    if isinstance(exc, RedisUnavailable):
+        return not isinstance(exc.__cause__, redis.AuthenticationError)
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(
+        exc, redis.AuthenticationError
+    )
 
 
 _EDGE_ERRORS = (OrchestratorError, redis.RedisError, pydantic.ValidationError)
@@ -177,10 +217,10 @@ def _queue_of(app: Orchestrator, task_id: str, queue: str | None) -> str:
 # -------------------------------------------------------------------------- commands
 
 
-@click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OrchGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.option(
     "--redis-url", envvar=REDIS_URL_ENV, show_envvar=True, default=DEFAULT_REDIS_URL, show_default=True,
-    help="Redis to use (redis://, rediss://, unix://).",
+    callback=redis_url, help="Redis to use (redis://, rediss://, unix://); an empty ORCH_REDIS_URL is an error.",
 )
 @click.option(
     "--prefix", envvar=PREFIX_ENV, show_envvar=True, default=DEFAULT_PREFIX, show_default=True,
@@ -376,6 +416,7 @@ def worker(state: CliState, /, lease_timeout: float | None, verbose: bool, log_l
     """Run a worker: claim tasks of the queues and run them until SIGTERM or SIGINT."""
     settings = WorkerSettings(**given(**options))
     app = state.app(**given(lease_timeout=lease_timeout))
+    settings.heartbeat_for(app.settings.lease_timeout)  # refused here, before anything starts
     configure_logging(verbose, log_level)
     click.get_current_context().exit(_load("orchestrator.worker", "run_worker")(app, settings))
 

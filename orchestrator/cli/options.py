@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 from pydantic import BaseModel
 
+from ..config import REDIS_URL_ENV, redis_url_problem
 from ..errors import InvalidQueueName
 from ..keys import validate_queue_name
 
@@ -60,6 +63,19 @@ def weighted_queues(ctx: click.Context, param: click.Parameter, value: Sequence[
             raise click.BadParameter(f"weight of queue {name!r} must be an integer >= 1, not {weight!r}", ctx, param)
         out.append((queue_name(ctx, param, name), int(weight)))
     return tuple(out)
+
+
+def redis_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--redis-url / ORCH_REDIS_URL, checked before any command runs; only an unset
+    variable means the default (click reads an empty one as unset)."""
+    source = ctx.get_parameter_source(param.name or "")
+    if source is ParameterSource.DEFAULT and os.environ.get(REDIS_URL_ENV) == "":
+        raise click.BadParameter(f"{REDIS_URL_ENV} is set but empty: unset it for the default {value}", ctx, param)
+    problem = redis_url_problem(value)
+    if problem is not None:
+        where = f"{REDIS_URL_ENV}: " if source is ParameterSource.ENVIRONMENT else ""
+        raise click.BadParameter(where + problem, ctx, param)
+    return value
 
 
 def optional_queue(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

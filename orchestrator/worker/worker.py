@@ -31,7 +31,7 @@ from ..client import Orchestrator
 from ..config import WorkerSettings
 from ..context import TaskContext
 from ..errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
-from ..health import startup_checks
+from ..health import first_contact, startup_checks
 from ..models import TaskState, dumps
 from ..sanitize import get_logger, redis_error_text
 from ..transitions import Call, Lease, arun
@@ -82,6 +82,7 @@ class Worker:
         for queue, _ in settings.queues:
             app._scripts(queue)  # validates every name before anything runs
         self.lease_ms = round(app.settings.lease_timeout * 1000)
+        self.heartbeat = settings.heartbeat_for(app.settings.lease_timeout)  # refuses one that loses leases
         self.started_at = int(time.time() * 1000)
         self.processed = 0
         self._running: dict[tuple[str, str], _Running] = {}
@@ -364,12 +365,12 @@ class Worker:
             try:
                 await self._beat()
                 failures = 0
-                await asyncio.sleep(self.settings.heartbeat_interval)
+                await asyncio.sleep(self.heartbeat)
             except Exception as exc:
                 failures += 1
                 what = redis_error_text(exc)
                 log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, what)
-                await asyncio.sleep(min(self.settings.heartbeat_interval, 0.2 * failures))
+                await asyncio.sleep(min(self.heartbeat, 0.2 * failures))
 
     def _stuck(self) -> int:
         return self._runner.stuck if self._runner is not None else 0
@@ -464,6 +465,7 @@ def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
     functions = {n: t.fn for n, t in app.registry.items()}
     functions.update(load_apps(settings.apps))
     worker = Worker(app, settings, functions)
+    first_contact(app.redis, tag=f"[Worker {worker.id}]", log=log)
     startup_checks(app.redis, strict=settings.strict, tag=f"[Worker {worker.id}]", log=log)
     if not functions:
         log.warning("[Worker %s] No tasks registered: pass --app with the module that defines them", worker.id)
