@@ -1,9 +1,11 @@
 """A private, throw-away redis-server: free port on 127.0.0.1, temporary directory.
 
-Owns starting one redis-server process for tools that need a Redis of their own
-(``orch demo`` when no ``--redis-url`` is given), waiting until it answers PING, and
-stopping it and removing its directory. It never touches any other Redis. Does not
-print or configure logging.
+Owns starting redis-server processes of our own, the one launcher for ``orch demo``
+(when no ``--redis-url`` is given), the test suite, the chaos soak and the benchmarks:
+a free port (never 6379) or a given one, waiting until it answers PING, killing it -9
+and starting it again on the same port and directory (its append-only file), stopping
+it and removing its directory. It never touches any other Redis. Does not print or
+configure logging. See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .errors import ConfigurationError
 
@@ -28,6 +33,7 @@ START_TIMEOUT = 10.0  # seconds to wait for the first PING
 STOP_TIMEOUT = 5.0  # seconds a SIGTERM gets before SIGKILL
 START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 PR_SET_PDEATHSIG = 1  # prctl option (Linux)
+SHARED_PORT = 6379  # the machine's own Redis: never ours
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -39,19 +45,38 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago (never 6379)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port != SHARED_PORT:
+            return port
 
 
 class LocalRedis:
-    """``with LocalRedis() as server: server.url`` — AOF on, noeviction, no RDB snapshots."""
+    """``with LocalRedis() as server: server.url`` — noeviction, no RDB snapshots, AOF on
+    (``appendonly=False`` for none), ``extra`` arguments last (they win over ours).
 
-    def __init__(self, *, appendonly: bool = True) -> None:
+    ``port`` None picks a free port at the first start; ``dir`` exists from construction
+    (a test may write an ACL file there first). ``ready_url``: the URL whose PING says the
+    server is up, when the plain port does not answer (TLS only, no default user).
+    """
+
+    def __init__(
+        self,
+        *,
+        appendonly: bool = True,
+        port: int | None = None,
+        extra: Sequence[str] = (),
+        ready_url: str | None = None,
+    ) -> None:
         self.appendonly = appendonly
-        self.port = 0
-        self.dir: Path | None = None
+        self._fixed_port = port is not None
+        self.port = port or free_port()
+        self.extra = list(extra)
+        self.ready_url = ready_url
+        self.dir: Path | None = Path(tempfile.mkdtemp(prefix="orch-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -67,22 +92,26 @@ class LocalRedis:
         self.stop()
 
     def start(self) -> LocalRedis:
+        """Start the server (again, after ``kill``: same port, same directory) and wait for PING."""
         exe = shutil.which("redis-server")
         if exe is None:
             raise ConfigurationError(
                 "redis-server not found: install Redis (scripts/setup does) or pass --redis-url"
             )
-        self.dir = Path(tempfile.mkdtemp(prefix="orch-redis-"))
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="orch-redis-"))
         try:
-            for _ in range(START_ATTEMPTS):
-                self.port = free_port()
+            for attempt in range(1 if self._fixed_port else START_ATTEMPTS):
+                if attempt:
+                    self.port = free_port()
                 self.proc = subprocess.Popen(
                     self._args(exe), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     start_new_session=True, preexec_fn=die_with_parent,
                 )
                 if self._wait_for_ping():
+                    self._fixed_port = True  # a restart comes back where its clients look
                     return self
-                self._kill()
+                self.kill()
             raise ConfigurationError(f"redis-server did not start: {self._log_tail() or 'no log'}")
         except BaseException:  # also Ctrl-C while it starts: leave no process and no directory
             self.stop()
@@ -94,16 +123,18 @@ class LocalRedis:
             exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
-            "--logfile", str(self.dir / "redis.log"),
+            "--logfile", str(self.dir / "redis.log"), *self.extra,
         ]
 
     def _wait_for_ping(self) -> bool:
         assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis.from_url(
+            self.ready_url or self.url, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
         try:
             while self.proc.poll() is None and time.monotonic() < deadline:
-                with contextlib.suppress(redis.ConnectionError):
+                with contextlib.suppress(redis.RedisError):  # not up yet, loading, or not ours
                     if client.ping():
                         return True
                 time.sleep(0.02)
@@ -120,19 +151,26 @@ class LocalRedis:
             return ""
         return " | ".join(line.strip() for line in text.splitlines()[-lines:])
 
-    def _kill(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
+    def kill(self) -> None:
+        """kill -9 the server, keeping its directory: writes not yet in the append-only
+        file are lost, as in a crash; ``start`` brings it back on the same port."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
+    def restart(self) -> None:
+        """``kill`` then ``start``."""
+        self.kill()
+        self.start()
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory. Idempotent."""
-        self._kill()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

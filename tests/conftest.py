@@ -6,18 +6,18 @@ import pytest
 import redis
 
 from orchestrator import Orchestrator, Settings
-from tests.redis_server import RedisServer
+from orchestrator.redis_local import LocalRedis
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
+def redis_server() -> Iterator[LocalRedis]:
+    server = LocalRedis(appendonly=False).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def r(redis_server: LocalRedis) -> Iterator[redis.Redis]:
     """A client on the private server, with the database emptied before each test."""
     client = redis.Redis(port=redis_server.port)
     client.flushdb()
@@ -26,7 +26,7 @@ def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def app(r: redis.Redis, redis_server: RedisServer) -> Iterator[Orchestrator]:
+def app(r: redis.Redis, redis_server: LocalRedis) -> Iterator[Orchestrator]:
     orch = Orchestrator(settings=Settings(redis_url=redis_server.url))
     yield orch
     orch.close()

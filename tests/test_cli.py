@@ -28,8 +28,8 @@ from orchestrator import Orchestrator, SchedulerSettings, Settings, TaskState, W
 from orchestrator.cli import commands as cli_module
 from orchestrator.cli import orch
 from orchestrator.cli.views import iso
+from orchestrator.redis_local import LocalRedis, free_port
 from orchestrator.transitions import Lease, run
-from tests.redis_server import RedisServer, free_port
 
 ORCH = Path(sys.executable).with_name("orch")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -47,7 +47,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def invoke(redis_server: RedisServer, r: redis.Redis) -> Invoke:
+def invoke(redis_server: LocalRedis, r: redis.Redis) -> Invoke:
     """Run ``orch ARGS`` in-process against the private server (database emptied first)."""
     runner = CliRunner()
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("ORCH_")}
@@ -106,7 +106,7 @@ def state_of(r: redis.Redis, task_id: str, queue: str = "default") -> str | None
 
 
 @pytest.fixture
-def shifted(redis_server: RedisServer, r: redis.Redis) -> Iterator[Callable[[int], Orchestrator]]:
+def shifted(redis_server: LocalRedis, r: redis.Redis) -> Iterator[Callable[[int], Orchestrator]]:
     """Orchestrators whose scripts see Redis's clock shifted by the given milliseconds."""
     made: list[Orchestrator] = []
 
@@ -466,7 +466,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Recorded:
     return seen
 
 
-def test_worker_passes_its_options_as_settings(invoke: Invoke, calls: Recorded, redis_server: RedisServer) -> None:
+def test_worker_passes_its_options_as_settings(invoke: Invoke, calls: Recorded, redis_server: LocalRedis) -> None:
     result = invoke(
         "--prefix", "p1", "worker", "-A", "proj.tasks", "--app", "proj.more", "-q", "high:3", "-q", "default",
         "--concurrency", "4", "--pool", "process", "--name", "w9", "--heartbeat-interval", "0.5",
@@ -577,7 +577,7 @@ def orch_process(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_console_script_runs(redis_server: RedisServer, r: redis.Redis) -> None:
+def test_the_console_script_runs(redis_server: LocalRedis, r: redis.Redis) -> None:
     done = orch_process("enqueue", "pkg.mod:fn", "--args", "[7]", url=redis_server.url)
     assert (done.returncode, done.stderr) == (0, "")
     task_id = done.stdout.strip()
@@ -596,7 +596,7 @@ def test_the_console_script_runs(redis_server: RedisServer, r: redis.Redis) -> N
     ],
 )
 def test_processes_exit_2_with_one_line(
-    redis_server: RedisServer, r: redis.Redis, args: list[str], message: str
+    redis_server: LocalRedis, r: redis.Redis, args: list[str], message: str
 ) -> None:
     done = orch_process(*args, url=redis_server.url)
     assert done.returncode == 2 and done.stdout == ""
@@ -614,7 +614,7 @@ def test_process_without_redis_exits_3_without_traceback(args: list[str]) -> Non
 
 
 @pytest.mark.timeout(60)
-def test_events_follow_prints_new_events_until_interrupted(redis_server: RedisServer, app: Orchestrator) -> None:
+def test_events_follow_prints_new_events_until_interrupted(redis_server: LocalRedis, app: Orchestrator) -> None:
     first = app.enqueue("pkg.mod:fn").id
     proc = subprocess.Popen(
         [str(ORCH), "events", "--follow"], env=clean_env(ORCH_REDIS_URL=redis_server.url),

@@ -1,11 +1,11 @@
 """The benchmark driver behind ``scripts/bench/run``: orchestrator and its peers, side by side.
 
 Owns the run: installing each peer into its own virtualenv from its pinned requirements
-file, a private redis-server (loopback, free port, no persistence), the round-trip
+file, a private redis-server (``orchestrator.redis_local``, no persistence), the round-trip
 ceiling of one redis-py client, and the loop that runs every workload of every row three
 times, each as a subprocess of the row's venv (``python -m peers ...``). Does not measure
 a library itself (``peers/_common.py`` does, the same way for all) nor format the table
-(``report.py``). Runs in the project's .venv: standard library and redis-py.
+(``report.py``). Runs in the project's .venv: standard library, redis-py, the package.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +27,8 @@ from typing import Any
 
 import redis
 import report
+
+from orchestrator.redis_local import LocalRedis
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent.parent
@@ -140,45 +140,15 @@ def install(names: list[str]) -> dict[str, str]:
 # ------------------------------------------------------------------------------- redis
 
 
-class RedisServer:
-    """A private redis-server on a free loopback port, persistence off; never port 6379."""
-
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--maxmemory-policy", "noeviction", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("redis-server did not start")
-        self.version = client.info("server")["redis_version"]
+def start_redis() -> tuple[LocalRedis, str]:
+    """The package's private redis-server (loopback, free port, never 6379), persistence
+    off, and its version."""
+    server = LocalRedis(appendonly=False, extra=("--loglevel", "warning")).start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        return server, str(client.info("server")["redis_version"])
+    finally:
         client.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port != 6379:
-            return port
 
 
 def ceiling(url: str, n: int) -> dict[str, float]:
@@ -283,13 +253,13 @@ def main() -> int:
     chart_ok = "bench" not in failed
     failed.pop("bench", None)
 
-    server = RedisServer()
-    log(f"redis-server {server.version} on port {server.port}")
+    server, version = start_redis()
+    log(f"redis-server {version} on port {server.port}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     pids = RESULTS / ".worker-pids"
     data: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "reps": reps, "params": params,
-        "redis": server.version, "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "redis": version, "cpus": os.cpu_count(), "python": sys.version.split()[0],
         "rows": [r.__dict__ for r in rows], "install_failed": failed, "ceiling": [], "runs": {},
     }
     try:

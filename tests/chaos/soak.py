@@ -36,7 +36,7 @@ import orjson
 import redis
 
 from orchestrator.keys import QueueKeys
-from tests.redis_server import RedisServer
+from orchestrator.redis_local import LocalRedis
 
 from .soak_check import Report, check
 from .soak_evidence import Collected, load, save
@@ -167,7 +167,7 @@ class Soak:
 
     def run(self) -> SoakResult:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        server = RedisServer(appendonly=True).start()
+        server = LocalRedis(appendonly=True).start()
         try:
             return self._run(server)
         except BaseException:
@@ -175,7 +175,7 @@ class Soak:
             self.say(f"[soak] aborted; the Redis data directory is kept in {server.dir}")
             raise
 
-    def _run(self, server: RedisServer) -> SoakResult:
+    def _run(self, server: LocalRedis) -> SoakResult:
         cfg = self.config
         self.say(f"[soak] seed {self.seed}, Redis on port {server.port}, evidence in {self.workdir}")
         fleet = Fleet(server.url, self.workdir / "logs", lease=cfg.lease, heartbeat=cfg.heartbeat, rate=cfg.rate)
@@ -262,7 +262,7 @@ class Soak:
             self._fault("thaw", member.name)
             self._note(f"SIGCONT {member.name}")
 
-    def _chaos(self, fleet: Fleet, server: RedisServer, until: float) -> None:
+    def _chaos(self, fleet: Fleet, server: LocalRedis, until: float) -> None:
         cfg = self.config
         rng = self.rng
         redis_at = self.t0 + cfg.seconds * rng.uniform(*cfg.redis_at)
@@ -326,7 +326,7 @@ class Soak:
         finally:
             client.close()
 
-    def _restart_redis(self, server: RedisServer) -> None:
+    def _restart_redis(self, server: LocalRedis) -> None:
         outage = self.rng.uniform(*self.config.redis_outage)
         started = time.monotonic()
         self._fault("redis_down", "redis-server")

@@ -33,10 +33,11 @@ from orchestrator import Orchestrator, Settings, TaskHandle
 from orchestrator.errors import OrchestratorError
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TaskState
+from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import SCRIPT_NAMES, Call, Transitions, arun, arun_many, run, script
 from tests.integration.procs import Procs, wait_for
 from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, spec
-from tests.redis_server import RedisServer, snapshot
+from tests.redis_server import snapshot
 
 S = TaskState
 FAULT_APP = "tests.chaos.fault_tasks"
@@ -44,9 +45,9 @@ SAMPLE_APP = "tests.integration.sample_tasks"
 
 
 @contextlib.contextmanager
-def private_server(**options: Any) -> Iterator[tuple[RedisServer, Orchestrator]]:
+def private_server(*, appendonly: bool = False, **options: Any) -> Iterator[tuple[LocalRedis, Orchestrator]]:
     """A redis-server of the test's own (never 6379) and an Orchestrator on it."""
-    server = RedisServer(**options).start()
+    server = LocalRedis(appendonly=appendonly, **options).start()
     app = Orchestrator(settings=Settings(redis_url=server.url))
     try:
         yield server, app
@@ -267,7 +268,7 @@ class PausableProxy:
 
 
 def test_worker_cut_off_past_its_lease_cannot_commit_and_the_task_runs_elsewhere(
-    app: Orchestrator, redis_server: RedisServer, tmp_path: Path
+    app: Orchestrator, redis_server: LocalRedis, tmp_path: Path
 ) -> None:
     app.task(name="tests:sleep", backoff=0.05)(_placeholder)  # retried soon after the reap
     proxy = PausableProxy(redis_server.port)
@@ -333,7 +334,7 @@ def test_redis_stall_shorter_than_the_lease_requeues_nothing(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("name", "exit_code"), [("faults:exit", 17), ("faults:segfault", -signal.SIGSEGV)])
 def test_poison_pill_that_kills_its_worker_ends_failed_without_endless_requeue(
-    app: Orchestrator, redis_server: RedisServer, tmp_path: Path, name: str, exit_code: int
+    app: Orchestrator, redis_server: LocalRedis, tmp_path: Path, name: str, exit_code: int
 ) -> None:
     with Procs(redis_server.url, tmp_path) as procs:
         scheduler = procs.scheduler()
@@ -492,7 +493,7 @@ SITECUSTOMIZE = textwrap.dedent(
 
 
 def test_skewed_worker_and_scheduler_clocks_change_nothing(
-    app: Orchestrator, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    app: Orchestrator, redis_server: LocalRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site"
     site.mkdir()

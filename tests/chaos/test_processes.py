@@ -17,13 +17,13 @@ import pytest
 import redis
 
 from orchestrator import Orchestrator, Settings, TaskHandle, TaskState
+from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import run
 from tests.integration.procs import Procs, wait_for
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture
-def procs(app: Orchestrator, redis_server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+def procs(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path) -> Iterator[Procs]:
     with Procs(redis_server.url, tmp_path) as started:
         yield started
 
@@ -135,7 +135,7 @@ def test_frozen_worker_late_result_is_rejected(procs: Procs, app: Orchestrator) 
 
 
 def test_worker_rides_out_a_redis_restart(tmp_path: Path) -> None:
-    server = RedisServer(appendonly=True).start()
+    server = LocalRedis(appendonly=True).start()
     app = Orchestrator(settings=Settings(redis_url=server.url))
     try:
         with Procs(server.url, tmp_path) as procs:
@@ -178,7 +178,7 @@ return 1
 def test_busy_redis_stops_neither_worker_nor_scheduler(tmp_path: Path) -> None:
     """A long script elsewhere makes Redis answer BUSY to everyone for a while: a transient
     refusal to ride out, not a reason to exit or to stop heartbeating."""
-    server = RedisServer(extra=("--lua-time-limit", "50")).start()  # BUSY after 50 ms
+    server = LocalRedis(appendonly=False, extra=("--lua-time-limit", "50")).start()  # BUSY after 50 ms
     app = Orchestrator(settings=Settings(redis_url=server.url))
     try:
         with Procs(server.url, tmp_path) as procs:

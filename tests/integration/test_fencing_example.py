@@ -20,9 +20,9 @@ import pytest
 from examples.fencing import StaleAttempt, connect, read, set_balance
 from orchestrator import LeaseLost, Orchestrator, TaskState
 from orchestrator.context import TaskContext, _current
+from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import Lease, Transitions, run
 from tests.integration.procs import ROOT, Procs
-from tests.redis_server import RedisServer
 
 EXAMPLE = ROOT / "examples" / "fencing.py"
 
@@ -157,7 +157,7 @@ def test_real_tokens_fence_a_reaped_attempt(app: Orchestrator, db: Path) -> None
 
 
 @pytest.fixture
-def procs(app: Orchestrator, redis_server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+def procs(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path) -> Iterator[Procs]:
     with Procs(redis_server.url, tmp_path) as started:
         yield started
 

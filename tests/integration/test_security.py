@@ -23,7 +23,6 @@ import pickle
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -36,9 +35,9 @@ from redis.retry import Retry
 
 import orchestrator
 from orchestrator import InvalidPayload, NotSerializable, Orchestrator, TaskFailed, TaskState
+from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import TaskSpec, run
 from tests.integration.procs import Proc, Procs, wait_for
-from tests.redis_server import RedisServer
 
 S = TaskState
 LUA = Path(orchestrator.__file__).parent / "lua"
@@ -106,39 +105,16 @@ def script_commands(*names: str) -> set[str]:
 # --------------------------------------------------------------------- servers
 
 
-class Server(RedisServer):
-    """A private redis-server run with ``args`` alone, ready once ``ready_url`` answers PING.
-
-    (The base class checks readiness on a plain port with no password; here there is no
-    plain port, or no default user.)"""
+class Server(LocalRedis):
+    """A private redis-server with the test's own ``args`` (after ours, so they win),
+    ready once ``ready_url`` answers PING: there is no plain port, or no default user."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(appendonly=False)
         self.args: list[str] = []
-        self.ready_url = ""
 
-    def start(self) -> Server:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server not found: run scripts/setup")
-        log = self.dir / "redis.log"
-        argv = [exe, "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "", "--appendonly", "no",
-                "--maxmemory-policy", "noeviction", "--logfile", str(log), *self.args]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.ready_url, retry=Retry(NoBackoff(), 0))
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                        raise RuntimeError(f"redis-server {' '.join(self.args)} did not start:\n{tail}") from None
-                    time.sleep(0.01)
-        finally:
-            client.close()
+    def _args(self, exe: str) -> list[str]:
+        return [*super()._args(exe), *self.args]
 
 
 class AclServer(Server):
@@ -533,7 +509,7 @@ def plant_pickle(app: Orchestrator, r: redis.Redis, marker: Path) -> str:
 
 
 @pytest.fixture
-def procs(app: Orchestrator, redis_server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+def procs(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path) -> Iterator[Procs]:
     with Procs(redis_server.url, tmp_path) as started:
         yield started
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator import Orchestrator, TaskFailed, TaskHandle, TaskState
+from orchestrator.redis_local import LocalRedis
 from tests.integration.procs import Attempt, Proc, Procs, wait_for
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture
-def procs(app: Orchestrator, redis_server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+def procs(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path) -> Iterator[Procs]:
     with Procs(redis_server.url, tmp_path) as started:
         yield started
 
