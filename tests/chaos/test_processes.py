@@ -135,7 +135,10 @@ def test_frozen_worker_late_result_is_rejected(procs: Procs, app: Orchestrator) 
 
 
 def test_worker_rides_out_a_redis_restart(tmp_path: Path) -> None:
-    server = LocalRedis(appendonly=True).start()
+    # appendfsync always: an acknowledged write is on disk before its reply is sent. With
+    # everysec, Redis postpones writing the AOF (up to 2 s) while a background fsync is
+    # slow, so on a loaded machine a kill -9 lost `before` (TaskNotFound after the restart).
+    server = LocalRedis(extra=("--appendfsync", "always")).start()
     app = Orchestrator(settings=Settings(redis_url=server.url))
     try:
         with Procs(server.url, tmp_path) as procs:
