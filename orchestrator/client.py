@@ -7,91 +7,45 @@ tasks (``worker``) or move them on time (``scheduler``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
-import pydantic
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import OutOfMemoryError
 
 from .config import PREFIX_ENV, Settings, redis_url_from_env
 from .connection import async_client, sync_client
-from .errors import (
-    ConfigurationError,
-    InvalidPriority,
-    PartiallyEnqueued,
-    PayloadTooLarge,
-    TaskNotFound,
-    ValidationError,
+from .encoding import (
+    DEFAULT_QUEUE,
+    DEFAULT_TIMEOUT,
+    Errors,
+    TaskOptions,
+    TaskRequest,
+    build_spec,
+    check_priority,
+    exception_types,
+    new_request,
+    retry_policy,
+    validate_task_name,
 )
+from .errors import ConfigurationError, PartiallyEnqueued, TaskNotFound, ValidationError
 from .handle import TaskHandle
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
-from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, Task, TaskState, dumps
-from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, arun_many, out_of_memory, run, run_many
+from .models import DEFAULT_PRIORITY, RetryPolicy, Task, TaskState
+from .redis_calls import redis_calls
+from .task_function import TaskFunction
+from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, arun_many, run, run_many
+
+__all__ = ["DEFAULT_QUEUE", "DEFAULT_TIMEOUT", "Orchestrator", "TaskFunction", "TaskOptions", "TaskRequest"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
-DEFAULT_QUEUE = "default"
-DEFAULT_TIMEOUT = 300.0
 ENQUEUE_CHUNK = 1000  # tasks per enqueue script call: keeps each call short
-MAX_KEY_LENGTH = 256
-MAX_NAME_LENGTH = 256
-MAX_SECONDS = 10 * 365 * 86400  # timeouts, delays and backoffs: ten years (rejects nan and inf)
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """Per-task defaults: given to ``@app.task`` and overridable at enqueue."""
-
-    queue: str = DEFAULT_QUEUE
-    priority: int = DEFAULT_PRIORITY
-    timeout: float | None = DEFAULT_TIMEOUT
-    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
-
-    @cached_property
-    def timings_ms(self) -> tuple[int, int, int]:
-        """timeout, backoff and backoff_max in milliseconds, converted once per task function."""
-        retry = self.retry
-        return _ms(self.timeout, "timeout"), _ms(retry.backoff, "backoff"), _ms(retry.backoff_max, "backoff_max")
-
-
-class TaskRequest(NamedTuple):
-    """One task to enqueue, for ``enqueue_many``; unset options take the task's defaults.
-
-    A NamedTuple: immutable, and built once per task (a frozen dataclass costs 5x more).
-    """
-
-    name: str
-    args: Sequence[Any] = ()
-    kwargs: dict[str, Any] | None = None  # None: no keyword arguments
-    queue: str | None = None
-    priority: int | None = None
-    delay: float | None = None
-    key: str | None = None
-    max_retries: int | None = None
-    timeout: float | None = None
-
-
-def _unknown_options(unknown: dict[str, Any], error: type[Exception] = ValidationError) -> None:
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise error(f"unknown option(s): {names}")
-
-
-def _ms(seconds: float | None, what: str) -> int:
-    if seconds is None:
-        return 0
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_SECONDS:
-        raise ValidationError(f"{what} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {seconds!r}")
-    return round(seconds * 1000)
-
-
 Slot = tuple[str, int]  # (queue, position of the first task): one enqueue script call of enqueue_many
 _DEFAULTS = TaskOptions()  # the options of a task name no function was registered for
 
@@ -108,9 +62,7 @@ class Orchestrator:
         *,
         settings: Settings | None = None,
         clock_offset_ms: int = 0,
-        **unknown: Any,
     ) -> None:
-        _unknown_options(unknown, ConfigurationError)
         if settings is None:
             url = redis_url if redis_url is not None else redis_url_from_env()
             settings = Settings(redis_url=url, prefix=os.environ.get(PREFIX_ENV) or DEFAULT_PREFIX)
@@ -121,6 +73,7 @@ class Orchestrator:
         self._clock_offset_ms = clock_offset_ms
         self._transitions: dict[str, Transitions] = {}
         self._registered_queues: set[str] = set()
+        self._unregistered: set[str] = set()  # names enqueued without a function here (logged once)
         self._redis: Redis | None = None
         self._aredis: AsyncRedis | None = None
 
@@ -185,10 +138,12 @@ class Orchestrator:
         name: str | None = None,
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
-        max_retries: int = 3,
         timeout: float | None = DEFAULT_TIMEOUT,
-        backoff: float | RetryPolicy = 1.0,
-        **unknown: Any,
+        max_retries: int | None = None,
+        backoff: float | None = None,
+        retry: RetryPolicy | None = None,
+        dont_retry: type[BaseException] | Errors = (),
+        retry_on: type[BaseException] | Errors = (),
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
     def task(
@@ -199,26 +154,34 @@ class Orchestrator:
         name: str | None = None,
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
-        max_retries: int = 3,
         timeout: float | None = DEFAULT_TIMEOUT,
-        backoff: float | RetryPolicy = 1.0,
-        **unknown: Any,
+        max_retries: int | None = None,
+        backoff: float | None = None,
+        retry: RetryPolicy | None = None,
+        dont_retry: type[BaseException] | Errors = (),
+        retry_on: type[BaseException] | Errors = (),
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         """Register a function as a task: ``@app.task`` or ``@app.task(queue=..., ...)``.
 
-        ``backoff`` is the first retry's delay in seconds, or a whole RetryPolicy.
+        Retries: ``max_retries`` (default 3) and ``backoff`` (first delay, seconds), or a
+        whole ``retry=RetryPolicy(...)``, not both. ``dont_retry``: exceptions that fail the
+        task at once; ``retry_on``: only these are retried. ``timeout=None``: no timeout.
         """
-        _unknown_options(unknown, ConfigurationError)
+        if name is not None:
+            try:
+                validate_task_name(name)
+            except ValidationError as exc:
+                raise ConfigurationError(str(exc)) from None
         validate_queue_name(queue)
-        _check_priority(priority)
-        try:  # validated (model_copy would not be), so bad numbers fail here, not at enqueue
-            if isinstance(backoff, RetryPolicy):
-                retry = RetryPolicy(**{**backoff.model_dump(), "max_retries": max_retries})
-            else:
-                retry = RetryPolicy(max_retries=max_retries, backoff=backoff)
-        except pydantic.ValidationError as exc:
-            raise ConfigurationError(f"invalid retry options: {exc}") from None
-        options = TaskOptions(queue=queue, priority=priority, timeout=timeout, retry=retry)
+        check_priority(priority)
+        options = TaskOptions(
+            queue=queue,
+            priority=priority,
+            timeout=timeout,
+            retry=retry_policy(max_retries, backoff, retry),
+            dont_retry=exception_types(dont_retry, "dont_retry"),
+            retry_on=exception_types(retry_on, "retry_on"),
+        )
         try:
             options.timings_ms  # noqa: B018  # converted (and so checked) now, not at every enqueue
         except ValidationError as exc:
@@ -226,6 +189,10 @@ class Orchestrator:
 
         def register(func: Callable[P, R]) -> TaskFunction[P, R]:
             task_name = name or f"{func.__module__}:{func.__qualname__}"
+            try:
+                validate_task_name(task_name)
+            except ValidationError as exc:
+                raise ConfigurationError(f"{exc}; give the task a name= that is") from None
             wrapped = TaskFunction(self, func, task_name, options)
             self.registry[task_name] = wrapped
             return wrapped
@@ -246,34 +213,34 @@ class Orchestrator:
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
-        **unknown: Any,
     ) -> TaskRequest:
-        """A TaskRequest for ``enqueue_many``, rejecting unknown options at once."""
-        _unknown_options(unknown)
-        if args is not None and (isinstance(args, str | bytes) or not isinstance(args, list | tuple)):
-            raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ValidationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
-        return TaskRequest(  # copies: the caller may change its list or dict afterwards
-            name, tuple(args) if args else (), dict(kwargs) if kwargs else None,
-            queue, priority, delay, key, max_retries, timeout,
-        )
+        """A TaskRequest for ``enqueue_many`` (checked when it is enqueued)."""
+        return new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
 
     def enqueue(
         self,
         name: str,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        **options: Any,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
     ) -> TaskHandle:
         """Enqueue a task by name (``"pkg.mod:fn"``); the function need not be importable here.
 
         Options: queue, priority (0-9, lower first), delay (seconds), key (idempotency),
-        max_retries, timeout (seconds). Anything else raises ValidationError.
+        max_retries, timeout (seconds; None keeps the task's). A name registered here has
+        its arguments checked against the function's signature.
         """
-        queue, call = self._single(self.request(name, args, kwargs, **options))
-        self._register_queues_sync({queue})
-        [reply] = run(self.redis, call)  # one round trip
+        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        queue, call = self._single(request)
+        with redis_calls():
+            self._register_queues_sync({queue})
+            [reply] = run(self.redis, call)  # one round trip
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
@@ -281,11 +248,19 @@ class Orchestrator:
         name: str,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        **options: Any,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
     ) -> TaskHandle:
-        queue, call = self._single(self.request(name, args, kwargs, **options))
-        await self._aregister_queues({queue})
-        [reply] = await arun(self.aredis, call)
+        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        queue, call = self._single(request)
+        with redis_calls():
+            await self._aregister_queues({queue})
+            [reply] = await arun(self.aredis, call)
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
@@ -300,33 +275,29 @@ class Orchestrator:
         else PartiallyEnqueued, whose ``handles`` are the tasks that were enqueued.
         """
         plan, order = self._plan(list(requests))  # validates every request before any I/O
-        self._register_queues_sync({queue for queue, _ in plan})
-        results = run_many(self.redis, list(plan.values()))  # one write; replies decoded as they come
-        return self._collect(plan, order, results)
+        with redis_calls():
+            self._register_queues_sync({queue for queue, _ in plan})
+            results = run_many(self.redis, list(plan.values()))  # one write; replies decoded as they come
+            return self._collect(plan, order, results)
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         plan, order = self._plan(list(requests))  # validates every request before any I/O
-        await self._aregister_queues({queue for queue, _ in plan})
-        results = await arun_many(self.aredis, list(plan.values()))
-        return self._collect(plan, order, results)
+        with redis_calls():
+            await self._aregister_queues({queue for queue, _ in plan})
+            results = await arun_many(self.aredis, list(plan.values()))
+            return self._collect(plan, order, results)
 
     def _register_queues_sync(self, queues: set[str]) -> None:
         """Add queues to the known-queues set, once per process (outside any hash tag)."""
         new = queues - self._registered_queues
         if new:
-            try:
-                self.redis.sadd(queues_key(self.settings.prefix), *new)
-            except OutOfMemoryError as exc:
-                raise out_of_memory(exc) from None
+            self.redis.sadd(queues_key(self.settings.prefix), *new)
             self._registered_queues.update(new)
 
     async def _aregister_queues(self, queues: set[str]) -> None:
         new = queues - self._registered_queues
         if new:
-            try:
-                await self.aredis.sadd(queues_key(self.settings.prefix), *new)
-            except OutOfMemoryError as exc:
-                raise out_of_memory(exc) from None
+            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
             self._registered_queues.update(new)
 
     def _plan(
@@ -381,133 +352,78 @@ class Orchestrator:
         return handles
 
     def _spec(self, request: TaskRequest) -> tuple[str, TaskSpec]:
-        """Validate and encode one request; raises before anything is written.
+        """Validate and encode one request; raises before anything is written."""
+        registered = self.registry.get(request.name)
+        if registered is None:
+            self._check_unregistered(request.name)
+            return build_spec(request, _DEFAULTS, self.settings.max_payload_bytes)
+        registered.arguments.check(request.name, request.args, request.kwargs)
+        return build_spec(request, registered.options, self.settings.max_payload_bytes)
 
-        The task function's own options were validated when it was registered, so only
-        what the request overrides is checked here (this runs once per enqueued task).
-        """
-        name = request.name
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
-            raise ValidationError(f"task name must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
-        registered = self.registry.get(name)
-        options = registered.options if registered is not None else _DEFAULTS
-        queue = options.queue if request.queue is None else validate_queue_name(request.queue)
-        priority = options.priority
-        if request.priority is not None:
-            priority = request.priority
-            _check_priority(priority)
-        if not isinstance(request.args, list | tuple) or not isinstance(request.kwargs, dict | None):
-            raise ValidationError("args must be a list or tuple and kwargs a dict")
-        args = dumps(request.args) if request.args else b"[]"
-        kwargs = dumps(request.kwargs) if request.kwargs else b"{}"
-        size = len(args) + len(kwargs)
-        if size > self.settings.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"arguments are {size} bytes encoded, over the limit of {self.settings.max_payload_bytes}"
-            )
-        key = request.key
-        if key is None:
-            key = ""
-        elif not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
-            raise ValidationError(f"key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
-        max_retries = request.max_retries
-        if max_retries is None:
-            max_retries = options.retry.max_retries
-        elif isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 1000:
-            raise ValidationError(f"max_retries must be an integer from 0 to 1000, not {max_retries!r}")
-        timeout_ms, backoff_ms, backoff_max_ms = options.timings_ms
-        if request.timeout is not None:
-            timeout_ms = _ms(request.timeout, "timeout")
-        delay_ms = 0 if request.delay is None else _ms(request.delay, "delay")
-        spec = TaskSpec(
-            os.urandom(16).hex(),  # a random 128-bit id, as uuid4().hex but 4x cheaper
-            name,
-            priority,
-            args,
-            kwargs,
-            max_retries,
-            timeout_ms,
-            backoff_ms,
-            backoff_max_ms,
-            int(options.retry.jitter),
-            delay_ms,
-            key,
-        )
-        return queue, spec
+    def _check_unregistered(self, name: str) -> None:
+        """A name with no function here: checked, and logged once at DEBUG (enqueue by name from
+        another service is a feature, so its arguments cannot be checked here)."""
+        if name not in self._unregistered:
+            validate_task_name(name)
+            if len(self._unregistered) < 10_000:  # a bound, should a caller invent names
+                self._unregistered.add(name)
+            log.debug("Enqueueing %s: no function registered under that name here; arguments not checked", name)
 
     # ----------------------------------------------------------------- lookup
 
-    def get_task(self, task_id: str, queue: str = DEFAULT_QUEUE) -> Task:
-        record = self.redis.hgetall(self.keys(queue).task(task_id))
+    def get_task(self, task_id: str, queue: str | None = None) -> Task:
+        """The task's record; without ``queue``, every known queue is searched."""
+        if queue is None:
+            return self.find_task(task_id)
+        with redis_calls():
+            record = self.redis.hgetall(self.keys(queue).task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
         return Task.from_redis(record)
 
-    async def aget_task(self, task_id: str, queue: str = DEFAULT_QUEUE) -> Task:
-        record = await self.aredis.hgetall(self.keys(queue).task(task_id))
+    async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
+        with redis_calls():
+            if queue is None:
+                for name in await self._aknown_queues():
+                    record = await self.aredis.hgetall(self.keys(name).task(task_id))
+                    if record:
+                        return Task.from_redis(record)
+                raise TaskNotFound(f"no task {task_id} in any queue")
+            record = await self.aredis.hgetall(self.keys(queue).task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
         return Task.from_redis(record)
 
     def find_task(self, task_id: str) -> Task:
         """Look a task up in every known queue (for tools that have only its id)."""
-        for raw in sorted(self.redis.smembers(queues_key(self.settings.prefix))):
-            queue = raw.decode() if isinstance(raw, bytes) else str(raw)
-            record = self.redis.hgetall(self.keys(queue).task(task_id))
-            if record:
-                return Task.from_redis(record)
+        with redis_calls():
+            for queue in self._known_queues():
+                record = self.redis.hgetall(self.keys(queue).task(task_id))
+                if record:
+                    return Task.from_redis(record)
         raise TaskNotFound(f"no task {task_id} in any queue")
 
-    def cancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
+    def handle(self, task_id: str, queue: str | None = None) -> TaskHandle:
+        """A handle on an existing task; without ``queue``, the known queues are searched."""
+        return TaskHandle(self, task_id, queue if queue is not None else self.find_task(task_id).queue)
+
+    def _known_queues(self) -> list[str]:
+        return sorted(_text(q) for q in self.redis.smembers(queues_key(self.settings.prefix)))
+
+    async def _aknown_queues(self) -> list[str]:
+        return sorted(_text(q) for q in await self.aredis.smembers(queues_key(self.settings.prefix)))
+
+    def cancel(self, task_id: str, queue: str | None = None) -> TaskState:
         """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
-        return run(self.redis, self._scripts(queue).cancel(task_id, self.ttl_ms))
+        with redis_calls():
+            where = queue if queue is not None else self.find_task(task_id).queue
+            return run(self.redis, self._scripts(where).cancel(task_id, self.ttl_ms))
 
-    async def acancel(self, task_id: str, queue: str = DEFAULT_QUEUE) -> TaskState:
-        return await arun(self.aredis, self._scripts(queue).cancel(task_id, self.ttl_ms))
-
-
-def _check_priority(priority: object) -> None:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise InvalidPriority(
-            f"priority must be an integer from {MIN_PRIORITY} (runs first) to {MAX_PRIORITY}, not {priority!r}"
-        )
+    async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
+        where = queue if queue is not None else (await self.aget_task(task_id)).queue
+        with redis_calls():
+            return await arun(self.aredis, self._scripts(where).cancel(task_id, self.ttl_ms))
 
 
-class TaskFunction(Generic[P, R]):
-    """A registered task: call it to run it here, ``.delay()`` / ``.enqueue()`` to queue it."""
-
-    def __init__(self, app: Orchestrator, fn: Callable[P, R], name: str, options: TaskOptions) -> None:
-        self.app = app
-        self.fn = fn
-        self.name = name
-        self.options = options
-        self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", name)
-        self.__wrapped__ = fn
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)
-
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
-        """Enqueue with the task's default options."""
-        return self.app.enqueue(self.name, args, kwargs)
-
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
-        return await self.app.aenqueue(self.name, args, kwargs)
-
-    def enqueue(
-        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> TaskHandle:
-        """Enqueue with options: queue, priority, delay, key, max_retries, timeout."""
-        return self.app.enqueue(self.name, args, kwargs, **options)
-
-    async def aenqueue(
-        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> TaskHandle:
-        return await self.app.aenqueue(self.name, args, kwargs, **options)
-
-    def request(
-        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> TaskRequest:
-        """A TaskRequest for ``app.enqueue_many``."""
-        return self.app.request(self.name, args, kwargs, **options)
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -8,7 +8,7 @@ to it. Does not raise anything itself.
     ├── ValidationError             bad input at enqueue, rejected before anything is written
     │   ├── InvalidQueueName
     │   ├── InvalidPriority
-    │   ├── NotSerializable         arguments or a result that are not JSON
+    │   ├── NotSerializable         arguments or a result that are not strict JSON (would not round-trip)
     │   └── PayloadTooLarge
     ├── TaskNotFound                no such task (or it expired with its retention)
     ├── InvalidTransition           the task's state does not allow the change asked for
@@ -113,7 +113,7 @@ class InvalidPriority(ValidationError):
 
 
 class NotSerializable(ValidationError, TypeError):
-    """Arguments or a result that cannot be encoded as JSON."""
+    """Arguments or a result that are not strict JSON: they would not come back as they went in."""
 
 
 class PayloadTooLarge(ValidationError):

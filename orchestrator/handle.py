@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from .models import Task, TaskState
+from .redis_calls import redis_calls
 
 if TYPE_CHECKING:
     from .client import Orchestrator
@@ -45,10 +46,12 @@ class TaskHandle:
         return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
 
     def status(self) -> TaskState:
-        return self._state(self.app.redis.hget(self.app.keys(self.queue).task(self.id), "state"))
+        with redis_calls():
+            return self._state(self.app.redis.hget(self.app.keys(self.queue).task(self.id), "state"))
 
     async def astatus(self) -> TaskState:
-        raw = await self.app.aredis.hget(self.app.keys(self.queue).task(self.id), "state")
+        with redis_calls():
+            raw = await self.app.aredis.hget(self.app.keys(self.queue).task(self.id), "state")
         return self._state(raw)
 
     def info(self) -> Task:

@@ -7,6 +7,7 @@ record in Redis (a hash of strings) and a typed ``Task``. Does not talk to Redis
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,12 +75,82 @@ def can_transition(old: TaskState, new: TaskState) -> bool:
     return new in TRANSITIONS[old]
 
 
-def dumps(value: Any) -> bytes:
-    """Encode ``value`` as JSON or raise NotSerializable naming what failed."""
+# Strict JSON: what comes back from Redis equals what went in. Exact types (a str or int
+# subclass, IntEnum or StrEnum included, is refused: it would come back as the base type).
+_SCALARS = frozenset({str, int, bool, type(None)})
+_STR = frozenset({str})
+MAX_DEPTH = 254  # orjson's own limit
+JSON_TYPES = "str, int, float (finite), bool, None, list, tuple (comes back as a list), dict with str keys"
+
+
+def dumps(value: Any, what: str = "value") -> bytes:
+    """Encode ``value`` as strict JSON or raise NotSerializable naming what failed and where.
+
+    Accepted: str, int (64-bit), finite float, bool, None, and lists, tuples and dicts with
+    str keys of those. Tuples come back as lists (JSON has one array type); anything else
+    that would not come back as it went in is refused: datetime, UUID, Decimal, enums,
+    dataclasses, sets, bytes, NaN and Infinity, subclasses of str or int, non-str keys.
+    """
+    found = _first_bad(value, 0)
+    if found is not None:
+        raise NotSerializable(f"{what}{found[0]} {found[1]}")
     try:
         return orjson.dumps(value)
-    except TypeError as exc:
-        raise NotSerializable(f"not JSON-serializable: {exc}") from None
+    except TypeError:  # an int beyond 64 bits: rare, so only now looked for
+        path = _big_int(value)
+        raise NotSerializable(f"{what}{path or ''} is an integer beyond 64 bits: pass it as a str") from None
+
+
+def _big_int(value: Any) -> str | None:
+    """The path of the first int orjson cannot encode (outside -2**63 .. 2**64 - 1), else None."""
+    if type(value) is int:
+        return None if -(2**63) <= value < 2**64 else ""
+    items = value.items() if type(value) is dict else enumerate(value) if type(value) in (list, tuple) else ()
+    for key, item in items:
+        found = _big_int(item)
+        if found is not None:
+            return f"[{key!r}]{found}"
+    return None
+
+
+def _first_bad(value: Any, depth: int) -> tuple[str, str] | None:
+    """(path, problem) of the first part of ``value`` that is not strict JSON, else None.
+
+    Flat lists and dicts of str, int, bool and None (most arguments) take one C-level set
+    test; the rest is walked, at most MAX_DEPTH levels deep (orjson's own limit). The path
+    is built only on the way out of a failure, so a good payload costs no strings."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        if _SCALARS.issuperset(map(type, value)):
+            return None
+        if depth >= MAX_DEPTH:
+            return "", f"is nested more than {MAX_DEPTH} levels deep (or contains itself)"
+        for i, item in enumerate(value):
+            if type(item) not in _SCALARS:
+                found = _first_bad(item, depth + 1)
+                if found is not None:
+                    return f"[{i}]{found[0]}", found[1]
+        return None
+    if kind is dict:
+        if not _STR.issuperset(map(type, value)):
+            bad = next(k for k in value if type(k) is not str)
+            return "", f"has a key {bad!r} of type {type(bad).__name__}: JSON keys are str"
+        if _SCALARS.issuperset(map(type, value.values())):
+            return None
+        if depth >= MAX_DEPTH:
+            return "", f"is nested more than {MAX_DEPTH} levels deep (or contains itself)"
+        for key, item in value.items():
+            if type(item) not in _SCALARS:
+                found = _first_bad(item, depth + 1)
+                if found is not None:
+                    return f"[{key!r}]{found[0]}", found[1]
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else ("", f"is {value!r}: JSON has no NaN or Infinity")
+    if kind in _SCALARS:
+        return None
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return "", f"is a {name}, not JSON: convert it first (accepted: {JSON_TYPES})"
 
 
 def loads(data: str | bytes) -> Any:

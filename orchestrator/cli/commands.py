@@ -133,6 +133,8 @@ def _one_line(exc: Exception, ctx: click.Context) -> CliError:
     """The single line every failure is shown as."""
     state = ctx.find_object(CliState)
     url = redact_url(state.redis_url if state else DEFAULT_REDIS_URL)
+    if isinstance(exc, RedisUnavailable | RedisCommandError) and isinstance(exc.__cause__, redis.RedisError):
+        exc = exc.__cause__  # the producer API wraps redis-py's error: shown as the raw one is
     if isinstance(exc, click.UsageError):
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         return CliError(exc.format_message() + hint)
