@@ -31,10 +31,11 @@ from .encoding import (
     retry_policy,
     validate_task_name,
 )
-from .errors import ConfigurationError, PartiallyEnqueued, TaskNotFound, ValidationError
+from .errors import ConfigurationError, PartiallyEnqueued, ValidationError
 from .handle import TaskHandle
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
-from .models import DEFAULT_PRIORITY, RetryPolicy, Task, TaskState
+from .models import DEFAULT_PRIORITY, RetryPolicy
+from .operations import Operations
 from .redis_calls import redis_calls
 from .task_function import TaskFunction
 from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, arun_many, run, run_many
@@ -50,10 +51,12 @@ Slot = tuple[str, int]  # (queue, position of the first task): one enqueue scrip
 _DEFAULTS = TaskOptions()  # the options of a task name no function was registered for
 
 
-class Orchestrator:
+class Orchestrator(Operations):
     """A connection to one deployment: registers task functions and enqueues tasks.
 
-    ``Orchestrator()`` uses ``ORCH_REDIS_URL`` or ``redis://localhost:6379/0``.
+    ``Orchestrator()`` uses ``ORCH_REDIS_URL`` or ``redis://localhost:6379/0``. The
+    operator API (``queue(name)``, ``stats()``, ``events()``, ``get_task(id)``, ``cancel``,
+    ...) is inherited from ``operations.Operations``.
     """
 
     def __init__(
@@ -370,60 +373,8 @@ class Orchestrator:
             log.debug("Enqueueing %s: no function registered under that name here; arguments not checked", name)
 
     # ----------------------------------------------------------------- lookup
-
-    def get_task(self, task_id: str, queue: str | None = None) -> Task:
-        """The task's record; without ``queue``, every known queue is searched."""
-        if queue is None:
-            return self.find_task(task_id)
-        with redis_calls():
-            record = self.redis.hgetall(self.keys(queue).task(task_id))
-        if not record:
-            raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
-        return Task.from_redis(record)
-
-    async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
-        with redis_calls():
-            if queue is None:
-                for name in await self._aknown_queues():
-                    record = await self.aredis.hgetall(self.keys(name).task(task_id))
-                    if record:
-                        return Task.from_redis(record)
-                raise TaskNotFound(f"no task {task_id} in any queue")
-            record = await self.aredis.hgetall(self.keys(queue).task(task_id))
-        if not record:
-            raise TaskNotFound(f"no task {task_id} in queue {queue!r}")
-        return Task.from_redis(record)
-
-    def find_task(self, task_id: str) -> Task:
-        """Look a task up in every known queue (for tools that have only its id)."""
-        with redis_calls():
-            for queue in self._known_queues():
-                record = self.redis.hgetall(self.keys(queue).task(task_id))
-                if record:
-                    return Task.from_redis(record)
-        raise TaskNotFound(f"no task {task_id} in any queue")
+    # (get_task, find_task, cancel and the rest of the operator API: ``operations.Operations``)
 
     def handle(self, task_id: str, queue: str | None = None) -> TaskHandle:
         """A handle on an existing task; without ``queue``, the known queues are searched."""
-        return TaskHandle(self, task_id, queue if queue is not None else self.find_task(task_id).queue)
-
-    def _known_queues(self) -> list[str]:
-        return sorted(_text(q) for q in self.redis.smembers(queues_key(self.settings.prefix)))
-
-    async def _aknown_queues(self) -> list[str]:
-        return sorted(_text(q) for q in await self.aredis.smembers(queues_key(self.settings.prefix)))
-
-    def cancel(self, task_id: str, queue: str | None = None) -> TaskState:
-        """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
-        with redis_calls():
-            where = queue if queue is not None else self.find_task(task_id).queue
-            return run(self.redis, self._scripts(where).cancel(task_id, self.ttl_ms))
-
-    async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
-        where = queue if queue is not None else (await self.aget_task(task_id)).queue
-        with redis_calls():
-            return await arun(self.aredis, self._scripts(where).cancel(task_id, self.ttl_ms))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)

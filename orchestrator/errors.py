@@ -11,6 +11,7 @@ to it. Does not raise anything itself.
     │   ├── NotSerializable         arguments or a result that are not strict JSON (would not round-trip)
     │   └── PayloadTooLarge
     ├── TaskNotFound                no such task (or it expired with its retention)
+    ├── QueueNotFound               an operator named a queue that was never used
     ├── InvalidTransition           the task's state does not allow the change asked for
     ├── LeaseLost                   the lease token is stale: the task was reaped or released
     ├── TaskFailed                  raised by TaskHandle.result() for a FAILED task
@@ -126,6 +127,10 @@ class TaskNotFound(OrchestratorError, LookupError):
     """No task with that id in that queue."""
 
     code = "NOT_FOUND"
+
+
+class QueueNotFound(OrchestratorError, LookupError):
+    """No queue by that name: nothing was ever enqueued to it (the operator API reads only)."""
 
 
 class InvalidTransition(OrchestratorError):

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ import redis
 from click.testing import CliRunner, Result
 
 from orchestrator import Orchestrator, SchedulerSettings, Settings, TaskState, WorkerSettings
-from orchestrator.cli import commands as cli_module
+from orchestrator import queues as queues_module
 from orchestrator.cli import orch
 from orchestrator.cli.views import iso
+from orchestrator.reading import redis_time_ms
 from orchestrator.redis_local import LocalRedis, free_port
 from orchestrator.transitions import Lease, run
 
@@ -235,8 +237,10 @@ def test_status_json_counts_totals_and_workers(invoke: Invoke) -> None:
     assert default["avg_runtime_ms"] == totals["runtime_ms"] / totals["runs"]
     workers = {w["id"]: w for w in default["workers"]}
     assert workers["w1"]["alive"] is True and workers["w-old"]["alive"] is False
-    assert (workers["w1"]["load"], workers["w1"]["running"], workers["w1"]["concurrency"]) == ("0.75", "3", "4")
-    assert ISO.match(workers["w1"]["heartbeat_deadline"])
+    # numbers as numbers, times as ISO 8601 (issue 10)
+    assert (workers["w1"]["load"], workers["w1"]["running"], workers["w1"]["concurrency"]) == (0.75, 3, 4)
+    assert workers["w1"]["pid"] == 42 and workers["w1"]["queues"] == ["default"]
+    assert ISO.match(workers["w1"]["heartbeat_deadline"]) and ISO.match(default["time"])
     assert data["queues"]["other"]["counts"]["pending"] == 1
     assert data["queues"]["other"]["avg_runtime_ms"] is None
 
@@ -255,10 +259,9 @@ def test_status_text(invoke: Invoke) -> None:
 
 @pytest.mark.usefixtures("busy_queue")
 def test_status_of_chosen_queues(invoke: Invoke) -> None:
-    data = json.loads(invoke("status", "-q", "other", "-q", "never-used", "--json").stdout)
-    assert list(data["queues"]) == ["other", "never-used"]
-    indexes = ("pending", "scheduled", "running", "failed", "done")
-    assert data["queues"]["never-used"]["counts"] == dict.fromkeys(indexes, 0)
+    data = json.loads(invoke("status", "-q", "other", "-q", "default", "--json").stdout)
+    assert list(data["queues"]) == ["other", "default"]
+    one_line_error(invoke("status", "-q", "other", "-q", "never-used"), "no queue 'never-used' (known: default, other)")
     one_line_error(invoke("status", "-q", "no/slash"), "invalid queue name")
 
 
@@ -314,10 +317,10 @@ def test_events_prints_one_line_per_event(invoke: Invoke, app: Orchestrator) -> 
     lines = ok(invoke("events"))
     assert len(lines) == 3
     for line, task_id, priority in zip(lines, ids, (1, 2, 3), strict=True):
-        when, event, task, *rest = line.split(" ")
-        assert ISO.match(when) and (event, task) == ("enqueued", task_id)
+        when, queue, event, task, *rest = line.split(" ")
+        assert ISO.match(when) and (queue, event, task) == ("default", "enqueued", task_id)
         assert rest == ["name=pkg.mod:fn", f"priority={priority}", "state=PENDING"]
-    assert [line.split(" ")[2] for line in ok(invoke("events", "--count", "2"))] == ids[1:]
+    assert [line.split(" ")[3] for line in ok(invoke("events", "--count", "2"))] == ids[1:]
     assert ok(invoke("events", "-n", "0")) == []
 
 
@@ -332,12 +335,40 @@ def test_events_keeps_errors_on_one_line(invoke: Invoke, app: Orchestrator) -> N
 
 def test_events_json_and_other_queues(invoke: Invoke, app: Orchestrator) -> None:
     task_id = app.enqueue("pkg.mod:fn", queue="other").id
-    assert ok(invoke("events")) == []
+    one_line_error(invoke("events", "-q", "default"), "no queue 'default' (known: other)")
     (line,) = ok(invoke("events", "-q", "other", "--json"))
     event = json.loads(line)
-    assert (event["event"], event["task"], event["state"]) == ("enqueued", task_id, "PENDING")
+    assert (event["event"], event["task_id"], event["queue"]) == ("enqueued", task_id, "other")
+    assert event["fields"] == {"name": "pkg.mod:fn", "priority": 5, "state": "PENDING"}  # a number, not "5"
     assert ISO.match(event["time"]) and re.fullmatch(r"\d+-\d+", event["id"])
     one_line_error(invoke("events", "--count", "-1"), "--count")
+
+
+def _wait_for_server_clock_past(app: Orchestrator, event_id: str, timeout: float = 5.0) -> None:
+    ms = int(event_id.partition("-")[0])
+    deadline = time.monotonic() + timeout
+    while redis_time_ms(app.redis) <= ms:
+        assert time.monotonic() < deadline, "the Redis clock did not move"
+
+
+def test_events_of_every_queue_by_default(invoke: Invoke, app: Orchestrator) -> None:
+    first = app.enqueue("pkg.mod:fn", queue="other").id
+    (event,) = app.queue("other").events()
+    _wait_for_server_clock_past(app, event.id)  # events in two streams within one ms have no order
+    second = app.enqueue("pkg.mod:fn", queue="high").id
+    lines = ok(invoke("events"))
+    assert [line.split(" ")[1:4] for line in lines] == [["other", "enqueued", first], ["high", "enqueued", second]]
+    assert [line.split(" ")[3] for line in ok(invoke("events", "-n", "1"))] == [second]
+
+
+def test_events_json_error_is_an_object(invoke: Invoke, app: Orchestrator) -> None:
+    app.enqueue("pkg.mod:fn", max_retries=0)
+    (lease,) = claim(app)
+    fail(app, lease, mode="retry")
+    (line,) = ok(invoke("events", "-n", "1", "--json"))
+    event = json.loads(line)
+    assert event["event"] == "failed" and event["fields"]["attempt"] == 1
+    assert event["fields"]["error"]["type"] == "ValueError" and event["fields"]["error"]["message"] == "boom"
 
 
 # ------------------------------------------------------------------------------ retry
@@ -366,7 +397,7 @@ def test_retry_needs_ids_or_all_failed(invoke: Invoke, app: Orchestrator) -> Non
 def test_retry_all_failed_loops_in_batches(
     invoke: Invoke, app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "BATCH", 2)
+    monkeypatch.setattr(queues_module, "BATCH", 2)
     ids = failed_ids(app, 5)
     other = failed_ids(app, 1, queue="other")
     assert ok(invoke("retry", "--all-failed", "-q", "default")) == ["requeued 5 failed tasks of queue default"]
@@ -414,7 +445,7 @@ def test_purge_refuses_without_yes(invoke: Invoke, app: Orchestrator, r: redis.R
 def test_purge_failed_loops_until_empty(
     invoke: Invoke, app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_module, "BATCH", 2)
+    monkeypatch.setattr(queues_module, "BATCH", 2)
     ids = failed_ids(app, 5)
     kept = app.enqueue("pkg.mod:fn").id
     assert ok(invoke("purge", "-q", "default", "--yes")) == ["purged 5 tasks of queue default (5 failed)"]
@@ -650,3 +681,22 @@ def test_doctor_flags_missing_persistence_and_workers(invoke: Invoke, app: Orche
 
 def test_worker_strict_refuses_an_unsafe_server(invoke: Invoke) -> None:
     one_line_error(invoke("worker", "--strict"), "not starting (--strict)")
+
+
+def test_status_and_events_survive_hostile_values(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    """Issue 11: a non-numeric counter, last_seen abc, a +inf score, a non-UTF-8 stream field."""
+    app.enqueue("pkg.mod:fn")
+    run(app.redis, app._scripts("default").heartbeat("w1", 30_000, {"host": "h\x1b[31m"}, []))
+    r.hset("orch:{default}:worker:w1", "last_seen", "abc")
+    r.hset("orch:{default}:stats", "failed", "x")
+    r.zadd("orch:{default}:workers", {"w-inf": float("inf")})
+    r.xadd("orch:{default}:events", {b"event": b"claimed\n2026 forged", b"task": b"\xff", b"attempt": b"1e3"})
+    text = "\n".join(ok(invoke("status")))
+    assert "note: counter failed holds 'x'" in text and "\x1b" not in text
+    assert "w-inf  UNRESPONSIVE" in text and "heartbeat deadline inf is not a time" in text
+    data = json.loads(invoke("status", "--json").stdout)["queues"]["default"]
+    assert "failed" not in data["totals"] and data["notes"]
+    lines = ok(invoke("events"))
+    assert len(lines) == 2 and '"claimed\\n2026 forged"' in lines[-1] and "note=" in lines[-1]
+    (last,) = [json.loads(line) for line in ok(invoke("events", "-n", "1", "--json"))]
+    assert last["fields"]["attempt"] is None and last["task_id"] == "\ufffd"

@@ -3,10 +3,10 @@
 Owns the commands, their options (each setting with its ORCH_* environment variable,
 built by ``options``), printing, and the one place where every expected error
 becomes a single ``Error: ...`` line on stderr with its documented exit code
-(``EXIT_CODES``): ``OrchGroup``. Does not hold
-business logic: tasks move through ``client`` and ``transitions``, what is shown comes
-from ``inspect``, workers and schedulers run in ``worker`` and ``scheduler`` (imported
-only by the commands that start them).
+(``EXIT_CODES``): ``OrchGroup``. Does not hold business logic: every read and change
+is a call of the operator API (``Orchestrator``, ``Queue``), formatted by ``views``; no
+keys, no script calls here. Workers and schedulers run in ``worker`` and ``scheduler``
+(imported only by the commands that start them).
 """
 
 from __future__ import annotations
@@ -35,17 +35,16 @@ from ..config import (
 )
 from ..errors import (
     ConfigurationError,
-    InvalidTransition,
     OrchestratorError,
     OutOfMemory,
     RedisCommandError,
     RedisUnavailable,
-    TaskNotFound,
 )
 from ..keys import DEFAULT_PREFIX
 from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
+from ..queues import PURGEABLE
+from ..records import Event
 from ..sanitize import redact, redact_url, redis_error_text
-from ..transitions import run
 from ..version import __version__
 from . import views as show
 from .options import (
@@ -64,9 +63,7 @@ from .options import (
     weighted_queues,
 )
 
-BATCH = 1000  # tasks per retry / purge script call; the commands loop until done
 FOLLOW_BLOCK_MS = 5000
-PURGE_STATES = ("failed", "done", "pending", "scheduled")
 
 
 
@@ -211,11 +208,6 @@ def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def _queue_of(app: Orchestrator, task_id: str, queue: str | None) -> str:
-    """The queue given, else the known queue that holds the task."""
-    return queue if queue is not None else app.find_task(task_id).queue
-
-
 # -------------------------------------------------------------------------- commands
 
 
@@ -265,13 +257,12 @@ def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
     holds succeeded and cancelled ones until their retention ends). Totals are counters
     since the queue was first used: succeeded + failed are finished attempts. Average
     run time is runtime_ms / runs over every finished attempt. Throughput over a recent
-    window is not stored. A worker is live while its heartbeat deadline is ahead.
+    window is not stored. A worker is live while its heartbeat deadline is ahead. A
+    queue named with -q that was never used is an error.
     """
-    app = state.app()
-    names = list(queues) or show.known_queues(app.redis, app.settings.prefix)
-    statuses = [show.queue_status(app.redis, app.keys(name)) for name in names]
+    statuses = state.app().stats(queues or None)
     if as_json:
-        _print_json({"queues": {s.queue: s.to_json() for s in statuses}})
+        _print_json({"queues": {s.queue: s.model_dump(mode="json") for s in statuses}})
         return
     for line in show.status_lines(statuses):
         click.echo(line)
@@ -284,9 +275,7 @@ def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
 @click.pass_obj
 def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: bool) -> None:
     """Show the whole record of task TASK_ID, times in ISO 8601 UTC."""
-    app = state.app()
-    task = app.get_task(task_id, queue) if queue is not None else app.find_task(task_id)
-    record = show.task_record(task)
+    record = show.task_record(state.app().task_info(task_id, queue))
     if as_json:
         _print_json(record)
         return
@@ -295,30 +284,39 @@ def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: b
 
 
 @orch.command()
-@queue_option("Queue to read.", default=DEFAULT_QUEUE, show_default=True, callback=queue_name)
+@queue_option("Queue to read (repeatable).  [default: all known]", "queues", multiple=True, callback=queue_names)
 @click.option("-n", "--count", type=click.IntRange(min=0), default=20, show_default=True, help="Latest events to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
 @click.pass_obj
-def events(state: CliState, /, queue: str, count: int, follow: bool, as_json: bool) -> None:
-    """Print a queue's recent events, one line each: time, event, task, other fields."""
+def events(state: CliState, /, queues: Sequence[str], count: int, follow: bool, as_json: bool) -> None:
+    """Print recent events, one line each: time, queue, event, task, other fields.
+
+    Every known queue by default, merged in time order; a queue named with -q that was
+    never used is an error.
+    """
     app = state.app()
-    keys = app.keys(queue)
+    chosen = list(queues) or None
 
-    def emit(batch: list[show.Event]) -> None:
+    def emit(batch: list[Event]) -> None:
         for event in batch:
-            click.echo(json.dumps(event.to_json()) if as_json else show.event_line(event))
+            line = json.dumps(event.model_dump(mode="json")) if as_json else None
+            click.echo(line or show.event_line(event))
 
-    recent = show.recent_events(app.redis, keys, count)
+    recent = app.events(chosen, count)
     emit(recent)
     if not follow:
         return
-    last = recent[-1].id if recent else show.last_event_id(app.redis, keys)
+    if recent:  # go on after what was shown, in every queue
+        last = dict.fromkeys(chosen or app.queues(), recent[-1].id) | {e.queue: e.id for e in recent}
+    else:
+        last = app.last_event_ids(chosen)
     try:
         while True:
-            batch = show.next_events(app.redis, keys, last, FOLLOW_BLOCK_MS)
+            batch = app.next_events(last, FOLLOW_BLOCK_MS)
             emit(batch)
-            last = batch[-1].id if batch else last
+            for event in batch:
+                last[event.queue] = event.id
     except KeyboardInterrupt:
         return
 
@@ -327,8 +325,9 @@ def events(state: CliState, /, queue: str, count: int, follow: bool, as_json: bo
 @click.argument("task_ids", nargs=-1)
 @queue_option("The tasks' queue.  [default: search every known queue]", callback=optional_queue)
 @click.option("--all-failed", is_flag=True, help="Retry every FAILED task of the queue (needs -q).")
+@click.option("--dry-run", is_flag=True, help="With --all-failed: only print how many would be retried.")
 @click.pass_obj
-def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_failed: bool) -> None:
+def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_failed: bool, dry_run: bool) -> None:
     """Move FAILED tasks (TASK_IDS, or --all-failed -q QUEUE) back to PENDING, attempts reset."""
     if all_failed == bool(task_ids):
         raise CliError("give task ids or --all-failed -q QUEUE (one of the two)")
@@ -336,23 +335,13 @@ def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_fa
     if all_failed:
         if queue is None:
             raise CliError("--all-failed needs -q QUEUE")
-        moved = 0
-        while True:
-            batch = run(app.redis, app._scripts(queue).retry_failed(limit=BATCH))
-            moved += len(batch)
-            if len(batch) < BATCH:
-                break
-        click.echo(f"requeued {moved} failed tasks of queue {queue}")
+        moved = app.queue(queue).retry_failed(dry_run=dry_run)
+        click.echo(f"{'would requeue' if dry_run else 'requeued'} {moved} failed tasks of queue {queue}")
         return
+    if dry_run:
+        raise CliError("--dry-run goes with --all-failed")
     for task_id in task_ids:
-        where = _queue_of(app, task_id, queue)
-        try:
-            run(app.redis, app._scripts(where).retry_failed([task_id]))
-        except TaskNotFound:
-            raise CliError(f"no task {task_id} in queue {where!r}") from None
-        except InvalidTransition as exc:
-            now = str(exc).split()[-1]
-            raise CliError(f"cannot retry task {task_id}: it is {now}, only FAILED tasks can be retried") from None
+        app.retry(task_id, queue)
         click.echo(f"requeued {task_id}")
 
 
@@ -362,38 +351,29 @@ def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_fa
 @click.pass_obj
 def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
     """Cancel task TASK_ID: at once unless it is running, when its worker stops it."""
-    app = state.app()
-    where = _queue_of(app, task_id, queue)
-    try:
-        after = app.cancel(task_id, where)
-    except TaskNotFound:
-        raise CliError(f"no task {task_id} in queue {where!r}") from None
-    except InvalidTransition as exc:
-        raise CliError(f"cannot cancel task {task_id}: it is already {exc}") from None
+    after = state.app().cancel(task_id, queue)
     click.echo("CANCELLED" if after is TaskState.CANCELLED else f"cancel requested ({after.value.lower()})")
 
 
 @orch.command()
 @queue_option("Queue to purge.", required=True, callback=queue_name)
 @click.option(
-    "--state", "which", type=click.Choice([*PURGE_STATES, "all"]), default="failed", show_default=True,
+    "--state", "which", type=click.Choice([*PURGEABLE, "all"]), default="failed", show_default=True,
     help="Which tasks to delete; all = pending, scheduled, failed and done (running tasks are never purged).",
 )
+@click.option("--dry-run", is_flag=True, help="Only print how many tasks would be deleted.")
 @click.option("--yes", is_flag=True, help="Confirm: the tasks and their records are deleted for good.")
 @click.pass_obj
-def purge(state: CliState, /, queue: str, which: str, yes: bool) -> None:
+def purge(state: CliState, /, queue: str, which: str, dry_run: bool, yes: bool) -> None:
     """Delete a queue's tasks in one state, with their records."""
-    if not yes:
+    if not (yes or dry_run):
         raise CliError(f"purge deletes {which} tasks of queue {queue} for good: add --yes to confirm")
-    app = state.app()
-    transitions = app._scripts(queue)
-    removed: dict[str, int] = {}
-    for index in PURGE_STATES if which == "all" else (which,):
-        removed[index] = 0
-        while n := run(app.redis, transitions.purge(getattr(transitions.keys, index), BATCH)):
-            removed[index] += n
+    target = state.app().queue(queue)
+    order = ("failed", "done", "pending", "scheduled")
+    removed = {index: target.purge(index, dry_run=dry_run) for index in (order if which == "all" else (which,))}
     detail = ", ".join(f"{n} {index}" for index, n in removed.items())
-    click.echo(f"purged {sum(removed.values())} tasks of queue {queue} ({detail})")
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {sum(removed.values())} tasks of queue {queue} ({detail})")
 
 
 @orch.command()

@@ -1,0 +1,190 @@
+"""The operator API's entry points on ``Orchestrator``: queues, lookups by id, reads across queues.
+
+Owns what an operator asks the deployment as a whole: the known queues, ``queue(name)``
+(a ``Queue``, for everything about one queue), stats, workers and events of several
+queues at once, finding a task by id without knowing its queue, and retrying or
+cancelling it there. ``Orchestrator`` inherits these methods (``Operations`` is a
+mixin: it uses the app's connection, settings and key builder). Does not enqueue or
+decode records itself (``client``, ``records``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidTransition, QueueNotFound, TaskNotFound, ValidationError
+from .keys import queues_key, validate_queue_name
+from .models import Task, TaskState
+from .queues import Queue, refused, translated
+from .reading import text
+from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
+from .redis_calls import redis_calls
+from .transitions import arun
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
+
+    from .config import Settings
+    from .keys import QueueKeys
+    from .transitions import Transitions
+
+
+class Operations:
+    """Mixin of ``Orchestrator``: the operator methods that are not about one queue."""
+
+    if TYPE_CHECKING:  # what it uses of Orchestrator
+        settings: Settings
+
+        @property
+        def redis(self) -> Redis: ...
+
+        @property
+        def aredis(self) -> AsyncRedis: ...
+
+        @property
+        def ttl_ms(self) -> int: ...
+
+        def keys(self, queue: str) -> QueueKeys: ...
+
+        def _scripts(self, queue: str) -> Transitions: ...
+
+    def queue(self, name: str) -> Queue:
+        """The operator API of one queue (InvalidQueueName at once for a bad name)."""
+        return Queue(self, name)
+
+    @translated
+    def queues(self) -> list[str]:
+        """The known queues (every queue a task was enqueued to), sorted; invalid names are skipped."""
+        names = []
+        for raw in self.redis.smembers(queues_key(self.settings.prefix)):
+            try:
+                names.append(validate_queue_name(text(raw)))
+            except ValidationError:
+                continue
+        return sorted(names)
+
+    def _resolve(self, queues: Iterable[str] | None) -> list[Queue]:
+        """The queues named (each must exist, else QueueNotFound), or every known queue."""
+        if queues is None:
+            return [self.queue(name) for name in self.queues()]
+        found = []
+        for name in queues:
+            queue = self.queue(name)
+            if not queue.exists():
+                known = ", ".join(self.queues()) or "none yet"
+                raise QueueNotFound(f"no queue {name!r} (known: {known})", queue=name)
+            found.append(queue)
+        return found
+
+    @translated
+    def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:
+        """Stats of the queues named (QueueNotFound for one never used), or of every known queue."""
+        return [queue.stats() for queue in self._resolve(queues)]
+
+    @translated
+    def workers(self, queues: Iterable[str] | None = None) -> list[WorkerInfo]:
+        """Every worker registered on the queues, once each, with the queues it serves."""
+        return merge_workers([w for queue in self._resolve(queues) for w in queue.workers()])
+
+    @translated
+    def events(self, queues: Iterable[str] | None = None, count: int = 20) -> list[Event]:
+        """The latest ``count`` events over the queues (every known queue by default), oldest first."""
+        merged = [e for queue in self._resolve(queues) for e in queue.events(count)]
+        merged.sort(key=Event.sort_key)
+        return merged[-count:] if count > 0 else []
+
+    @translated
+    def last_event_ids(self, queues: Iterable[str] | None = None) -> dict[str, str]:
+        """Each queue's newest event id, to follow from with ``next_events``."""
+        return {queue.name: queue.last_event_id() for queue in self._resolve(queues)}
+
+    @translated
+    def next_events(self, after: Mapping[str, str], block_ms: int = 0) -> list[Event]:
+        """Events newer than ``after`` (queue -> last id seen), waiting up to ``block_ms`` for the first."""
+        if not after:
+            return []
+        queue_of = {self.keys(queue).events: queue for queue in after}
+        streams = {stream: after[queue] for stream, queue in queue_of.items()}
+        reply: Any = self.redis.xread(streams, block=block_ms)  # type: ignore[arg-type]
+        found = [
+            decode_event(queue_of[text(stream)], eid, fields)
+            for stream, entries in reply or ()
+            for eid, fields in entries
+        ]
+        found.sort(key=Event.sort_key)
+        return found
+
+    # ------------------------------------------------------------ tasks by id
+
+    @translated
+    def find_queue(self, task_id: str) -> Queue:
+        """The known queue holding task ``task_id`` (TaskNotFound when none does)."""
+        names = self.queues()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.keys(name).task(task_id))
+        for name, found in zip(names, pipe.execute() if names else [], strict=True):
+            if found:
+                return self.queue(name)
+        raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)
+
+    def _queue_of(self, task_id: str, queue: str | None) -> Queue:
+        return self.queue(queue) if queue is not None else self.find_queue(task_id)
+
+    @translated
+    def task_info(self, task_id: str, queue: str | None = None) -> TaskInfo:
+        """A task's record for an operator (times as datetimes, malformed fields noted), in any queue."""
+        return self._queue_of(task_id, queue).task(task_id)
+
+    @translated
+    def get_task(self, task_id: str, queue: str | None = None) -> Task:
+        """A task's typed record; without ``queue``, found in whichever known queue holds it."""
+        where = self._queue_of(task_id, queue)
+        record = self.redis.hgetall(where.keys.task(task_id))
+        if not record:
+            raise TaskNotFound(f"no task {task_id} in queue {where.name!r}", task_id=task_id, queue=where.name)
+        return Task.from_redis(record)
+
+    async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
+        name = queue if queue is not None else await self._afind(task_id)
+        with redis_calls():
+            record = await self.aredis.hgetall(self.keys(name).task(task_id))
+        if not record:
+            raise TaskNotFound(f"no task {task_id} in queue {name!r}", task_id=task_id, queue=name)
+        return Task.from_redis(record)
+
+    def find_task(self, task_id: str) -> Task:
+        """A task's typed record in whichever known queue holds it."""
+        return self.get_task(task_id)
+
+    @translated
+    def retry(self, task_id: str, queue: str | None = None) -> None:
+        """Move a FAILED task back to PENDING (attempts reset), in any queue."""
+        self._queue_of(task_id, queue).retry(task_id)
+
+    @translated
+    def cancel(self, task_id: str, queue: str | None = None) -> TaskState:
+        """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
+        return self._queue_of(task_id, queue).cancel(task_id)
+
+    async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
+        name = queue if queue is not None else await self._afind(task_id)
+        try:
+            with redis_calls():
+                return await arun(self.aredis, self._scripts(name).cancel(task_id, self.ttl_ms))
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise refused(exc, "cancel", task_id, name) from None
+
+    async def _afind(self, task_id: str) -> str:
+        with redis_calls():
+            members = await self.aredis.smembers(queues_key(self.settings.prefix))
+            for raw in sorted(text(m) for m in members):
+                try:
+                    key = self.keys(raw).task(task_id)
+                except ValidationError:
+                    continue
+                if await self.aredis.exists(key):
+                    return raw
+        raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)

@@ -1,0 +1,281 @@
+"""The operator API: ``Queue`` (``app.queue(name)``) and the reads that span queues.
+
+Owns everything an operator does to a queue: stats, its workers, listing its tasks by
+state with a cursor, reading one task, its events, retrying, cancelling and purging, each
+returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
+they neither build keys nor call scripts. Changes go through ``transitions`` (one script
+call each, in batches for the bulk ones); reads are plain commands in a few round trips.
+Does not enqueue (``client``) or run tasks (``worker``). Sync only for now.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from redis import Redis
+
+from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
+from .keys import queues_key, validate_queue_name
+from .models import INDEX_OF, TaskState
+from .reading import redis_time_ms, text
+from .records import (
+    Event,
+    QueueStats,
+    TaskInfo,
+    TaskPage,
+    WorkerInfo,
+    decode_event,
+    decode_stats,
+    decode_task,
+    decode_worker,
+    make_cursor,
+    parse_state,
+    read_cursor,
+)
+from .redis_calls import redis_calls
+from .transitions import run
+
+if TYPE_CHECKING:
+    from .operations import Operations
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def translated(fn: Callable[P, T]) -> Callable[P, T]:
+    """Run ``fn`` with redis-py's errors turned into OrchestratorErrors (``redis_calls``)."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        with redis_calls():
+            return fn(*args, **kwargs)
+
+    return call
+
+
+BATCH = 1000  # tasks per retry / purge script call; the bulk methods loop until done
+MAX_PAGE = 1000
+SCAN_BUDGET = 10  # a filtered page examines at most this many pages' worth of index entries
+PURGEABLE = ("pending", "scheduled", "failed", "done")  # running tasks are never purged
+
+
+class Queue:
+    """One queue, as an operator sees it. ``app.queue(name)``; the name is checked at once."""
+
+    def __init__(self, app: Operations, name: str) -> None:
+        self.app = app
+        self.name = validate_queue_name(name)
+        self._scripts = app._scripts(name)
+        self.keys = self._scripts.keys
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    @property
+    def _redis(self) -> Redis:
+        return self.app.redis
+
+    @translated
+    def exists(self) -> bool:
+        """Known (a task was enqueued to it), or holding counters, events or workers."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sismember(queues_key(self.app.settings.prefix), self.name)
+        pipe.exists(self.keys.stats, self.keys.events, self.keys.workers)
+        member, found = pipe.execute()
+        return bool(member) or bool(found)
+
+    # -------------------------------------------------------------------- reads
+
+    @translated
+    def stats(self) -> QueueStats:
+        """Tasks per index, counters, average run time and workers, in two round trips."""
+        k = self.keys
+        pipe = self._redis.pipeline(transaction=False)
+        for index in ("pending", "scheduled", "running", "failed", "done"):
+            pipe.zcard(getattr(k, index))
+        pipe.hgetall(k.stats)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
+        pipe.time()
+        *cards, stats, registered, (seconds, micros) = pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        return decode_stats(self.name, now_ms, cards, stats, self._workers(registered, now_ms))
+
+    @translated
+    def workers(self) -> list[WorkerInfo]:
+        """The workers registered on this queue, live or not (until the reaper drops them)."""
+        registered: Any = self._redis.zrange(self.keys.workers, 0, -1, withscores=True)
+        return self._workers(registered, redis_time_ms(self._redis))
+
+    def _workers(self, registered: Sequence[tuple[bytes | str, Any]], now_ms: int) -> list[WorkerInfo]:
+        if not registered:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for wid, _ in registered:
+            pipe.hgetall(self.keys.worker(text(wid)))
+        infos = pipe.execute()
+        pairs = zip(registered, infos, strict=True)
+        return [decode_worker(self.name, wid, score, info, now_ms) for (wid, score), info in pairs]
+
+    @translated
+    def task(self, task_id: str) -> TaskInfo:
+        """One task's record; TaskNotFound when this queue has none by that id."""
+        record = self._redis.hgetall(self.keys.task(task_id))
+        if not record:
+            raise TaskNotFound(f"no task {task_id} in queue {self.name!r}", task_id=task_id, queue=self.name)
+        return decode_task(self.name, task_id, record)
+
+    @translated
+    def tasks(
+        self, state: TaskState | str, *, limit: int = 50, cursor: str | None = None, name: str | None = None
+    ) -> TaskPage:
+        """A page of tasks in ``state`` (a TaskState, its lower-case name, or ``done``), in index order.
+
+        Order: pending in claim order, scheduled/retrying by due time, running by lease
+        deadline, failed and done by when they ended. ``name`` keeps only tasks of that
+        name; a filtered page may hold fewer than ``limit`` tasks and still have a cursor.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}", field="limit")
+        index, states = parse_state(state)
+        label = state.value.lower() if isinstance(state, TaskState) else str(state).strip().lower()
+        page = _Scan(self, getattr(self.keys, index), states, name, limit)
+        page.run(cursor)
+        return TaskPage(queue=self.name, state=label, tasks=page.found, cursor=page.cursor, notes=page.notes)
+
+    @translated
+    def events(self, count: int = 20) -> list[Event]:
+        """The latest ``count`` events, oldest first."""
+        if count <= 0:
+            return []
+        entries: Any = self._redis.xrevrange(self.keys.events, count=count) or []
+        return [decode_event(self.name, eid, fields) for eid, fields in reversed(entries)]
+
+    @translated
+    def last_event_id(self) -> str:
+        """The newest event's id, or ``0-0`` when there is none (follow from there)."""
+        newest: Any = self._redis.xrevrange(self.keys.events, count=1) or []
+        return text(newest[0][0]) if newest else "0-0"
+
+    # ------------------------------------------------------------------ changes
+
+    @translated
+    def cancel(self, task_id: str) -> TaskState:
+        """CANCELLED at once, or the task's state when it is RUNNING (its worker stops it)."""
+        try:
+            return run(self._redis, self._scripts.cancel(task_id, self.app.ttl_ms))
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise refused(exc, "cancel", task_id, self.name) from None
+
+    @translated
+    def retry(self, task_id: str) -> None:
+        """Move one FAILED task back to PENDING, attempts reset."""
+        try:
+            run(self._redis, self._scripts.retry_failed([task_id]))
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise refused(exc, "retry", task_id, self.name) from None
+
+    @translated
+    def retry_failed(self, *, dry_run: bool = False) -> int:
+        """Move every FAILED task back to PENDING; the count moved (or, with ``dry_run``, to move)."""
+        if dry_run:
+            return int(self._redis.zcard(self.keys.failed))
+        moved = 0
+        while True:
+            batch = run(self._redis, self._scripts.retry_failed(limit=BATCH))
+            moved += len(batch)
+            if len(batch) < BATCH:
+                return moved
+
+    @translated
+    def purge(self, state: str, *, dry_run: bool = False) -> int:
+        """Delete the tasks of one index (pending, scheduled, failed or done) with their records.
+
+        Returns the count deleted (or, with ``dry_run``, that would be). Running tasks are never purged.
+        """
+        index = str(state).strip().lower()
+        if index not in PURGEABLE:
+            raise ValidationError(
+                f"purge takes {', '.join(PURGEABLE)}, not {state!r}", field="state", queue=self.name
+            )
+        key = getattr(self.keys, index)
+        if dry_run:
+            return int(self._redis.zcard(key))
+        removed = 0
+        while n := run(self._redis, self._scripts.purge(key, BATCH)):
+            removed += n
+        return removed
+
+
+def refused(exc: TaskNotFound | InvalidTransition, action: str, task_id: str, queue: str) -> OrchestratorError:
+    """A script's refusal to ``action`` one task, worded for a person, with its fields."""
+    if isinstance(exc, TaskNotFound):
+        return TaskNotFound(f"no task {task_id} in queue {queue!r}", task_id=task_id, queue=queue)
+    why = f"it is {exc.state}, only FAILED tasks can be retried" if action == "retry" else f"it is already {exc.state}"
+    return InvalidTransition(f"cannot {action} task {task_id}: {why}", task_id=task_id, queue=queue, state=exc.state)
+
+
+class _Scan:
+    """Walks an index from a cursor, keeping the tasks that match, within a budget of entries."""
+
+    def __init__(self, queue: Queue, index: str, states: frozenset[TaskState], name: str | None, limit: int):
+        self.queue, self.index, self.states, self.name, self.limit = queue, index, states, name, limit
+        self.found: list[TaskInfo] = []
+        self.notes: list[str] = []
+        self.cursor: str | None = None
+        self.filtered = name is not None or len(states) < _sharing(states)
+
+    def run(self, cursor: str | None) -> None:
+        budget = self.limit * (SCAN_BUDGET if self.filtered else 1)
+        position = read_cursor(cursor) if cursor else None
+        while len(self.found) < self.limit and budget > 0:
+            entries = self._entries(position, min(budget, MAX_PAGE))
+            if not entries:
+                self.cursor = None
+                return
+            budget -= len(entries)
+            self._keep(entries)
+            position = entries[-1]
+            self.cursor = make_cursor(*position)
+            if len(self.found) >= self.limit:
+                return
+
+    def _entries(self, after: tuple[str, float] | None, n: int) -> list[tuple[str, float]]:
+        r = self.queue.app.redis
+        if after is None:
+            start = 0
+        else:
+            rank: Any = r.zrank(self.index, after[0])
+            if rank is None:  # the task left this index since: go on after its score
+                later = f"({after[1]!r}"
+                rows: Any = r.zrange(self.index, later, "+inf", byscore=True, offset=0, num=n, withscores=True)
+                return [(text(m), float(s)) for m, s in rows]
+            start = int(rank) + 1
+        rows = r.zrange(self.index, start, start + n - 1, withscores=True)
+        return [(text(m), float(s)) for m, s in rows]
+
+    def _keep(self, entries: list[tuple[str, float]]) -> None:
+        pipe = self.queue.app.redis.pipeline(transaction=False)
+        for task_id, _ in entries:
+            pipe.hgetall(self.queue.keys.task(task_id))
+        missing = 0
+        for (task_id, _), record in zip(entries, pipe.execute(), strict=True):
+            if not record:
+                missing += 1
+                continue
+            info = decode_task(self.queue.name, task_id, record)
+            if self.name is not None and info.name != self.name:
+                continue
+            if info.state is not None and info.state not in self.states:
+                continue  # shares the index (retrying/scheduled, success/cancelled) or is moving
+            if len(self.found) < self.limit:
+                self.found.append(info)
+        if missing:
+            self.notes.append(f"{missing} index entr{'y' if missing == 1 else 'ies'} without a task record skipped")
+
+
+def _sharing(states: frozenset[TaskState]) -> int:
+    """How many states share the index of ``states`` (2 for scheduled/retrying and success/cancelled)."""
+    index = INDEX_OF[next(iter(states))]
+    return sum(1 for i in INDEX_OF.values() if i == index)

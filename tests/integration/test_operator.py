@@ -1,0 +1,258 @@
+"""The operator API (``app.queue(name)``, ``app.stats()``, ...) on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+import redis
+
+from orchestrator import Orchestrator, TaskState
+from orchestrator.errors import InvalidQueueName, InvalidTransition, QueueNotFound, TaskNotFound, ValidationError
+from orchestrator.queues import Queue
+from orchestrator.records import Event, QueueStats, TaskInfo
+from orchestrator.transitions import Lease, run
+
+ERROR = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": "Traceback: ..."})
+
+
+def claim(app: Orchestrator, n: int = 1, queue: str = "default", worker: str = "w1") -> list[Lease]:
+    leases = run(app.redis, app._scripts(queue).claim(worker, n, 60_000))
+    assert len(leases) == n
+    return leases
+
+
+def fail(app: Orchestrator, lease: Lease, mode: str = "fatal") -> TaskState:
+    return run(app.redis, app._scripts(lease.queue).fail(lease.task_id, lease.token, ERROR, mode=mode)).state
+
+
+def complete(app: Orchestrator, lease: Lease) -> None:
+    run(app.redis, app._scripts(lease.queue).complete(lease.task_id, lease.token, b'"ok"', 0))
+
+
+def beat(app: Orchestrator, worker: str, queue: str = "default", lease_ms: int = 30_000, **info: str) -> None:
+    run(app.redis, app._scripts(queue).heartbeat(worker, lease_ms, info, []))
+
+
+# ----------------------------------------------------------------------------- queues
+
+
+def test_queue_is_the_operator_api_and_checks_its_name(app: Orchestrator) -> None:
+    assert isinstance(app.queue("emails"), Queue) and app.queue("emails").name == "emails"
+    with pytest.raises(InvalidQueueName):
+        app.queue("no/slash")
+    assert app.queues() == []
+    app.enqueue("m:f", queue="b")
+    app.enqueue("m:f", queue="a")
+    assert app.queues() == ["a", "b"]
+
+
+def test_stats_are_typed_numbers_and_utc_times(app: Orchestrator) -> None:
+    for _ in range(3):
+        app.enqueue("m:f")
+    app.enqueue("m:f", delay=60)
+    leases = claim(app, 2)
+    complete(app, leases[0])
+    beat(app, "w1", host="h1", pid="42", concurrency="4", running="1", load="0.25", started_at="1700000000000")
+    (stats,) = app.stats(["default"])
+    assert isinstance(stats, QueueStats) and stats.queue == "default"
+    assert stats.counts == {"pending": 1, "scheduled": 1, "running": 1, "failed": 0, "done": 1}
+    assert (stats.totals["enqueued"], stats.totals["succeeded"], stats.totals["runs"]) == (4, 1, 1)
+    assert stats.time.tzinfo is timezone.utc and stats.notes == []
+    (worker,) = stats.workers
+    assert (worker.id, worker.alive, worker.pid, worker.load, worker.concurrency) == ("w1", True, 42, 0.25, 4)
+    assert worker.started_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    assert worker.heartbeat_deadline is not None and worker.heartbeat_deadline > stats.time
+    dumped = stats.model_dump(mode="json")
+    assert dumped["workers"][0]["started_at"] == "2023-11-14T22:13:20.000Z"
+    json.dumps(dumped)
+
+
+def test_unknown_queue_is_an_error_with_its_name(app: Orchestrator) -> None:
+    app.enqueue("m:f", queue="known")
+    with pytest.raises(QueueNotFound, match=r"no queue 'nope' \(known: known\)") as info:
+        app.stats(["nope"])
+    assert (info.value.queue, info.value.code) == ("nope", "QUEUE_NOT_FOUND")
+    with pytest.raises(QueueNotFound):
+        app.events(["nope"])
+    beat(app, "w1", queue="served-only")  # a queue a worker serves is known even before any task
+    assert app.workers(["served-only"])[0].id == "w1"
+
+
+def test_workers_once_each_with_their_queues(app: Orchestrator) -> None:
+    app.enqueue("m:f", queue="a")
+    app.enqueue("m:f", queue="b")
+    beat(app, "w1", queue="a")
+    beat(app, "w1", queue="b")
+    beat(app, "w2", queue="b")
+    workers = app.workers()
+    assert [(w.id, w.queues) for w in workers] == [("w1", ["a", "b"]), ("w2", ["b"])]
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+def test_find_a_task_by_id_in_any_queue(app: Orchestrator) -> None:
+    task_id = app.enqueue("m:f", [1], queue="high", priority=2).id
+    info = app.task_info(task_id)
+    assert isinstance(info, TaskInfo)
+    assert (info.queue, info.state, info.priority, info.args) == ("high", TaskState.PENDING, 2, [1])
+    assert info.created_at is not None and info.created_at.tzinfo is timezone.utc
+    assert app.get_task(task_id).queue == "high"  # no queue needed (it assumed "default" before)
+    with pytest.raises(TaskNotFound) as missing:
+        app.task_info("ghost")
+    assert (missing.value.task_id, missing.value.code) == ("ghost", "NOT_FOUND")
+    with pytest.raises(TaskNotFound) as elsewhere:
+        app.queue("other").task(task_id)
+    assert (elsewhere.value.task_id, elsewhere.value.queue) == (task_id, "other")
+
+
+def test_list_pending_tasks_page_by_page_in_claim_order(app: Orchestrator) -> None:
+    ids = [app.enqueue("m:f", priority=p).id for p in (5, 5, 1, 9, 5, 0, 5)]
+    expected = [ids[5], ids[2], ids[0], ids[1], ids[4], ids[6], ids[3]]
+    queue = app.queue("default")
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = queue.tasks("pending", limit=3, cursor=cursor)
+        seen += [t.id for t in page.tasks]
+        pages += 1
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert seen == expected and pages <= 4
+    assert page.model_dump(mode="json")["state"] == "pending"
+
+
+def test_a_cursor_survives_its_task_leaving_the_index(app: Orchestrator) -> None:
+    ids = [app.enqueue("m:f").id for _ in range(5)]
+    queue = app.queue("default")
+    first = queue.tasks(TaskState.PENDING, limit=2)
+    assert [t.id for t in first.tasks] == ids[:2]
+    queue.cancel(ids[1])  # the cursor's task is gone from pending
+    rest = queue.tasks("pending", limit=10, cursor=first.cursor)
+    assert [t.id for t in rest.tasks] == ids[2:] and rest.cursor is None
+
+
+def test_states_that_share_an_index_are_told_apart(app: Orchestrator) -> None:
+    delayed = app.enqueue("m:f", delay=60).id
+    retrying = app.enqueue("m:f", max_retries=3).id
+    done = app.enqueue("m:f").id
+    cancelled = app.enqueue("m:f").id
+    (l1,) = claim(app)
+    assert fail(app, l1, mode="retry") is TaskState.RETRYING
+    (l2,) = claim(app)
+    complete(app, l2)
+    app.cancel(cancelled)
+    queue = app.queue("default")
+    assert [t.id for t in queue.tasks("scheduled").tasks] == [delayed]
+    assert [t.id for t in queue.tasks("retrying").tasks] == [retrying]
+    assert [t.id for t in queue.tasks("success").tasks] == [done]
+    assert [t.id for t in queue.tasks("cancelled").tasks] == [cancelled]
+    assert {t.id for t in queue.tasks("done").tasks} == {done, cancelled}
+
+
+def test_list_by_name(app: Orchestrator) -> None:
+    wanted = [app.enqueue("m:wanted" if i % 3 == 0 else "m:other").id for i in range(9)]
+    page = app.queue("default").tasks("pending", name="m:wanted", limit=10)
+    assert [t.id for t in page.tasks] == wanted[0::3]
+
+
+def test_listing_refuses_bad_input(app: Orchestrator) -> None:
+    queue = app.queue("default")
+    with pytest.raises(ValidationError, match="unknown state 'stuck'") as bad_state:
+        queue.tasks("stuck")
+    assert bad_state.value.field == "state"
+    with pytest.raises(ValidationError) as bad_limit:
+        queue.tasks("pending", limit=0)
+    assert bad_limit.value.field == "limit"
+    with pytest.raises(ValidationError) as bad_cursor:
+        queue.tasks("pending", cursor="nonsense")
+    assert bad_cursor.value.field == "cursor"
+
+
+# ---------------------------------------------------------------------------- changes
+
+
+def test_retry_one_and_all_failed_with_a_dry_run_first(app: Orchestrator) -> None:
+    ids = [app.enqueue("m:f", queue="q").id for _ in range(3)]
+    for lease in claim(app, 3, queue="q"):
+        fail(app, lease)
+    queue = app.queue("q")
+    app.retry(ids[0])  # found in its queue by id
+    assert app.get_task(ids[0]).state is TaskState.PENDING
+    assert queue.retry_failed(dry_run=True) == 2
+    assert queue.stats().counts["failed"] == 2  # a dry run moves nothing
+    assert queue.retry_failed() == 2
+    assert queue.stats().counts == {"pending": 3, "scheduled": 0, "running": 0, "failed": 0, "done": 0}
+
+
+def test_refusals_carry_fields(app: Orchestrator) -> None:
+    task_id = app.enqueue("m:f").id
+    with pytest.raises(InvalidTransition) as not_failed:
+        app.retry(task_id)
+    exc = not_failed.value
+    assert (exc.code, exc.task_id, exc.queue, exc.state) == ("BAD_STATE", task_id, "default", "PENDING")
+    assert str(exc) == f"cannot retry task {task_id}: it is PENDING, only FAILED tasks can be retried"
+    app.cancel(task_id)
+    with pytest.raises(InvalidTransition) as ended:
+        app.queue("default").cancel(task_id)
+    assert (ended.value.state, ended.value.to_dict()["error"]) == ("CANCELLED", "InvalidTransition")
+    with pytest.raises(TaskNotFound) as ghost:
+        app.queue("default").retry("ghost")
+    assert (ghost.value.task_id, ghost.value.queue) == ("ghost", "default")
+
+
+def test_purge_counts_first_then_deletes(app: Orchestrator, r: redis.Redis) -> None:
+    running = app.enqueue("m:f").id
+    for _ in range(3):
+        app.enqueue("m:f")
+    queue = app.queue("default")
+    assert queue.purge("pending", dry_run=True) == 4
+    claim(app)  # the first one runs: never purged
+    assert queue.purge("pending") == 3
+    assert queue.stats().counts["pending"] == 0 and queue.stats().counts["running"] == 1
+    assert app.task_info(running).state is TaskState.RUNNING
+    with pytest.raises(ValidationError) as running_state:
+        queue.purge("running")
+    assert running_state.value.field == "state"
+
+
+def test_async_lookup_and_cancel_find_the_queue(app: Orchestrator) -> None:
+    task_id = app.enqueue("m:f", queue="far").id
+
+    async def main() -> tuple[str, TaskState]:
+        try:
+            return (await app.aget_task(task_id)).queue, await app.acancel(task_id)
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(main()) == ("far", TaskState.CANCELLED)
+
+
+# ------------------------------------------------------------------- hostile records
+
+
+def test_bad_values_become_notes_not_tracebacks(app: Orchestrator, r: redis.Redis) -> None:
+    task_id = app.enqueue("m:f").id
+    beat(app, "w1", pid="x")
+    r.hset("orch:{default}:worker:w1", "last_seen", "abc")
+    r.hset("orch:{default}:stats", "enqueued", "lots")
+    r.zadd("orch:{default}:workers", {"w-inf": float("inf")})
+    r.xadd("orch:{default}:events", {b"event": b"enqueued", b"task": b"\xff\xfe", b"priority": b"high"})
+    (stats,) = app.stats()
+    assert "enqueued" not in stats.totals and any("enqueued" in note for note in stats.notes)
+    workers = {w.id: w for w in stats.workers}
+    assert workers["w1"].last_seen is None and workers["w1"].pid is None and workers["w1"].notes
+    assert workers["w-inf"].heartbeat_deadline is None and not workers["w-inf"].alive
+    last = app.events(count=1)[-1]
+    assert isinstance(last, Event) and last.fields["priority"] is None and last.notes
+    json.dumps(stats.model_dump(mode="json"))
+    r.hset(f"orch:{{default}}:task:{task_id}", mapping={"args": "not json", "priority": "x"})
+    info = app.task_info(task_id)
+    assert info.args is None and info.priority is None and info.notes
+    assert [t.id for t in app.queue("default").tasks("pending").tasks] == [task_id]
