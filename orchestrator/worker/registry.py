@@ -1,6 +1,8 @@
 """Finding task functions: import the modules named by ``--app`` and collect their tasks.
 
-Owns turning module names into a name -> function table. Does not run anything.
+Owns turning module names into a name -> task table, and the start-up report of what a
+worker can run (every task and its queue; a warning naming the declared queues the worker
+does not serve). Does not run anything.
 Only functions registered with ``@app.task`` can run: a task name read from Redis is
 looked up here, never imported on demand (a queue must not run what a stranger wrote).
 The working directory joins ``sys.path`` only when an ``--app`` module is found nowhere
@@ -14,7 +16,8 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from logging import Logger
 from typing import Any
 
 from ..client import Orchestrator, TaskFunction
@@ -26,10 +29,15 @@ OPTIONAL_DEPENDENCIES = ("uvloop",)
 
 def load_apps(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:
     """Import each module and return every registered task's function by task name."""
+    return {name: task.fn for name, task in load_tasks(modules).items()}
+
+
+def load_tasks(modules: Iterable[str]) -> dict[str, TaskFunction[..., Any]]:
+    """Import each module and return every registered task by task name."""
     modules = tuple(modules)
     _import_dependencies()
     _add_working_directory(modules)
-    functions: dict[str, Callable[..., Any]] = {}
+    tasks: dict[str, TaskFunction[..., Any]] = {}
     for name in modules:
         try:
             module = importlib.import_module(name)
@@ -37,10 +45,32 @@ def load_apps(modules: Iterable[str]) -> dict[str, Callable[..., Any]]:
             raise ConfigurationError(f"cannot import task module {name!r}: {type(exc).__name__}: {exc}") from None
         for value in vars(module).values():
             if isinstance(value, Orchestrator):
-                functions.update({n: t.fn for n, t in value.registry.items()})
+                tasks.update(value.registry)
             elif isinstance(value, TaskFunction):
-                functions[value.name] = value.fn
-    return functions
+                tasks[value.name] = value
+    return tasks
+
+
+def report_tasks(tasks: Mapping[str, TaskFunction[..., Any]], served: Sequence[str], tag: str, log: Logger) -> None:
+    """Log, at start, each task the worker can run and its declared queue (as Celery does),
+    and warn, naming them, about declared queues the worker does not serve: their tasks
+    wait for another worker (or forever)."""
+    if not tasks:
+        log.warning("%s No tasks registered: pass --app with the module that defines them", tag)
+        return
+    log.info("%s Tasks (%d):", tag, len(tasks))
+    for name in sorted(tasks):
+        queue = tasks[name].options.queue
+        log.info("%s   %s -> queue %s%s", tag, name, queue, "" if queue in served else " (not served here)")
+    unserved = sorted({t.options.queue for t in tasks.values()} - set(served))
+    if unserved:
+        names = ", ".join(unserved)
+        every = " any of" if all(t.options.queue in unserved for t in tasks.values()) else ""
+        log.warning(
+            "%s Queues %s declared by registered tasks are not served by this worker, which serves %s: "
+            "add -q for each, or run a worker that serves them; this worker will not run%s their tasks",
+            tag, names, ", ".join(served), every,
+        )
 
 
 def _import_dependencies() -> None:

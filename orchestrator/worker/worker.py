@@ -38,7 +38,7 @@ from ..transitions import Call, Lease, arun
 from ..version import __version__
 from .pipeline import Pipeliner
 from .pool import RemoteError
-from .registry import load_apps
+from .registry import load_tasks, report_tasks
 from .runner import Deadline, Runner, within
 
 log = get_logger(__name__)
@@ -84,7 +84,9 @@ class Worker:
         self.lease_ms = round(app.settings.lease_timeout * 1000)
         self.heartbeat = settings.heartbeat_for(app.settings.lease_timeout)  # refuses one that loses leases
         self.started_at = int(time.time() * 1000)
-        self.processed = 0
+        self.processed = 0  # tasks that ended here, however: finished, released or dropped
+        self.finished = 0  # outcomes recorded (succeeded, failed, retrying, cancelled)
+        self.released = 0  # unfinished at shutdown, given back to pending
         self._running: dict[tuple[str, str], _Running] = {}
         self._beating = True
         self._stopping = False
@@ -135,8 +137,10 @@ class Worker:
                 self._runner.close()
                 await self.app.aclose()
         p = self._pipeliner
-        log.info("%s Stopped after %d tasks (%d claims and outcomes in %d round trips)",
-                 self._tag, self.processed, p.calls, p.round_trips)
+        dropped = self.processed - self.finished - self.released
+        log.info("%s Stopped: %d finished, %d released%s (%d claims and outcomes in %d round trips)",
+                 self._tag, self.finished, self.released, f", {dropped} dropped (lease lost)" if dropped else "",
+                 p.calls, p.round_trips)
 
     # ------------------------------------------------------------------ claim
 
@@ -311,9 +315,12 @@ class Worker:
         failures = 0
         while True:
             try:
-                return await self._pipeliner.call(call)
+                reply = await self._pipeliner.call(call)
+                self.finished += 1
+                return reply
             except LeaseLost:
                 if failures and await self._landed(running):
+                    self.finished += 1
                     return None  # an earlier try went through; only its reply was lost
                 log.warning(
                     "%s Lease of task %s lost (reaped or given to another worker): result dropped",
@@ -431,6 +438,7 @@ class Worker:
                     call = self.app._scripts(queue).release(pairs, ttl_ms=self.app.ttl_ms)
                     ids: list[str] = await arun(self.app.aredis, call)
                     released += len(ids)
+        self.released = released
         log.info("%s Released %d unfinished tasks back to pending", self._tag, released)
         for running in leftovers:
             if running.task is not None:
@@ -462,13 +470,12 @@ def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
     """Run a worker until SIGTERM/SIGINT (a second signal exits at once). Returns the exit code."""
     import signal
 
-    functions = {n: t.fn for n, t in app.registry.items()}
-    functions.update(load_apps(settings.apps))
-    worker = Worker(app, settings, functions)
-    first_contact(app.redis, tag=f"[Worker {worker.id}]", log=log)
-    startup_checks(app.redis, strict=settings.strict, tag=f"[Worker {worker.id}]", log=log)
-    if not functions:
-        log.warning("[Worker %s] No tasks registered: pass --app with the module that defines them", worker.id)
+    tasks = {**app.registry, **load_tasks(settings.apps)}
+    worker = Worker(app, settings, {name: task.fn for name, task in tasks.items()})
+    tag = f"[Worker {worker.id}]"
+    first_contact(app.redis, tag=tag, log=log)
+    startup_checks(app.redis, strict=settings.strict, tag=tag, log=log)
+    report_tasks(tasks, [q for q, _ in settings.queues], tag, log)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

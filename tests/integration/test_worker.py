@@ -55,6 +55,7 @@ def test_worker_runs_sync_and_async_tasks_on_either_event_loop(procs: Procs, app
     assert [h.status() for h in handles] == [TaskState.SUCCESS, TaskState.SUCCESS]
     assert handles[0].result() == 3
     assert f"loop {loop}" in worker.log()
+    assert "tests:add -> queue default" in worker.log()  # the start-up list of tasks and their queues
 
 
 # ------------------------------------------------------------------------- timeouts
@@ -156,6 +157,7 @@ def test_sigterm_finishes_short_tasks_and_releases_long_ones(procs: Procs, app: 
     w1.terminate()
     signalled = time.monotonic()
     assert w1.wait_exit(grace + 5) == 0
+    assert "Stopped: 2 finished, 2 released" in w1.log()
     assert not procs.registered("w1"), "a stopped worker deregisters"
     assert not procs.redis.exists(procs.keys.worker("w1"))
     for handle in short:
