@@ -1,14 +1,18 @@
 """Server and queue health: what ``orch doctor`` prints and what processes check at start.
 
 Owns the checklist (Redis version, persistence, eviction policy, memory, latency,
-scripts loaded, live workers, stuck tasks). Each check is a pure function of values
-read from Redis; ``run_checks`` does the reading. Does not print.
+scripts loaded, live workers counted once over all queues, stuck tasks, queues with
+pending tasks that no live worker serves), the container healthchecks (is worker NAME
+alive; do promoting and reaping keep up) and a process's first contact with Redis (a
+permanent error stops it there). Each check is a pure function of values read from
+Redis; ``run_checks`` does the reading. Does not print.
 """
 
 from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +100,20 @@ def check_scripts(loaded: int, total: int) -> Check:
 
 
 def check_workers(live: int) -> Check:
+    """``live``: distinct live workers over every queue (a worker of three queues counts once)."""
     if live == 0:
         return Check("workers", Status.WARN, "no live workers: nothing will run")
-    return Check("workers", Status.OK, f"{live} live worker registration(s)")
+    return Check("workers", Status.OK, f"{live} live worker{'' if live == 1 else 's'}")
+
+
+def check_served(queue: str, pending: int, serving: int) -> Check | None:
+    """A WARN when tasks wait in ``queue`` and no live worker serves it; else nothing to say."""
+    if pending and not serving:
+        return Check(
+            f"queue {queue}", Status.WARN,
+            f"{pending} pending task(s) and no live worker serves this queue: start `orch worker -q {queue}`",
+        )
+    return None
 
 
 def check_stuck(queue: str, overdue_scheduled: int, expired_leases: int) -> Check:
@@ -190,17 +205,46 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     loaded = client.script_exists(*(script(n).sha for n in names))
     checks.append(check_scripts(sum(bool(x) for x in loaded), len(names)))
     now_ms = int(_redis_time_ms(client))
-    live = 0
-    stuck = []
-    for raw in sorted(client.smembers(queues_key(prefix))):
-        queue = _text(raw)
+    live: set[str] = set()
+    unserved = []
+    for queue in _known_queues(client, prefix):
         keys = QueueKeys(queue, prefix)
-        live += int(client.zcount(keys.workers, now_ms, "+inf"))
+        serving = live_workers(client, keys, now_ms)
+        live |= serving
+        check = check_served(queue, int(client.zcard(keys.pending)), len(serving))
+        unserved += [check] if check is not None else []
+    return [*checks, check_workers(len(live)), *scheduler_checks(client, prefix), *unserved]
+
+
+def _known_queues(client: Redis, prefix: str) -> list[str]:
+    return sorted(_text(q) for q in client.smembers(queues_key(prefix)))
+
+
+def live_workers(client: Redis, keys: QueueKeys, now_ms: int) -> set[str]:
+    """Ids of the workers whose registration in the queue has not expired."""
+    return {_text(w) for w in client.zrangebyscore(keys.workers, now_ms, "+inf")}
+
+
+def worker_queues(client: Redis, prefix: str, name: str, queues: Iterable[str] = ()) -> list[str]:
+    """The queues in which worker ``name`` is live (its registration not expired), looked
+    for in ``queues`` and every known queue: empty when it is not alive (``orch doctor
+    --worker``, a container healthcheck)."""
+    now_ms = int(_redis_time_ms(client))
+    names = sorted({*queues, *_known_queues(client, prefix)})
+    return [q for q in names if (client.zscore(QueueKeys(q, prefix).workers, name) or 0) >= now_ms]
+
+
+def scheduler_checks(client: Redis, prefix: str) -> list[Check]:
+    """Whether promoting and reaping keep up (nothing overdue by STUCK_AFTER_MS) in every
+    known queue: what a running scheduler guarantees (``orch doctor --scheduler``)."""
+    now_ms = int(_redis_time_ms(client))
+    checks = []
+    for queue in _known_queues(client, prefix):
+        keys = QueueKeys(queue, prefix)
         overdue = int(client.zcount(keys.scheduled, "-inf", now_ms - STUCK_AFTER_MS))
         expired = int(client.zcount(keys.running, "-inf", now_ms - STUCK_AFTER_MS))
-        stuck.append(check_stuck(queue, overdue, expired))
-    checks.append(check_workers(live))
-    return checks + stuck
+        checks.append(check_stuck(queue, overdue, expired))
+    return checks
 
 
 def _redis_time_ms(client: Redis) -> float:

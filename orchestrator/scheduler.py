@@ -94,11 +94,15 @@ class Scheduler:
 
     async def run_pass(self) -> PassReport:
         report = PassReport()
-        for queue in await self.queues():
-            if self.settings.promote:
-                report.promoted += await self._promote(queue)
-            if self.settings.reap:
-                await self._reap(queue, report)
+        replies: list[ReapReply] = []
+        try:
+            for queue in await self.queues():
+                if self.settings.promote:
+                    report.promoted += await self._promote(queue)
+                if self.settings.reap:
+                    replies += await self._reap(queue, report)
+        finally:
+            self._log_reap(replies)  # after every queue: a dead worker of three queues is one line
         self.passes += 1
         return report
 
@@ -113,28 +117,37 @@ class Scheduler:
             log.info("[Scheduler] Promoted %d due task%s in queue %s", moved, "" if moved == 1 else "s", queue)
         return moved
 
-    async def _reap(self, queue: str, report: PassReport) -> None:
+    async def _reap(self, queue: str, report: PassReport) -> list[ReapReply]:
+        replies = []
         for _ in range(MAX_CALLS_PER_PASS):
             call = self.app._scripts(queue).reap(self.settings.batch, ttl_ms=self.app.ttl_ms)
             reply: ReapReply = await arun(self.app.aredis, call)
-            self._log_reap(queue, reply)
+            replies.append(reply)
             report.reaped += [(queue, t.task_id, t.state) for t in reply.tasks]
             report.dead_workers += [(queue, w, seen) for w, seen in reply.dead_workers]
             if not reply.more:
                 break
+        return replies
 
     @staticmethod
-    def _log_reap(queue: str, reply: ReapReply) -> None:
-        by_worker = Counter(t.worker for t in reply.tasks)
+    def _log_reap(replies: list[ReapReply]) -> None:
+        """One [Monitor] line per dead worker over every queue of the pass (a worker is
+        registered in each queue it serves), then one per task not told by those lines."""
+        tasks = [task for reply in replies for task in reply.tasks]
+        by_worker = Counter(t.worker for t in tasks)
+        last_seen_of: dict[str, int | None] = {}
+        for reply in replies:
+            for worker, seen in reply.dead_workers:
+                last_seen_of[worker] = max(seen or 0, last_seen_of.get(worker) or 0) or None
         now = time.time() * 1000
-        for worker, last_seen in reply.dead_workers:
+        for worker, last_seen in last_seen_of.items():
             ago = f"last heartbeat {(now - last_seen) / 1000:.0f} s ago" if last_seen else "no heartbeat"
             count = by_worker.pop(worker, 0)
             log.warning(
                 "[Monitor] Worker %s unresponsive (%s), requeued %d task%s",
                 worker, ago, count, "" if count == 1 else "s",
             )
-        for task in reply.tasks:
+        for task in tasks:
             verb = "requeued for retry" if task.state is TaskState.RETRYING else "FAILED (no attempts left)"
             if task.worker in by_worker:
                 log.warning("[Monitor] Lease of task %s expired on worker %s: %s", task.task_id, task.worker, verb)

@@ -5,8 +5,8 @@ built by ``options``), printing, and the one place where every expected error
 becomes a single ``Error: ...`` line on stderr with its documented exit code
 (``EXIT_CODES``): ``OrchGroup``. Does not hold business logic: every read and change
 is a call of the operator API (``Orchestrator``, ``Queue``), formatted by ``views``; no
-keys, no script calls here. Workers and schedulers run in ``worker`` and ``scheduler``
-(imported only by the commands that start them).
+keys, no script calls here. The commands that start workers and schedulers, and
+``doctor``, are in ``services``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import importlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 import click
 import pydantic
@@ -27,11 +27,7 @@ from ..config import (
     DEFAULT_REDIS_URL,
     PREFIX_ENV,
     REDIS_URL_ENV,
-    LoopKind,
-    PoolKind,
-    SchedulerSettings,
     Settings,
-    WorkerSettings,
 )
 from ..errors import (
     ConfigurationError,
@@ -48,19 +44,14 @@ from ..sanitize import redact, redact_url, redis_error_text
 from ..version import __version__
 from . import views as show
 from .options import (
-    F,
-    configure_logging,
     doc,
     given,
     json_value,
-    logging_options,
     optional_queue,
     queue_name,
     queue_names,
     queue_option,
     redis_url,
-    setting,
-    weighted_queues,
 )
 
 FOLLOW_BLOCK_MS = 5000
@@ -374,91 +365,6 @@ def purge(state: CliState, /, queue: str, which: str, dry_run: bool, yes: bool) 
     detail = ", ".join(f"{n} {index}" for index, n in removed.items())
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} {sum(removed.values())} tasks of queue {queue} ({detail})")
-
-
-@orch.command()
-@click.option(
-    "-A", "--app", "apps", multiple=True, envvar="ORCH_APP", show_envvar=True, metavar="MODULE",
-    help="Module to import to register tasks (repeatable).",
-)
-@setting(WorkerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_QUEUES", multiple=True,
-          callback=weighted_queues, metavar="NAME[:WEIGHT]")
-@setting(WorkerSettings, "concurrency", "-c", "--concurrency", envvar="ORCH_CONCURRENCY", type=int)
-@setting(WorkerSettings, "pool", "--pool", envvar="ORCH_POOL", type=click.Choice(get_args(PoolKind)))
-@setting(WorkerSettings, "loop", "--loop", envvar="ORCH_LOOP", type=click.Choice(get_args(LoopKind)))
-@setting(WorkerSettings, "name", "-n", "--name", envvar="ORCH_WORKER_NAME")
-@setting(WorkerSettings, "heartbeat_interval", "--heartbeat-interval", envvar="ORCH_HEARTBEAT_INTERVAL", type=float)
-@setting(WorkerSettings, "grace", "--grace", envvar="ORCH_GRACE", type=float)
-@setting(WorkerSettings, "idle_wait", "--idle-wait", envvar="ORCH_IDLE_WAIT", type=float)
-@setting(Settings, "lease_timeout", "--lease-timeout", envvar="ORCH_LEASE_TIMEOUT", type=float)
-@setting(WorkerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None)
-@logging_options
-@click.pass_obj
-def worker(state: CliState, /, lease_timeout: float | None, verbose: bool, log_level: str, **options: Any) -> None:
-    """Run a worker: claim tasks of the queues and run them until SIGTERM or SIGINT."""
-    settings = WorkerSettings(**given(**options))
-    app = state.app(**given(lease_timeout=lease_timeout))
-    settings.heartbeat_for(app.settings.lease_timeout)  # refused here, before anything starts
-    configure_logging(verbose, log_level)
-    click.get_current_context().exit(_load("orchestrator.worker", "run_worker")(app, settings))
-
-
-def _scheduler_options(fn: F) -> F:
-    fn = logging_options(fn)
-    for option in reversed((
-        setting(SchedulerSettings, "queues", "-q", "--queue", "queues", envvar="ORCH_SCHEDULER_QUEUES",
-                 multiple=True, callback=queue_names, metavar="NAME"),
-        setting(SchedulerSettings, "interval", "--interval", envvar="ORCH_SCHEDULER_INTERVAL", type=float),
-        setting(SchedulerSettings, "batch", "--batch", envvar="ORCH_SCHEDULER_BATCH", type=int),
-        setting(SchedulerSettings, "strict", "--strict", envvar="ORCH_STRICT", is_flag=True, default=None),
-    )):
-        fn = option(fn)
-    return fn
-
-
-def _run_scheduler(state: CliState, verbose: bool, log_level: str, **options: Any) -> None:
-    settings = SchedulerSettings(**given(**options))
-    app = state.app()
-    configure_logging(verbose, log_level)
-    click.get_current_context().exit(_load("orchestrator.scheduler", "run_scheduler")(app, settings))
-
-
-@orch.command()
-@_scheduler_options
-@click.pass_obj
-def scheduler(state: CliState, /, **options: Any) -> None:
-    """Run a scheduler: promote due scheduled and retrying tasks, and reap expired leases."""
-    _run_scheduler(state, **options)
-
-
-@orch.command()
-@_scheduler_options
-@click.pass_obj
-def reaper(state: CliState, /, **options: Any) -> None:
-    """Run only the reaper: requeue or fail tasks whose lease expired (no promoting)."""
-    _run_scheduler(state, promote=False, **options)
-
-
-@orch.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-@click.pass_obj
-def doctor(state: CliState, /, as_json: bool) -> None:
-    """Check the Redis server and the queues; exit 1 when something is wrong.
-
-    Version, persistence, eviction policy, memory, latency, scripts loaded, live workers
-    and stuck tasks (overdue or with long-expired leases: no scheduler running?).
-    """
-    from ..health import Status, run_checks
-
-    app = state.app()
-    checks = run_checks(app.redis, app.settings.prefix)
-    if as_json:
-        _print_json([{"check": c.name, "status": c.status.value, "detail": c.detail} for c in checks])
-    else:
-        for c in checks:
-            click.echo(f"[{c.status.value.upper():>4}] {c.name:<12} {c.detail}")
-    if any(c.status is not Status.OK for c in checks):
-        click.get_current_context().exit(1)
 
 
 @orch.command()
