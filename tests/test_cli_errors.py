@@ -176,12 +176,12 @@ def test_the_exit_codes_are_documented_in_the_help() -> None:
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_a_process_does_not_start_on_an_unreachable_redis(command: str) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    one_line(run_orch(command, url=url), 3, "cannot reach Redis", "not starting")
+    one_line(run_orch(command, url=url), 3, "cannot reach Redis", "Connection refused")
 
 
 @pytest.mark.parametrize("command", ["worker", "scheduler"])
 def test_a_process_does_not_start_with_a_wrong_password_or_database(command: str, locked: RedisServer) -> None:
-    one_line(run_orch(command, url=f"redis://:nope@127.0.0.1:{locked.port}/0"), 4, "answered", "not starting")
+    one_line(run_orch(command, url=f"redis://:nope@127.0.0.1:{locked.port}/0"), 4, "answered", "username-password")
     one_line(run_orch(command, url=f"redis://:{PASSWORD}@127.0.0.1:{locked.port}/99"), 4, "DB index is out of range")
 
 
