@@ -32,6 +32,7 @@ def main() -> None:
         data = json.load(f)
     rows = data["summary"]["rows"]
     labels = [r["label"] for r in data["rows"]]
+    baselines = {r["label"] for r in data["rows"] if r.get("baseline")}  # --baseline REV rows
     fig, axes = plt.subplots(4, 2, figsize=(14, 18))
     for ax, (key, title, log) in zip(axes.flat, PANELS, strict=True):
         names, values, low, high, colors = [], [], [], [], []
@@ -43,7 +44,8 @@ def main() -> None:
             values.append(cell["median"])
             low.append(cell["median"] - cell["min"])
             high.append(cell["max"] - cell["median"])
-            colors.append("tab:red" if label.startswith("orchestrator") else "tab:gray")
+            colors.append("tab:orange" if label in baselines
+                          else "tab:red" if label.startswith("orchestrator") else "tab:gray")
         ax.barh(names, values, xerr=[low, high], color=colors, capsize=3)
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)

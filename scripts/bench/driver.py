@@ -1,40 +1,37 @@
 """The benchmark driver behind ``scripts/bench/run``: orchestrator and its peers, side by side.
 
-Owns the run: installing each peer into its own virtualenv from its pinned requirements
-file, a private redis-server (``orchestrator.redis_local``, no persistence), the round-trip
-ceiling of one redis-py client, and the loop that runs every workload of every row three
-times, each as a subprocess of the row's venv (``python -m peers ...``). Does not measure
-a library itself (``peers/_common.py`` does, the same way for all) nor format the table
-(``report.py``). Runs in the project's .venv: standard library, redis-py, the package.
+Owns the run: which rows (``--only``; with ``--baseline REV``, each orchestrator row again on
+commit REV, right after it), a private redis-server (``orchestrator.redis_local``, no
+persistence), the round-trip ceiling of one redis-py client, and the loop that runs every
+workload of every row three times, each as a subprocess of the row's venv (``python -m
+peers ...``). Does not measure a library itself (``peers/_common.py`` does, the same way for
+all), build the venvs (``venvs.py``) nor format the table (``report.py``). Runs in the
+project's .venv: standard library, redis-py, the package.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
+import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 import report
+import venvs
+from venvs import BENCH, ROOT, VENVS
 
 from orchestrator.redis_local import LocalRedis
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent.parent
-VENVS = BENCH / ".venvs"
 RESULTS = BENCH / "results"
-REQUIREMENTS = BENCH / "requirements"
 MARK = "BENCH-RESULT "
 
 
@@ -46,6 +43,20 @@ class Row:
     variant: str
     label: str
     main: bool = False  # the row that also runs the scale and depth workloads of its library
+    baseline: str = ""  # a commit: the row runs that commit's orchestrator (--baseline), not the checkout's
+
+    def python(self) -> Path:
+        return venvs.baseline_python(self.baseline) if self.baseline else venvs.peer_python(self.library)
+
+
+def with_baseline(rows: list[Row], sha: str) -> list[Row]:
+    """Each orchestrator row followed by the same row on commit ``sha``, so the two run back to back."""
+    out = []
+    for row in rows:
+        out.append(row)
+        if row.library == report.ORCH:
+            out.append(dataclasses.replace(row, label=report.baseline_label(row.label, sha), baseline=sha))
+    return out
 
 
 ROWS = (
@@ -88,53 +99,6 @@ ONCE_PER_LIBRARY = ("scale", "depth")  # on the library's main row; scale per re
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------------- venvs
-
-
-def base_python() -> str:
-    return os.environ.get("BENCH_PYTHON") or getattr(sys, "_base_executable", None) or sys.executable
-
-
-def venv_python(library: str) -> Path:
-    return Path(sys.executable) if library == "orchestrator" else VENVS / library / "bin" / "python"
-
-
-def ensure_venv(name: str) -> str | None:
-    """Create or refresh .venvs/<name> from requirements/<name>.txt; None when ready, else why not."""
-    req = REQUIREMENTS / f"{name}.txt"
-    venv = VENVS / name
-    digest = hashlib.sha256(req.read_bytes()).hexdigest()
-    stamp = venv / ".bench-requirements"
-    if stamp.exists() and stamp.read_text() == digest:
-        return None
-    shutil.rmtree(venv, ignore_errors=True)
-    steps = (
-        [base_python(), "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)],
-    )
-    for argv in steps:
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip() and "WARNING" not in ln]
-            reason = next((ln for ln in reversed(lines) if "ERROR" in ln), lines[-1] if lines else "no output")
-            shutil.rmtree(venv, ignore_errors=True)
-            return reason.replace("ERROR: ", "").strip()[:200]
-    stamp.write_text(digest)
-    return None
-
-
-def install(names: list[str]) -> dict[str, str]:
-    """Install the venvs in parallel; returns {name: reason} for those that failed."""
-    VENVS.mkdir(parents=True, exist_ok=True)
-    log(f"checking venvs: {', '.join(names)}")
-    with ThreadPoolExecutor(4) as pool:
-        reasons = dict(zip(names, pool.map(ensure_venv, names), strict=True))
-    for name, reason in reasons.items():
-        if reason:
-            log(f"{name}: install failed: {reason}")
-    return {name: reason for name, reason in reasons.items() if reason}
 
 
 # ------------------------------------------------------------------------------- redis
@@ -181,7 +145,7 @@ def ceiling(url: str, n: int) -> dict[str, float]:
 
 def run_peer(row: Row, workloads: list[str], url: str, params: dict[str, Any], pids: Path) -> dict[str, Any]:
     """One subprocess in the row's venv; returns {workload: {"ok": ..., "result" | "error": ...}}."""
-    argv = [str(venv_python(row.library)), "-m", "peers", row.library, ",".join(workloads),
+    argv = [str(row.python()), "-m", "peers", row.library, ",".join(workloads),
             "--variant", row.variant, "--url", url, "--params", json.dumps(params)]
     env = dict(os.environ, PYTHONPATH=str(BENCH), BENCH_PIDS=str(pids), PYTHONUNBUFFERED="1")
     env.pop("ORCH_REDIS_URL", None)
@@ -234,40 +198,59 @@ def stop_leftovers(pids: Path) -> None:
     pids.write_text("")
 
 
-def main() -> int:
+def parse_args() -> tuple[argparse.Namespace, list[Row], list[str]]:
     parser = argparse.ArgumentParser(prog="scripts/bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition, smaller N (a few minutes)")
     parser.add_argument("--only", default="", help="comma-separated libraries or row labels to run")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, or 1 with --quick)")
     parser.add_argument("--workloads", default="drain,latency,io,scale,depth", help="comma-separated subset")
+    parser.add_argument("--baseline", metavar="REV", default=None,
+                        help="also run each orchestrator row on commit REV (its own venv, this harness), "
+                             "right after the current one, and compare the two")
     args = parser.parse_args()
-    params = QUICK if args.quick else FULL
-    reps = args.reps or (1 if args.quick else 3)
     wanted = {w.strip().lower() for w in args.only.split(",") if w.strip()}
     rows = [r for r in ROWS if not wanted or r.library in wanted or r.label.lower() in wanted]
-    workloads = [w for w in args.workloads.split(",") if w]
     if not rows:
         parser.error(f"--only matched no row; libraries: {', '.join(sorted({r.library for r in ROWS}))}")
-    started = time.time()
-    failed = install(sorted({r.library for r in rows} - {"orchestrator"} | {"bench"}))
-    chart_ok = "bench" not in failed
-    failed.pop("bench", None)
+    args.sha = None
+    if args.baseline is not None:
+        try:
+            args.sha = venvs.resolve(args.baseline)
+        except ValueError as exc:
+            parser.error(f"--baseline {args.baseline}: {exc}")
+        if not any(r.library == report.ORCH for r in rows):
+            parser.error("--baseline compares orchestrator rows, and --only left none")
+        rows = with_baseline(rows, args.sha)
+    return args, rows, [w for w in args.workloads.split(",") if w]
 
+
+def prepare(rows: list[Row], sha: str | None) -> dict[str, str]:
+    """Every venv the rows need; {library or row label: why it failed}, "bench" for the chart's."""
+    names = sorted({r.library for r in rows} - {report.ORCH} | {"bench"})
+    log(f"checking venvs: {', '.join(names)}")
+    failed = venvs.install(names)
+    if sha:
+        log(f"baseline {sha}: checking scripts/bench/.baseline/{sha} (first time: export and install, ~1 min)")
+        reason = venvs.ensure_baseline(sha)
+        failed.update({r.label: reason for r in rows if r.baseline and reason})
+    for name, reason in failed.items():
+        log(f"{name}: install failed: {reason}")
+    return failed
+
+
+def run_all(rows: list[Row], workloads: list[str], reps: int, params: dict[str, Any], data: dict[str, Any]) -> None:
+    """Every repetition: the ceiling, then each row's workloads in turn; results go into ``data``."""
     server, version = start_redis()
     log(f"redis-server {version} on port {server.port}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    data["redis"] = version
     pids = RESULTS / ".worker-pids"
-    data: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "reps": reps, "params": params,
-        "redis": version, "cpus": os.cpu_count(), "python": sys.version.split()[0],
-        "rows": [r.__dict__ for r in rows], "install_failed": failed, "ceiling": [], "runs": {},
-    }
+    failed = data["install_failed"]
     try:
         for rep in range(reps):
             data["ceiling"].append(ceiling(server.url, params["ceiling"]["n"]))
             log(f"rep {rep + 1}/{reps}: round-trip ceiling {data['ceiling'][-1]['evalsha']:,.0f} EVALSHA/s")
             for row in rows:
-                if row.library in failed:
+                if row.library in failed or row.label in failed:
                     continue
                 todo = [w for w in REPEATED if w in workloads]
                 todo += [w for w in ONCE_PER_LIBRARY if w in workloads and row.main and (w != "depth" or rep == 0)]
@@ -284,6 +267,26 @@ def main() -> int:
                     + (f"; errors: {'; '.join(errors)}" if errors else ""))
     finally:
         server.stop()
+
+
+def main() -> int:
+    args, rows, workloads = parse_args()
+    params = QUICK if args.quick else FULL
+    reps = args.reps or (1 if args.quick else 3)
+    started = time.time()
+    failed = prepare(rows, args.sha)
+    chart_ok = "bench" not in failed
+    failed.pop("bench", None)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick, "reps": reps, "params": params,
+        "cpus": os.cpu_count(), "python": sys.version.split()[0],
+        "workloads": workloads, "rows": [r.__dict__ for r in rows], "install_failed": failed, "ceiling": [], "runs": {},
+    }
+    if args.sha:
+        data["baseline"] = {"rev": args.baseline, "sha": args.sha, "current": venvs.describe_head(),
+                            "subject": venvs.git("log", "-1", "--format=%s", args.sha)}
+    run_all(rows, workloads, reps, params, data)
     data["seconds"] = time.time() - started
     summary = report.summarize(data)
     data["summary"] = summary
@@ -307,7 +310,6 @@ def main() -> int:
     where = RESULTS.relative_to(ROOT)
     log(f"done in {data['seconds'] / 60:.1f} min; results in {where}/latest.md, latest.json, latest.png")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

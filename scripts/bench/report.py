@@ -14,6 +14,8 @@ from typing import Any
 
 ORCH = "orchestrator"
 MAIN_ONLY = "main-row-only"  # scale and depth run once per library, on its main row
+NOT_RUN = "not-run"  # the column's workload was left out (--workloads)
+TOLERANCE = 0.05  # the project rule: a change keeps each benchmark figure within 5% of the commit before
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ COLUMNS = (
     Column("memory", "Redis B/task", False),
     Column("redis_cpu", "Redis CPU µs/task", False),
 )
+WORKLOADS = ("drain", "latency", "io", "scale", "depth")
+FROM = {"p50": ("latency",), "p99": ("latency",), "io": ("io",), "scale2": ("scale",), "scale4": ("scale",),
+        "depth_enqueue": ("depth",), "depth_drain": ("depth",), "memory": ("depth", "drain")}  # else drain
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -161,8 +166,9 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
     asked = data["params"]["latency"]["samples"]
     for row in data["rows"]:
         label = row["label"]
-        if row["library"] in data["install_failed"]:
-            rows[label] = {"install_failed": data["install_failed"][row["library"]]}
+        failed = data["install_failed"].get(label) or data["install_failed"].get(row["library"])
+        if failed:
+            rows[label] = {"install_failed": failed}
             continue
         runs = data["runs"].get(label, {})
         cells = _drain_cells(runs)
@@ -170,16 +176,81 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         cells.update(_io_cells(runs))
         cells.update(_scale_cells(runs, row["main"]))
         cells.update(_depth_cells(runs, row["main"], cells["memory_queued"]))
+        for col in COLUMNS:
+            if not set(FROM.get(col.key, ("drain",))) & set(data.get("workloads", WORKLOADS)):
+                cells[col.key] = _cell([], na=NOT_RUN)
         rows[label] = cells
     ceiling = {k: _cell([c[k] for c in data["ceiling"]]) for k in ("ping", "evalsha", "pipelined")}
     libraries = {r["label"]: r["library"] for r in data["rows"]}
+    baselines = _baseline_labels(data)
     ratios = {}
     for col in COLUMNS:
-        ours = _best(rows, col, lambda label: libraries[label] == ORCH)
+        ours = _best(rows, col, lambda label: libraries[label] == ORCH and label not in baselines)
         peers = _best(rows, col, lambda label: libraries[label] != ORCH)
         if ours and peers:
             ratios[col.key] = {"ours": ours, "peer": peers, "ratio": ours[1] / peers[1]}
-    return {"rows": rows, "ceiling": ceiling, "ratios": ratios}
+    return {"rows": rows, "ceiling": ceiling, "ratios": ratios, "versus": versus_rows(data, rows)}
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+def baseline_label(label: str, sha: str) -> str:
+    """The label of a row run on the baseline commit (``scripts/bench/run --baseline``)."""
+    return f"{label} ({sha})"
+
+
+def _baseline_labels(data: dict[str, Any]) -> set[str]:
+    return {r["label"] for r in data["rows"] if r.get("baseline")}
+
+
+def versus(current: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{column key: {"ratio": current ÷ baseline, "worse": beyond TOLERANCE}} for columns both rows have.
+
+    Worse means below 1 - TOLERANCE in a ↑ column, above 1 + TOLERANCE in a ↓ one.
+    """
+    out = {}
+    for col in COLUMNS:
+        now, before = (cells.get(col.key, {}).get("median") for cells in (current, baseline))
+        if now is None or not before:
+            continue
+        ratio = now / before
+        worse = ratio < 1 - TOLERANCE if col.higher_is_better else ratio > 1 + TOLERANCE
+        out[col.key] = {"ratio": ratio, "worse": worse}
+    return out
+
+
+def versus_rows(data: dict[str, Any], rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{current row label: {"baseline": its baseline row's label, "columns": versus(...)}}."""
+    current = {(r["library"], r["variant"]): r["label"] for r in data["rows"] if not r.get("baseline")}
+    out = {}
+    for row in data["rows"]:
+        label = current.get((row["library"], row["variant"]))
+        if row.get("baseline") and label in rows and row["label"] in rows:
+            out[label] = {"baseline": row["label"], "columns": versus(rows[label], rows[row["label"]])}
+    return out
+
+
+def versus_lines(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    """The "vs baseline" section: per orchestrator row, current ÷ baseline in each column, flags beyond 5%."""
+    if not summary.get("versus"):
+        return []
+    base = data["baseline"]
+    lines = ["", f"## vs baseline {base['sha']} ({base['subject']})", "",
+             f"Current checkout {base['current']} ÷ baseline {base['sha']}, per column (medians of the same run); "
+             f"**worse** marks a figure more than {TOLERANCE:.0%} worse than the baseline's.", ""]
+    headers = {c.key: c.header.split(" /")[0] for c in COLUMNS}
+    for label, got in summary["versus"].items():
+        cols = got["columns"]
+        if not cols:
+            lines.append(f"- {label} vs {got['baseline']}: nothing to compare")
+            continue
+        parts = [f"{headers[k]} {v['ratio']:.2f}x" + (" **worse**" if v["worse"] else "") for k, v in cols.items()]
+        worse = [headers[k] for k, v in cols.items() if v["worse"]]
+        verdict = f"{len(worse)} worse than {TOLERANCE:.0%}: {', '.join(worse)}" if worse else \
+            f"all within {TOLERANCE:.0%} or better"
+        lines.append(f"- {label} vs {got['baseline']}: {'; '.join(parts)} ({verdict})")
+    return lines
 
 
 def _best(rows: dict[str, dict[str, Any]], col: Column, keep: Callable[[str], bool]) -> tuple[str, float] | None:
@@ -215,6 +286,8 @@ def render_cell(cell: dict[str, Any], notes: list[str], where: str) -> str:
         return text
     if cell.get("na") == MAIN_ONLY:
         return "·"
+    if cell.get("na") == NOT_RUN:
+        return "—"
     reason = cell.get("na") or cell.get("error") or "no data"
     notes.append(f"{where}: {reason}")
     return f"{'n/a' if 'na' in cell else 'failed'} ({len(notes)})"
@@ -262,6 +335,7 @@ def markdown(data: dict[str, Any], summary: dict[str, Any]) -> str:
     lines += ["", "Round-trip ceiling, one redis-py client with hiredis, same run: "
               + ", ".join(f"{k} {render_cell(c[k], notes, f'ceiling {k}')}/s"
                           for k in ("ping", "evalsha", "pipelined")) + "."]
+    lines += versus_lines(data, summary)
     lines += ["", "## Targets (issue 6)", ""] + [f"- {t}" for t in targets(data, summary)]
     lines += ["", "## Sizes", "", sizes(params)]
     if notes:
@@ -305,6 +379,8 @@ def targets(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     ratio_target("drain", "drain, default settings", 2)
     ratio_target("tuned", "drain, tuned", 2)
     ratio_target("io", "I/O-bound", 1.5)
+    baselines = _baseline_labels(data)
+    rows = {label: cells for label, cells in rows.items() if label not in baselines}
     shares = {label: _median(cells, "enqueue_share") for label, cells in rows.items()}
     ours_share = max(((label, v) for label, v in shares.items() if label.startswith(ORCH) and v),
                      key=lambda item: item[1], default=None)
@@ -314,7 +390,7 @@ def targets(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
                           if v and not peer.startswith(ORCH))
         out.append(f"enqueue one at a time within 15% of the sequential round-trip ceiling: "
                    f"{'met' if share >= 0.85 else 'MISSED'}, {share:.0%} of the EVALSHA round trip timed "
-                   f"between its batches ({label}; the peers: {peers})")
+                   f"between its batches ({label}{'; the peers: ' + peers if peers else ''})")
     else:  # results written before the paired ceiling existed: the run-start ceiling
         ceiling = summary["ceiling"]["evalsha"].get("median")
         ours = ratios.get("enqueue", {}).get("ours")
