@@ -21,7 +21,8 @@ to it. Does not raise anything itself.
     ├── RedisUnavailable            Redis could not be reached (refused, timeout, closed, DNS)
     ├── RedisCommandError           Redis answered with an error that is not one of ours (auth, db, ACL)
     ├── UnknownTask                 a worker was asked to run a name it has no function for
-    ├── InvalidPayload              a task record whose args/kwargs are not JSON (written by hand)
+    ├── MalformedRecord             a task record that breaks models.RECORD (written by hand)
+    │   └── InvalidPayload          its args/kwargs are not JSON
     ├── CorruptQueue                a key or counter of a queue holds what no script writes: refused, nothing written
     ├── PartiallyEnqueued           enqueue_many: some script calls landed, others failed
     ├── Deadline                    a task's own timeout fired (recorded as TaskTimeout)
@@ -191,7 +192,16 @@ class PartiallyEnqueued(OrchestratorError):
         self.handles = handles
 
 
-class InvalidPayload(OrchestratorError):
+class MalformedRecord(OrchestratorError):
+    """A task record lacks a required field or holds a value that does not read (models.RECORD).
+
+    Scripts move such a record aside (FAILED with a MalformedRecord error) alone; the
+    MALFORMED code says a script did so instead of the transition asked for."""
+
+    code = "MALFORMED"
+
+
+class InvalidPayload(MalformedRecord):
     """A task record's arguments are not JSON: the worker fails the task instead of running it."""
 
 
@@ -238,6 +248,7 @@ SCRIPT_ERRORS: dict[str, type[OrchestratorError]] = {
     "INVALID": ValidationError,
     "TOO_LARGE": PayloadTooLarge,
     "CORRUPT": CorruptQueue,
+    "MALFORMED": MalformedRecord,
 }
 
 
@@ -245,7 +256,7 @@ def from_script_error(message: str, *, queue: str | None = None) -> Orchestrator
     """Map a script's error reply to its exception, or None when it is not one of ours.
 
     The reply is ``CODE detail``; the detail's words fill the fields the code defines:
-    ``NOT_FOUND <id>``, ``LEASE_LOST <id>``, ``BAD_STATE [<id>] <state>``.
+    ``NOT_FOUND <id>``, ``LEASE_LOST <id>``, ``MALFORMED <id> <why>``, ``BAD_STATE [<id>] <state>``.
     """
     code, _, detail = message.partition(" ")
     exc_type = SCRIPT_ERRORS.get(code)
@@ -253,7 +264,7 @@ def from_script_error(message: str, *, queue: str | None = None) -> Orchestrator
         return None
     words = detail.split()
     task_id = state = None
-    if code in ("NOT_FOUND", "LEASE_LOST") and words:
+    if code in ("NOT_FOUND", "LEASE_LOST", "MALFORMED") and words:
         task_id = words[0]
     elif code == "BAD_STATE" and words:
         state = words[-1]

@@ -89,3 +89,8 @@ class QueueKeys:
     @property
     def wake(self) -> str:
         return f"{self.base}wake"
+
+    @property
+    def tokens(self) -> str:
+        """The lease-token counter: its own key, so a producer's ACL can leave it read-only."""
+        return f"{self.base}tokens"

@@ -1,20 +1,23 @@
 """Task, TaskState, RetryPolicy: data and the state table, no I/O.
 
-Owns the lifecycle (which state may follow which) and the conversion between a task
-record in Redis (a hash of strings) and a typed ``Task``. Does not talk to Redis.
+Owns the lifecycle (which state may follow which), the task record's schema (``RECORD``:
+the fields a record must have, how each value must read, the default of an absent one;
+the Lua scripts check the same table) and the conversion between a task record in Redis
+(a hash of strings) and a typed ``Task``. Does not talk to Redis.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InvalidPayload, NotSerializable
+from .errors import InvalidPayload, MalformedRecord, NotSerializable
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
@@ -179,6 +182,99 @@ class TaskError(BaseModel):
     message: str
     traceback: str = ""
 
+# ------------------------------------------------------------------ the task record
+
+
+class Kind(str, enum.Enum):
+    """How a record field's value must read (the same rules in Python and in ``lua/_lib.lua``)."""
+
+    STATE = "state"  # a TaskState value
+    NAME = "name"  # non-empty UTF-8 text
+    TEXT = "text"  # UTF-8 text, '' allowed
+    INT = "int"  # 1 to 16 ASCII digits, at most MAX_INT
+    PRIORITY = "priority"  # one digit, 0 to 9
+    BOOL = "bool"  # '0' or '1'
+    TIME = "time"  # an INT, or '' (not yet, or cleared)
+    JSON = "json"  # checked where it is decoded (Task.from_redis, the worker's claim), not in Lua
+
+
+MAX_INT = 2**53 - 1  # larger integers are not exact in Lua or in Redis
+REQUIRED = None
+# The fields of a task record: a record that lacks a REQUIRED field, or holds a value that
+# does not read as its Kind, is malformed; an absent optional field takes its default.
+# transitions.py renders this table into every Lua script, so it is defined here only.
+RECORD: dict[str, tuple[Kind, str | None]] = {
+    "state": (Kind.STATE, REQUIRED),
+    "id": (Kind.NAME, REQUIRED),
+    "name": (Kind.NAME, REQUIRED),
+    "queue": (Kind.NAME, REQUIRED),
+    "priority": (Kind.PRIORITY, str(DEFAULT_PRIORITY)),
+    "args": (Kind.JSON, "[]"),
+    "kwargs": (Kind.JSON, "{}"),
+    "attempts": (Kind.INT, "0"),
+    "max_retries": (Kind.INT, "0"),
+    "timeout_ms": (Kind.INT, "0"),
+    "backoff_ms": (Kind.INT, "0"),
+    "backoff_max_ms": (Kind.INT, "0"),
+    "jitter": (Kind.BOOL, "1"),
+    "key": (Kind.TEXT, ""),
+    "created_at": (Kind.TIME, ""),
+    "run_at": (Kind.TIME, ""),
+    "started_at": (Kind.TIME, ""),
+    "completed_at": (Kind.TIME, ""),
+    "score": (Kind.TIME, ""),  # the task's place in pending; '' computes it from priority
+    "worker": (Kind.TEXT, ""),
+    "token": (Kind.TIME, ""),
+    "cancel_requested": (Kind.BOOL, "0"),
+    "result": (Kind.JSON, ""),
+    "error": (Kind.JSON, ""),
+}
+REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)
+
+_DIGITS = re.compile(r"[0-9]{1,16}")
+_STATES = frozenset(s.value for s in TaskState)
+
+
+def field_problem(kind: Kind, value: bytes | str) -> str | None:
+    """Why ``value`` does not read as ``kind``, or None when it does (JSON: checked where decoded)."""
+    if kind is Kind.JSON:
+        return None
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return "is not UTF-8"
+    if kind is Kind.STATE:
+        return None if value in _STATES else "is not a task state"
+    if kind is Kind.NAME:
+        return None if value else "is empty"
+    if kind is Kind.INT or (kind is Kind.TIME and value):
+        return None if _DIGITS.fullmatch(value) and int(value) <= MAX_INT else "is not an integer"
+    if kind is Kind.PRIORITY:
+        return None if len(value) == 1 and value in "0123456789" else "is not a priority (0-9)"
+    if kind is Kind.BOOL:
+        return None if value in ("0", "1") else "is not 0 or 1"
+    return None
+
+
+def record_problems(record: Mapping[str, bytes | str]) -> list[str]:
+    """What makes a record malformed (empty when it is not), one line per field, by RECORD."""
+    problems = [f"field {name} is missing" for name in REQUIRED_FIELDS if name not in record]
+    for name, value in record.items():
+        kind = RECORD.get(name)
+        problem = field_problem(kind[0], value) if kind is not None else None
+        if problem is not None:
+            problems.append(f"field {name} {_quote(value)} {problem}")
+    return problems
+
+
+def _quote(value: bytes | str) -> str:
+    """A stored value as it may be shown in an error: printable ASCII, 40 characters at most."""
+    raw = value if isinstance(value, bytes) else value.encode(errors="surrogateescape")
+    text = "".join(chr(b) if 32 <= b < 127 and b != 39 else f"\\x{b:02X}" for b in raw[:40])
+    return f"'{text}'" + ("..." if len(raw) > 40 else "")
+
+
 
 class Task(BaseModel):
     """A task record as stored in ``<prefix>:{queue}:task:<id>``."""
@@ -211,24 +307,35 @@ class Task(BaseModel):
 
     @classmethod
     def from_redis(cls, record: Mapping[bytes | str, bytes | str]) -> Task:
-        """Build a Task from the fields of its hash (as HGETALL returns them)."""
-        fields = {_text(k): _text(v) for k, v in record.items()}
-        data: dict[str, Any] = dict(fields)
-        for name in ("args", "kwargs", "result", "error"):
-            if fields.get(name):
+        """Build a Task from the fields of its hash (as HGETALL returns them).
+
+        Raises MalformedRecord (InvalidPayload for JSON that does not decode) naming every
+        field that breaks ``RECORD``; fields that RECORD does not know are ignored."""
+        raw = {_text(k): v for k, v in record.items()}
+        problems = record_problems(raw)
+        task_id = raw.get("id", "?")
+        if problems:
+            raise MalformedRecord(f"task {_text(task_id)} is malformed: {'; '.join(problems)}")
+        fields = {k: _text(v) for k, v in raw.items() if k in RECORD}
+        data: dict[str, Any] = {}
+        for name, value in fields.items():
+            kind = RECORD[name][0]
+            if value == "" and kind in (Kind.TIME, Kind.TEXT, Kind.JSON):
+                continue  # scripts blank a field rather than delete it (worker on retry, ...)
+            if kind is Kind.JSON:
                 try:
-                    data[name] = loads(fields[name])
+                    data[name] = loads(raw[name])  # the bytes: JSON that is not UTF-8 is not JSON
                 except orjson.JSONDecodeError:
-                    raise InvalidPayload(f"field {name!r} of task {fields.get('id')} is not JSON") from None
+                    raise InvalidPayload(f"field {name!r} of task {fields['id']} is not JSON") from None
+            elif kind is Kind.BOOL:
+                data[name] = value == "1"
             else:
-                data.pop(name, None)
-        # Scripts blank a field rather than delete it (worker on retry, completed_at on retry_failed).
-        for name in ("worker", "token", "key", "created_at", "run_at", "started_at", "completed_at"):
-            if not fields.get(name):
-                data.pop(name, None)
-        data["jitter"] = fields.get("jitter", "1") == "1"
-        data["cancel_requested"] = fields.get("cancel_requested", "0") == "1"
-        return cls.model_validate(data)
+                data[name] = value
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:  # JSON of the wrong shape (args not a list, ...)
+            where = ", ".join(str(e["loc"][0]) for e in exc.errors())
+            raise MalformedRecord(f"task {fields['id']} is malformed: field {where} has the wrong shape") from None
 
 
 def _text(value: bytes | str) -> str:

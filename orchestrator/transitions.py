@@ -25,14 +25,34 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
-from .models import TaskState
+from .models import DEFAULT_PRIORITY, RECORD, REQUIRED, REQUIRED_FIELDS, TaskState
 
 T = TypeVar("T")
 Arg = str | bytes | int | float
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: bytes | str, errors: str = "strict") -> str:
+    return value.decode(errors=errors) if isinstance(value, bytes) else value
+
+
+def _record_lua() -> str:
+    """models.RECORD and TaskState as Lua tables: the one schema, ahead of _lib.lua in every script."""
+    kinds = ", ".join(f"{name} = '{kind.value}'" for name, (kind, _) in RECORD.items())
+    defaults = ", ".join(f"{name} = '{d}'" for name, (_, d) in RECORD.items() if d is not REQUIRED)
+    required = ", ".join(f"'{name}'" for name in REQUIRED_FIELDS)
+    states = ", ".join(f"{state.value} = true" for state in TaskState)
+    return "\n".join(
+        [
+            "-- models.RECORD and models.TaskState, rendered by transitions.py",
+            f"local RECORD_KIND = {{{kinds}}}",
+            f"local RECORD_DEFAULT = {{{defaults}}}",
+            f"local RECORD_REQUIRED = {{{required}}}",
+            f"local TASK_STATES = {{{states}}}",
+        ]
+    )
+
+
+_RECORD_LUA = _record_lua()
 
 
 class Script:
@@ -43,7 +63,7 @@ class Script:
         library = lua.joinpath("_lib.lua").read_text()
         body = lua.joinpath(f"{name}.lua").read_text()
         self.name = name
-        self.source = f"{library}\n{body}"
+        self.source = f"{_RECORD_LUA}\n{library}\n{body}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
@@ -283,6 +303,22 @@ def _payload(args: bytes, kwargs: bytes) -> tuple[list[Any], dict[str, Any], str
     return decoded_args, decoded_kwargs, ""
 
 
+def _lease(queue: str, row: Sequence[Any]) -> Lease:
+    """Decode one claimed task on its own: a value that does not read (a record written by
+    hand that the script let through) fails that task alone, with payload_error saying why."""
+    task_id, token = _text(row[0], "replace"), _text(row[1], "replace")
+    try:
+        name = _text(row[2])
+        attempt, max_retries, timeout_ms, priority = (int(_text(v)) for v in row[5:9])
+    except (UnicodeDecodeError, ValueError) as exc:
+        return Lease(
+            queue, task_id, token, _text(row[2], "replace"), [], {}, 0, 0, 0, DEFAULT_PRIORITY,
+            f"the task record is malformed ({exc}); it was not run",
+        )
+    args, kwargs, payload_error = _payload(row[3], row[4])
+    return Lease(queue, task_id, token, name, args, kwargs, attempt, max_retries, timeout_ms, priority, payload_error)
+
+
 @dataclass(frozen=True)
 class HeartbeatReply:
     lost: list[str]  # tasks whose lease this worker no longer holds
@@ -357,28 +393,10 @@ class Transitions:
         queue = k.queue
 
         def decode(reply: list[Any]) -> list[Lease]:
-            leases = []
-            for i in range(0, len(reply), 9):
-                args, kwargs, payload_error = _payload(reply[i + 3], reply[i + 4])
-                leases.append(
-                    Lease(
-                        queue=queue,
-                        task_id=_text(reply[i]),
-                        token=_text(reply[i + 1]),
-                        name=_text(reply[i + 2]),
-                        args=args,
-                        kwargs=kwargs,
-                        attempt=int(reply[i + 5]),
-                        max_retries=int(reply[i + 6]),
-                        timeout_ms=int(reply[i + 7]),
-                        priority=int(reply[i + 8]),
-                        payload_error=payload_error,
-                    )
-                )
-            return leases
+            return [_lease(queue, reply[i : i + 9]) for i in range(0, len(reply), 9)]
 
         # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
-        keys = [k.pending, k.running, k.stats, k.events, k.wake]
+        keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens]
         return self._call("claim", keys, [worker, n, lease_ms], decode, resend_safe=False)
 
     def heartbeat(
@@ -406,7 +424,7 @@ class Transitions:
     def complete(self, task_id: str, token: str, result: bytes, ttl_ms: int) -> Call[int]:
         k = self.keys
         return self._call(
-            "complete", [k.running, k.done, k.stats, k.events], [task_id, token, result, ttl_ms], int
+            "complete", [k.running, k.done, k.stats, k.events, k.failed], [task_id, token, result, ttl_ms], int
         )
 
     def fail(
@@ -439,13 +457,14 @@ class Transitions:
         args: list[Arg] = [ttl_ms]
         for task_id, token in leases:
             args += [task_id, token]
-        return self._call("release", [k.running, k.pending, k.stats, k.events, k.wake, k.done], args, _strings)
+        keys = [k.running, k.pending, k.stats, k.events, k.wake, k.done, k.failed]
+        return self._call("release", keys, args, _strings)
 
     def promote(self, limit: int) -> Call[PromoteReply]:
         k = self.keys
         return self._call(
             "promote",
-            [k.scheduled, k.pending, k.stats, k.events, k.wake],
+            [k.scheduled, k.pending, k.stats, k.events, k.wake, k.failed],
             [limit],
             lambda r: PromoteReply(int(r[0]), bool(r[1])),
         )
@@ -475,7 +494,7 @@ class Transitions:
         k = self.keys
         return self._call(
             "cancel",
-            [k.pending, k.scheduled, k.done, k.stats, k.events],
+            [k.pending, k.scheduled, k.done, k.stats, k.events, k.failed],
             [task_id, ttl_ms],
             lambda r: TaskState(_text(r)),
         )

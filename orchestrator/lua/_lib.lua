@@ -19,6 +19,18 @@ local function is_int(s)
   return s == '0' or string.find(s, '^%-?[1-9]%d*$') ~= nil
 end
 
+-- redis.call, except that a key of the wrong type answers false instead of failing the
+-- script (a record someone overwrote with a string is not ours to trip on). Any other
+-- error (an ACL refusal, OOM) still fails the script.
+local function call_typed(...)
+  local reply = redis.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    if reply.err:find('WRONGTYPE', 1, true) then return false end
+    error(reply)
+  end
+  return reply
+end
+
 local BASE = ARGV[1]
 local OFFSET = tonumber(ARGV[2]) or 0
 local MAXLEN = tonumber(ARGV[3]) or 0
@@ -64,7 +76,7 @@ end
 local function release_unique(id, key)
   if key and key ~= '' then
     local ukey = BASE .. 'unique:' .. key
-    if redis.call('GET', ukey) == id then
+    if call_typed('GET', ukey) == id then
       redis.call('DEL', ukey)
     end
   end
@@ -92,14 +104,15 @@ end
 -- else move it to the dead-letter set. Returns the new state and its run_at (or '').
 local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_key, stats_key)
   local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'attempts', 'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'key')
-  local attempts = tonumber(f[1]) or 0
-  local max_retries = tonumber(f[2]) or 0
+  local f_attempts, f_max_retries, f_backoff, f_backoff_max, f_jitter, f_key = unpack(redis.call('HMGET', tkey,
+    'attempts', 'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'key'))  -- (checked by the caller's read_task)
+  local attempts = tonumber(f_attempts) or 0
+  local max_retries = tonumber(f_max_retries) or 0
   if allow_retry and attempts <= max_retries then
-    local delay = (tonumber(f[3]) or 0) * 2 ^ (attempts - 1)
-    local cap = tonumber(f[4]) or 0
+    local delay = (tonumber(f_backoff) or 0) * 2 ^ (attempts - 1)
+    local cap = tonumber(f_backoff_max) or 0
     if delay > cap then delay = cap end
-    if f[5] == '1' then delay = delay * (0.5 + math.random() * 0.5) end
+    if f_jitter ~= '0' then delay = delay * (0.5 + math.random() * 0.5) end
     local run_at = now + math.floor(delay)
     redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '')
     redis.call('ZADD', scheduled_key, run_at, id)
@@ -109,7 +122,7 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
   redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now, 'worker', '')
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
-  release_unique(id, f[6])
+  release_unique(id, f_key)
   return 'FAILED', ''
 end
 
@@ -142,4 +155,128 @@ local function made_ready(stats_key, counter, n, wake_key)
     redis.call('HINCRBY', stats_key, counter, n)
     wake_one(wake_key)
   end
+end
+
+-- ------------------------------------------------------------------ calls and records
+-- RECORD_KIND, RECORD_DEFAULT, RECORD_REQUIRED and TASK_STATES are models.RECORD and
+-- models.TaskState, rendered ahead of this library by transitions.py.
+
+-- Every script calls this first: exactly nkeys KEYS, each under this queue's BASE (so
+-- under its hash tag), nargs ARGV (at least nargs when more is true) and valid common
+-- arguments. Returns the INVALID error's text, or nil when the call is well formed.
+local function bad_call(nkeys, nargs, more)
+  if #KEYS ~= nkeys then return 'INVALID ' .. nkeys .. ' KEYS expected, got ' .. #KEYS end
+  if #ARGV < nargs or (#ARGV > nargs and not more) then
+    return 'INVALID ' .. nargs .. ' ARGV expected, got ' .. #ARGV
+  end
+  if not common_args_ok() then return 'INVALID base, offset_ms or maxlen' end
+  for i = 1, nkeys do
+    if KEYS[i]:sub(1, #BASE) ~= BASE then return 'INVALID KEYS[' .. i .. '] is not under the base' end
+  end
+  return nil
+end
+
+-- Strict UTF-8, as Python decodes it (no overlong forms, no surrogates). ASCII: one find.
+local function is_utf8(s)
+  if not s:find('[\128-\255]') then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c <= 0xDF) and 2 or (c >= 0xE0 and c <= 0xEF) and 3
+      or (c >= 0xF0 and c <= 0xF4) and 4 or 0
+    if len == 0 then return false end
+    for j = i + 1, i + len - 1 do
+      local d = s:byte(j)
+      if not d or d < 0x80 or d > 0xBF then return false end
+    end
+    local d = s:byte(i + 1)
+    if (c == 0xE0 and d < 0xA0) or (c == 0xED and d > 0x9F) or (c == 0xF0 and d < 0x90) or (c == 0xF4 and d > 0x8F) then
+      return false
+    end
+    i = i + len
+  end
+  return true
+end
+
+-- Why a stored value does not read as its kind (models.field_problem), or nil.
+local function field_problem(kind, v)
+  if kind == 'json' then return nil end  -- decoded, and checked, by the worker and Task.from_redis
+  if not is_utf8(v) then return 'is not UTF-8' end
+  if kind == 'state' then
+    if not TASK_STATES[v] then return 'is not a task state' end
+  elseif kind == 'name' then
+    if v == '' then return 'is empty' end
+  elseif kind == 'int' or (kind == 'time' and v ~= '') then
+    if #v > 16 or not v:find('^%d+$') or tonumber(v) > MAX_INT then return 'is not an integer' end
+  elseif kind == 'priority' then
+    if not v:find('^%d$') then return 'is not a priority (0-9)' end
+  elseif kind == 'bool' then
+    if v ~= '0' and v ~= '1' then return 'is not 0 or 1' end
+  end
+  return nil
+end
+
+-- A stored value as an error may show it: printable ASCII, 40 bytes at most (models._quote).
+local function quote(v)
+  local shown = v:sub(1, 40):gsub('[^\32-\38\40-\126]', function(c) return string.format('\\x%02X', c:byte()) end)
+  return "'" .. shown .. "'" .. (#v > 40 and '...' or '')
+end
+
+-- Read a task record's fields by name (the required ones always), each checked against
+-- RECORD. Returns rec, why, bad:
+--   rec nil            nothing to handle: no record, not a hash, or none of the required
+--                      fields (why says which); callers drop the id from their index
+--   why nil            rec[name] holds every field asked for, absent ones at their default
+--   why a string       the record is malformed: why names each problem, bad each field
+--                      that did not read (rec holds its default); move it aside (quarantine)
+local function read_task(id, fields)
+  local names = {unpack(RECORD_REQUIRED)}
+  for _, name in ipairs(fields) do names[#names + 1] = name end
+  local values = call_typed('HMGET', task_key(id), unpack(names))
+  if not values then return nil, 'not a hash' end
+  local rec, problems, bad, present = {}, {}, {}, 0
+  for i, name in ipairs(names) do
+    local v = values[i]
+    local problem = v and field_problem(RECORD_KIND[name], v)
+    if v and i <= #RECORD_REQUIRED then present = present + 1 end
+    if not v and not RECORD_DEFAULT[name] then
+      problems[#problems + 1] = 'field ' .. name .. ' is missing'
+      bad[name] = true
+    elseif problem then
+      problems[#problems + 1] = 'field ' .. name .. ' ' .. quote(v) .. ' ' .. problem
+      bad[name] = true
+      rec[name] = RECORD_DEFAULT[name]
+    else
+      rec[name] = v or RECORD_DEFAULT[name]
+    end
+  end
+  if present == 0 then return nil, 'no record' end
+  if #problems > 0 then return rec, table.concat(problems, '; '), bad end
+  return rec, nil, bad
+end
+
+-- A record that is not there to handle (read_task gave no rec) leaves the index alone:
+-- the caller removes the id; this says so in the event stream. Event: dropped.
+local function dropped(events_key, id, why)
+  emit(events_key, 'event', 'dropped', 'task', id, 'reason', why)
+end
+
+-- Move a malformed record aside, alone: FAILED with a MalformedRecord error saying why,
+-- each field that did not read reset to its default (the error quotes what it held), into
+-- the failed index; its idempotency key is released. The caller removes the id from the
+-- index it was in. Event: malformed.
+local function quarantine(id, rec, why, bad, now, failed_key, stats_key, events_key)
+  local set = {}
+  for name in pairs(bad) do
+    if RECORD_DEFAULT[name] then set[#set + 1] = name; set[#set + 1] = RECORD_DEFAULT[name] end
+  end
+  if bad.id then set[#set + 1] = 'id'; set[#set + 1] = id end
+  local err = cjson.encode({type = 'MalformedRecord', message = 'task record is malformed: ' .. why, traceback = ''})
+  for _, v in ipairs({'state', 'FAILED', 'error', err, 'completed_at', int(now), 'worker', ''}) do set[#set + 1] = v end
+  redis.call('HSET', task_key(id), unpack(set))
+  redis.call('ZADD', failed_key, now, id)
+  redis.call('HINCRBY', stats_key, 'failed', 1)
+  redis.call('HINCRBY', stats_key, 'malformed', 1)
+  if not bad.key then release_unique(id, rec.key) end
+  emit(events_key, 'event', 'malformed', 'task', id, 'from', rec.state or '?', 'error', why)
 end

@@ -3,22 +3,33 @@
   a RUNNING task gets a cancel request that its worker sees at its next heartbeat.
 
   KEYS[1] pending zset   KEYS[2] scheduled zset   KEYS[3] done zset
-  KEYS[4] stats hash     KEYS[5] events stream
+  KEYS[4] stats hash     KEYS[5] events stream     KEYS[6] failed zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id       ARGV[5]  ttl_ms   retention of the cancelled record; 0 keeps it
 
   Returns the state after the call: CANCELLED, or RUNNING (cancel requested).
-  Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <state> for SUCCESS, FAILED or
-  CANCELLED tasks; INVALID <what>. Events: cancelled or cancel_requested.
+  Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); BAD_STATE <state>
+  for SUCCESS, FAILED or CANCELLED tasks; INVALID <what>.
+  Error after a change: MALFORMED <id> <why>: a waiting task's record is malformed and was
+  moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
+  Events: cancelled or cancel_requested, or malformed.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
-local pending, scheduled, done, stats, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local bad = bad_call(6, 5)
+if bad then return redis.error_reply(bad) end
+local pending, scheduled, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end
 local tkey = task_key(id)
-local f = redis.call('HMGET', tkey, 'state', 'key')
-local state = f[1]
-if not state then return redis.error_reply('NOT_FOUND ' .. id) end
+local f, why, badf = read_task(id, {'key'})
+if not f then return redis.error_reply('NOT_FOUND ' .. id) end
+local state = f.state
+if why and (state == 'PENDING' or state == 'SCHEDULED' or state == 'RETRYING' or badf.state) then
+  local now = now_ms()
+  redis.call('ZREM', pending, id)
+  redis.call('ZREM', scheduled, id)
+  quarantine(id, f, why, badf, now, failed, stats, events)
+  return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
+end
 if state == 'RUNNING' then
   redis.call('HSET', tkey, 'cancel_requested', 1)
   emit(events, 'event', 'cancel_requested', 'task', id)
@@ -32,7 +43,7 @@ redis.call('ZREM', pending, id)
 redis.call('ZREM', scheduled, id)
 redis.call('HSET', tkey, 'state', 'CANCELLED', 'completed_at', now)
 redis.call('HINCRBY', stats, 'cancelled', 1)
-release_unique(id, f[2])
+release_unique(id, f.key)
 retire(done, id, now, tonumber(ARGV[5]))
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

@@ -2,7 +2,8 @@
   claim: take up to n PENDING tasks, lowest priority value first, FIFO within a level.
 
   KEYS[1] pending zset   KEYS[2] running zset   KEYS[3] stats hash
-  KEYS[4] events stream  KEYS[5] wake list
+  KEYS[4] events stream  KEYS[5] wake list      KEYS[6] failed zset
+  KEYS[7] tokens string  the lease-token counter (only this script writes it)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  worker     the claiming worker's id
   ARGV[5]  n          most tasks to take (the worker's free slots)
@@ -11,47 +12,76 @@
   Each claimed task becomes RUNNING with a fresh lease token (a per-queue counter, so
   tokens only grow) and its attempt counted. Returns a flat list, 9 values per task:
     id, token, name, args, kwargs, attempts, max_retries, timeout_ms, priority
-  Errors: INVALID <what>. Events: claimed.
+  Every record taken from pending is read and checked (read_task) before the first write:
+  a malformed one is moved aside alone (FAILED, MalformedRecord) and one that is not there
+  (no record, not a hash) is dropped from pending; neither is returned. A record not
+  PENDING is a stale entry: dropped.
+  Errors (nothing changed): INVALID <what>. Events: claimed, malformed, dropped.
   When tasks remain pending it leaves a wake-up token, so the next idle worker starts.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
-local pending, running, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local bad = bad_call(7, 6)
+if bad then return redis.error_reply(bad) end
+local pending, running, stats, events, wake, failed, tokens =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or n < 1 or not is_uint(ARGV[6]) or lease < 1 then
   return redis.error_reply('INVALID worker, n or lease_ms')
 end
+local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key'}
+
+-- Read and check every record first: Redis does not roll back a script that fails midway.
+local ids = redis.call('ZRANGE', pending, 0, n - 1)
+if #ids == 0 then return {} end
+local good, aside, gone = {}, {}, {}
+for _, id in ipairs(ids) do
+  local rec, why, badf = read_task(id, FIELDS)
+  if rec and not why and not is_utf8(id) then why, badf = 'its id is not UTF-8', {} end
+  if rec and why then
+    aside[#aside + 1] = {id, rec, why, badf}
+  elseif rec and rec.state == 'PENDING' then
+    good[#good + 1] = {id, rec}
+  elseif not rec then
+    gone[#gone + 1] = {id, why}
+  end
+end
 
 local now = now_ms()
 local deadline = now + lease
-local popped = redis.call('ZPOPMIN', pending, n)
-local out = {}
-local claimed = 0
 local token = 0
-if #popped > 0 then  -- reserve one token per popped task in one call
-  token = redis.call('HINCRBY', stats, 'tokens', #popped / 2) - #popped / 2
-end
-for i = 1, #popped, 2 do
-  local id = popped[i]
-  local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'state', 'name', 'args', 'kwargs', 'attempts',
-                       'max_retries', 'timeout_ms', 'priority')
-  if f[1] == 'PENDING' then  -- anything else is a stale entry: dropped
-    token = token + 1
-    local attempts = (tonumber(f[5]) or 0) + 1
-    redis.call('HSET', tkey, 'state', 'RUNNING', 'worker', worker, 'token', int(token),
-               'attempts', attempts, 'started_at', now)
-    redis.call('ZADD', running, deadline, id)
-    emit(events, 'event', 'claimed', 'task', id, 'name', f[2], 'priority', f[8],
-         'worker', worker, 'attempt', attempts)
-    claimed = claimed + 1
-    local row = {id, int(token), f[2], f[3], f[4], attempts, f[6], f[7], f[8]}
-    for _, v in ipairs(row) do out[#out + 1] = v end
+if #good > 0 then  -- one token per claimed task, reserved in one call (the first write)
+  token = redis.call('INCRBY', tokens, #good) - #good
+  if token == 0 then  -- a new counter: go on from the one stats kept before it had its own key
+    local old = redis.call('HGET', stats, 'tokens')
+    if old and is_uint(old) and tonumber(old) > 0 then
+      token = redis.call('INCRBY', tokens, old) - #good
+      redis.call('HDEL', stats, 'tokens')
+    end
   end
 end
-if claimed > 0 then
-  redis.call('HINCRBY', stats, 'started', claimed)
+redis.call('ZREM', pending, unpack(ids))
+local out = {}
+for _, g in ipairs(good) do
+  local id, f = g[1], g[2]
+  token = token + 1
+  local attempts = tonumber(f.attempts) + 1
+  redis.call('HSET', task_key(id), 'state', 'RUNNING', 'worker', worker, 'token', int(token),
+             'attempts', attempts, 'started_at', now)
+  redis.call('ZADD', running, deadline, id)
+  emit(events, 'event', 'claimed', 'task', id, 'name', f.name, 'priority', f.priority,
+       'worker', worker, 'attempt', attempts)
+  local row = {id, int(token), f.name, f.args, f.kwargs, attempts, f.max_retries, f.timeout_ms, f.priority}
+  for _, v in ipairs(row) do out[#out + 1] = v end
 end
-if #popped == n * 2 and redis.call('ZCARD', pending) > 0 then
+for _, a in ipairs(aside) do
+  quarantine(a[1], a[2], a[3], a[4], now, failed, stats, events)
+end
+for _, g in ipairs(gone) do
+  dropped(events, g[1], g[2])
+end
+if #good > 0 then
+  redis.call('HINCRBY', stats, 'started', #good)
+end
+if #ids == n and redis.call('ZCARD', pending) > 0 then
   wake_one(wake)
 end
 return out

@@ -15,9 +15,12 @@
 
   Returns {state, run_at}: RETRYING with the retry time, FAILED or CANCELLED with ''.
   Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>.
-  Events: retrying, failed or cancelled.
+  Error after a change: MALFORMED <id> <why>: the record (held under this token) is
+  malformed and was moved aside instead (FAILED, MalformedRecord).
+  Events: retrying, failed or cancelled, or malformed.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+local bad = bad_call(6, 9)
+if bad then return redis.error_reply(bad) end
 local running, scheduled, failed, done, stats, events =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, token, err, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
@@ -25,23 +28,27 @@ if not is_uint(ARGV[7]) or not is_uint(ARGV[9]) then return redis.error_reply('I
 if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
   return redis.error_reply('INVALID mode ' .. mode)
 end
-local tkey = task_key(id)
-local f = redis.call('HMGET', tkey, 'state', 'token', 'started_at', 'worker', 'name', 'attempts', 'key',
-                     'cancel_requested')
-if not f[1] then return redis.error_reply('NOT_FOUND ' .. id) end
-if f[1] ~= 'RUNNING' or f[2] ~= token then return redis.error_reply('LEASE_LOST ' .. id) end
+-- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms, jitter and key.)
+local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
+                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
+if not f then return redis.error_reply('NOT_FOUND ' .. id) end
+if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
 
 math.randomseed(tonumber(ARGV[7]))
 local now = now_ms()
 redis.call('ZREM', running, id)
-count_run(stats, f[3], now)
+if why then
+  quarantine(id, f, why, badf, now, failed, stats, events)
+  return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
+end
+count_run(stats, f.started_at, now)
 local state, run_at
-if mode == 'cancelled' or (mode == 'retry' and f[8] == '1') then  -- asked to cancel: no retry
+if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  -- asked to cancel: no retry
   state, run_at = 'CANCELLED', ''
-  finish_cancelled(id, now, err, f[7], done, stats, tonumber(ARGV[9]))
+  finish_cancelled(id, now, err, f.key, done, stats, tonumber(ARGV[9]))
 else
   state, run_at = settle_failure(id, now, err, mode == 'retry', scheduled, failed, stats)
 end
-emit(events, 'event', string.lower(state), 'task', id, 'name', f[5], 'worker', f[4],
-     'attempt', f[6], 'run_at', run_at, 'error', err)
+emit(events, 'event', string.lower(state), 'task', id, 'name', f.name, 'worker', f.worker,
+     'attempt', f.attempts, 'run_at', run_at, 'error', err)
 return {state, run_at}

@@ -11,10 +11,12 @@
   then pairs: task id, lease token, for every task the worker runs
 
   Returns {lost, cancel, now}: ids whose lease the worker no longer holds (reaped,
-  released, or given to another worker) and ids with a cancel request.
+  released, or given to another worker; or whose record is gone or malformed: the reaper
+  moves it aside when its lease runs out) and ids with a cancel request.
   Errors: INVALID <what>. Events: none.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+local bad = bad_call(3, 6, true)
+if bad then return redis.error_reply(bad) end
 local workers, whash, running = KEYS[1], KEYS[2], KEYS[3]
 local worker, lease, k = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
@@ -40,10 +42,10 @@ redis.call('PEXPIRE', whash, lease * 4)
 local lost, cancel = {}, {}
 for i = first_pair, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', task_key(id), 'state', 'token', 'cancel_requested')
-  if f[1] == 'RUNNING' and f[2] == token then
+  local f, why = read_task(id, {'token', 'cancel_requested'})
+  if f and not why and f.state == 'RUNNING' and f.token == token then
     redis.call('ZADD', running, 'XX', deadline, id)
-    if f[3] == '1' then cancel[#cancel + 1] = id end
+    if f.cancel_requested == '1' then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end

@@ -2,16 +2,19 @@
   promote: move due SCHEDULED and RETRYING tasks to PENDING, at most `limit` per call.
 
   KEYS[1] scheduled zset   KEYS[2] pending zset   KEYS[3] stats hash
-  KEYS[4] events stream    KEYS[5] wake list
+  KEYS[4] events stream    KEYS[5] wake list      KEYS[6] failed zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  limit   most tasks moved by this call
 
   Returns {moved, more}: how many were promoted, and 1 when more are already due.
   A promoted task goes to the back of its priority level. Cost: O(limit log n).
-  Errors: INVALID <what>. Events: promoted.
+  A malformed record is moved aside (FAILED, MalformedRecord); an id whose record is gone
+  or not a hash is dropped from scheduled.
+  Errors: INVALID <what>. Events: promoted, malformed, dropped.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
-local scheduled, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local bad = bad_call(6, 4)
+if bad then return redis.error_reply(bad) end
+local scheduled, pending, stats, events, wake, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local limit = tonumber(ARGV[4])
 local now = now_ms()
@@ -20,13 +23,17 @@ local moved = 0
 for i = 1, math.min(#due, limit) do
   local id = due[i]
   local tkey = task_key(id)
+  local f, why, badf = read_task(id, {'priority', 'key'})
   redis.call('ZREM', scheduled, id)
-  local f = redis.call('HMGET', tkey, 'state', 'priority')
-  if f[1] == 'SCHEDULED' or f[1] == 'RETRYING' then
-    local score = int(pending_score(stats, tonumber(f[2]) or 5))
+  if not f then
+    dropped(events, id, why)
+  elseif why then
+    quarantine(id, f, why, badf, now, failed, stats, events)
+  elseif f.state == 'SCHEDULED' or f.state == 'RETRYING' then
+    local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'score', score)
     redis.call('ZADD', pending, score, id)
-    emit(events, 'event', 'promoted', 'task', id, 'from', f[1])
+    emit(events, 'event', 'promoted', 'task', id, 'from', f.state)
     moved = moved + 1
   end
 end

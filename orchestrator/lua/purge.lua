@@ -7,9 +7,12 @@
   ARGV[4]  limit
 
   Returns how many entries were removed. Running tasks are never purged (their
-  index is not accepted by the client). Errors: INVALID <what>. Events: purged.
+  index is not accepted by the client). A malformed record is purged like any other; a
+  task key that is not a hash is deleted with its entry.
+  Errors: INVALID <what>. Events: purged.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+local bad = bad_call(3, 4)
+if bad then return redis.error_reply(bad) end
 local index, stats, events = KEYS[1], KEYS[2], KEYS[3]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local popped = redis.call('ZPOPMIN', index, tonumber(ARGV[4]))
@@ -17,9 +20,9 @@ local n = 0
 for i = 1, #popped, 2 do
   local id = popped[i]
   local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'state', 'key')
-  if f[1] ~= 'RUNNING' then
-    release_unique(id, f[2])
+  local f, why, badf = read_task(id, {'key'})
+  if not f or f.state ~= 'RUNNING' then
+    if f and not badf.key then release_unique(id, f.key) end
     redis.call('DEL', tkey)
   end
   n = n + 1

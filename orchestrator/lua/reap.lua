@@ -11,16 +11,19 @@
   ARGV[5]  seed    integer seeding the backoff jitter
   ARGV[6]  ttl_ms  retention of a record cancelled here; 0 keeps it
 
-  A task with a pending cancel request is not retried: it ends CANCELLED.
+  A task with a pending cancel request is not retried: it ends CANCELLED. A malformed
+  record is moved aside (FAILED, MalformedRecord; reported with that state); an id whose
+  record is gone or not a hash is dropped from running (not reported).
 
   Returns {tasks, workers, more}:
     tasks    flat list: id, worker that held it, new state (RETRYING, FAILED or CANCELLED)
     workers  flat list: worker id, last heartbeat (ms) of each worker found dead
     more     1 when more expired leases are already waiting
   Cost: proportional to the expired entries, not to the size of the queue.
-  Errors: INVALID <what>. Events: reaped, worker_lost.
+  Errors: INVALID <what>. Events: reaped, worker_lost, malformed, dropped.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+local bad = bad_call(7, 6)
+if bad then return redis.error_reply(bad) end
 local running, scheduled, failed, stats, events, workers, done =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
@@ -34,23 +37,32 @@ local expired = redis.call('ZRANGE', running, '-inf', now - 1, 'BYSCORE', 'LIMIT
 local tasks = {}
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
+  -- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms, jitter and key.)
+  local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key',
+                                      'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
   redis.call('ZREM', running, id)
-  local f = redis.call('HMGET', task_key(id), 'state', 'worker', 'attempts', 'name', 'cancel_requested', 'key')
-  if f[1] == 'RUNNING' then
-    local holder = f[2] or ''
+  local state = nil
+  if not f then
+    dropped(events, id, why)
+  elseif why then
+    quarantine(id, f, why, badf, now, failed, stats, events)
+    state = 'FAILED'
+  elseif f.state == 'RUNNING' then
     local err = cjson.encode({type = 'LeaseExpired', traceback = '',
-      message = 'lease expired: worker ' .. holder .. ' stopped renewing it (attempt ' .. (f[3] or '?') .. ')'})
-    local state = 'CANCELLED'
-    if f[5] == '1' then
-      finish_cancelled(id, now, err, f[6], done, stats, tonumber(ARGV[6]))
+      message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
+    state = 'CANCELLED'
+    if f.cancel_requested == '1' then
+      finish_cancelled(id, now, err, f.key, done, stats, tonumber(ARGV[6]))
     else
       state = settle_failure(id, now, err, true, scheduled, failed, stats)
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
-    emit(events, 'event', 'reaped', 'task', id, 'name', f[4], 'worker', holder,
-         'attempt', f[3], 'state', state)
+    emit(events, 'event', 'reaped', 'task', id, 'name', f.name, 'worker', f.worker,
+         'attempt', f.attempts, 'state', state)
+  end
+  if state then
     tasks[#tasks + 1] = id
-    tasks[#tasks + 1] = holder
+    tasks[#tasks + 1] = f.worker
     tasks[#tasks + 1] = state
   end
 end

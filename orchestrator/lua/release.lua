@@ -4,39 +4,47 @@
 
   KEYS[1] running zset   KEYS[2] pending zset   KEYS[3] stats hash
   KEYS[4] events stream  KEYS[5] wake list      KEYS[6] done zset
+  KEYS[7] failed zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]     ttl_ms      retention of a record cancelled here; 0 keeps it
   ARGV[5..]   pairs: task id, lease token
 
-  A task with a pending cancel request is not put back: it ends CANCELLED.
+  A task with a pending cancel request is not put back: it ends CANCELLED. A malformed
+  record held under its token is moved aside instead (FAILED, MalformedRecord).
 
   Returns the ids released; a pair whose token is stale is skipped (LEASE_LOST is not
   raised, since a shutting-down worker has nothing to do about it).
-  Errors: INVALID <what>. Events: released.
+  Errors: INVALID <what>. Events: released, cancelled, malformed.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
-local running, pending, stats, events, wake, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local bad = bad_call(7, 4, true)
+if bad then return redis.error_reply(bad) end
+local running, pending, stats, events, wake, done, failed =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or (#ARGV - 4) % 2 ~= 0 then return redis.error_reply('INVALID ttl_ms or id/token pairs') end
 local out = {}
 local now = nil
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'state', 'token', 'attempts', 'score', 'priority', 'worker',
-                       'cancel_requested', 'key')
-  if f[1] == 'RUNNING' and f[2] == token and f[7] == '1' then
+  local f, why, badf = read_task(id, {'token', 'attempts', 'score', 'priority', 'worker', 'cancel_requested', 'key'})
+  local held = f and f.state == 'RUNNING' and f.token == token and not badf.token
+  if held and why then
+    now = now or now_ms()
+    redis.call('ZREM', running, id)
+    quarantine(id, f, why, badf, now, failed, stats, events)
+  elseif held and f.cancel_requested == '1' then
     now = now or now_ms()
     redis.call('ZREM', running, id)
     finish_cancelled(id, now, cjson.encode({type = 'Cancelled', message = 'cancel requested', traceback = ''}),
-                     f[8], done, stats, tonumber(ARGV[4]))
-    emit(events, 'event', 'cancelled', 'task', id, 'worker', f[6])
-  elseif f[1] == 'RUNNING' and f[2] == token then
-    local score = f[4] or int(pending_score(stats, tonumber(f[5]) or 5))
-    redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', math.max((tonumber(f[3]) or 1) - 1, 0),
+                     f.key, done, stats, tonumber(ARGV[4]))
+    emit(events, 'event', 'cancelled', 'task', id, 'worker', f.worker)
+  elseif held then
+    local score = f.score ~= '' and f.score or int(pending_score(stats, tonumber(f.priority)))
+    redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', math.max(tonumber(f.attempts) - 1, 0),
                'worker', '')
     redis.call('ZREM', running, id)
     redis.call('ZADD', pending, score, id)
-    emit(events, 'event', 'released', 'task', id, 'worker', f[6])
+    emit(events, 'event', 'released', 'task', id, 'worker', f.worker)
     out[#out + 1] = id
   end
 end

@@ -8,19 +8,24 @@
   ARGV[5..] ids    the tasks to retry (each must be FAILED)
 
   A task with an idempotency key takes it back unless another unfinished task holds it.
+  A malformed record stays FAILED (it would only fail again); taken from the failed set,
+  it is skipped; an id there whose record is gone or not a hash is dropped.
   Returns the ids moved. Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <id> <state>
-  when a named task is not FAILED; INVALID <what>. Events: requeued.
+  when a named task is not FAILED; MALFORMED <id> <why> when a named record is malformed;
+  INVALID <what>. Events: requeued, dropped.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
+local bad = bad_call(5, 4, true)
+if bad then return redis.error_reply(bad) end
 local failed, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
 local ids = {}
 if #ARGV >= 5 then
   for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
   for _, id in ipairs(ids) do
-    local state = redis.call('HGET', task_key(id), 'state')
-    if not state then return redis.error_reply('NOT_FOUND ' .. id) end
-    if state ~= 'FAILED' then return redis.error_reply('BAD_STATE ' .. id .. ' ' .. state) end
+    local f, why = read_task(id, {'priority', 'key'})
+    if not f then return redis.error_reply('NOT_FOUND ' .. id) end
+    if f.state and f.state ~= 'FAILED' then return redis.error_reply('BAD_STATE ' .. id .. ' ' .. f.state) end
+    if why then return redis.error_reply('MALFORMED ' .. id .. ' ' .. why) end
   end
 else
   ids = redis.call('ZRANGE', failed, 0, tonumber(ARGV[4]) - 1)
@@ -28,18 +33,23 @@ end
 local out = {}
 for _, id in ipairs(ids) do
   local tkey = task_key(id)
-  local f = redis.call('HMGET', tkey, 'state', 'priority', 'key')
-  redis.call('ZREM', failed, id)
-  if f[1] == 'FAILED' then
-    if f[3] and f[3] ~= '' then
-      local ukey = BASE .. 'unique:' .. f[3]
+  local f, why = read_task(id, {'priority', 'key'})
+  if not f then
+    redis.call('ZREM', failed, id)
+    dropped(events, id, why)
+  elseif not why and f.state ~= 'FAILED' then
+    redis.call('ZREM', failed, id)
+  elseif not why then
+    redis.call('ZREM', failed, id)
+    if f.key ~= '' then
+      local ukey = BASE .. 'unique:' .. f.key
       local holder = redis.call('GET', ukey)
-      local held = holder and redis.call('HGET', task_key(holder), 'state')
-      if not held or held == 'SUCCESS' or held == 'FAILED' or held == 'CANCELLED' then
+      local held = holder and call_typed('HGET', task_key(holder), 'state')  -- (not a hash: not held)
+      if type(held) ~= 'string' or held == 'SUCCESS' or held == 'FAILED' or held == 'CANCELLED' then
         redis.call('SET', ukey, id)
       end
     end
-    local score = int(pending_score(stats, tonumber(f[2]) or 5))
+    local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '',
                'cancel_requested', 0)
     redis.call('ZADD', pending, score, id)

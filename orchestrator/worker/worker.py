@@ -30,7 +30,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..client import Orchestrator
 from ..config import WorkerSettings
 from ..context import TaskContext
-from ..errors import ConfigurationError, InvalidPayload, LeaseLost, NotSerializable, UnknownTask
+from ..errors import (
+    ConfigurationError,
+    InvalidPayload,
+    LeaseLost,
+    MalformedRecord,
+    NotSerializable,
+    TaskNotFound,
+    UnknownTask,
+)
 from ..health import first_contact, startup_checks
 from ..models import TaskState, dumps
 from ..sanitize import get_logger, redis_error_text
@@ -326,6 +334,9 @@ class Worker:
                     "%s Lease of task %s lost (reaped or given to another worker): result dropped",
                     self._tag, running.lease.task_id,
                 )
+                return None
+            except (MalformedRecord, TaskNotFound) as exc:  # the record was corrupted under the task
+                log.error("%s Task %s: outcome not recorded: %s", self._tag, running.lease.task_id, exc)
                 return None
             except UNAVAILABLE as exc:
                 failures += 1

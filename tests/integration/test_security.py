@@ -55,8 +55,8 @@ PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
 )
 WORKER_COMMANDS = (
-    *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hincrby", "pexpire",
-    "zadd", "zcard", "zpopmin", "zrange", "zrem", "xadd", "llen", "rpush",
+    *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire",
+    "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
 CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del")  # for producers that may cancel
 PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "admin": "admin-secret"}
@@ -77,7 +77,8 @@ ACL_FILE = "\n".join(
     ]
 )
 
-_CALL = re.compile(r"""redis\.p?call\(\s*['"]([A-Za-z]+)['"]""")
+_CALL = re.compile(r"""(?:redis\.p?call|call_typed)\(\s*['"]([A-Za-z]+)['"]""")
+_ANY_CALL = re.compile(r"(?:redis\.p?call|call_typed)\((?!\.\.\.)")  # not call_typed's own forwarding
 
 
 def script_commands(*names: str) -> set[str]:
@@ -91,7 +92,7 @@ def script_commands(*names: str) -> set[str]:
     found: set[str] = set()
     while todo:
         text = todo.pop()
-        assert text.count("redis.call(") + text.count("redis.pcall(") == len(_CALL.findall(text)), (
+        assert len(_ANY_CALL.findall(text)) == len(_CALL.findall(text)), (
             "a script calls a command that is not a string literal: list it in the ACL recipe by hand"
         )
         found |= {c.lower() for c in _CALL.findall(text)}

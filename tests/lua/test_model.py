@@ -140,6 +140,7 @@ class ScriptsModel(RuleBasedStateMachine):
         self.unique: dict[str, str] = {}
         self.workers: dict[str, MWorker] = {}
         self.stats: Counter[str] = Counter()
+        self.tokens = 0  # the lease-token counter (its own key)
         self.runtime = 0  # sum of model run times; runtime_ms lies above it by the real time
         self.wake = False
         self.events: list[dict[str, str]] = []
@@ -357,8 +358,8 @@ class ScriptsModel(RuleBasedStateMachine):
         expected = []
         for task_id in taken:
             task = self.tasks[task_id]
-            self.stats["tokens"] += 1
-            task.state, task.worker, task.token = S.RUNNING, worker, str(self.stats["tokens"])
+            self.tokens += 1
+            task.state, task.worker, task.token = S.RUNNING, worker, str(self.tokens)
             task.attempts += 1
             task.started, task.deadline = self.now, self.now + lease
             self.emit("claimed", task=task_id, name="m:f", priority=task.priority, worker=worker, attempt=task.attempts)
@@ -699,6 +700,7 @@ class ScriptsModel(RuleBasedStateMachine):
             assert fields == registration.info, f"fields of {worker}"
             assert r.pttl(k.worker(worker)) > 0
 
+        assert int(r.get(k.tokens) or 0) == self.tokens, "lease-token counter"
         stats = {f.decode(): int(v) for f, v in r.hgetall(k.stats).items()}
         runtime = stats.pop("runtime_ms", None)
         assert stats == {name: n for name, n in self.stats.items() if n}, "stats"
@@ -716,7 +718,8 @@ class ScriptsModel(RuleBasedStateMachine):
         expected_keys = {k.task(i) for i in self.tasks} | {k.unique(key) for key in self.unique}
         expected_keys |= {k.worker(w) for w in self.workers}
         expected_keys |= {getattr(k, index) for t in self.tasks.values() if (index := self.index_of(t))}
-        for name, present in ((k.workers, self.workers), (k.stats, self.stats), (k.events, self.events)):
+        pairs = ((k.workers, self.workers), (k.stats, self.stats), (k.events, self.events), (k.tokens, self.tokens))
+        for name, present in pairs:
             if present:
                 expected_keys.add(name)
         if self.wake:

@@ -228,8 +228,40 @@ def test_task_from_redis_blank_optional_fields_read_as_missing():
 
 def test_task_from_redis_ignores_unknown_fields_but_rejects_bad_state():
     assert Task.from_redis(_record(something_new="x")).id == "abc"
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(errors.MalformedRecord, match="field state 'LOST' is not a task state"):
         Task.from_redis(_record(state="LOST"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"timeout_ms": "1e3"}, "field timeout_ms '1e3' is not an integer"),
+        ({"attempts": " 1"}, "field attempts ' 1' is not an integer"),
+        ({"attempts": "\u0663"}, "field attempts '\\xD9\\xA3' is not an integer"),  # an Arabic-Indic 3: int() reads it
+        ({"priority": "12"}, "field priority '12' is not a priority (0-9)"),
+        ({"jitter": "true"}, "field jitter 'true' is not 0 or 1"),
+        ({"run_at": "-5"}, "field run_at '-5' is not an integer"),
+        ({"name": b"\xff"}, "field name '\\xFF' is not UTF-8"),
+        ({"args": '{"a": 1}'}, "field args has the wrong shape"),
+    ],
+)
+def test_task_from_redis_refuses_a_value_that_does_not_read(fields, problem):
+    with pytest.raises(errors.MalformedRecord) as info:
+        Task.from_redis(_record(**fields))
+    assert problem in str(info.value)
+
+
+def test_task_from_redis_refuses_a_record_without_a_required_field():
+    record = _record()
+    del record[b"name"]
+    with pytest.raises(errors.MalformedRecord, match="field name is missing"):
+        Task.from_redis(record)
+
+
+def test_task_from_redis_gives_an_absent_optional_field_its_default():
+    keep = {b"id", b"name", b"queue", b"state"}
+    task = Task.from_redis({k: v for k, v in _record().items() if k in keep})
+    assert (task.priority, task.args, task.kwargs, task.attempts, task.jitter) == (5, [], {}, 0, True)
 
 
 # --------------------------------------------------------------- RetryPolicy
@@ -421,6 +453,7 @@ def test_exception_tree():
     assert issubclass(e.TaskNotFound, LookupError)
     assert issubclass(e.UnknownTask, LookupError)
     assert issubclass(e.ResultTimeout, TimeoutError)
+    assert issubclass(e.InvalidPayload, e.MalformedRecord)
 
 
 def test_task_failed_carries_the_error_record():
