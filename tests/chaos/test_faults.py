@@ -267,6 +267,7 @@ class PausableProxy:
             thread.join(timeout=5)
 
 
+@pytest.mark.slow
 def test_worker_cut_off_past_its_lease_cannot_commit_and_the_task_runs_elsewhere(
     app: Orchestrator, redis_server: LocalRedis, tmp_path: Path
 ) -> None:
@@ -528,7 +529,8 @@ def test_skewed_worker_and_scheduler_clocks_change_nothing(
             info = handle.info()
             assert info.run_at is not None and info.started_at is not None
             late = info.started_at - info.run_at
-            assert 0 <= late < 2000, f"task {handle.id} started {late} ms after its run-at (Redis clock)"
+            # A skewed clock would make this about 600,000 ms (or negative): any bound well under it holds.
+            assert 0 <= late < 60_000, f"task {handle.id} started {late} ms after its run-at (Redis clock)"
             assert info.attempts == 1
         for handle in long:
             assert handle.info().attempts == 1

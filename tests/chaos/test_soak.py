@@ -159,6 +159,7 @@ def test_evidence_survives_a_round_trip(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- the real run
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # ~60 s when idle; generous for a loaded 2-core machine
 def test_short_chaos_soak_holds_every_invariant(tmp_path: Path) -> None:
     result = run_soak(SoakConfig.short(workdir=tmp_path))
