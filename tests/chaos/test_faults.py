@@ -107,6 +107,7 @@ def check_consistent(r: redis.Redis, keys: QueueKeys) -> None:
 # ============================================================ Redis restart on AOF
 
 
+@pytest.mark.slow
 def test_acknowledged_tasks_survive_kill9_of_redis_and_expired_leases_are_reaped_after(tmp_path: Path) -> None:
     # appendfsync always: an acknowledged write is on disk before its reply is sent.
     with private_server(appendonly=True, extra=("--appendfsync", "always")) as (server, app):
@@ -308,6 +309,7 @@ def test_worker_cut_off_past_its_lease_cannot_commit_and_the_task_runs_elsewhere
 # ==================================================================== Redis stall
 
 
+@pytest.mark.slow
 def test_redis_stall_shorter_than_the_lease_requeues_nothing(tmp_path: Path) -> None:
     debug = ("--enable-debug-command", "local")
     with private_server(extra=debug) as (server, app), Procs(server.url, tmp_path) as procs:
@@ -333,6 +335,7 @@ def test_redis_stall_shorter_than_the_lease_requeues_nothing(tmp_path: Path) -> 
 # =================================================================== poison pills
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "exit_code"), [("faults:exit", 17), ("faults:segfault", -signal.SIGSEGV)])
 def test_poison_pill_that_kills_its_worker_ends_failed_without_endless_requeue(
     app: Orchestrator, redis_server: LocalRedis, tmp_path: Path, name: str, exit_code: int
@@ -493,6 +496,7 @@ SITECUSTOMIZE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_skewed_worker_and_scheduler_clocks_change_nothing(
     app: Orchestrator, redis_server: LocalRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

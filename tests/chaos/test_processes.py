@@ -21,6 +21,8 @@ from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import run
 from tests.integration.procs import Procs, wait_for
 
+pytestmark = pytest.mark.slow  # real processes killed, frozen and restarted: seconds each
+
 
 @pytest.fixture
 def procs(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path) -> Iterator[Procs]:

@@ -342,6 +342,7 @@ def assert_no_permission_trouble(proc: Proc) -> None:
     assert not bad, f"{proc.name} hit errors:\n" + "\n".join(bad)
 
 
+@pytest.mark.slow
 def test_worker_and_scheduler_run_every_transition_as_the_worker_user(
     acl: AclServer, admin: redis.Redis, producer: Orchestrator, tmp_path: Path
 ) -> None:

@@ -763,6 +763,7 @@ class ScriptsModel(RuleBasedStateMachine):
         assert (pttl > 0) == task.has_ttl, f"{what} ttl {pttl}"
 
 
+@pytest.mark.slow
 def test_scripts_follow_the_model(r: redis.Redis) -> None:
     """Failures print the whole step sequence unshrunk: shrinking these machines takes
     minutes, past the suite's timeout. Set ORCH_MODEL_SHRINK=1 to get a minimal one."""
