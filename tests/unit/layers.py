@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 
 # ARCHITECTURE.md, "Layers": a module may import its own layer and the layers below.
 LAYERS = ("foundation", "scripts", "api", "faces")
-FOUNDATION = {"errors", "config", "models", "keys", "context", "redis_local", "version"}
+FOUNDATION = {
+    "errors", "config", "models", "keys", "context", "version", "redis_local", "connection", "sanitize", "reading",
+    "records",
+}
 SCRIPTS = {"transitions"}
 FACES = {"cli", "demo", "server", "testing", "__main__", ""}  # "": the package's __init__
 

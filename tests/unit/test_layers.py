@@ -25,6 +25,16 @@ def test_the_package_has_no_import_cycle():
     assert cycles(read_graph()) == []
 
 
+def test_faces_never_call_scripts():
+    """The CLI and the demo (later the HTTP server) go through the API, never ``transitions``."""
+    graph = read_graph()
+    assert [
+        (module, target)
+        for module, target in graph.edges()
+        if layer(module) == "faces" and module != "orchestrator" and target == "orchestrator.transitions"
+    ] == []
+
+
 def test_the_layer_table_names_modules_that_exist():
     modules = set(read_graph().modules)
     for name in layers.FOUNDATION | layers.SCRIPTS:
