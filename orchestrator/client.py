@@ -38,7 +38,7 @@ from .models import DEFAULT_PRIORITY, RetryPolicy
 from .operations import Operations
 from .redis_calls import redis_calls
 from .task_function import TaskFunction
-from .transitions import Call, Enqueued, TaskSpec, Transitions, arun, arun_many, run, run_many
+from .transitions import Call, Enqueued, TaskSpec, Transitions, arun_many, command, run_many
 
 __all__ = ["DEFAULT_QUEUE", "DEFAULT_TIMEOUT", "Orchestrator", "TaskFunction", "TaskOptions", "TaskRequest"]
 
@@ -75,7 +75,6 @@ class Orchestrator(Operations):
         self.registry: dict[str, TaskFunction[..., Any]] = {}
         self._clock_offset_ms = clock_offset_ms
         self._transitions: dict[str, Transitions] = {}
-        self._registered_queues: set[str] = set()
         self._unregistered: set[str] = set()  # names enqueued without a function here (logged once)
         self._redis: Redis | None = None
         self._aredis: AsyncRedis | None = None
@@ -242,8 +241,7 @@ class Orchestrator(Operations):
         request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
         queue, call = self._single(request)
         with redis_calls():
-            self._register_queues_sync({queue})
-            [reply] = run(self.redis, call)  # one round trip
+            [reply] = _enqueued(run_many(self.redis, [call, self._registering({queue})]))[0]  # one round trip
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
@@ -262,8 +260,7 @@ class Orchestrator(Operations):
         request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
         queue, call = self._single(request)
         with redis_calls():
-            await self._aregister_queues({queue})
-            [reply] = await arun(self.aredis, call)
+            [reply] = _enqueued(await arun_many(self.aredis, [call, self._registering({queue})]))[0]
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
@@ -278,30 +275,23 @@ class Orchestrator(Operations):
         else PartiallyEnqueued, whose ``handles`` are the tasks that were enqueued.
         """
         plan, order = self._plan(list(requests))  # validates every request before any I/O
+        registering = self._registering({queue for queue, _ in plan})
         with redis_calls():
-            self._register_queues_sync({queue for queue, _ in plan})
-            results = run_many(self.redis, list(plan.values()))  # one write; replies decoded as they come
-            return self._collect(plan, order, results)
+            results = run_many(self.redis, [*plan.values(), registering])  # one write; replies decoded as they come
+            return self._collect(plan, order, results[:-1])
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
         plan, order = self._plan(list(requests))  # validates every request before any I/O
+        registering = self._registering({queue for queue, _ in plan})
         with redis_calls():
-            await self._aregister_queues({queue for queue, _ in plan})
-            results = await arun_many(self.aredis, list(plan.values()))
-            return self._collect(plan, order, results)
+            results = await arun_many(self.aredis, [*plan.values(), registering])
+            return self._collect(plan, order, results[:-1])
 
-    def _register_queues_sync(self, queues: set[str]) -> None:
-        """Add queues to the known-queues set, once per process (outside any hash tag)."""
-        new = queues - self._registered_queues
-        if new:
-            self.redis.sadd(queues_key(self.settings.prefix), *new)
-            self._registered_queues.update(new)
-
-    async def _aregister_queues(self, queues: set[str]) -> None:
-        new = queues - self._registered_queues
-        if new:
-            await self.aredis.sadd(queues_key(self.settings.prefix), *new)
-            self._registered_queues.update(new)
+    def _registering(self, queues: set[str]) -> Call[Any]:
+        """SADD of the queues to the known-queues set (outside any hash tag), sent in the same
+        round trip as every enqueue, after it: no cache, so a deleted set is filled again at
+        once. Its own failure (the set spoiled by hand) does not fail the enqueue."""
+        return command("SADD", queues_key(self.settings.prefix), *sorted(queues))
 
     def _plan(
         self, requests: list[TaskRequest]
@@ -378,3 +368,11 @@ class Orchestrator(Operations):
     def handle(self, task_id: str, queue: str | None = None) -> TaskHandle:
         """A handle on an existing task; without ``queue``, the known queues are searched."""
         return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)
+
+
+def _enqueued(results: list[Any]) -> list[Any]:
+    """The replies before the registering SADD; an enqueue's error is raised, the SADD's ignored."""
+    for result in results[:-1]:
+        if isinstance(result, BaseException):
+            raise result
+    return results[:-1]

@@ -28,7 +28,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
-from .keys import QueueKeys, queues_key
+from .keys import QueueKeys
+from .known_queues import KnownQueues, known_queues
 from .transitions import SCRIPT_NAMES, script
 
 LOADING_WAIT = 60.0  # seconds a starting process waits for a Redis that is loading its data
@@ -193,6 +194,11 @@ def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
         raise ConfigurationError(f"unsafe Redis server ({'; '.join(c.detail for c in bad)}); not starting (--strict)")
 
 
+def check_known_queues(known: KnownQueues) -> list[Check]:
+    """A warning naming the bad entries of the known-queues set (skipped by every reader)."""
+    return [Check("known queues", Status.WARN, "; ".join(known.complaints))] if known.complaints else []
+
+
 def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     """Every check of ``orch doctor``."""
     checks = server_checks(client)
@@ -204,6 +210,7 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     names = list(SCRIPT_NAMES)
     loaded = client.script_exists(*(script(n).sha for n in names))
     checks.append(check_scripts(sum(bool(x) for x in loaded), len(names)))
+    checks += check_known_queues(known_queues(client, prefix))
     now_ms = int(_redis_time_ms(client))
     live: set[str] = set()
     unserved = []
@@ -217,7 +224,7 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
 
 
 def _known_queues(client: Redis, prefix: str) -> list[str]:
-    return sorted(_text(q) for q in client.smembers(queues_key(prefix)))
+    return known_queues(client, prefix).names  # bad entries skipped: check_known_queues names them
 
 
 def live_workers(client: Redis, keys: QueueKeys, now_ms: int) -> set[str]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidTransition, QueueNotFound, TaskNotFound, ValidationError
-from .keys import queues_key, validate_queue_name
+from .errors import InvalidTransition, QueueNotFound, TaskNotFound
+from .known_queues import aknown_queues, known_queues
 from .models import Task, TaskState
 from .queues import Queue, refused, translated
 from .reading import text
@@ -56,14 +56,9 @@ class Operations:
 
     @translated
     def queues(self) -> list[str]:
-        """The known queues (every queue a task was enqueued to), sorted; invalid names are skipped."""
-        names = []
-        for raw in self.redis.smembers(queues_key(self.settings.prefix)):
-            try:
-                names.append(validate_queue_name(text(raw)))
-            except ValidationError:
-                continue
-        return sorted(names)
+        """The known queues (every queue a task was enqueued to), sorted; invalid names are skipped
+        (``orch doctor`` names them), a spoiled set reads as none."""
+        return known_queues(self.redis, self.settings.prefix).names
 
     def _resolve(self, queues: Iterable[str] | None) -> list[Queue]:
         """The queues named (each must exist, else QueueNotFound), or every known queue."""
@@ -179,12 +174,7 @@ class Operations:
 
     async def _afind(self, task_id: str) -> str:
         with redis_calls():
-            members = await self.aredis.smembers(queues_key(self.settings.prefix))
-            for raw in sorted(text(m) for m in members):
-                try:
-                    key = self.keys(raw).task(task_id)
-                except ValidationError:
-                    continue
-                if await self.aredis.exists(key):
-                    return raw
+            for name in (await aknown_queues(self.aredis, self.settings.prefix)).names:
+                if await self.aredis.exists(self.keys(name).task(task_id)):
+                    return name
         raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)

@@ -20,9 +20,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .client import Orchestrator
+from .complaints import Complaints, describe, server_wide
 from .config import SchedulerSettings
 from .health import first_contact, startup_checks
 from .keys import queues_key
+from .known_queues import aknown_queues
 from .models import TaskState
 from .sanitize import get_logger, redis_error_text
 from .transitions import PromoteReply, ReapReply, arun
@@ -53,6 +55,7 @@ class Scheduler:
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
         self.passes = 0
+        self.complaints = Complaints(log, "[Scheduler]")
 
     @property
     def stopping(self) -> bool:
@@ -64,10 +67,16 @@ class Scheduler:
             self._stop_event.set()
 
     async def queues(self) -> list[str]:
+        """The queues given with -q, else every valid name of the known-queues set (bad ones reported)."""
         if self.settings.queues:
             return list(self.settings.queues)
-        names = await self.app.aredis.smembers(queues_key(self.app.settings.prefix))
-        return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        known = await aknown_queues(self.app.aredis, self.app.settings.prefix)
+        subject = queues_key(self.app.settings.prefix)
+        if known.complaints:
+            self.complaints.report(subject, "; ".join(known.complaints))
+        else:
+            self.complaints.clear(subject)
+        return known.names
 
     async def run(self) -> None:
         self._stop_event = asyncio.Event()
@@ -86,6 +95,10 @@ class Scheduler:
                     failures += 1
                     delay = min(30.0, 0.2 * 2 ** min(failures, 8))
                     log.warning("[Scheduler] Redis unavailable (%s); retrying in %.1f s", redis_error_text(exc), delay)
+                except Exception:  # a bug must not stop promoting and reaping for good
+                    failures += 1
+                    delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                    log.exception("[Scheduler] Unexpected error in a pass; retrying in %.1f s", delay)
                 with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                     await asyncio.wait_for(self._stop_event.wait(), delay)
         finally:
@@ -93,18 +106,30 @@ class Scheduler:
         log.info("[Scheduler] Stopped after %d passes", self.passes)
 
     async def run_pass(self) -> PassReport:
+        """Serve each queue; a queue whose keys or records are broken is reported and skipped,
+        the others are served. A server-wide failure (unreachable, busy...) ends the pass."""
         report = PassReport()
         replies: list[ReapReply] = []
         try:
             for queue in await self.queues():
-                if self.settings.promote:
-                    report.promoted += await self._promote(queue)
-                if self.settings.reap:
-                    replies += await self._reap(queue, report)
+                try:
+                    await self._serve(queue, report, replies)
+                except Exception as exc:
+                    if server_wide(exc):
+                        raise
+                    self.complaints.report(f"queue {queue}", describe(exc))
+                else:
+                    self.complaints.clear(f"queue {queue}")
         finally:
             self._log_reap(replies)  # after every queue: a dead worker of three queues is one line
         self.passes += 1
         return report
+
+    async def _serve(self, queue: str, report: PassReport, replies: list[ReapReply]) -> None:
+        if self.settings.promote:
+            report.promoted += await self._promote(queue)
+        if self.settings.reap:
+            await self._reap(queue, report, replies)
 
     async def _promote(self, queue: str) -> int:
         moved = 0
@@ -117,8 +142,8 @@ class Scheduler:
             log.info("[Scheduler] Promoted %d due task%s in queue %s", moved, "" if moved == 1 else "s", queue)
         return moved
 
-    async def _reap(self, queue: str, report: PassReport) -> list[ReapReply]:
-        replies = []
+    async def _reap(self, queue: str, report: PassReport, replies: list[ReapReply]) -> None:
+        """Reap in batches, each reply added to ``replies`` as it comes (logged even if a later batch fails)."""
         for _ in range(MAX_CALLS_PER_PASS):
             call = self.app._scripts(queue).reap(self.settings.batch, ttl_ms=self.app.ttl_ms)
             reply: ReapReply = await arun(self.app.aredis, call)
@@ -127,7 +152,6 @@ class Scheduler:
             report.dead_workers += [(queue, w, seen) for w, seen in reply.dead_workers]
             if not reply.more:
                 break
-        return replies
 
     @staticmethod
     def _log_reap(replies: list[ReapReply]) -> None:

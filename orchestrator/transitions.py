@@ -86,7 +86,7 @@ SCRIPT_NAMES = (
 class Call(Generic[T]):
     """One script invocation, ready to send: pure data plus the reply decoder."""
 
-    script: Script
+    script: Script | None  # None: a plain command, ``args``, riding in the same round trip
     keys: Sequence[str]
     args: Sequence[Arg]
     decode: Callable[[Any], T]
@@ -94,7 +94,14 @@ class Call(Generic[T]):
 
     @property
     def command(self) -> tuple[Arg, ...]:
+        if self.script is None:
+            return tuple(self.args)
         return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
+
+def command(*args: Arg) -> Call[Any]:
+    """A plain Redis command (``SADD key member``) to send beside script calls, in one round trip."""
+    return Call(None, (), args, lambda reply: reply)
 
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
@@ -160,7 +167,7 @@ class _Exchange:
     def end_pass(self) -> set[str]:
         """After every reply of a pass: the sources of the scripts Redis lacked."""
         self.todo, self.missing = self.missing, []
-        return {self.calls[i].script.source for i in self.todo}
+        return {s.source for i in self.todo if (s := self.calls[i].script) is not None}
 
 
 def _reply(read: Callable[[], Any]) -> Any:
@@ -353,7 +360,13 @@ class PromoteReply:
 
 
 def _strings(reply: Iterable[bytes | str]) -> list[str]:
-    return [_text(v) for v in reply]
+    """Ids and names read from Redis: bytes that are not UTF-8 come back escaped (``\\xff``), never raise."""
+    return [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v for v in reply]
+
+
+def _ms_or_none(value: str) -> int | None:
+    """A timestamp read from a record: None when absent or not an integer (written by hand)."""
+    return int(value) if value.isdigit() else None
 
 
 # ------------------------------------------------------------------------ transitions
@@ -479,7 +492,7 @@ class Transitions:
             w = _strings(reply[1])
             return ReapReply(
                 tasks=[Reaped(t[i], t[i + 1], TaskState(t[i + 2])) for i in range(0, len(t), 3)],
-                dead_workers=[(w[i], int(w[i + 1]) if w[i + 1] else None) for i in range(0, len(w), 2)],
+                dead_workers=[(w[i], _ms_or_none(w[i + 1])) for i in range(0, len(w), 2)],
                 more=bool(reply[2]),
             )
 

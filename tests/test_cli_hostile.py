@@ -92,3 +92,16 @@ def test_a_cluster_that_is_down_says_clusterdown(invoke: Invoke) -> None:  # noq
         assert "CLUSTERDOWN" in line and "Redis Cluster" in line
     finally:
         node.stop()
+
+
+def test_bad_known_queue_names_do_not_break_status_doctor_or_inspect(invoke: Invoke, r: redis.Redis) -> None:  # noqa: F811
+    (task_id,) = invoke("enqueue", "pkg.mod:fn").stdout.split()
+    r.sadd("orch:queues", "bad name!", b"\xff\xfe")
+    status = invoke("status")
+    assert status.exit_code == 0, status.output
+    assert "default" in status.stdout and "bad name" not in status.stdout
+    assert invoke("inspect", task_id).exit_code == 0
+    doctor = invoke("doctor")
+    assert doctor.exit_code == 1 and "Traceback" not in doctor.output  # a warning: something is wrong
+    line = next(line for line in doctor.stdout.splitlines() if "known queues" in line)
+    assert "'bad name!'" in line and "'\\xff\\xfe'" in line

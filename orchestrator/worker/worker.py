@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..client import Orchestrator
+from ..complaints import Complaints, describe, server_wide
 from ..config import WorkerSettings
 from ..context import TaskContext
 from ..errors import (
@@ -102,6 +103,7 @@ class Worker:
         self._slot_freed: asyncio.Event | None = None
         self._runner: Runner | None = None
         self._tag = f"[Worker {self.id}]"
+        self._complaints = Complaints(log, self._tag)  # queues whose keys or records are broken
 
     # ---------------------------------------------------------------- control
 
@@ -182,7 +184,13 @@ class Worker:
         leases: list[Lease] = []
         for queue in self._queue_order():
             call = self.app._scripts(queue).claim(self.id, free - len(leases), self.lease_ms)
-            claimed: list[Lease] = await self._pipeliner.call(call)
+            try:
+                claimed: list[Lease] = await self._pipeliner.call(call)
+            except Exception as exc:
+                self._queue_failed(queue, exc)  # a broken queue must not starve the others
+                continue
+            if self._complaints:
+                self._complaints.clear(f"queue {queue}")
             leases += claimed
             if len(leases) >= free:
                 break
@@ -199,10 +207,23 @@ class Worker:
             order.append(queues.pop(pick)[0])
         return order
 
+    def _queue_failed(self, queue: str, exc: Exception) -> None:
+        """A call about one queue failed: Redis-wide failures propagate (backoff), the rest
+        is that queue's problem, reported once per interval."""
+        if server_wide(exc):
+            raise exc
+        self._complaints.report(f"queue {queue}", describe(exc))
+
     async def _wait_for_work(self) -> None:
         """Block on the queues' wake-up keys; enqueue and promote push a token there."""
         wake = [self.app.keys(q).wake for q, _ in self.settings.queues]
-        await self.app.aredis.blpop(wake, timeout=self.settings.idle_wait)
+        try:
+            await self.app.aredis.blpop(wake, timeout=self.settings.idle_wait)
+        except ResponseError as exc:  # a wake-up key of the wrong type: poll instead of blocking
+            if server_wide(exc):
+                raise
+            self._complaints.report("wake-up keys", describe(exc))
+            await asyncio.sleep(self.settings.idle_wait)
 
     async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
         """Await ``awaitable`` unless stop() comes first (then cancel it)."""
@@ -412,7 +433,12 @@ class Worker:
         info = self._info()
         for queue, _ in self.settings.queues:
             mine = [(r.lease.task_id, r.lease.token) for r in self._running.values() if r.lease.queue == queue]
-            reply = await arun(self.app.aredis, self.app._scripts(queue).heartbeat(self.id, self.lease_ms, info, mine))
+            call = self.app._scripts(queue).heartbeat(self.id, self.lease_ms, info, mine)
+            try:
+                reply = await arun(self.app.aredis, call)
+            except Exception as exc:
+                self._queue_failed(queue, exc)  # the other queues' leases must still be renewed
+                continue
             for task_id in reply.lost:
                 self._interrupt(queue, task_id, "lost")
             for task_id in reply.cancel:

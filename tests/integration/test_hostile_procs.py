@@ -1,0 +1,126 @@
+"""Workers and schedulers facing hostile Redis data: they log it safely, skip it and go on.
+
+Real ``orch`` processes (tests.integration.procs) on the private redis-server; the bad
+data is written with plain Redis commands, as anyone holding the producer's ACL user could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from orchestrator import Orchestrator, TaskState
+from orchestrator.keys import QueueKeys, queues_key
+from tests.integration.procs import SAMPLE_APP, Procs, wait_for
+from tests.redis_server import RedisServer
+
+FORGED = "2026-12-03 10:00:00,000 [Monitor] Worker w9 unresponsive (forged)"
+
+
+@pytest.fixture
+def procs(app: Orchestrator, redis_server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+    with Procs(redis_server.url, tmp_path) as started:
+        yield started
+
+
+def forged_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(FORGED[:20]) or line.startswith("[Monitor]")]
+
+
+def test_names_and_ids_from_redis_cannot_forge_log_lines(procs: Procs, app: Orchestrator, r: redis.Redis) -> None:
+    keys = QueueKeys("default")
+    handle = app.enqueue("tests:add", [1, 2])
+    r.hset(keys.task(handle.id), "name", f"tests:add\n{FORGED}\x1b[2K")
+    r.zadd(keys.workers, {f"w9\n{FORGED}".encode() + b"\xff": 1})  # a dead worker with a hostile id
+    worker = procs.start("w1", ["worker", "-v", "--name", "w1", "--app", SAMPLE_APP, "--heartbeat-interval", "0.1"])
+    scheduler = procs.scheduler()
+    wait_for(lambda: handle.status().is_final, "the task to end", 20, alive=[worker, scheduler])
+    assert handle.status() is TaskState.FAILED  # no function under that name
+    wait_for(lambda: r.zcard(keys.workers) == 1, "the hostile worker id to be reaped", 20, alive=[worker, scheduler])
+    wait_for(lambda: "unresponsive" in scheduler.log(), "the scheduler's [Monitor] line", 20, alive=[scheduler])
+    for proc in (worker, scheduler):
+        log = proc.log()
+        assert forged_lines(log) == [], log
+        assert "\x1b" not in log and "\\n2026-12-03" in log
+    assert "w9\\n2026-12-03" in scheduler.log() and "\\xff" in scheduler.log()
+
+
+# ------------------------------------------------------------- the known-queues set
+
+
+def test_enqueue_registers_its_queue_again_after_the_set_is_deleted(app: Orchestrator, r: redis.Redis) -> None:
+    app.enqueue("tests:add", [1, 2], queue="q1")
+    r.delete(queues_key())
+    app.enqueue("tests:add", [1, 2], queue="q1")
+    assert r.smembers(queues_key()) == {b"q1"}
+    r.delete(queues_key())
+    app.enqueue_many([app.request("tests:add", [1, 2], queue="q1")])
+    assert r.smembers(queues_key()) == {b"q1"}
+
+    async def from_asyncio() -> set[bytes]:
+        r.delete(queues_key())
+        await app.aenqueue("tests:add", [1, 2], queue="q2")
+        await app.aenqueue_many([app.request("tests:add", [1, 2], queue="q3")])
+        await app.aclose()
+        return r.smembers(queues_key())
+
+    assert asyncio.run(from_asyncio()) == {b"q2", b"q3"}
+
+
+def test_an_enqueue_lands_when_the_known_queues_set_is_spoiled(app: Orchestrator, r: redis.Redis) -> None:
+    r.set(queues_key(), "not a set")
+    handle = app.enqueue("tests:add", [1, 2])
+    assert handle.status() is TaskState.PENDING
+    assert app.enqueue_many([app.request("tests:add", [3, 4])])[0].status() is TaskState.PENDING
+
+
+def test_scheduler_promotes_a_queue_registered_after_the_set_was_deleted(
+    procs: Procs, app: Orchestrator, r: redis.Redis
+) -> None:
+    app.enqueue("tests:add", [1, 2], queue="q1")
+    r.delete(queues_key())
+    later = app.enqueue("tests:add", [1, 2], queue="q1", delay=0.2)
+    scheduler = procs.scheduler(queues=())  # every known queue
+    wait_for(lambda: later.status() is TaskState.PENDING, "the delayed task to be promoted", 20, alive=[scheduler])
+
+
+def test_bad_known_queue_names_are_skipped_and_reported_once(procs: Procs, app: Orchestrator, r: redis.Redis) -> None:
+    r.sadd(queues_key(), "bad name!", b"\xff\xfe", "x" * 65)
+    handles = [app.enqueue("tests:add", [1, 2], queue=q, delay=0.1) for q in ("default", "zz")]
+    scheduler = procs.scheduler(queues=())
+    for handle in handles:
+        wait_for(lambda h=handle: h.status() is TaskState.PENDING, "promotion", 20, alive=[scheduler])  # type: ignore[misc]
+    passes_before = scheduler.log().count("invalid queue name")
+    time.sleep(0.3)  # several passes (50 ms interval) later, still one report: once per interval
+    log = scheduler.log()
+    assert scheduler.returncode is None
+    assert passes_before >= 1 and log.count("[Scheduler] orch:queues:") == 1, log
+    assert "'bad name!'" in log and "\\xff\\xfe" in log
+
+
+# ------------------------------------------------------- a queue with a broken key
+
+
+def test_a_queue_with_broken_keys_does_not_stop_the_others(procs: Procs, app: Orchestrator, r: redis.Redis) -> None:
+    broken = QueueKeys("aaa")  # served first: strict order, and first in sorted order
+    app.enqueue("tests:add", [1, 2], queue="aaa", delay=0.05)
+    for key in (broken.pending, broken.scheduled, broken.running, broken.wake):
+        r.delete(key)
+        r.set(key, "spoiled")
+    worker = procs.worker("w1", queues=("aaa", "default"))
+    scheduler = procs.scheduler(queues=())
+    now = app.enqueue("tests:add", [1, 2])
+    later = app.enqueue("tests:add", [3, 4], delay=0.2)
+    for handle in (now, later):
+        wait_for(lambda h=handle: h.status() is TaskState.SUCCESS, "the good queue's task", 20,  # type: ignore[misc]
+                 alive=[worker, scheduler])
+    assert worker.returncode is None and scheduler.returncode is None
+    for proc in (worker, scheduler):
+        log = proc.log()
+        assert log.count("queue aaa:") == 1 and "WRONGTYPE" in log, log
+        assert "Traceback" not in log
