@@ -31,16 +31,16 @@ def one_error_line(result: Result) -> str:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (f"redis://:{SECRET}@[::1/0", "redis://:***@[::1/0"),  # unparsable: the URL error path
+        (f"redis://:{SECRET}@[::1/0", None),  # unparsable: the URL error path (may not repeat the URL)
         (f"redis://127.0.0.1:{{port}}/0?password={SECRET}", "redis://127.0.0.1:{port}/0?password=***"),
         (f"redis://u:{SECRET}@127.0.0.1:{{port}}/0", "redis://u:***@127.0.0.1:{port}/0"),
     ],
 )
-def test_no_error_path_prints_the_password(invoke: Invoke, url: str, shown: str) -> None:  # noqa: F811
+def test_no_error_path_prints_the_password(invoke: Invoke, url: str, shown: str | None) -> None:  # noqa: F811
     port = free_port()
     line = one_error_line(invoke("--redis-url", url.format(port=port), "status"))
     assert SECRET not in line
-    assert shown.format(port=port) in line
+    assert shown is None or shown.format(port=port) in line
 
 
 def test_deep_json_arguments_are_one_line(invoke: Invoke) -> None:  # noqa: F811
@@ -67,7 +67,7 @@ def cluster() -> Iterator[tuple[RedisServer, RedisServer]]:
         bus = int(b.config_get("cluster-port")["cluster-port"])
         a.execute_command("CLUSTER", "MEET", "127.0.0.1", nodes[1].port, bus)
         deadline = time.monotonic() + 10
-        while a.execute_command("CLUSTER", "INFO").decode().count("cluster_state:ok") == 0:
+        while not all(b"cluster_state:ok" in n.execute_command("CLUSTER", "INFO") for n in (a, b)):
             assert time.monotonic() < deadline, "the two-node cluster did not form"
             time.sleep(0.05)
         yield nodes[0], nodes[1]
