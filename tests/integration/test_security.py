@@ -30,11 +30,13 @@ from urllib.parse import quote
 import orjson
 import pytest
 import redis
+from click.testing import CliRunner
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import orchestrator
 from orchestrator import InvalidPayload, NotSerializable, Orchestrator, TaskFailed, TaskState
+from orchestrator.cli.commands import orch
 from orchestrator.errors import RedisCommandError
 from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import TaskSpec, run
@@ -60,19 +62,31 @@ WORKER_COMMANDS = (
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
 CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del")  # for producers that may cancel
-PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "admin": "admin-secret"}
+READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
+# Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
+# (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
+PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
+                   "{*}:events", "{*}:wake")
+CANCEL_WRITES = ("{*}:done", "{*}:failed")  # cancel retires a record, or moves a malformed one aside
+PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader": "reader-secret",
+             "admin": "admin-secret"}
 
 
-def acl_line(user: str, commands: Sequence[str], prefix: str = "orch") -> str:
+def acl_line(user: str, commands: Sequence[str], writes: Sequence[str] | None = None, prefix: str = "orch") -> str:
+    """One user of the recipe: ``writes`` None reads and writes every key under the prefix;
+    else it reads them all (%R~) and writes only those patterns (~: a key a command both
+    reads and writes, as a script's KEYS are, needs one pattern granting both)."""
     allowed = " ".join(f"+{c}" for c in commands)
-    return f"user {user} on >{PASSWORDS[user]} resetchannels resetkeys ~{prefix}:* -@all {allowed}"
+    keys = f"~{prefix}:*" if writes is None else " ".join([f"%R~{prefix}:*", *(f"~{prefix}:{w}" for w in writes)])
+    return f"user {user} on >{PASSWORDS[user]} resetchannels resetkeys {keys} -@all {allowed}"
 
 
 ACL_FILE = "\n".join(
     [
         "user default off",
-        acl_line("producer", PRODUCER_COMMANDS),
+        acl_line("producer", PRODUCER_COMMANDS, PRODUCER_WRITES),
         acl_line("worker", WORKER_COMMANDS),
+        acl_line("reader", READER_COMMANDS, ()),
         f"user admin on >{PASSWORDS['admin']} ~* &* +@all",  # the test's own eyes; not part of the recipe
         "",
     ]
@@ -309,22 +323,78 @@ def test_each_user_runs_only_its_own_transitions(producer: Orchestrator, worker_
                                                  admin: redis.Redis) -> None:
     handle = producer.enqueue("demo:work", [1])
     before = snapshot(admin)
-    with pytest.raises(redis.ResponseError, match="can't run this command"):
+    refused = "can't run this command|no permissions to access"  # a command, or a key (running, tokens)
+    with pytest.raises(redis.ResponseError, match=refused):
         run(producer.redis, producer._scripts("default").claim("intruder", 1, 60_000))
     with pytest.raises(redis.ResponseError, match="can't run this command"):
         run(worker_app.redis, worker_app._scripts("default").enqueue([spec("t2")], max_payload=1000))
-    with pytest.raises(RedisCommandError, match="can't run this command"):
+    with pytest.raises(RedisCommandError, match=refused):
         handle.cancel()  # the minimal producer cannot cancel (the producer API's error for a refusal)
     assert snapshot(admin) == before
 
     # The README's addition for producers that cancel.
-    admin.execute_command("ACL", "SETUSER", "producer", *(f"+{c}" for c in CANCEL_EXTRA))
+    extra = [*(f"+{c}" for c in CANCEL_EXTRA), *(f"~orch:{w}" for w in CANCEL_WRITES)]
+    admin.execute_command("ACL", "SETUSER", "producer", *extra)
     try:
         assert handle.cancel() is S.CANCELLED
         assert handle.status() is S.CANCELLED
     finally:
         admin.execute_command("ACL", "LOAD")  # back to the file (this drops every connection)
         admin.connection_pool.disconnect()
+
+
+def test_the_readme_gives_the_recipe_as_tested() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for user, commands, writes in (("producer", PRODUCER_COMMANDS, PRODUCER_WRITES),
+                                   ("worker", WORKER_COMMANDS, None), ("reader", READER_COMMANDS, ())):
+        line = acl_line(user, commands, writes).replace(PASSWORDS[user], f"{user.upper()}-PASSWORD")
+        assert line in readme, line
+    assert " ".join(f"~orch:{w}" for w in CANCEL_WRITES) in readme
+    assert " ".join(f"+{c}" for c in CANCEL_EXTRA) in readme
+
+
+def test_a_producer_cannot_reset_the_lease_tokens(producer: Orchestrator, worker_app: Orchestrator,
+                                                 admin: redis.Redis) -> None:
+    """Tokens only grow: the counter has its own key, which the producer can read, not write.
+    (The stats hash it does write no longer holds it.)"""
+    k = producer.keys("default")
+    producer.enqueue_many([producer.request("demo:work", [i]) for i in range(2)])
+    queue = worker_app._scripts("default")
+    [first] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
+    before = snapshot(admin)
+    for command in (("SET", k.tokens, "0"), ("HSET", k.tokens, "x", "0"), ("ZADD", k.running, "0", "forged"),
+                    ("ZADD", k.failed, "0", "forged"), ("HSET", k.worker("w1"), "last_seen", "0")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            producer.redis.execute_command(*command)
+    sneaky = producer.redis.script_load("return redis.call('SET', KEYS[1], '0')")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        producer.redis.evalsha(sneaky, 1, k.tokens)
+    assert snapshot(admin) == before
+    assert producer.redis.get(k.tokens) == b"1"  # readable: status and doctor show it
+    producer.redis.hset(k.stats, "tokens", "0")  # writable, and meaningless now
+    [second] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
+    assert int(second.token) > int(first.token)
+
+
+def test_a_read_only_user_runs_status_and_events(acl: AclServer, admin: redis.Redis,
+                                                producer: Orchestrator) -> None:
+    handle = producer.enqueue("demo:work", [1])
+    env = {"ORCH_REDIS_URL": acl.user_url("reader")}
+    before = snapshot(admin)
+    for args in (["status"], ["events", "-n", "5"], ["status", "--json"]):
+        result = CliRunner().invoke(orch, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert handle.id in CliRunner().invoke(orch, ["events", "-n", "5"], env=env).output
+    reader = redis.Redis.from_url(acl.user_url("reader"))
+    try:
+        for command in (("HSET", producer.keys("default").task(handle.id), "state", "FAILED"),
+                        ("EVALSHA", "0" * 40, "0"), ("SET", "orch:{default}:tokens", "0")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                reader.execute_command(*command)
+    finally:
+        reader.close()
+    assert snapshot(admin) == before
 
 
 # ------------------------------------------------------------- ACL: processes
