@@ -8,6 +8,7 @@ from .config import SchedulerSettings, Settings, WorkerSettings
 from .context import TaskContext, current_task
 from .errors import (
     ConfigurationError,
+    FailNow,
     InvalidPayload,
     InvalidPriority,
     InvalidQueueName,
@@ -33,6 +34,7 @@ from .version import __version__
 
 __all__ = [
     "ConfigurationError",
+    "FailNow",
     "InvalidPayload",
     "InvalidPriority",
     "InvalidQueueName",

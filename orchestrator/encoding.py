@@ -157,6 +157,7 @@ class Arguments:
     """
 
     def __init__(self, fn: Callable[..., Any]) -> None:
+        self.shown = "(...)"
         try:
             self.signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):  # a builtin or C callable without one: not checked

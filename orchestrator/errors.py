@@ -21,6 +21,7 @@ to it. Does not raise anything itself.
     ├── RedisUnavailable            Redis could not be reached (refused, timeout, closed, DNS)
     ├── RedisCommandError           Redis answered with an error that is not one of ours (auth, db, ACL)
     ├── UnknownTask                 a worker was asked to run a name it has no function for
+    ├── FailNow                     raised by a task function: fail the task at once, no retries left or not
     ├── MalformedRecord             a task record that breaks models.RECORD (written by hand)
     │   └── InvalidPayload          its args/kwargs are not JSON
     ├── CorruptQueue                a key or counter of a queue holds what no script writes: refused, nothing written
@@ -166,6 +167,13 @@ class ResultTimeout(OrchestratorError, TimeoutError):
 
 class UnknownTask(OrchestratorError, LookupError):
     """No function is registered under a task name."""
+
+
+class FailNow(OrchestratorError):
+    """Raised by a task function to fail its task at once: no retry, attempts left or not.
+
+    ``raise FailNow("no such user") from exc`` keeps the cause in the stored traceback.
+    """
 
 
 class OutOfMemory(OrchestratorError):

@@ -14,7 +14,6 @@ import inspect
 import multiprocessing
 import os
 import signal
-import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -27,13 +26,15 @@ from ..errors import RemoteError as RemoteError  # re-exported: the worker catch
 
 def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
     from ..context import TaskContext, _current
+    from ..models import dumps
     from ..redis_local import die_with_parent
-    from .registry import load_apps
+    from .outcome import verdict
+    from .registry import load_tasks
 
     # A child of a worker that was killed -9 must not go on running (or start) tasks whose
     # leases are gone: on Linux the kernel kills it with its parent, elsewhere it checks.
     die_with_parent(signal.SIGKILL)
-    functions = load_apps(apps)
+    tasks = load_tasks(apps)
     while True:
         try:
             message = orjson.loads(conn.recv_bytes())
@@ -41,17 +42,20 @@ def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
             return
         if os.getppid() != parent:
             return
+        task = tasks.get(message["name"])
+        args, kwargs = message["args"], message["kwargs"]
         try:
-            fn = functions[message["name"]]
+            if task is None:
+                raise KeyError(message["name"])
             if message.get("context"):
                 _current.set(TaskContext(**message["context"]))
-            result = fn(*message["args"], **message["kwargs"])
+            result = task.fn(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
-            reply = orjson.dumps({"ok": result})
+            reply = b'{"ok":' + dumps(result, "result") + b"}"
         except BaseException as exc:
-            record = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
-            reply = orjson.dumps({"error": record})
+            mode, record = verdict(exc, task, args, kwargs)
+            reply = orjson.dumps({"error": {**record, "mode": mode}})
         try:
             conn.send_bytes(reply)
         except OSError:  # the worker is gone (BrokenPipeError): nothing to report to

@@ -18,8 +18,10 @@ import dataclasses
 import functools
 import inspect
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from types import FrameType
 from typing import Any, TypeVar
 
 from ..context import TaskContext, _current
@@ -65,6 +67,8 @@ class Runner:
         self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=f"orch-{worker_id}")
         self._processes = ProcessPool(concurrency, apps) if pool == "process" else None
         self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
+        self._thread_of: dict[str, int] = {}  # task id -> the thread running it
+        self.stopped_in: dict[str, FrameType] = {}  # task id -> its thread's frame when it was abandoned
 
     @property
     def stuck(self) -> int:
@@ -97,16 +101,27 @@ class Runner:
         """Run ``call`` in the thread pool. A thread cannot be stopped: when its task is
         abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot until it returns,
         so the worker never claims a task it has no thread for."""
-        future = self._threads.submit(ctx.run, call)
+        future = self._threads.submit(self._in_this_thread, lease.task_id, ctx, call)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
+            ident = self._thread_of.get(lease.task_id)
+            frame = sys._current_frames().get(ident) if ident is not None else None
+            if frame is not None:  # where the task was (a timeout's record shows it)
+                self.stopped_in[lease.task_id] = frame
             if not future.cancel() and not future.done():
                 log.warning("%s Task %s stopped, but its thread runs on and keeps its slot", self._tag, lease.task_id)
                 self._stuck.add(future)
                 loop = asyncio.get_running_loop()
                 future.add_done_callback(lambda f: self._call_soon(loop, self._thread_returned, f))
             raise
+
+    def _in_this_thread(self, task_id: str, ctx: contextvars.Context, call: Callable[[], T]) -> T:
+        self._thread_of[task_id] = threading.get_ident()
+        try:
+            return ctx.run(call)
+        finally:
+            self._thread_of.pop(task_id, None)
 
     @staticmethod
     def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Future[Any]], None], arg: Future[Any]) -> None:

@@ -18,8 +18,7 @@ import random
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,20 +30,22 @@ from ..client import Orchestrator
 from ..complaints import Complaints, describe, server_wide
 from ..config import WorkerSettings
 from ..context import TaskContext
+from ..encoding import TaskOptions
 from ..errors import (
     ConfigurationError,
     InvalidPayload,
     LeaseLost,
     MalformedRecord,
-    NotSerializable,
     TaskNotFound,
     UnknownTask,
 )
 from ..health import first_contact, startup_checks
 from ..models import TaskState, dumps
 from ..sanitize import get_logger, redis_error_text
+from ..task_function import TaskFunction
 from ..transitions import Call, Lease, arun
 from ..version import __version__
+from .outcome import FATAL, RETRY, error_record, timeout_record, verdict
 from .pipeline import Pipeliner
 from .pool import RemoteError
 from .registry import load_tasks, report_tasks
@@ -67,14 +68,6 @@ class _Running:
     committing: bool = False  # the outcome is being sent: too late to interrupt
 
 
-def _error_record(exc: BaseException, message: str | None = None, kind: str | None = None) -> dict[str, str]:
-    return {
-        "type": kind or type(exc).__name__,
-        "message": message if message is not None else str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-
-
 class Worker:
     """One worker process's state; ``await run()`` until ``stop()``."""
 
@@ -82,12 +75,12 @@ class Worker:
         self,
         app: Orchestrator,
         settings: WorkerSettings,
-        functions: dict[str, Callable[..., Any]] | None = None,
+        functions: Mapping[str, Callable[..., Any] | TaskFunction[..., Any]] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.id = settings.name or f"{socket.gethostname()}-{os.getpid()}"
-        self.functions = functions if functions is not None else {n: t.fn for n, t in app.registry.items()}
+        self.tasks = _task_table(app, functions if functions is not None else app.registry)
         for queue, _ in settings.queues:
             app._scripts(queue)  # validates every name before anything runs
         self.lease_ms = round(app.settings.lease_timeout * 1000)
@@ -270,13 +263,13 @@ class Worker:
             try:
                 if lease.payload_error:
                     raise InvalidPayload(lease.payload_error)
-                fn = self.functions.get(lease.name)
-                if fn is None:
+                task = self.tasks.get(lease.name)
+                if task is None:
                     raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
                 assert self._runner is not None  # made by run() before any claim
                 context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
-                result = await within(self._runner.invoke(fn, lease, context), timeout)
-                payload = dumps(result)
+                result = await within(self._runner.invoke(task.fn, lease, context), timeout)
+                payload = dumps(result, "result")
             except asyncio.CancelledError:
                 if running.stop_reason == "cancel":
                     await self._fail(running, "cancelled", {"type": "Cancelled", "message": "cancel requested"})
@@ -284,34 +277,39 @@ class Worker:
                     raise
                 return
             except Deadline as exc:
-                await self._fail(running, "retry", _error_record(exc, str(exc), "TaskTimeout"))
+                await self._fail(running, RETRY, self._timeout_record(exc, str(exc), lease))
                 return
             except (asyncio.TimeoutError, TimeoutError) as exc:  # on 3.10, wait_for's own or the task's
                 elapsed = time.monotonic() - running.started
                 if timeout is not None and elapsed >= timeout - 0.002:
                     message = f"task timed out after {timeout:g} s"
-                    await self._fail(running, "retry", _error_record(exc, message, "TaskTimeout"))
+                    await self._fail(running, RETRY, self._timeout_record(exc, message, lease))
                 else:
-                    await self._fail(running, "retry", _error_record(exc))
+                    await self._fail(running, *verdict(exc, self.tasks.get(lease.name), lease.args, lease.kwargs))
                 return
-            except RemoteError as exc:
-                await self._fail(running, "retry", exc.record)
-                return
-            except NotSerializable as exc:  # the same code would fail the same way: no retry
-                await self._fail(running, "fatal", _error_record(exc, f"result is not JSON: {exc}"))
+            except RemoteError as exc:  # the child judged it: its record says how
+                record = dict(exc.record)
+                await self._fail(running, FATAL if record.pop("mode", RETRY) == FATAL else RETRY, record)
                 return
             except (UnknownTask, InvalidPayload) as exc:  # fails the task, not the worker; `orch retry` brings it back
-                await self._fail(running, "fatal", _error_record(exc))
+                await self._fail(running, FATAL, error_record(exc))
                 return
-            except Exception as exc:
-                await self._fail(running, "retry", _error_record(exc))
+            except Exception as exc:  # the task's policy decides; a result that is not JSON fails at once
+                await self._fail(running, *verdict(exc, self.tasks.get(lease.name), lease.args, lease.kwargs))
                 return
             await self._complete(running, payload)
         finally:
             self._running.pop((lease.queue, lease.task_id), None)
+            if self._runner is not None:
+                self._runner.stopped_in.pop(lease.task_id, None)
             self.processed += 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
+
+    def _timeout_record(self, exc: BaseException, message: str, lease: Lease) -> dict[str, str]:
+        """Where the task was when its deadline fired: a thread's frame then, else the coroutine's."""
+        stack = self._runner.stopped_in.pop(lease.task_id, None) if self._runner is not None else None
+        return timeout_record(exc, message, stack)
 
     # ----------------------------------------------------------------- commit
 
@@ -488,6 +486,16 @@ class Worker:
                 await arun(self.app.aredis, self.app._scripts(queue).deregister(self.id))
 
 
+def _task_table(
+    app: Orchestrator, functions: Mapping[str, Callable[..., Any] | TaskFunction[..., Any]]
+) -> dict[str, TaskFunction[..., Any]]:
+    """Every task by name, with its options (a bare function gets the defaults)."""
+    return {
+        name: fn if isinstance(fn, TaskFunction) else TaskFunction(app, fn, name, TaskOptions())
+        for name, fn in functions.items()
+    }
+
+
 def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
     """``asyncio.run(main())``, on uvloop when asked or (auto) when installed: on uvloop a
     worker spends about a quarter less CPU per task (thread-pool hand-offs, sockets, timers)."""
@@ -508,7 +516,7 @@ def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
     import signal
 
     tasks = {**app.registry, **load_tasks(settings.apps)}
-    worker = Worker(app, settings, {name: task.fn for name, task in tasks.items()})
+    worker = Worker(app, settings, tasks)
     tag = f"[Worker {worker.id}]"
     first_contact(app.redis, tag=tag, log=log)
     startup_checks(app.redis, strict=settings.strict, tag=tag, log=log)

@@ -34,6 +34,7 @@ S = TaskState
 def test_public_api_is_pinned():
     assert orchestrator.__all__ == [
         "ConfigurationError",
+        "FailNow",
         "InvalidPayload",
         "InvalidPriority",
         "InvalidQueueName",
