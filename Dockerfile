@@ -1,7 +1,8 @@
 # The orchestrator image: `orch` is the entry point, so the command is the subcommand.
-#   docker build -t orchestrator .
-#   docker run --rm -it orchestrator demo          (a private redis-server inside the container)
-#   docker compose up                              (Redis, a scheduler and three workers)
+#   docker build -t orchestrator:local .
+#   docker run --rm -it orchestrator:local demo    (a private redis-server inside the container)
+#   docker compose build && docker compose up -d   (Redis, a scheduler and three workers)
+# Your own tasks: an image FROM this one that adds your code (examples/docker/Dockerfile).
 FROM python:3.11-slim
 
 # redis-server is only there so `orch demo` works without a Redis of its own;

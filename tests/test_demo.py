@@ -1,6 +1,5 @@
 """``orch demo``: a shortened real run (private redis-server, real processes, one SIGKILL),
-the pure story/summary helpers, and the packaging files (docker is not needed: the compose
-file is read with a small parser for the YAML subset it uses).
+the pure story/summary helpers, and ``scripts/demo`` (the Docker files: ``test_packaging``).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -179,78 +177,7 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(list(range(1, 101)), 95) == 95
 
 
-# -------------------------------------------------------------------------- packaging
-
-
-def _scalar(text: str) -> Any:
-    if text.startswith("["):
-        return json.loads(text)
-    return text.strip("\"'")
-
-
-def parse_compose(text: str) -> dict[str, Any]:
-    """The YAML subset docker-compose.yml is written in: nested mappings, `- scalar` lists,
-    JSON-style flow lists, comments. Anything else fails the test, on purpose."""
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    root: dict[str, Any] = {}
-    stack: list[tuple[int, Any]] = [(-1, root)]
-    for i, line in enumerate(lines):
-        indent = len(line) - len(line.lstrip(" "))
-        body = line.strip()
-        assert "&" not in body and "*" not in body and "<<" not in body, f"unsupported YAML: {line}"
-        while stack[-1][0] >= indent:
-            stack.pop()
-        parent = stack[-1][1]
-        if body.startswith("- "):
-            assert isinstance(parent, list), line
-            parent.append(_scalar(body[2:]))
-            continue
-        assert isinstance(parent, dict), line
-        key, sep, value = body.partition(": ") if ": " in body else body.partition(":")
-        assert sep and key not in parent, line
-        if value.strip():
-            parent[key] = _scalar(value.strip())
-        else:
-            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            parent[key] = [] if following.startswith("- ") else {}
-            stack.append((indent, parent[key]))
-    return root
-
-
-def test_compose_runs_redis_a_scheduler_and_three_demo_workers() -> None:
-    compose = parse_compose((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    redis_service = services["redis"]
-    assert redis_service["image"] == "redis:7"
-    command = redis_service["command"]
-    assert command[0] == "redis-server"
-    assert command[command.index("--appendonly") + 1] == "yes"
-    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
-
-    workers = {name: s for name, s in services.items() if s.get("command", [""])[0] == "worker"}
-    assert len(workers) == 3
-    assert services["scheduler"]["command"] == ["scheduler"]
-    for name, service in {**workers, "scheduler": services["scheduler"]}.items():
-        assert service["environment"]["ORCH_REDIS_URL"] == "redis://redis:6379/0", name
-        assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
-        assert service["build"] == "." and service["image"] == services["scheduler"]["image"], name
-    from orchestrator.cli import orch  # here, not at the top: the other tests do not need the CLI
-
-    for name, service in workers.items():
-        args = service["command"]
-        assert args[1:3] == ["--app", "orchestrator.demo.tasks"], name
-        ctx = orch.commands["worker"].make_context("worker", list(args[1:]))  # the options exist and parse
-        assert ctx.params["apps"] == ("orchestrator.demo.tasks",)
-
-
-def test_dockerfile_installs_the_package_with_orch_as_entry_point() -> None:
-    text = (ROOT / "Dockerfile").read_text()
-    instructions = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
-    assert instructions[0] == "FROM python:3.11-slim"
-    assert "pip install ." in text
-    entrypoint = [line for line in instructions if line.startswith("ENTRYPOINT ")]
-    assert len(entrypoint) == 1 and json.loads(entrypoint[0].split(" ", 1)[1]) == ["orch"]
-    assert 'orch = "orchestrator.cli:main"' in (ROOT / "pyproject.toml").read_text()
+# ---------------------------------------------------------------------------- scripts/demo
 
 
 @pytest.mark.slow  # it runs scripts/setup first, which reinstalls when pyproject.toml changed
