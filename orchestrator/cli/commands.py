@@ -230,11 +230,33 @@ def orch(ctx: click.Context, redis_url: str, prefix: str) -> None:
 @click.option("--key", help="Idempotency key: while a task with this key is unfinished, return it instead.")
 @click.option("--max-retries", type=int, help=doc(RetryPolicy, "max_retries"))
 @click.option("--timeout", type=float, help=f"Seconds an attempt may run.  [default: {DEFAULT_TIMEOUT:g}]")
+@click.option(
+    "-A", "--app", "apps", multiple=True, envvar="ORCH_APP", show_envvar=True, metavar="MODULE",
+    help="Module that registers NAME (repeatable): its queue, timeout and retries apply and the arguments "
+    "are checked against its signature.  [default: none, NAME is sent as given]",
+)
 @click.pass_obj
-def enqueue(state: CliState, /, name: str, args: list[Any], kwargs: dict[str, Any], **options: Any) -> None:
+def enqueue(
+    state: CliState, /, name: str, args: list[Any], kwargs: dict[str, Any], apps: tuple[str, ...], **options: Any
+) -> None:
     """Enqueue task NAME (pkg.module:function) and print its id."""
-    handle = state.app().enqueue(name, args, kwargs, **given(**options))
+    app = state.app()
+    if apps:
+        _register_from(app, apps, name)
+    handle = app.enqueue(name, args, kwargs, **given(**options))
     click.echo(handle.id if handle.created else f"{handle.id} (existing task)")
+
+
+def _register_from(app: Orchestrator, apps: tuple[str, ...], name: str) -> None:
+    """Give ``app`` the tasks the --app modules register; NAME must be one of them."""
+    from ..worker.registry import load_tasks
+
+    tasks = load_tasks(apps)
+    if name not in tasks:
+        names = sorted(tasks)
+        known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
+        raise CliError(f"task {name!r} is not registered by --app {' '.join(apps)} (registered: {known})")
+    app.registry.update(tasks)
 
 
 @orch.command()

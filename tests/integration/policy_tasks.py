@@ -56,3 +56,8 @@ def nap() -> None:
 @app.task(name="policy:anap", max_retries=0, timeout=0.3)
 async def anap() -> None:
     await asyncio.sleep(2)
+
+
+@app.task(name="policy:thumb", queue="images", timeout=12, retry=RetryPolicy(max_retries=5, backoff=2), priority=2)
+def thumb(path: str, width: int = 100) -> str:
+    return f"{path}@{width}"
