@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.demo.run import delete_prefix, run_demo
-from orchestrator.demo.story import Event, Kill, Outcome, Story, percentile, plan_tasks, plan_waves, summary_lines
+from orchestrator.demo.reads import delete_prefix
+from orchestrator.demo.run import run_demo
+from orchestrator.demo.story import Event, Story, percentile, plan_tasks, plan_waves
+from orchestrator.demo.summary import Kill, Outcome, summary_lines
 from orchestrator.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent

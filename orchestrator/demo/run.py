@@ -6,9 +6,9 @@ the producer that enqueues numbered demo tasks in waves, the SIGKILL of one busy
 part way through, the merged log read from the queue's event stream, and the closing
 check that no task was lost. All it writes lives under a fresh key prefix and is deleted
 at the end; every process it starts is stopped, also on Ctrl-C or SIGTERM.
-The plan and the story's text come from ``demo_story`` (pure), the tasks from
-``demo_tasks``, starting and stopping the processes from ``demo_procs``. Does not
-configure logging; prints only through ``Output``.
+The plan and the story's text come from ``story`` and ``summary`` (pure), the reads of
+Redis from ``reads``, the tasks from ``tasks``, starting and stopping the processes from
+``processes``. Does not configure logging; prints only through ``Output``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import redis
@@ -35,7 +35,7 @@ import redis
 from ..client import Orchestrator
 from ..config import Settings
 from ..errors import ConfigurationError, DemoError, OutputClosed
-from ..keys import QueueKeys
+from ..reading import redis_time_ms
 from ..redis_local import LocalRedis
 from . import tasks as demo_tasks
 from .processes import (
@@ -50,7 +50,9 @@ from .processes import (
     stop_children,
     worker_command,
 )
-from .story import Event, Kill, Outcome, Story, parse_event, plan_tasks, plan_waves, stamp, summary_lines
+from .reads import delete_prefix, final_states, live_loads, read_events
+from .story import Story, plan_tasks, plan_waves, stamp
+from .summary import Kill, Outcome, summary_lines
 
 METRICS_EVERY = 2.0  # seconds between [Metrics] lines
 SAMPLE_EVERY = 0.5  # seconds between reads of the workers' load
@@ -112,58 +114,6 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or 'localhost'}{port}{parts.path}"
 
 
-# ----------------------------------------------------------------------------- redis
-
-
-def redis_ms(client: redis.Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
-def read_events(client: redis.Redis, key: str, last_id: str, block_ms: int | None) -> list[Event]:
-    """Entries after ``last_id`` (all of them from ``0-0``), waiting up to ``block_ms`` for the first."""
-    reply: Any = client.xread({key: last_id}, count=1000, block=block_ms)
-    return [parse_event(entry_id, fields) for _, entries in reply or () for entry_id, fields in entries]
-
-
-def live_loads(client: redis.Redis, keys: QueueKeys, now_ms: float) -> dict[str, float]:
-    """Load (running / concurrency) of each worker whose heartbeat deadline is ahead."""
-    entries: Any = client.zrange(keys.workers, 0, -1, withscores=True)
-    workers = [w.decode() if isinstance(w, bytes) else str(w) for w, deadline in entries if deadline >= now_ms]
-    pipe = client.pipeline(transaction=False)
-    for worker in workers:
-        pipe.hget(keys.worker(worker), "load")
-    loads = {}
-    for worker, raw in zip(workers, pipe.execute(), strict=True):
-        with contextlib.suppress(TypeError, ValueError):
-            loads[worker] = float(raw)
-    return loads
-
-
-def final_states(client: redis.Redis, keys: QueueKeys, task_ids: Sequence[str]) -> dict[str, str | None]:
-    """Each task's state as its record in Redis says (None when the record is missing)."""
-    pipe = client.pipeline(transaction=False)
-    for task_id in task_ids:
-        pipe.hget(keys.task(task_id), "state")
-    return {t: (s.decode() if isinstance(s, bytes) else s) for t, s in zip(task_ids, pipe.execute(), strict=True)}
-
-
-def delete_prefix(client: redis.Redis, prefix: str) -> int:
-    """Remove every key under ``prefix:`` (and only those); returns how many."""
-    if not prefix or any(c in prefix for c in "*?[]\\"):
-        raise ValueError(f"refusing to delete keys under a pattern-like prefix {prefix!r}")
-    removed = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += client.unlink(*batch)
-            batch = []
-    if batch:
-        removed += client.unlink(*batch)
-    return removed
-
-
 # ------------------------------------------------------------------------------ demo
 
 
@@ -201,7 +151,7 @@ class Demo:
         self._wave = 0  # the next wave to enqueue
         self.kill: Kill | None = None
         self.last_id = "0-0"
-        self.offset_ms = redis_ms(self.client) - time.time() * 1000
+        self.offset_ms = redis_time_ms(self.client) - time.time() * 1000
         self.story = Story(self.now_ms())
         self.started = time.monotonic()
         self._window: list[float] = []  # average loads sampled since the last [Metrics] line

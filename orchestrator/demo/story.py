@@ -3,8 +3,8 @@
 Owns what the demo enqueues and when (a seeded mix of ``demo_tasks``, in waves), turning
 stream entries (as XREAD returns them) into short numbered lines in the spirit of the
 asyncio simulation this project grew from (``[Worker w-2] Claimed task 12 (priority 1)``),
-the tallies the metrics line and the summary need, and formatting both.
-Pure: no I/O and no printing. ``demo`` reads Redis, runs the processes and prints.
+the tallies the metrics line and the summary (``summary``) need.
+Pure: no I/O and no printing. ``run`` reads Redis, runs the processes and prints.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..models import FINAL_STATES, TaskState
+from ..reading import text
 from . import tasks as demo_tasks
 
 FINAL = frozenset(state.value for state in FINAL_STATES)
@@ -70,10 +71,6 @@ def plan_waves(n: int) -> list[tuple[float, int]]:
 # -------------------------------------------------------------------------- events
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
 @dataclass(frozen=True)
 class Event:
     """One entry of the event stream: its Redis time (from the entry id) and its fields."""
@@ -98,8 +95,8 @@ class Event:
 
 def parse_event(entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> Event:
     """An Event from one XREAD entry (``b"1712345678901-0"``, ``{b"event": b"claimed", ...}``)."""
-    ms, _, seq = _text(entry_id).partition("-")
-    return Event(int(ms), int(seq or 0), {_text(k): _text(v) for k, v in fields.items()})
+    ms, _, seq = text(entry_id).partition("-")
+    return Event(int(ms), int(seq or 0), {text(k): text(v) for k, v in fields.items()})
 
 
 def stamp(ms: float, t0_ms: float) -> str:
@@ -107,7 +104,7 @@ def stamp(ms: float, t0_ms: float) -> str:
     return f"{max(0.0, (ms - t0_ms) / 1000):6.2f}s"
 
 
-def error_text(raw: str) -> str:
+def errortext(raw: str) -> str:
     """``Type: message`` of an error record (JSON with type and message), or the raw text."""
     try:
         record = json.loads(raw)
@@ -281,7 +278,7 @@ class Story:
         wait = (e.int("run_at", e.ms) - e.ms) / 1000
         return (
             f"[Worker {worker}] Task {self.number(task)} ({e.get('name')}) failed on attempt "
-            f"{e.get('attempt')}: {error_text(e.get('error'))}; retry in {wait:.1f} s"
+            f"{e.get('attempt')}: {errortext(e.get('error'))}; retry in {wait:.1f} s"
         )
 
     def _failed(self, e: Event) -> str:
@@ -290,7 +287,7 @@ class Story:
         self.workers[worker].errors += 1
         return (
             f"[Worker {worker}] Task {self.number(task)} ({e.get('name')}) FAILED after "
-            f"{plural(e.int('attempt'), 'attempt')}: {error_text(e.get('error'))} -> dead-letter"
+            f"{plural(e.int('attempt'), 'attempt')}: {errortext(e.get('error'))} -> dead-letter"
         )
 
     def _cancelled(self, e: Event) -> str:
@@ -351,132 +348,3 @@ class Story:
         """The one-line live status shown on a terminal."""
         running = sum(len(tasks) for tasks in self.held.values())
         return f"{elapsed:5.1f}s  {self.done}/{total} done, {running} running, {self.retries} retries"
-
-
-# ------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True)
-class Kill:
-    """The worker the demo killed with SIGKILL."""
-
-    worker: str
-    pid: int
-    at_ms: float
-    running: int  # tasks it held, as the events showed at that moment
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the demo checks at the end, from the task records in Redis."""
-
-    final_states: Mapping[str, str | None]  # task id -> state in Redis (None: record missing)
-
-    @property
-    def unfinished(self) -> dict[str, str | None]:
-        return {t: s for t, s in self.final_states.items() if s not in FINAL}
-
-    @property
-    def ok(self) -> bool:
-        return not self.unfinished
-
-
-def recovery(story: Story, kill: Kill | None, outcome: Outcome) -> tuple[int, int]:
-    """(tasks requeued from the killed worker, how many of them reached a final state)."""
-    if kill is None:
-        return 0, 0
-    requeued = {task for task, worker in story.reaped_from if worker == kill.worker}
-    finished = sum(1 for task in requeued if outcome.final_states.get(task) in FINAL)
-    return len(requeued), finished
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} ms"
-
-
-def summary_lines(
-    story: Story,
-    outcome: Outcome,
-    workers: Sequence[str],
-    kill: Kill | None,
-    *,
-    planned: int,
-    seed: int,
-    elapsed: float,
-) -> list[str]:
-    """The closing table: totals, recovery, run times, the no-task-lost check, per-worker rows."""
-    states = Counter(s or "missing" for s in outcome.final_states.values())
-    total = len(outcome.final_states)
-    enqueued = f"{total} enqueued" if total == planned else f"{total} of {planned} enqueued (time cap)"
-    failed_names = Counter(
-        story.names.get(task, "?") for task, state in outcome.final_states.items() if state == TaskState.FAILED.value
-    )
-    rows = [
-        ("tasks", enqueued),
-        ("succeeded", str(states["SUCCESS"])),
-        ("failed", f"{states['FAILED']}" + (f"  (dead-letter: {_mix(failed_names)})" if failed_names else "")),
-        ("cancelled", str(states["CANCELLED"])),
-        ("retried", f"{len(story.retried)} tasks, {plural(story.retries, 'retry', 'retries')}"),
-        ("killed worker", _killed_text(kill, story)),
-        ("recovered", _recovered_text(story, kill, outcome)),
-        ("run time", f"p50 {_ms(percentile(story.runtimes, 50))} · p95 {_ms(percentile(story.runtimes, 95))}"
-                     " (successful attempts)"),
-        ("no task lost", _lost_text(story, outcome)),
-    ]
-    width = max(len(label) for label, _ in rows)
-    lines = [f"Summary (seed {seed}, {elapsed:.1f} s)"]
-    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
-    lines.append("")
-    lines += worker_table(story, workers, kill)
-    return lines
-
-
-def _mix(counts: Counter[str]) -> str:
-    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
-
-
-def _killed_text(kill: Kill | None, story: Story) -> str:
-    if kill is None:
-        return "none"
-    return (
-        f"{kill.worker} (pid {kill.pid}) by SIGKILL at {stamp(kill.at_ms, story.t0_ms).strip()},"
-        f" running {plural(kill.running, 'task')}"
-    )
-
-
-def _recovered_text(story: Story, kill: Kill | None, outcome: Outcome) -> str:
-    if kill is None:
-        return "-"
-    requeued, finished = recovery(story, kill, outcome)
-    if requeued == 0 and kill.running == 0:
-        return f"nothing to recover: {kill.worker} had just finished its tasks"
-    text = f"{finished} of {requeued} tasks requeued from {kill.worker} reached a final state on other workers"
-    if requeued < kill.running:
-        text += f"; {kill.running - requeued} leases had not expired yet when the demo stopped"
-    return text
-
-
-def _lost_text(story: Story, outcome: Outcome) -> str:
-    if outcome.ok:
-        return f"OK: all {len(outcome.final_states)} tasks are SUCCESS, FAILED or CANCELLED"
-    shown = ", ".join(
-        f"task {story.number(task)} {state or 'missing'}" for task, state in list(outcome.unfinished.items())[:8]
-    )
-    missing = sum(1 for state in outcome.unfinished.values() if state is None)
-    return (
-        f"NOT OK: {len(outcome.unfinished)} tasks not in a final state, {missing} of them missing ({shown})"
-    )
-
-
-def worker_table(story: Story, workers: Sequence[str], kill: Kill | None) -> list[str]:
-    header = f"  {'worker':<8} {'claimed':>7} {'succeeded':>9} {'errors':>6} {'reaped':>6} {'avg load':>8}"
-    lines = [header]
-    for name in workers:
-        tally = story.workers[name]
-        load = tally.avg_load
-        note = "  killed" if kill is not None and kill.worker == name else ""
-        lines.append(
-            f"  {name:<8} {tally.claimed:>7} {tally.succeeded:>9} {tally.errors:>6} {tally.reaped:>6}"
-            f" {'-' if load is None else f'{load:.0%}':>8}{note}"
-        )
-    return lines
