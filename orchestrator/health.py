@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
 from .keys import QueueKeys
 from .known_queues import KnownQueues, known_queues
+from .sanitize import redis_error_text
 from .transitions import SCRIPT_NAMES, script
 
 LOADING_WAIT = 60.0  # seconds a starting process waits for a Redis that is loading its data
@@ -166,7 +167,7 @@ def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LO
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise RedisUnavailable(f"{exc} (not starting: check the URL and that Redis runs)") from exc
         except ResponseError as exc:
-            raise RedisCommandError(f"{exc} (not starting)") from exc
+            raise RedisCommandError(f"{redis_error_text(exc)} (not starting)") from exc
 
 
 def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
