@@ -70,7 +70,7 @@ class Orchestrator(Operations):
             url = redis_url if redis_url is not None else redis_url_from_env()
             settings = Settings(redis_url=url, prefix=os.environ.get(PREFIX_ENV) or DEFAULT_PREFIX)
         elif redis_url is not None:
-            settings = settings.model_copy(update={"redis_url": redis_url})
+            settings = Settings(**{**settings.model_dump(), "redis_url": redis_url})  # checked, unlike model_copy
         self.settings = settings
         self.registry: dict[str, TaskFunction[..., Any]] = {}
         self._clock_offset_ms = clock_offset_ms

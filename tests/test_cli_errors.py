@@ -195,3 +195,9 @@ def test_run_worker_raises_the_documented_errors(locked: RedisServer) -> None:
     refused = Orchestrator(settings=Settings(redis_url=f"redis://:nope@127.0.0.1:{locked.port}/0"))
     with pytest.raises(RedisCommandError, match="not starting"):
         run_worker(refused, WorkerSettings())
+
+
+def test_worker_help_says_queues_are_served_in_strict_order() -> None:
+    text = " ".join(run_orch("worker", "--help", url=None).stdout.split())
+    assert "queues are served in strict order" in text
+    assert "Weights that differ (-q high:3 -q default:1) share instead" in text

@@ -109,3 +109,9 @@ def test_only_an_unset_orch_redis_url_means_the_default(monkeypatch: pytest.Monk
         Orchestrator()
     with pytest.raises(ConfigurationError, match="invalid setting redis_url: it is empty"):
         Orchestrator("")  # an explicit empty URL is not "use the default" either
+
+
+def test_a_url_given_beside_settings_is_checked_too() -> None:
+    with pytest.raises(ConfigurationError, match="the database must be a number"):
+        Orchestrator("redis://host/abc", settings=Settings(prefix="p"))
+    assert Orchestrator("redis://host/2", settings=Settings(prefix="p")).settings.prefix == "p"
