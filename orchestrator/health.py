@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
 from .keys import QueueKeys
-from .known_queues import KnownQueues, known_queues
+from .known_queues import known_queues
 from .sanitize import redis_error_text
 from .transitions import SCRIPT_NAMES, script
 
@@ -195,11 +195,6 @@ def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
         raise ConfigurationError(f"unsafe Redis server ({'; '.join(c.detail for c in bad)}); not starting (--strict)")
 
 
-def check_known_queues(known: KnownQueues) -> list[Check]:
-    """A warning naming the bad entries of the known-queues set (skipped by every reader)."""
-    return [Check("known queues", Status.WARN, "; ".join(known.complaints))] if known.complaints else []
-
-
 def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     """Every check of ``orch doctor``."""
     checks = server_checks(client)
@@ -211,7 +206,6 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     names = list(SCRIPT_NAMES)
     loaded = client.script_exists(*(script(n).sha for n in names))
     checks.append(check_scripts(sum(bool(x) for x in loaded), len(names)))
-    checks += check_known_queues(known_queues(client, prefix))
     now_ms = int(_redis_time_ms(client))
     live: set[str] = set()
     unserved = []
@@ -225,7 +219,7 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
 
 
 def _known_queues(client: Redis, prefix: str) -> list[str]:
-    return known_queues(client, prefix).names  # bad entries skipped: check_known_queues names them
+    return known_queues(client, prefix).names  # bad entries skipped: integrity.integrity_checks names them
 
 
 def live_workers(client: Redis, keys: QueueKeys, now_ms: int) -> set[str]:

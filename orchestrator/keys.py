@@ -30,6 +30,12 @@ def queues_key(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:queues"
 
 
+def set_aside(key: str, ms: int) -> str:
+    """Where ``orch doctor --repair`` moves ``key`` when it held a type no script writes
+    (same hash tag; kept for a person to inspect, never read by orchestrator)."""
+    return f"{key}:corrupt:{ms}"
+
+
 @dataclass(frozen=True)
 class QueueKeys:
     """Every key of one queue, all under the hash tag ``{queue}``."""

@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 import click
 
+from .. import integrity
 from ..client import DEFAULT_QUEUE, Orchestrator
 from ..config import LoopKind, PoolKind, SchedulerSettings, Settings, WorkerSettings
 from ..health import Check, Status, run_checks, scheduler_checks, worker_queues
@@ -118,19 +119,28 @@ def reaper(state: CliState, /, **options: Any) -> None:
     help="Only check that promoting and reaping keep up (no task overdue by 10 s): exit 0 if so, else 1. "
     "A container healthcheck for `orch scheduler`.",
 )
+@click.option(
+    "--repair", is_flag=True,
+    help="First repair what hand-written data broke and can be derived (see README, Hostile data), "
+    "printing each action; then check.",
+)
 @click.pass_obj
 def doctor(
     state: CliState, /, as_json: bool, worker_name: str | None, queues: Sequence[tuple[str, int]],
-    scheduler_only: bool,
+    scheduler_only: bool, repair: bool,
 ) -> None:
     """Check the Redis server and the queues; exit 1 when something is wrong.
 
     Version, persistence, eviction policy, memory, latency, scripts loaded, live workers
     (each counted once), stuck tasks (overdue or with long-expired leases: no scheduler
-    running?) and queues with pending tasks that no live worker serves.
+    running?), queues with pending tasks that no live worker serves, and each queue's
+    data: keys of the wrong type, counters, records in no index, index entries with no
+    record, the known-queues set (read in bounded SCAN batches; --repair mends them).
     """
     if worker_name is not None and scheduler_only:
         raise CliError("give --worker NAME or --scheduler, not both")
+    if repair and (worker_name is not None or scheduler_only):
+        raise CliError("--repair checks everything: give it without --worker or --scheduler")
     app = state.app()
     checks: list[Check]
     if worker_name is not None:
@@ -138,7 +148,10 @@ def doctor(
     elif scheduler_only:
         checks = scheduler_checks(app.redis, app.settings.prefix)
     else:
-        checks = run_checks(app.redis, app.settings.prefix)
+        if repair:
+            for line in integrity.repair(app.redis, app.settings.prefix, events_maxlen=app.settings.events_maxlen):
+                click.echo(f"[REPAIRED] {line}", err=as_json)
+        checks = run_checks(app.redis, app.settings.prefix) + integrity.integrity_checks(app.redis, app.settings.prefix)
     if as_json:
         _print_json([{"check": c.name, "status": c.status.value, "detail": c.detail} for c in checks])
     else:

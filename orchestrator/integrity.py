@@ -1,0 +1,402 @@
+"""What hand-written data broke in a queue, and ``orch doctor --repair``: put back what can be derived.
+
+Owns finding, then on request repairing: a queue-wide key of the wrong type (moved aside
+to ``<key>:corrupt:<ms>``, its tasks then put back from their records), counters that are
+not integers (``seq`` set past every pending task, other counts reset to 0), a lease-token
+counter that is spoiled or behind a token in use (set past every token in use, from Redis
+TIME, so tokens only grow), records that live in no index (orphans: put back into the
+index their state names, a RUNNING one with an expired lease so the reaper counts the
+attempt), index entries whose record is gone (dropped, with a ``dropped`` event), and the
+known-queues set (bad entries removed, queues found by their keys added). Everything is
+read in bounded SCAN / ZSCAN batches. Malformed records are not repaired here: the scripts
+move them aside (FAILED, with the reason) when they meet them. Does not print (``cli``)
+and does not check the server (``health``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError, WatchError
+
+from .health import Check, Status
+from .keys import QueueKeys, queues_key, set_aside
+from .known_queues import known_queues, parse_members
+from .models import DEFAULT_PRIORITY, MAX_INT, TaskState
+from .sanitize import escape
+
+SCAN_BATCH = 500  # keys or entries read per SCAN / ZSCAN call
+MAX_SHOWN = 5  # findings shown per queue by `orch doctor` (all are repaired)
+PRIORITY_SPAN = 10_000_000_000_000  # pending score = priority * span + seq (lua/_lib.lua)
+INDEX_OF = {
+    TaskState.PENDING: "pending", TaskState.SCHEDULED: "scheduled", TaskState.RETRYING: "scheduled",
+    TaskState.RUNNING: "running", TaskState.FAILED: "failed", TaskState.SUCCESS: "done", TaskState.CANCELLED: "done",
+}
+INDEXES = ("pending", "scheduled", "running", "failed", "done")
+KEY_TYPES = {  # every queue-wide key and the type the scripts keep it as
+    **{name: "zset" for name in (*INDEXES, "workers")},
+    "stats": "hash", "events": "stream", "wake": "list", "tokens": "string",
+}
+_INT = re.compile(r"0|-?[1-9][0-9]{0,15}")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in one queue: what is wrong, and what ``--repair`` does about it."""
+
+    queue: str
+    what: str
+    repair: str
+
+
+def _text(value: bytes | str | None) -> str:
+    return "" if value is None else value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _int(value: bytes | str | None) -> int | None:
+    text = _text(value)
+    return int(text) if _INT.fullmatch(text) and abs(int(text)) <= MAX_INT else None
+
+
+def now_ms(client: Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+# ------------------------------------------------------------------ queue-wide keys
+
+
+def bad_keys(client: Redis, keys: QueueKeys) -> list[tuple[str, str]]:
+    """(name, actual type) of each queue-wide key that exists with the wrong type."""
+    pipe = client.pipeline(transaction=False)
+    for name in KEY_TYPES:
+        pipe.type(getattr(keys, name))
+    types = [_text(t) for t in pipe.execute()]
+    return [(name, t) for name, t in zip(KEY_TYPES, types, strict=True) if t not in ("none", KEY_TYPES[name])]
+
+
+def bad_counters(client: Redis, keys: QueueKeys) -> dict[str, str]:
+    """Fields of the stats hash that are not integers (every field there is a counter)."""
+    if _text(client.type(keys.stats)) != "hash":
+        return {}
+    return {_text(k): escape(v) for k, v in client.hgetall(keys.stats).items() if _int(v) is None}
+
+
+def token_problem(client: Redis, keys: QueueKeys) -> str | None:
+    """Why the lease-token counter cannot be trusted (not an integer, or behind a token in use), or None."""
+    raw = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
+    if raw is None:
+        return None
+    value = _int(raw)
+    if value is None or value < 0:
+        return f"the lease-token counter holds {escape(raw)!r}, not a count"
+    highest = highest_token(client, keys)
+    if highest > value:
+        return f"the lease-token counter ({value}) is behind a token in use ({highest}): tokens must only grow"
+    return None
+
+
+def highest_token(client: Redis, keys: QueueKeys) -> int:
+    """The highest lease token held by a task of the running index."""
+    highest = 0
+    for ids in _zscan_ids(client, keys.running):
+        pipe = client.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hget(keys.task(task_id), "token")
+        for raw in pipe.execute(raise_on_error=False):
+            token = _int(raw) if not isinstance(raw, Exception) else None
+            highest = max(highest, token or 0)
+    return highest
+
+
+# ------------------------------------------------------------------ records and indexes
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A record whose state names an index that does not hold its id."""
+
+    task_id: str
+    state: str
+    index: str
+    score: int  # where it goes back (see _score)
+
+
+def _zscan_ids(client: Redis, key: str, batch: int = SCAN_BATCH) -> Iterator[list[str]]:
+    if _text(client.type(key)) != "zset":
+        return
+    cursor = 0
+    while True:
+        cursor, entries = client.zscan(key, cursor, count=batch)
+        ids = _ids([member for member, _ in entries])
+        if ids:
+            yield ids
+        if cursor == 0:
+            return
+
+
+def _ids(raw: Iterable[Any]) -> list[str]:
+    """Ids that are UTF-8 (the others cannot be tasks: claim moves such records aside)."""
+    out = []
+    for value in raw:
+        try:
+            out.append(value.decode() if isinstance(value, bytes) else value)
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _scan_tasks(client: Redis, keys: QueueKeys, batch: int) -> Iterator[list[str]]:
+    prefix = keys.task("")
+    for_glob = re.sub(r"([*?\[\]\\])", r"\\\1", prefix)
+    cursor = 0
+    while True:
+        cursor, found = client.scan(cursor, match=for_glob + "*", count=batch)
+        ids = _ids([k[len(prefix):] for k in found])
+        if ids:
+            yield ids
+        if cursor == 0:
+            return
+
+
+def _score(state: TaskState, fields: list[bytes | None], now: int) -> int:
+    priority, score, run_at, completed_at = (_int(f) for f in fields)
+    if state is TaskState.PENDING:
+        level = priority if priority is not None and 0 <= priority <= 9 else DEFAULT_PRIORITY
+        return score if score is not None else level * PRIORITY_SPAN
+    if state in (TaskState.SCHEDULED, TaskState.RETRYING):
+        return run_at if run_at is not None else now
+    if state is TaskState.RUNNING:
+        return now  # an expired lease: the reaper counts the attempt and retries or fails it
+    return completed_at if completed_at is not None else now
+
+
+def find_orphans(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> Iterator[Orphan]:
+    """Records (hashes with a known state) that are not in the index their state names.
+
+    Each batch is read in one MULTI/EXEC, so a task moved meanwhile is seen whole. A
+    record whose state is unknown goes back to pending, where claim moves it aside."""
+    now = now_ms(client)
+    for ids in _scan_tasks(client, keys, batch):
+        pipe = client.pipeline(transaction=True)
+        for task_id in ids:
+            pipe.hmget(keys.task(task_id), "state", "priority", "score", "run_at", "completed_at")
+            pipe.pttl(keys.task(task_id))
+            for index in INDEXES:
+                pipe.zscore(getattr(keys, index), task_id)
+        replies = pipe.execute(raise_on_error=False)
+        step = 2 + len(INDEXES)
+        for i, task_id in enumerate(ids):
+            record, ttl, *scores = replies[i * step:(i + 1) * step]
+            if isinstance(record, Exception) or record[0] is None:
+                continue  # not a hash (the scripts drop such ids), or gone since the scan
+            raw_state = _text(record[0])
+            state = TaskState(raw_state) if raw_state in TaskState.__members__ else None
+            index = INDEX_OF[state] if state is not None else "pending"
+            if any(isinstance(s, Exception) for s in scores):
+                continue  # an index of the wrong type: bad_keys reports it
+            if state is None and any(s is not None for s in scores):
+                continue  # malformed but indexed: the scripts move it aside when they reach it
+            if index == "done" and ttl != -1:
+                continue  # retention: done trims its entry as the record expires
+            if scores[INDEXES.index(index)] is None:
+                yield Orphan(task_id, raw_state, index, _score(state or TaskState.PENDING, record[1:], now))
+
+
+def find_dangling(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> Iterator[tuple[str, str]]:
+    """(index, id) of index entries whose task record does not exist (not done: retention
+    trims its entries shortly after their records expire)."""
+    for index in INDEXES[:-1]:
+        for ids in _zscan_ids(client, getattr(keys, index), batch):
+            pipe = client.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.exists(keys.task(task_id))
+            yield from ((index, t) for t, there in zip(ids, pipe.execute(), strict=True) if not there)
+
+
+# ------------------------------------------------------------------ the report
+
+
+def inspect_queue(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> list[Finding]:
+    """Every problem of one queue that ``repair_queue`` knows, without writing anything."""
+    q = keys.queue
+    found = [
+        Finding(q, f"{getattr(keys, name)} is a {kind}, not a {KEY_TYPES[name]}", "moved aside; its tasks put back")
+        for name, kind in bad_keys(client, keys)
+    ]
+    found += [
+        Finding(q, f"counter {name} of {keys.stats} holds {value!r}", "seq set past pending tasks; others reset to 0")
+        for name, value in bad_counters(client, keys).items()
+    ]
+    if (problem := token_problem(client, keys)) is not None:
+        found.append(Finding(q, problem, "set past every token in use, from Redis TIME"))
+    found += [
+        Finding(q, f"task {escape(o.task_id)} ({escape(o.state)}) is in no index (an orphan)", f"put back in {o.index}")
+        for o in find_orphans(client, keys, batch)
+    ]
+    found += [
+        Finding(q, f"{index} holds task {escape(task_id)} whose record is gone", "entry dropped (event dropped)")
+        for index, task_id in find_dangling(client, keys, batch)
+    ]
+    return found
+
+
+# ------------------------------------------------------------------ the repair
+
+
+def repair_queue(client: Redis, keys: QueueKeys, *, events_maxlen: int, batch: int = SCAN_BATCH) -> list[str]:
+    """Repair what ``inspect_queue`` finds, in that order (keys first: their tasks become
+    orphans, put back last). Returns one line per action taken."""
+    done = [_move_aside(client, keys, name, kind) for name, kind in bad_keys(client, keys)]
+    done += _repair_counters(client, keys)
+    if token_problem(client, keys) is not None:
+        done.append(_repair_tokens(client, keys))
+    done += [line for o in find_orphans(client, keys, batch) if (line := _put_back(client, keys, o))]
+    dangling = list(find_dangling(client, keys, batch))  # read whole first: dropping while scanning skips entries
+    done += [_drop(client, keys, index, task_id, events_maxlen) for index, task_id in dangling]
+    return done
+
+
+def _move_aside(client: Redis, keys: QueueKeys, name: str, kind: str) -> str:
+    key = getattr(keys, name)
+    aside = set_aside(key, now_ms(client))
+    client.rename(key, aside)
+    return f"moved {key} ({kind}) aside to {aside}"
+
+
+def _repair_counters(client: Redis, keys: QueueKeys) -> list[str]:
+    done = []
+    for name, value in bad_counters(client, keys).items():
+        fixed = _next_seq(client, keys) if name == "seq" else 0
+        client.hset(keys.stats, name, fixed)
+        done.append(f"counter {name} of {keys.stats} was {value!r}: set to {fixed}")
+    if _text(client.type(keys.stats)) in ("hash", "none"):
+        seq = _int(client.hget(keys.stats, "seq"))
+        needed = _next_seq(client, keys)
+        if needed > 1 and (seq is None or seq < needed - 1):
+            client.hset(keys.stats, "seq", needed - 1)  # a rebuilt stats hash: enqueue goes on after pending
+            done.append(f"counter seq of {keys.stats} set to {needed - 1}, past every pending task")
+    return done
+
+
+def _next_seq(client: Redis, keys: QueueKeys) -> int:
+    """One past the highest sequence number in the pending index's scores."""
+    highest = 0
+    for ids in _zscan_ids(client, keys.pending):
+        for score in client.zmscore(keys.pending, ids):
+            if score is not None:
+                highest = max(highest, int(score) % PRIORITY_SPAN)
+    return highest + 1
+
+
+def _repair_tokens(client: Redis, keys: QueueKeys) -> str:
+    """Past every token in use and past any count of claims ever made: Redis TIME in ms."""
+    value = max(now_ms(client), highest_token(client, keys) + 1)
+    old = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
+    value = max(value, (_int(old) or 0) + 1)
+    client.set(keys.tokens, value)
+    return f"lease-token counter {keys.tokens} set to {value} (past every token in use, from Redis TIME)"
+
+
+def _put_back(client: Redis, keys: QueueKeys, orphan: Orphan) -> str | None:
+    """Add the orphan to its index unless its record changed meanwhile (WATCH)."""
+    task_key = keys.task(orphan.task_id)
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(task_key)  # type: ignore[no-untyped-call]
+            if _text(pipe.hget(task_key, "state")) != orphan.state:
+                return None  # moved meanwhile: a script put it somewhere
+            pipe.multi()
+            pipe.zadd(getattr(keys, orphan.index), {orphan.task_id: orphan.score})
+            if orphan.index == "pending":
+                pipe.rpush(keys.wake, "1")
+            pipe.execute()
+        except (WatchError, ResponseError):
+            return None
+    return f"task {escape(orphan.task_id)} ({escape(orphan.state)}) put back into {getattr(keys, orphan.index)}"
+
+
+def _drop(client: Redis, keys: QueueKeys, index: str, task_id: str, events_maxlen: int) -> str:
+    with client.pipeline(transaction=True) as pipe:
+        pipe.zrem(getattr(keys, index), task_id)
+        if events_maxlen > 0 and _text(client.type(keys.events)) in ("stream", "none"):
+            fields = {"event": "dropped", "task": task_id, "reason": "no record (orch doctor --repair)"}
+            pipe.xadd(keys.events, fields, maxlen=events_maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.execute()
+    return f"dropped task {escape(task_id)} from {getattr(keys, index)}: its record is gone"
+
+
+# ------------------------------------------------------------------ every queue
+
+
+def integrity_checks(client: Redis, prefix: str, batch: int = SCAN_BATCH) -> list[Check]:
+    """``orch doctor``'s data checks: the known-queues set, then each queue's keys and records."""
+    checks = []
+    set_problems = inspect_known_queues(client, prefix)
+    if set_problems:
+        checks.append(Check("known queues", Status.WARN, "; ".join(set_problems) + "; run `orch doctor --repair`"))
+    for queue in known_queues(client, prefix).names:
+        found = inspect_queue(client, QueueKeys(queue, prefix), batch)
+        shown = "; ".join(f"{f.what} -> --repair: {f.repair}" for f in found[:MAX_SHOWN])
+        more = f"; and {len(found) - MAX_SHOWN} more" if len(found) > MAX_SHOWN else ""
+        detail = shown + more if found else "keys, counters and indexes consistent"
+        checks.append(Check(f"data {queue}", Status.FAIL if found else Status.OK, detail))
+    return checks
+
+
+def repair(client: Redis, prefix: str, *, events_maxlen: int, batch: int = SCAN_BATCH) -> list[str]:
+    """``orch doctor --repair``: the known-queues set first (it says which queues to repair), then each queue."""
+    done = repair_known_queues(client, prefix)
+    for queue in known_queues(client, prefix).names:
+        done += repair_queue(client, QueueKeys(queue, prefix), events_maxlen=events_maxlen, batch=batch)
+    return done
+
+
+# ------------------------------------------------------------------ the known-queues set
+
+
+def queues_by_keys(client: Redis, prefix: str, batch: int = SCAN_BATCH) -> set[str]:
+    """Names of the queues that have keys (``<prefix>:{Q}:...``), found by SCAN."""
+    pattern = re.compile(re.escape(prefix).encode() + rb":\{([A-Za-z0-9_.\-]{1,64})\}:")
+    found: set[str] = set()
+    for key in client.scan_iter(match=f"{prefix}:{{*}}:*", count=batch):
+        if (m := pattern.match(key if isinstance(key, bytes) else key.encode())) is not None:
+            found.add(m.group(1).decode())
+    return found
+
+
+def inspect_known_queues(client: Redis, prefix: str) -> list[str]:
+    """Problems of the known-queues set: bad entries, wrong type, queues missing from it."""
+    known = known_queues(client, prefix)
+    problems = [c.replace("; `orch doctor --repair`", "") for c in known.complaints]
+    missing = sorted(queues_by_keys(client, prefix) - set(known.names))
+    if missing and known.problem is None:
+        problems.append(f"queue(s) with keys but not in {queues_key(prefix)}: {', '.join(missing)} (not served)")
+    return problems
+
+
+def repair_known_queues(client: Redis, prefix: str) -> list[str]:
+    """Remove bad entries (or move a set of the wrong type aside) and add every queue found by its keys."""
+    key = queues_key(prefix)
+    done = []
+    kind = _text(client.type(key))
+    if kind not in ("set", "none"):
+        aside = set_aside(key, now_ms(client))
+        client.rename(key, aside)
+        done.append(f"moved {key} ({kind}) aside to {aside}")
+    members = list(client.smembers(key))
+    valid = set(parse_members(members).names)
+    bad = [raw for raw in members if _text(raw) not in valid]
+    if bad:
+        client.srem(key, *bad)
+        done.append(f"removed {len(bad)} invalid name(s) from {key}")
+    missing = sorted(queues_by_keys(client, prefix) - {_text(n) for n in client.smembers(key)})
+    if missing:
+        client.sadd(key, *missing)
+        done.append(f"added {', '.join(missing)} to {key}")
+    return done
+
