@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.connection import parse_url
 
 from .errors import ConfigurationError
+from .keys import DEFAULT_PREFIX
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 REDIS_URL_ENV = "ORCH_REDIS_URL"
@@ -103,7 +104,7 @@ class Settings(_Checked):
 
     redis_url: str = Field(default=DEFAULT_REDIS_URL, description="Redis to use (redis://, rediss://, unix://).")
     prefix: str = Field(
-        default="orch", pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="Start of every key name."
+        default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="Start of every key name."
     )
     max_payload_bytes: int = Field(
         default=512 * 1024, ge=1, description="Largest encoded args + kwargs accepted at enqueue."

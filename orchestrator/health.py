@@ -24,12 +24,12 @@ from redis.exceptions import (
     RedisError,
     ResponseError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
-from .keys import QueueKeys
+from .keys import DEFAULT_PREFIX, QueueKeys
 from .known_queues import known_queues
+from .reading import UNREACHABLE, redis_time_ms
+from .reading import text as _text
 from .sanitize import redis_error_text
 from .transitions import SCRIPT_NAMES, script
 
@@ -50,9 +50,6 @@ class Check:
     status: Status
     detail: str
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def check_version(version: str) -> Check:
@@ -164,7 +161,7 @@ def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LO
             time.sleep(1.0)
         except AuthenticationError as exc:
             raise RedisCommandError(f"{exc} (not starting: check the user and password)") from exc
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except UNREACHABLE as exc:
             raise RedisUnavailable(f"{exc} (not starting: check the URL and that Redis runs)") from exc
         except ResponseError as exc:
             raise RedisCommandError(f"{redis_error_text(exc)} (not starting)") from exc
@@ -195,7 +192,7 @@ def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:
         raise ConfigurationError(f"unsafe Redis server ({'; '.join(c.detail for c in bad)}); not starting (--strict)")
 
 
-def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
+def run_checks(client: Redis, prefix: str = DEFAULT_PREFIX) -> list[Check]:
     """Every check of ``orch doctor``."""
     checks = server_checks(client)
     info = client.info("memory")
@@ -206,7 +203,7 @@ def run_checks(client: Redis, prefix: str = "orch") -> list[Check]:
     names = list(SCRIPT_NAMES)
     loaded = client.script_exists(*(script(n).sha for n in names))
     checks.append(check_scripts(sum(bool(x) for x in loaded), len(names)))
-    now_ms = int(_redis_time_ms(client))
+    now_ms = redis_time_ms(client)
     live: set[str] = set()
     unserved = []
     for queue in _known_queues(client, prefix):
@@ -231,7 +228,7 @@ def worker_queues(client: Redis, prefix: str, name: str, queues: Iterable[str] =
     """The queues in which worker ``name`` is live (its registration not expired), looked
     for in ``queues`` and every known queue: empty when it is not alive (``orch doctor
     --worker``, a container healthcheck)."""
-    now_ms = int(_redis_time_ms(client))
+    now_ms = redis_time_ms(client)
     names = sorted({*queues, *_known_queues(client, prefix)})
     return [q for q in names if (client.zscore(QueueKeys(q, prefix).workers, name) or 0) >= now_ms]
 
@@ -239,7 +236,7 @@ def worker_queues(client: Redis, prefix: str, name: str, queues: Iterable[str] =
 def scheduler_checks(client: Redis, prefix: str) -> list[Check]:
     """Whether promoting and reaping keep up (nothing overdue by STUCK_AFTER_MS) in every
     known queue: what a running scheduler guarantees (``orch doctor --scheduler``)."""
-    now_ms = int(_redis_time_ms(client))
+    now_ms = redis_time_ms(client)
     checks = []
     for queue in _known_queues(client, prefix):
         keys = QueueKeys(queue, prefix)
@@ -248,7 +245,3 @@ def scheduler_checks(client: Redis, prefix: str) -> list[Check]:
         checks.append(check_stuck(queue, overdue, expired))
     return checks
 
-
-def _redis_time_ms(client: Redis) -> float:
-    seconds, micros = client.time()
-    return seconds * 1000 + micros / 1000

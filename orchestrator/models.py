@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidPayload, MalformedRecord, NotSerializable
+from .reading import text as _text
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
@@ -36,6 +37,14 @@ class TaskState(str, enum.Enum):
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATES
+
+
+class FailMode(str, enum.Enum):
+    """How ``fail`` ends an attempt (the fail script's ``mode``)."""
+
+    RETRY = "retry"  # retry with backoff while attempts remain, else FAILED
+    FATAL = "fatal"  # FAILED now, whatever attempts remain (the same code would fail the same way)
+    CANCELLED = "cancelled"  # the worker stopped it after a cancel request
 
 
 FINAL_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILED, TaskState.CANCELLED})
@@ -338,5 +347,3 @@ class Task(BaseModel):
             raise MalformedRecord(f"task {fields['id']} is malformed: field {where} has the wrong shape") from None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value

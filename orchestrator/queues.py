@@ -18,7 +18,7 @@ from redis import Redis
 
 from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
-from .models import INDEX_OF, TaskState
+from .models import INDEX_OF, INDEXES, TaskState
 from .reading import redis_time_ms, text
 from .records import (
     Event,
@@ -93,7 +93,7 @@ class Queue:
         """Tasks per index, counters, average run time and workers, in two round trips."""
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
-        for index in ("pending", "scheduled", "running", "failed", "done"):
+        for index in INDEXES:
             pipe.zcard(getattr(k, index))
         pipe.hgetall(k.stats)
         pipe.zrange(k.workers, 0, -1, withscores=True)

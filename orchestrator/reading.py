@@ -1,8 +1,8 @@
 """Reading values back from Redis: defined once, defensive where the data is untrusted.
 
 Owns turning what Redis returns (bytes, strings, scores) into text, integers and UTC
-times, the server-clock helpers, and the tuple of redis-py errors that mean "Redis
-could not be reached". Anyone with write access to ``orch:*`` can put anything in a
+times, the server-clock helpers, and the tuples of redis-py errors that mean "Redis
+could not be reached" and "ride this out". Anyone with write access to ``orch:*`` can put anything in a
 record, so the lenient readers never raise: a value that does not parse becomes None
 (the caller shows it as missing and says so). Does no I/O except the two clock reads.
 """
@@ -16,18 +16,26 @@ from typing import Any
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # redis-py's errors for "the server could not be reached or the connection broke".
 UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
+# What a long-running process (worker, scheduler) rides out with a backoff: Redis unreachable,
+# or refusing for now (BUSY while a long script runs, READONLY after a failover, OOM). The
+# scripts' own error codes never get here: transitions maps them to OrchestratorError first.
+RIDE_OUT: tuple[type[Exception], ...] = (*UNREACHABLE, ResponseError, OSError)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z: the last instant a datetime can hold
 
 
-def text(value: bytes | str) -> str:
-    """A Redis string as text; bytes that are not UTF-8 never raise (U+FFFD stands in)."""
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+def text(value: object, errors: str = "replace") -> str:
+    """A Redis reply as text; bytes that are not UTF-8 never raise (U+FFFD stands in) unless
+    ``errors="strict"`` (UnicodeDecodeError: a caller that must refuse such a value)."""
+    if isinstance(value, bytes):
+        return value.decode(errors=errors)
+    return value if isinstance(value, str) else str(value)
 
 
 def to_int(value: Any) -> int | None:

@@ -18,7 +18,7 @@ import orjson
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from .errors import InvalidPayload, ValidationError
+from .errors import InvalidPayload, MalformedRecord, ValidationError
 from .models import INDEX_OF, INDEXES, Task, TaskState
 from .reading import iso, ms_to_datetime, text, to_float, to_int
 
@@ -225,7 +225,7 @@ def decode_task(queue: str, task_id: str, record: Raw) -> TaskInfo:
     """A TaskInfo from HGETALL; a malformed record gives what parses, with notes, never an error."""
     try:
         return TaskInfo.from_task(Task.from_redis(record))
-    except (InvalidPayload, pydantic.ValidationError) as exc:
+    except (InvalidPayload, MalformedRecord, pydantic.ValidationError) as exc:
         return _lenient_task(queue, task_id, {text(k): text(v) for k, v in record.items()}, exc)
 
 

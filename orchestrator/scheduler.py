@@ -15,10 +15,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from .client import Orchestrator
 from .complaints import Complaints, describe, server_wide
 from .config import SchedulerSettings
@@ -26,14 +22,12 @@ from .health import first_contact, startup_checks
 from .keys import queues_key
 from .known_queues import aknown_queues
 from .models import TaskState
+from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
 from .transitions import PromoteReply, ReapReply, arun
 
 log = get_logger(__name__)
-# Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
-# runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
-# maps them to OrchestratorError first.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
+UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
 
 

@@ -19,20 +19,20 @@ import hiredis
 import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
-from .models import DEFAULT_PRIORITY, RECORD, REQUIRED, REQUIRED_FIELDS, TaskState
+from .models import DEFAULT_PRIORITY, RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
+from .reading import UNREACHABLE, text
 
 T = TypeVar("T")
 Arg = str | bytes | int | float
 
 
-def _text(value: bytes | str, errors: str = "strict") -> str:
-    return value.decode(errors=errors) if isinstance(value, bytes) else value
+def strict_text(value: bytes | str) -> str:
+    """A reply the scripts wrote: not UTF-8 is an error (a claimed task's name fails that task alone)."""
+    return text(value, "strict")
 
 
 def _record_lua() -> str:
@@ -104,7 +104,6 @@ def command(*args: Arg) -> Call[Any]:
     return Call(None, (), args, lambda reply: reply)
 
 
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)  # its stub types a 1-tuple
 
 
@@ -313,13 +312,13 @@ def _payload(args: bytes, kwargs: bytes) -> tuple[list[Any], dict[str, Any], str
 def _lease(queue: str, row: Sequence[Any]) -> Lease:
     """Decode one claimed task on its own: a value that does not read (a record written by
     hand that the script let through) fails that task alone, with payload_error saying why."""
-    task_id, token = _text(row[0], "replace"), _text(row[1], "replace")
+    task_id, token = text(row[0]), text(row[1])
     try:
-        name = _text(row[2])
-        attempt, max_retries, timeout_ms, priority = (int(_text(v)) for v in row[5:9])
+        name = strict_text(row[2])
+        attempt, max_retries, timeout_ms, priority = (int(strict_text(v)) for v in row[5:9])
     except (UnicodeDecodeError, ValueError) as exc:
         return Lease(
-            queue, task_id, token, _text(row[2], "replace"), [], {}, 0, 0, 0, DEFAULT_PRIORITY,
+            queue, task_id, token, text(row[2]), [], {}, 0, 0, 0, DEFAULT_PRIORITY,
             f"the task record is malformed ({exc}); it was not run",
         )
     args, kwargs, payload_error = _payload(row[3], row[4])
@@ -397,7 +396,7 @@ class Transitions:
             args += s if s.jitter.__class__ is int else (*s[:9], int(s.jitter), *s[10:])
 
         def decode(reply: list[Any]) -> list[Enqueued]:
-            return [Enqueued(_text(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]
+            return [Enqueued(strict_text(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]
 
         return self._call("enqueue", [k.pending, k.scheduled, k.stats, k.events, k.wake], args, decode)
 
@@ -446,7 +445,7 @@ class Transitions:
         token: str,
         error: bytes,
         *,
-        mode: str = "retry",
+        mode: FailMode | str = FailMode.RETRY,  # a str reaches the script as is (tests send bad ones)
         ttl_ms: int = 0,
         seed: int | None = None,
     ) -> Call[FailReply]:
@@ -455,13 +454,13 @@ class Transitions:
             seed = random.getrandbits(31)
 
         def decode(reply: list[Any]) -> FailReply:
-            run_at = _text(reply[1])
-            return FailReply(TaskState(_text(reply[0])), int(run_at) if run_at else None)
+            run_at = strict_text(reply[1])
+            return FailReply(TaskState(strict_text(reply[0])), int(run_at) if run_at else None)
 
         return self._call(
             "fail",
             [k.running, k.scheduled, k.failed, k.done, k.stats, k.events],
-            [task_id, token, error, seed, mode, ttl_ms],
+            [task_id, token, error, seed, mode.value if isinstance(mode, FailMode) else mode, ttl_ms],
             decode,
         )
 
@@ -509,7 +508,7 @@ class Transitions:
             "cancel",
             [k.pending, k.scheduled, k.done, k.stats, k.events, k.failed],
             [task_id, ttl_ms],
-            lambda r: TaskState(_text(r)),
+            lambda r: TaskState(strict_text(r)),
         )
 
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 1000) -> Call[list[str]]:

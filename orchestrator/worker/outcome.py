@@ -19,10 +19,11 @@ from types import FrameType
 from typing import Any
 
 from ..errors import FailNow, NotSerializable
+from ..models import FailMode
 from ..task_function import TaskFunction
 
-RETRY = "retry"  # fail.lua: retry while attempts remain
-FATAL = "fatal"  # fail.lua: FAILED at once
+RETRY = FailMode.RETRY  # fail.lua: retry while attempts remain
+FATAL = FailMode.FATAL  # fail.lua: FAILED at once
 
 # Frames that call a task rather than belong to it: ours, and the executors'.
 _CALLERS = (
@@ -95,7 +96,7 @@ def _cancelled_in(exc: BaseException) -> BaseException | None:
 
 def verdict(
     exc: BaseException, task: TaskFunction[..., Any] | None, args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> tuple[str, dict[str, str]]:
+) -> tuple[FailMode, dict[str, str]]:
     """(fail.lua mode, error record) for an exception the task function raised.
 
     Failed at once: FailNow; a TypeError from a call whose arguments do not fit the

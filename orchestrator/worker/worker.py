@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..client import Orchestrator
 from ..complaints import Complaints, describe, server_wide
@@ -40,7 +38,8 @@ from ..errors import (
     UnknownTask,
 )
 from ..health import first_contact, startup_checks
-from ..models import TaskState, dumps
+from ..models import FailMode, TaskState, dumps
+from ..reading import RIDE_OUT
 from ..sanitize import get_logger, redis_error_text
 from ..task_function import TaskFunction
 from ..transitions import Call, Lease, arun
@@ -53,10 +52,7 @@ from .runner import Deadline, Runner, within
 
 log = get_logger(__name__)
 T = TypeVar("T")
-# Ridden out with a backoff: Redis unreachable, or refusing for now (BUSY while a long script
-# runs, READONLY after a failover, OOM). The scripts' own error codes never get here: transitions
-# maps them to OrchestratorError first.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
+UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 
 
 @dataclass
@@ -272,7 +268,7 @@ class Worker:
                 payload = dumps(result, "result")
             except asyncio.CancelledError:
                 if running.stop_reason == "cancel":
-                    await self._fail(running, "cancelled", {"type": "Cancelled", "message": "cancel requested"})
+                    await self._fail(running, FailMode.CANCELLED, {"type": "Cancelled", "message": "cancel requested"})
                 elif running.stop_reason is None:
                     raise
                 return
@@ -320,7 +316,7 @@ class Worker:
             ms = (time.monotonic() - running.started) * 1000
             log.info("%s Task %s (%s) succeeded in %.0f ms", self._tag, lease.task_id, lease.name, ms)
 
-    async def _fail(self, running: _Running, mode: str, record: dict[str, str]) -> None:
+    async def _fail(self, running: _Running, mode: FailMode, record: dict[str, str]) -> None:
         lease = running.lease
         queue = self.app._scripts(lease.queue)
         call = queue.fail(lease.task_id, lease.token, dumps(record), mode=mode, ttl_ms=self.app.ttl_ms)
