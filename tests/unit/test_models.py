@@ -414,6 +414,7 @@ def test_purge_refuses_the_running_index():
         ("BAD_STATE", errors.InvalidTransition),
         ("INVALID", errors.ValidationError),
         ("TOO_LARGE", errors.PayloadTooLarge),
+        ("CORRUPT", errors.CorruptQueue),
     ],
 )
 def test_script_error_codes_map_to_exceptions(code, exc_type):
