@@ -215,9 +215,10 @@ class Orchestrator(Operations):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskRequest:
         """A TaskRequest for ``enqueue_many`` (checked when it is enqueued)."""
-        return new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        return new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
 
     def enqueue(
         self,
@@ -231,14 +232,16 @@ class Orchestrator(Operations):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskHandle:
         """Enqueue a task by name (``"pkg.mod:fn"``); the function need not be importable here.
 
-        Options: queue, priority (0-9, lower first), delay (seconds), key (idempotency),
-        max_retries, timeout (seconds; None keeps the task's). A name registered here has
-        its arguments checked against the function's signature.
+        Options: queue, priority (0-9, lower first), delay (seconds), key (while a task
+        enqueued with it exists, enqueueing it again returns that task), unique_key (the same
+        while that task is unfinished), max_retries, timeout (seconds; None keeps the task's).
+        A name registered here has its arguments checked against the function's signature.
         """
-        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
         queue, call = self._single(request)
         with redis_calls():
             [reply] = _enqueued(run_many(self.redis, [call, self._registering({queue})]))[0]  # one round trip
@@ -256,8 +259,9 @@ class Orchestrator(Operations):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskHandle:
-        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
         queue, call = self._single(request)
         with redis_calls():
             [reply] = _enqueued(await arun_many(self.aredis, [call, self._registering({queue})]))[0]

@@ -74,6 +74,7 @@ class TaskRequest(NamedTuple):
     key: str | None = None
     max_retries: int | None = None
     timeout: float | None = None
+    unique_key: str | None = None
 
 
 # ------------------------------------------------------------------ single values
@@ -203,6 +204,15 @@ class Arguments:
 # ---------------------------------------------------------------------- request
 
 
+def idempotency_key(value: object, what: str) -> str:
+    """A ``key`` or ``unique_key`` as the enqueue script takes it ('' for none)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_KEY_LENGTH:
+        raise ValidationError(f"{what} must be a non-empty string of at most {MAX_KEY_LENGTH} characters", field=what)
+    return value
+
+
 def build_spec(request: TaskRequest, options: TaskOptions, max_payload: int) -> tuple[str, TaskSpec]:
     """Validate and encode one request (the task's name already checked); raises before any write.
 
@@ -221,11 +231,7 @@ def build_spec(request: TaskRequest, options: TaskOptions, max_payload: int) -> 
     size = len(args) + len(kwargs)
     if size > max_payload:
         raise PayloadTooLarge(f"arguments are {size} bytes encoded, over the limit of {max_payload}")
-    key = request.key
-    if key is None:
-        key = ""
-    elif not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise ValidationError(f"key must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+    key, unique_key = idempotency_key(request.key, "key"), idempotency_key(request.unique_key, "unique_key")
     max_retries = request.max_retries
     if max_retries is None:
         max_retries = options.retry.max_retries
@@ -248,6 +254,7 @@ def build_spec(request: TaskRequest, options: TaskOptions, max_payload: int) -> 
         int(options.retry.jitter),
         delay_ms,
         key,
+        unique_key,
     )
     return queue, spec
 
@@ -256,7 +263,7 @@ def new_request(
     name: str,
     args: Sequence[Any] | None,
     kwargs: dict[str, Any] | None,
-    *options: Any,  # queue, priority, delay, key, max_retries, timeout: TaskRequest's order
+    *options: Any,  # queue, priority, delay, key, max_retries, timeout, unique_key: TaskRequest's order
 ) -> TaskRequest:
     """A TaskRequest from the public calls' arguments; the caller's list and dict are copied."""
     if args is not None and (isinstance(args, str | bytes) or not isinstance(args, list | tuple)):

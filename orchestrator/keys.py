@@ -54,7 +54,12 @@ class QueueKeys:
     def task(self, task_id: str) -> str:
         return f"{self.base}task:{task_id}"
 
+    def idempotency(self, key: str) -> str:
+        """The entry of ``key=``: names its task for as long as the task's record exists."""
+        return f"{self.base}key:{key}"
+
     def unique(self, key: str) -> str:
+        """The entry of ``unique_key=``: names its task while the task is unfinished."""
         return f"{self.base}unique:{key}"
 
     def worker(self, worker_id: str) -> str:

@@ -226,7 +226,8 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "backoff_ms": (Kind.INT, "0"),
     "backoff_max_ms": (Kind.INT, "0"),
     "jitter": (Kind.BOOL, "1"),
-    "key": (Kind.TEXT, ""),
+    "key": (Kind.TEXT, ""),  # key=: its entry key:<key> names the task as long as the record exists
+    "unique_key": (Kind.TEXT, ""),  # unique_key=: its entry unique:<key> names the task while unfinished
     "created_at": (Kind.TIME, ""),
     "run_at": (Kind.TIME, ""),
     "started_at": (Kind.TIME, ""),
@@ -236,7 +237,8 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "token": (Kind.TIME, ""),
     "cancel_requested": (Kind.BOOL, "0"),
     "result": (Kind.JSON, ""),
-    "error": (Kind.JSON, ""),
+    "error": (Kind.JSON, ""),  # blanked by a success, which keeps it as last_error
+    "last_error": (Kind.JSON, ""),
 }
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)
 
@@ -310,9 +312,11 @@ class Task(BaseModel):
     worker: str | None = None
     token: str | None = None
     key: str | None = None
+    unique_key: str | None = None
     cancel_requested: bool = False
     result: Any = None
     error: TaskError | None = None
+    last_error: TaskError | None = None  # a SUCCESS record keeps its earlier attempt's error here
 
     @classmethod
     def from_redis(cls, record: Mapping[bytes | str, bytes | str]) -> Task:

@@ -208,9 +208,11 @@ class TaskInfo(_Record):
     worker: str | None = None
     token: str | None = None
     key: str | None = None
+    unique_key: str | None = None
     cancel_requested: bool = False
     result: Any = None
     error: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # a SUCCESS's earlier attempt's error
     notes: list[str] = Field(default_factory=list)
 
     @classmethod

@@ -54,11 +54,13 @@ class TaskFunction(Generic[P, R]):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskHandle:
-        """Enqueue with options: queue, priority, delay, key, max_retries, timeout."""
+        """Enqueue with options: queue, priority, delay, key, unique_key, max_retries, timeout."""
         return self.app.enqueue(
             self.name, args, kwargs,
             queue=queue, priority=priority, delay=delay, key=key, max_retries=max_retries, timeout=timeout,
+            unique_key=unique_key,
         )
 
     async def aenqueue(
@@ -72,10 +74,12 @@ class TaskFunction(Generic[P, R]):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskHandle:
         return await self.app.aenqueue(
             self.name, args, kwargs,
             queue=queue, priority=priority, delay=delay, key=key, max_retries=max_retries, timeout=timeout,
+            unique_key=unique_key,
         )
 
     def request(
@@ -89,6 +93,7 @@ class TaskFunction(Generic[P, R]):
         key: str | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> TaskRequest:
         """A TaskRequest for ``app.enqueue_many``."""
-        return new_request(self.name, args, kwargs, queue, priority, delay, key, max_retries, timeout)
+        return new_request(self.name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)

@@ -273,12 +273,13 @@ class TaskSpec(NamedTuple):
     backoff_max_ms: int
     jitter: int  # 1 or 0 (a bool is not a Redis argument)
     delay_ms: int
-    key: str = ""
+    key: str = ""  # maps to the task as long as its record exists ('' for none)
+    unique_key: str = ""  # maps to the task while it is unfinished ('' for none)
 
 
 class Enqueued(NamedTuple):  # one per enqueued task: a NamedTuple is 4x cheaper than a frozen dataclass
     id: str
-    created: bool  # False: an unfinished task already held the idempotency key
+    created: bool  # False: an existing task already held the key (or the unfinished one the unique key)
 
 
 @dataclass(frozen=True)
@@ -392,7 +393,7 @@ class Transitions:
     def enqueue(self, specs: Sequence[TaskSpec], *, max_payload: int) -> Call[list[Enqueued]]:
         k = self.keys
         args: list[Arg] = [max_payload, k.queue, len(specs)]
-        for s in specs:  # the script's 12 values per task, in TaskSpec's field order
+        for s in specs:  # the script's 13 values per task, in TaskSpec's field order
             args += s if s.jitter.__class__ is int else (*s[:9], int(s.jitter), *s[10:])
 
         def decode(reply: list[Any]) -> list[Enqueued]:

@@ -227,7 +227,10 @@ def orch(ctx: click.Context, redis_url: str, prefix: str) -> None:
 @queue_option(f"Queue.  [default: {DEFAULT_QUEUE}]", callback=optional_queue)
 @click.option("--priority", type=int, help=f"0 (runs first) to 9.  [default: {DEFAULT_PRIORITY}]")
 @click.option("--delay", type=float, help="Seconds to wait before it may run.")
-@click.option("--key", help="Idempotency key: while a task with this key is unfinished, return it instead.")
+@click.option(
+    "--key", help="Idempotency key: while a task enqueued with it exists (result_ttl after it ends), return that task."
+)
+@click.option("--unique-key", help="While a task enqueued with this key is unfinished, return that task.")
 @click.option("--max-retries", type=int, help=doc(RetryPolicy, "max_retries"))
 @click.option("--timeout", type=float, help=f"Seconds an attempt may run.  [default: {DEFAULT_TIMEOUT:g}]")
 @click.option(

@@ -72,14 +72,26 @@ local function is_uint(s, max)
   return is_int(s) and tonumber(s) >= 0 and tonumber(s) <= (max or MAX_INT)
 end
 
--- Drop the idempotency key of a task that reached a final state, if it still points at it.
-local function release_unique(id, key)
-  if key and key ~= '' then
-    local ukey = BASE .. 'unique:' .. key
-    if call_typed('GET', ukey) == id then
-      redis.call('DEL', ukey)
+-- The entries of a task's keys that still name it: 'key:<key>' (kept as long as the record)
+-- and 'unique:<unique_key>' (kept while the task is unfinished). An entry that is not a
+-- string (written by hand) names nobody. Returns the two entry names or false each.
+local function own_entries(id)
+  local f = call_typed('HMGET', task_key(id), 'key', 'unique_key') or {}
+  local out = {false, false}
+  for i, prefix in ipairs({'key:', 'unique:'}) do
+    if f[i] and f[i] ~= '' and call_typed('GET', BASE .. prefix .. f[i]) == id then
+      out[i] = BASE .. prefix .. f[i]
     end
   end
+  return out[1], out[2]
+end
+
+-- A task reached a final state: its unique key is free again, and its key entry expires
+-- with the record (ttl_ms > 0; 0 keeps both, and a FAILED record stays in the dead-letter).
+local function release_keys(id, ttl_ms)
+  local kkey, ukey = own_entries(id)
+  if ukey then redis.call('DEL', ukey) end
+  if kkey and ttl_ms > 0 then redis.call('PEXPIRE', kkey, ttl_ms) end
 end
 
 -- Keep a finished record for ttl_ms, and trim the done index of what has expired:
@@ -104,8 +116,8 @@ end
 -- else move it to the dead-letter set. Returns the new state and its run_at (or '').
 local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_key, stats_key)
   local tkey = task_key(id)
-  local f_attempts, f_max_retries, f_backoff, f_backoff_max, f_jitter, f_key = unpack(redis.call('HMGET', tkey,
-    'attempts', 'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'key'))  -- (checked by the caller's read_task)
+  local f_attempts, f_max_retries, f_backoff, f_backoff_max, f_jitter = unpack(redis.call('HMGET', tkey,
+    'attempts', 'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'))  -- (checked by the caller's read_task)
   local attempts = tonumber(f_attempts) or 0
   local max_retries = tonumber(f_max_retries) or 0
   if allow_retry and attempts <= max_retries then
@@ -119,18 +131,18 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
     redis.call('HINCRBY', stats_key, 'retried', 1)
     return 'RETRYING', run_at
   end
-  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now, 'worker', '')
+  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
-  release_unique(id, f_key)
+  release_keys(id, 0)
   return 'FAILED', ''
 end
 
 -- End a RUNNING task as CANCELLED (its cancel request was honoured): into done, kept ttl_ms.
-local function finish_cancelled(id, now, err, key, done_key, stats_key, ttl_ms)
+local function finish_cancelled(id, now, err, done_key, stats_key, ttl_ms)
   redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
-  release_unique(id, key)
+  release_keys(id, ttl_ms)
   retire(done_key, id, now, ttl_ms)
 end
 
@@ -277,6 +289,52 @@ local function quarantine(id, rec, why, bad, now, failed_key, stats_key, events_
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
   redis.call('HINCRBY', stats_key, 'malformed', 1)
-  if not bad.key then release_unique(id, rec.key) end
+  release_keys(id, 0)  -- (a key field that did not read was reset to '' above)
   emit(events_key, 'event', 'malformed', 'task', id, 'from', rec.state or '?', 'error', why)
+end
+
+-- ------------------------------------------------------------------ idempotency entries
+
+-- A SUCCESS record shows no error: an earlier attempt's error is kept as last_error.
+local function keep_error_as_history(tkey)
+  local err = redis.call('HGET', tkey, 'error')
+  if err and err ~= '' then
+    redis.call('HSET', tkey, 'last_error', err, 'error', '')
+  end
+end
+
+-- The task a 'key:' entry names while that task's record exists, or nil (an entry that
+-- is not a string, written by hand, names nobody).
+local function record_holder(kkey)
+  local id = call_typed('GET', kkey)
+  if type(id) == 'string' and redis.call('EXISTS', task_key(id)) == 1 then return id end
+end
+
+-- The task a 'unique:' entry names while that task is unfinished, or nil.
+local function unfinished_holder(ukey)
+  local id = call_typed('GET', ukey)
+  if type(id) ~= 'string' then return nil end
+  local state = call_typed('HGET', task_key(id), 'state')
+  if type(state) == 'string' and state ~= 'SUCCESS' and state ~= 'FAILED' and state ~= 'CANCELLED' then
+    return id
+  end
+end
+
+-- An operator retried a FAILED task: it takes its key entry back unless another record
+-- holds it, and its unique key unless another unfinished task holds it.
+local function retake_keys(id)
+  local f = redis.call('HMGET', task_key(id), 'key', 'unique_key')
+  if f[1] and f[1] ~= '' and not record_holder(BASE .. 'key:' .. f[1]) then
+    redis.call('SET', BASE .. 'key:' .. f[1], id)
+  end
+  if f[2] and f[2] ~= '' and not unfinished_holder(BASE .. 'unique:' .. f[2]) then
+    redis.call('SET', BASE .. 'unique:' .. f[2], id)
+  end
+end
+
+-- A task's record is deleted (purge): its key entries go with it.
+local function drop_keys(id)
+  local kkey, ukey = own_entries(id)
+  if kkey then redis.call('DEL', kkey) end
+  if ukey then redis.call('DEL', ukey) end
 end

@@ -43,7 +43,7 @@ redis.call('ZREM', pending, id)
 redis.call('ZREM', scheduled, id)
 redis.call('HSET', tkey, 'state', 'CANCELLED', 'completed_at', now)
 redis.call('HINCRBY', stats, 'cancelled', 1)
-release_unique(id, f.key)
+release_keys(id, tonumber(ARGV[5]))
 retire(done, id, now, tonumber(ARGV[5]))
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

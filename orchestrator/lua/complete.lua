@@ -36,7 +36,8 @@ end
 redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now)
 redis.call('HINCRBY', stats, 'succeeded', 1)
 count_run(stats, f.started_at, now)
-release_unique(id, f.key)
+keep_error_as_history(task_key(id))
+release_keys(id, tonumber(ARGV[7]))
 retire(done, id, now, tonumber(ARGV[7]))
 emit(events, 'event', 'succeeded', 'task', id, 'name', f.name, 'worker', f.worker,
      'runtime_ms', now - (tonumber(f.started_at) or now))

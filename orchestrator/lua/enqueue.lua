@@ -6,27 +6,30 @@
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  max_payload   largest #args + #kwargs in bytes
   ARGV[5]  queue         the queue's name, stored in each record
-  ARGV[6]  n             number of tasks (1 to 1,000); then 12 values per task:
+  ARGV[6]  n             number of tasks (1 to 1,000); then 13 values per task:
            id, name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries (0-1,000), timeout_ms, backoff_ms, backoff_max_ms (each at most
-           ten years), jitter (0|1), delay_ms (at most ten years), key (idempotency key or '')
+           ten years), jitter (0|1), delay_ms (at most ten years), key, unique_key ('' for none)
            Every number is a canonical decimal integer ('10', never '1e1', '0x0a' or '010').
 
-  Returns a flat list: id, created (1 new | 0 the key's unfinished task) per task.
+  Returns a flat list: id, created (1 new | 0 an existing task that holds the key) per task.
   A task id that already exists is answered as created and left alone, so a call
   resent after a lost reply neither fails nor duplicates anything.
   Errors (nothing written: every argument and every key the call writes is checked
   first): INVALID <what>, TOO_LARGE <bytes>; CORRUPT <key> <what> when a key of the queue
   holds the wrong type, or stats a seq or enqueued counter that is not a canonical integer.
   Events: enqueued (state PENDING or SCHEDULED).
-  An idempotency key maps to its task while that task is unfinished; a second enqueue
-  with the key returns the first task's id and creates nothing. An idempotency entry
-  that is not a string, or names a task that is gone or finished, is taken over.
+  Idempotency (a second enqueue returns the first task's id and creates nothing):
+    key          'key:<key>' names the task for as long as its record exists (waiting,
+                 running, in the dead-letter, or kept result_ttl after it ended);
+    unique_key   'unique:<unique_key>' names the task while it is unfinished.
+  key is looked at first. An entry that is not a string, or names a task that is gone
+  (or finished, for unique_key), is taken over by the new task.
 ]]
-if not common_args_ok() then return redis.error_reply('INVALID base, offset_ms or maxlen') end
-if #KEYS ~= 5 then return redis.error_reply('INVALID expected 5 KEYS, got ' .. #KEYS) end
+local bad = bad_call(5, 6, true)  -- the exact count of ARGV is checked once n is known
+if bad then return redis.error_reply(bad) end
 local pending, scheduled, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local WIDTH = 12
+local WIDTH = 13
 local MAX_TASKS = 1000  -- per call (the client sends 1,000 at most): keeps unpack() within Lua's limits
 local MAX_MS = 315360000000  -- ten years, as the client's bound on durations
 local NUMBERS = {  -- offset in a task's values, name, largest value
@@ -81,16 +84,6 @@ local function queue_error()
   end
 end
 
--- The task holding an idempotency key while it is unfinished, or nil.
-local function unfinished_holder(ukey)
-  local first = redis.pcall('GET', ukey)
-  if type(first) ~= 'string' then return nil end  -- no entry, or not a string (replaced)
-  local state = redis.pcall('HGET', task_key(first), 'state')
-  if type(state) == 'string' and state ~= 'SUCCESS' and state ~= 'FAILED' and state ~= 'CANCELLED' then
-    return first
-  end
-end
-
 -- Validate everything before the first write: Redis does not roll back a failed script.
 local seen = {}
 for i = 0, n - 1 do
@@ -104,27 +97,30 @@ if err then return redis.error_reply(err) end
 local now = now_ms()
 local out = {}
 local new = {}  -- the tasks to create, by position (0-based) in the call
-local taken = {}  -- idempotency key -> the id it was given earlier in this call
-local claims = {}  -- idempotency entries to point at new tasks: key, id pairs
+local taken = {}  -- entry ('key:...' or 'unique:...') -> the id it was given earlier in this call
+local claims = {}  -- entries to point at new tasks: entry, id pairs
 local tkeys = {}
 for i = 1, n do tkeys[i] = task_key(ARGV[6 + (i - 1) * WIDTH + 1]) end
 -- One EXISTS for the whole call: a resent call (its reply was lost) finds its tasks.
 local any_exist = redis.call('EXISTS', unpack(tkeys)) > 0
 for i = 0, n - 1 do
   local a = 6 + i * WIDTH
-  local id, key = ARGV[a + 1], ARGV[a + 12]
+  local id, key, unique_key = ARGV[a + 1], ARGV[a + 12], ARGV[a + 13]
+  local kkey = key ~= '' and BASE .. 'key:' .. key
+  local ukey = unique_key ~= '' and BASE .. 'unique:' .. unique_key
   local existing = false
   if any_exist and redis.call('EXISTS', tkeys[i + 1]) == 1 then
     existing = id  -- sent before: its reply was lost
-  elseif taken[key] then
-    existing = taken[key]
-  elseif key ~= '' then
-    local ukey = BASE .. 'unique:' .. key
-    existing = unfinished_holder(ukey) or false
-    if not existing then
-      taken[key] = id
-      claims[#claims + 1] = ukey
-      claims[#claims + 1] = id
+  end
+  if not existing and kkey then existing = taken[kkey] or record_holder(kkey) or false end
+  if not existing and ukey then existing = taken[ukey] or unfinished_holder(ukey) or false end
+  if not existing then
+    for _, entry in ipairs({kkey, ukey}) do
+      if entry then
+        taken[entry] = id
+        claims[#claims + 1] = entry
+        claims[#claims + 1] = id
+      end
     end
   end
   out[#out + 1] = existing or id
@@ -140,7 +136,7 @@ local ready, later = {}, {}
 for j, i in ipairs(new) do
   local a = 6 + i * WIDTH
   local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  local delay, key = tonumber(ARGV[a + 11]), ARGV[a + 12]
+  local delay, key, unique_key = tonumber(ARGV[a + 11]), ARGV[a + 12], ARGV[a + 13]
   local state, run_at = 'PENDING', now
   if delay > 0 then state, run_at = 'SCHEDULED', now + delay end
   local score = int(priority * PRIORITY_SPAN + seq + j)
@@ -152,6 +148,7 @@ for j, i in ipairs(new) do
     'backoff_max_ms', ARGV[a + 9], 'jitter', ARGV[a + 10],
     'created_at', now, 'run_at', run_at, 'score', score)
   if key ~= '' then redis.call('HSET', tkey, 'key', key) end  -- no empty field per task without one
+  if unique_key ~= '' then redis.call('HSET', tkey, 'unique_key', unique_key) end
   if state == 'PENDING' then
     ready[#ready + 1] = score
     ready[#ready + 1] = id

@@ -45,7 +45,7 @@ count_run(stats, f.started_at, now)
 local state, run_at
 if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  -- asked to cancel: no retry
   state, run_at = 'CANCELLED', ''
-  finish_cancelled(id, now, err, f.key, done, stats, tonumber(ARGV[9]))
+  finish_cancelled(id, now, err, done, stats, tonumber(ARGV[9]))
 else
   state, run_at = settle_failure(id, now, err, mode == 'retry', scheduled, failed, stats)
 end

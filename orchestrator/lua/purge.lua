@@ -22,7 +22,7 @@ for i = 1, #popped, 2 do
   local tkey = task_key(id)
   local f, why, badf = read_task(id, {'key'})
   if not f or f.state ~= 'RUNNING' then
-    if f and not badf.key then release_unique(id, f.key) end
+    if f then drop_keys(id) end
     redis.call('DEL', tkey)
   end
   n = n + 1

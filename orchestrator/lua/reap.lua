@@ -52,7 +52,7 @@ for i = 1, math.min(#expired, limit) do
       message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
     state = 'CANCELLED'
     if f.cancel_requested == '1' then
-      finish_cancelled(id, now, err, f.key, done, stats, tonumber(ARGV[6]))
+      finish_cancelled(id, now, err, done, stats, tonumber(ARGV[6]))
     else
       state = settle_failure(id, now, err, true, scheduled, failed, stats)
     end

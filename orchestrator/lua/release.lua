@@ -36,7 +36,7 @@ for i = 5, #ARGV, 2 do
     now = now or now_ms()
     redis.call('ZREM', running, id)
     finish_cancelled(id, now, cjson.encode({type = 'Cancelled', message = 'cancel requested', traceback = ''}),
-                     f.key, done, stats, tonumber(ARGV[4]))
+                     done, stats, tonumber(ARGV[4]))
     emit(events, 'event', 'cancelled', 'task', id, 'worker', f.worker)
   elseif held then
     local score = f.score ~= '' and f.score or int(pending_score(stats, tonumber(f.priority)))

@@ -7,7 +7,8 @@
   ARGV[4]  limit   with no ids: most tasks taken from the failed set, oldest first
   ARGV[5..] ids    the tasks to retry (each must be FAILED)
 
-  A task with an idempotency key takes it back unless another unfinished task holds it.
+  A task takes its key entry back unless another record holds it, and its unique key
+  unless another unfinished task holds it.
   A malformed record stays FAILED (it would only fail again); taken from the failed set,
   it is skipped; an id there whose record is gone or not a hash is dropped.
   Returns the ids moved. Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <id> <state>
@@ -41,17 +42,10 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', failed, id)
   elseif not why then
     redis.call('ZREM', failed, id)
-    if f.key ~= '' then
-      local ukey = BASE .. 'unique:' .. f.key
-      local holder = redis.call('GET', ukey)
-      local held = holder and call_typed('HGET', task_key(holder), 'state')  -- (not a hash: not held)
-      if type(held) ~= 'string' or held == 'SUCCESS' or held == 'FAILED' or held == 'CANCELLED' then
-        redis.call('SET', ukey, id)
-      end
-    end
+    retake_keys(id)
     local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '',
-               'cancel_requested', 0)
+               'cancel_requested', 0, 'worker', '')
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'requeued', 'task', id)
     out[#out + 1] = id

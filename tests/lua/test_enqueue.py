@@ -131,70 +131,7 @@ def test_delay_schedules_the_task(app, r):
     assert fraction.run_at == fraction.created_at + 250
 
 
-# --------------------------------------------------------------- idempotency
-
-
-def test_concurrent_enqueues_with_one_key_make_one_task(app, r, redis_server):
-    n = 50
-    barrier = threading.Barrier(n)
-    handles: list[TaskHandle | None] = [None] * n
-    errors: list[BaseException] = []
-
-    def producer(i: int) -> None:
-        mine = Orchestrator(settings=Settings(redis_url=redis_server.url))
-        try:
-            barrier.wait(timeout=10)
-            handles[i] = mine.enqueue("billing:charge", [i], key="invoice-42")
-        except BaseException as exc:  # reported in the main thread
-            errors.append(exc)
-        finally:
-            mine.close()
-
-    threads = [threading.Thread(target=producer, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
-    ids = {h.id for h in handles}
-    assert len(ids) == 1
-    assert sum(h.created for h in handles) == 1
-    [task_id] = ids
-    assert task_keys(r) == [app.keys("default").task(task_id).encode()]
-    assert r.get(app.keys("default").unique("invoice-42")) == task_id.encode()
-    assert r.hget(app.keys("default").stats, "enqueued") == b"1"
-
-
-@pytest.mark.parametrize("how", ["success", "failed", "cancelled", "cancelled-while-waiting"])
-def test_key_is_free_again_once_the_task_is_final(app, r, how):
-    first = app.enqueue("billing:charge", key="k")
-    again = app.enqueue("billing:charge", key="k")
-    assert (again.id, again.created) == (first.id, False)
-    if how == "cancelled-while-waiting":
-        assert first.cancel() is S.CANCELLED
-    else:
-        finish(app, first, how)
-    assert first.status().is_final
-    fresh = app.enqueue("billing:charge", key="k")
-    assert fresh.created and fresh.id != first.id
-    assert r.get(app.keys("default").unique("k")) == fresh.id.encode()
-
-
-def test_key_holds_while_the_task_runs_or_retries(app):
-    first = app.enqueue("billing:charge", key="k", max_retries=2)
-    t = app._scripts("default")
-    [lease] = run(app.redis, t.claim("w1", 1, 60_000))
-    assert app.enqueue("billing:charge", key="k").id == first.id
-    run(app.redis, t.fail(first.id, lease.token, orjson.dumps(ERROR)))
-    assert first.status() is S.RETRYING
-    assert app.enqueue("billing:charge", key="k").id == first.id
-
-
-def test_keys_are_per_queue(app):
-    a = app.enqueue("billing:charge", key="k", queue="a")
-    b = app.enqueue("billing:charge", key="k", queue="b")
-    assert a.id != b.id and a.created and b.created
+# Idempotency keys (key=, unique_key=): tests/lua/test_idempotency.py
 
 
 # ------------------------------------------------------------------ bulk

@@ -110,16 +110,18 @@ def test_a_queue_key_of_the_wrong_type_is_refused(q, r, index, write):
     assert key in str(exc)
 
 
-def test_an_idempotency_entry_that_is_not_a_string_is_taken_over(q, r):
-    r.hset(q.keys.unique("k"), "x", "1")
-    [task_id] = q.add(key="k")
-    assert r.get(q.keys.unique("k")) == task_id.encode()
+@pytest.mark.parametrize("option", ["key", "unique_key"])
+def test_an_idempotency_entry_that_is_not_a_string_is_taken_over(q, r, option):
+    entry = (q.keys.idempotency if option == "key" else q.keys.unique)("k")
+    r.hset(entry, "x", "1")
+    [task_id] = q.add(**{option: "k"})
+    assert r.get(entry) == task_id.encode()
 
 
-def test_an_idempotency_entry_naming_a_record_that_is_not_a_hash_is_taken_over(q, r):
+def test_a_unique_entry_naming_a_record_that_is_not_a_hash_is_taken_over(q, r):
     r.set(q.keys.task("bogus"), "not a hash")
     r.set(q.keys.unique("k"), "bogus")
-    call = q.at().enqueue([spec("t1", key="k")], max_payload=MAX_PAYLOAD)
+    call = q.at().enqueue([spec("t1", unique_key="k")], max_payload=MAX_PAYLOAD)
     assert [(e.id, e.created) for e in run(r, call)] == [("t1", True)]  # not q.run: "bogus" is no hash
     assert r.get(q.keys.unique("k")) == b"t1"
 

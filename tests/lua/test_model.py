@@ -5,7 +5,8 @@ cancel, promote, reap, retry_failed, purge and time passing against the real
 redis-server; every reply is checked against what the model predicts, and after every
 step the whole database is compared with the model (``ScriptsModel``): each task's
 record, which index holds it and with what score, the pending order (priority, then
-FIFO), lease tokens, the idempotency keys, the worker registrations, the stats counters,
+FIFO), lease tokens, the idempotency entries of both kinds (``key``: as long as the record;
+``unique_key``: while unfinished) and their expiry, the worker registrations, the stats counters,
 the event stream, the wake-up list and which records expire. Refused calls must change
 nothing. Two rules go beyond the scripts' headers: a task asked to cancel is never
 retried again, and a task an operator retries does not carry an old cancel request.
@@ -59,7 +60,7 @@ HALF = UNIT // 2
 TTL = 2 * UNIT + HALF  # retention when the example keeps records for a while (0: forever)
 BIG_PAYLOAD = 1 << 20
 SPAN = 10**13  # PRIORITY_SPAN of _lib.lua
-IDEMPOTENCY_KEYS = ("", "", "k1", "k2", "k3")
+IDEMPOTENCY_KEYS = ("", "", "k1", "k2", "k3")  # drawn for key= and for unique_key= alike
 WORKERS = ("w1", "w2")
 WAITING = (S.PENDING, S.SCHEDULED, S.RETRYING)
 FINAL = (S.SUCCESS, S.FAILED, S.CANCELLED)
@@ -78,6 +79,7 @@ class MTask:
     max_retries: int
     backoff: int  # backoff_ms == backoff_max_ms, so every retry waits exactly this
     key: str
+    unique_key: str
     state: S
     created: int
     run_at: int
@@ -94,6 +96,7 @@ class MTask:
     cancel_requested: bool = False
     result: bytes | None = None
     error: dict[str, str] | None = None
+    last_error: dict[str, str] | None = None  # a SUCCESS keeps its earlier attempt's error here
 
 
 @dataclass
@@ -137,7 +140,8 @@ class ScriptsModel(RuleBasedStateMachine):
         self.now = 0
         self.ttl = 0
         self.tasks: dict[str, MTask] = {}
-        self.unique: dict[str, str] = {}
+        self.unique: dict[str, str] = {}  # unique_key -> task id, while that task is unfinished
+        self.keyed: dict[str, str] = {}  # key -> task id, as long as that task's record exists
         self.workers: dict[str, MWorker] = {}
         self.stats: Counter[str] = Counter()
         self.tokens = 0  # the lease-token counter (its own key)
@@ -183,8 +187,15 @@ class ScriptsModel(RuleBasedStateMachine):
         return state is not None and state not in FINAL
 
     def release_unique(self, task: MTask) -> None:
-        if task.key and self.unique.get(task.key) == task.id:
-            del self.unique[task.key]
+        """A task became final: its unique key is free (its key entry expires with its record)."""
+        if task.unique_key and self.unique.get(task.unique_key) == task.id:
+            del self.unique[task.unique_key]
+
+    def drop_keys(self, task: MTask) -> None:
+        """A task's record was deleted: both its entries go with it."""
+        self.release_unique(task)
+        if task.key and self.keyed.get(task.key) == task.id:
+            del self.keyed[task.key]
 
     def retire(self, task: MTask) -> None:
         task.in_done = True
@@ -219,8 +230,8 @@ class ScriptsModel(RuleBasedStateMachine):
 
     def settle_failure(self, task: MTask, error: dict[str, str], allow_retry: bool) -> S:
         task.error = error
-        task.worker = ""
         if allow_retry and task.attempts <= task.max_retries:
+            task.worker = ""
             task.state = S.RETRYING
             task.run_at = self.now + task.backoff
             self.stats["retried"] += 1
@@ -304,6 +315,7 @@ class ScriptsModel(RuleBasedStateMachine):
                     jitter=False,
                     delay_ms=data.draw(delays, label="delay"),
                     key=data.draw(st.sampled_from(IDEMPOTENCY_KEYS), label="key"),
+                    unique_key=data.draw(st.sampled_from(IDEMPOTENCY_KEYS), label="unique_key"),
                 )
             )
         broken = data.draw(st.sampled_from([None] * 8 + ["priority", "duplicate"]), label="broken")
@@ -320,17 +332,23 @@ class ScriptsModel(RuleBasedStateMachine):
             if s.id in self.tasks:  # sent before: answered as created, left alone
                 expected.append((s.id, True))
                 continue
+            holder = self.keyed.get(s.key) if s.key else None
+            if holder is None or holder not in self.tasks:  # key= first, as long as the record exists
+                holder = self.unique.get(s.unique_key) if s.unique_key else None
+                if holder is not None and not self.live(self.tasks[holder].state if holder in self.tasks else None):
+                    holder = None
+            if holder is not None:
+                expected.append((holder, False))
+                continue
             if s.key:
-                first = self.unique.get(s.key)
-                if first is not None and self.live(self.tasks[first].state if first in self.tasks else None):
-                    expected.append((first, False))
-                    continue
-                self.unique[s.key] = s.id
+                self.keyed[s.key] = s.id
+            if s.unique_key:
+                self.unique[s.unique_key] = s.id
             self.stats["seq"] += 1
             state = S.SCHEDULED if s.delay_ms else S.PENDING
             self.tasks[s.id] = MTask(
                 id=s.id, priority=s.priority, max_retries=s.max_retries, backoff=s.backoff_ms, key=s.key,
-                state=state, created=self.now, run_at=self.now + s.delay_ms,
+                unique_key=s.unique_key, state=state, created=self.now, run_at=self.now + s.delay_ms,
                 score=s.priority * SPAN + self.stats["seq"],
             )
             self.emit("enqueued", task=s.id, name="m:f", priority=s.priority, state=state.value)
@@ -417,6 +435,8 @@ class ScriptsModel(RuleBasedStateMachine):
         holder = task.worker
         task.state, task.result = S.SUCCESS, result
         task.finished, task.finished_blank = self.now, False
+        if task.error is not None:  # a success shows no error; the last one is kept as history
+            task.last_error, task.error = task.error, None
         self.leave_running(task)
         self.stats["succeeded"] += 1
         self.count_run(task)
@@ -617,10 +637,13 @@ class ScriptsModel(RuleBasedStateMachine):
             earliest_first(moved, failed, "retry_failed")
         for task_id in moved:
             task = self.tasks[task_id]
-            if task.key:
-                holder = self.unique.get(task.key)
+            if task.key and self.keyed.get(task.key) not in self.tasks:
+                self.keyed[task.key] = task_id
+            if task.unique_key:
+                holder = self.unique.get(task.unique_key)
                 if not self.live(self.tasks[holder].state if holder in self.tasks else None):
-                    self.unique[task.key] = task_id
+                    self.unique[task.unique_key] = task_id
+            task.worker = ""
             self.stats["seq"] += 1
             task.state, task.attempts = S.PENDING, 0
             task.score = task.priority * SPAN + self.stats["seq"]
@@ -647,7 +670,7 @@ class ScriptsModel(RuleBasedStateMachine):
         assert len(gone) == n, f"purge of {index} said {n} but deleted {len(gone)} records"
         earliest_first(gone, order, f"purge {index}")
         for task_id in gone:
-            self.release_unique(self.tasks.pop(task_id))
+            self.drop_keys(self.tasks.pop(task_id))
         if n:
             self.stats["purged"] += n
             self.emit("purged", count=n)
@@ -688,8 +711,7 @@ class ScriptsModel(RuleBasedStateMachine):
                     self.near(actual[t.id], model, f"{index} score of {t.id}", drift)
         assert [m.decode() for m in r.zrange(k.pending, 0, -1)] == self.pending_order(), "pending order"
 
-        unique = {key.decode()[len(k.unique("")) :]: r.get(key).decode() for key in r.scan_iter(match=k.unique("*"))}
-        assert unique == self.unique, "idempotency keys"
+        self.check_entries()
 
         workers = {w.decode(): s for w, s in r.zrange(k.workers, 0, -1, withscores=True)}
         assert workers.keys() == self.workers.keys(), "registered workers"
@@ -716,6 +738,7 @@ class ScriptsModel(RuleBasedStateMachine):
 
         assert r.llen(k.wake) == int(self.wake), "wake-up list"
         expected_keys = {k.task(i) for i in self.tasks} | {k.unique(key) for key in self.unique}
+        expected_keys |= {k.idempotency(key) for key in self.keyed}
         expected_keys |= {k.worker(w) for w in self.workers}
         expected_keys |= {getattr(k, index) for t in self.tasks.values() if (index := self.index_of(t))}
         pairs = ((k.workers, self.workers), (k.stats, self.stats), (k.events, self.events), (k.tokens, self.tokens))
@@ -726,6 +749,17 @@ class ScriptsModel(RuleBasedStateMachine):
             expected_keys.add(k.wake)
         assert {key.decode() for key in r.scan_iter(count=1000)} == expected_keys, "the set of keys"
 
+    def check_entries(self) -> None:
+        """Both kinds of idempotency entry; a key entry expires exactly when its record does."""
+        r, k = self.r, self.k
+        for prefix, model in ((k.unique(""), self.unique), (k.idempotency(""), self.keyed)):
+            actual = {key.decode()[len(prefix) :]: r.get(key).decode() for key in r.scan_iter(match=prefix + "*")}
+            assert actual == model, f"idempotency entries {prefix}*"
+        for key, task_id in self.keyed.items():
+            assert (r.pttl(k.idempotency(key)) > 0) == self.tasks[task_id].has_ttl, f"expiry of key entry {key}"
+        for key in self.unique:
+            assert r.pttl(k.unique(key)) == -1, f"unique entry {key} expires"
+
     def check_record(self, task: MTask, f: dict[str, str], pttl: int, drift: int) -> None:
         what = f"task {task.id}"
         assert f, f"{what} has no record"
@@ -734,16 +768,18 @@ class ScriptsModel(RuleBasedStateMachine):
             "priority": str(task.priority), "args": "[]", "kwargs": "{}", "attempts": str(task.attempts),
             "max_retries": str(task.max_retries), "timeout_ms": "0", "backoff_ms": str(task.backoff),
             "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key or None, "score": str(task.score),
+            "unique_key": task.unique_key or None,
         }
         assert {name: f.get(name) for name in expected} == expected, what
         assert f.get("token") == task.token, f"{what} token"
         assert f.get("worker") == task.worker, f"{what} worker"
         assert (f.get("result") or None) == (task.result.decode() if task.result else None), f"{what} result"
-        if task.error is None:
-            assert "error" not in f, f"{what} error"
-        else:
-            error = orjson.loads(f["error"])
-            assert {"type": error.get("type"), "message": error.get("message")} == task.error, f"{what} error"
+        for name, model in (("error", task.error), ("last_error", task.last_error)):
+            if model is None:
+                assert not f.get(name), f"{what} {name}"  # absent, or blanked by a success
+            else:
+                error = orjson.loads(f[name])
+                assert {"type": error.get("type"), "message": error.get("message")} == model, f"{what} {name}"
         flagged = f.get("cancel_requested", "0") == "1"
         assert not (flagged and task.state in WAITING), (
             f"{what} is {task.state.value} with a cancel request left over: its next attempt is cancelled at once"

@@ -38,6 +38,7 @@ def spec(
     jitter: bool = False,
     delay_ms: int = 0,
     key: str = "",
+    unique_key: str = "",
 ) -> TaskSpec:
     return TaskSpec(
         id=id or uuid.uuid4().hex,
@@ -52,6 +53,7 @@ def spec(
         jitter=jitter,
         delay_ms=delay_ms,
         key=key,
+        unique_key=unique_key,
     )
 
 
@@ -223,16 +225,17 @@ def test_enqueue_with_a_held_key_returns_the_first_task(q, r):
     replies = q.run(q.at().enqueue([spec(key="order-1"), spec(key="order-1")], max_payload=MAX_PAYLOAD))
     assert [(e.id, e.created) for e in replies] == [(first, False), (first, False)]
     assert list(q.states()) == [first]
-    assert r.get(q.keys.unique("order-1")) == first.encode()
+    assert r.get(q.keys.idempotency("order-1")) == first.encode()
     assert q.stats()["enqueued"] == 1
 
 
-def test_enqueue_ignores_a_key_left_pointing_at_a_finished_task(q, r):
-    [first] = q.add(key="k")
+def test_enqueue_ignores_a_unique_key_left_pointing_at_a_finished_task(q, r):
+    [first] = q.add(unique_key="k")
     [lease] = q.claim()
     q.run(q.at().complete(first, lease.token, b"1", 0))
     r.set(q.keys.unique("k"), first)  # as if the key had outlived its task
-    [(second, created)] = [(e.id, e.created) for e in q.run(q.at().enqueue([spec(key="k")], max_payload=MAX_PAYLOAD))]
+    call = q.at().enqueue([spec(unique_key="k")], max_payload=MAX_PAYLOAD)
+    [(second, created)] = [(e.id, e.created) for e in q.run(call)]
     assert created and second != first
     assert r.get(q.keys.unique("k")) == second.encode()
 
@@ -718,7 +721,7 @@ def test_retry_failed_checks_every_id_before_moving_any(q):
 def test_purge_deletes_records_and_keys_in_batches(q, r, index):
     delay = 60_000 if index == "scheduled" else 0
     ids = [f"t{i}" for i in range(5)]
-    specs = [spec(task_id, key=f"key-{task_id}", delay_ms=delay, max_retries=0) for task_id in ids]
+    specs = [spec(t, key=f"key-{t}", unique_key=f"u-{t}", delay_ms=delay, max_retries=0) for t in ids]
     q.run(q.at().enqueue(specs, max_payload=MAX_PAYLOAD))
     [bystander] = q.add(delay_ms=0 if index != "pending" else 60_000)
     if index in ("failed", "done"):
@@ -727,15 +730,16 @@ def test_purge_deletes_records_and_keys_in_batches(q, r, index):
                 q.run(q.at().fail(lease.task_id, lease.token, ERROR))
             else:
                 q.run(q.at().complete(lease.task_id, lease.token, b"1", 0))
-    held = [r.exists(q.keys.unique(f"key-{task_id}")) for task_id in ids]
+    held = [r.exists(q.keys.unique(f"u-{task_id}")) for task_id in ids]
     assert held == [index in ("pending", "scheduled")] * 5  # final states released theirs already
+    assert all(r.exists(q.keys.idempotency(f"key-{task_id}")) for task_id in ids)  # kept with the record
     key = getattr(q.keys, index)
     assert q.run(q.at().purge(key, 2)) == 2
     assert q.run(q.at().purge(key, 10)) == 3
     assert q.run(q.at().purge(key, 10)) == 0
     assert q.states() == {bystander: q.state(bystander)}
     for task_id in ids:
-        assert not r.exists(q.keys.unique(f"key-{task_id}"))
+        assert not r.exists(q.keys.unique(f"u-{task_id}")) and not r.exists(q.keys.idempotency(f"key-{task_id}"))
     assert q.stats()["purged"] == 5
 
 
@@ -858,7 +862,7 @@ def test_event_stream_is_capped(q, r):
 
 
 def test_reap_honours_a_cancel_request_instead_of_retrying(q):
-    [task_id] = q.add(max_retries=5, key="once")
+    [task_id] = q.add(max_retries=5, unique_key="once")
     q.claim(lease_ms=1000)
     q.run(q.at().cancel(task_id, 0))
     reply = q.run(q.at(5000).reap(10, ttl_ms=60_000))
@@ -882,18 +886,19 @@ def test_release_honours_a_cancel_request_instead_of_requeueing(q):
     assert q.events()[-2]["event"] == "cancelled"
 
 
-def test_retry_failed_takes_back_a_free_idempotency_key(q):
-    task_id = q.fail_to_dead_letter(key="k")
+def test_retry_failed_takes_back_a_free_unique_key(q):
+    task_id = q.fail_to_dead_letter(unique_key="k")
     assert q.r.get(q.keys.unique("k")) is None  # released when it failed
     q.run(q.at().retry_failed([task_id]))
     assert q.r.get(q.keys.unique("k")) == task_id.encode()
-    [(again, created)] = [(e.id, e.created) for e in q.run(q.at().enqueue([spec(key="k")], max_payload=MAX_PAYLOAD))]
+    call = q.at().enqueue([spec(unique_key="k")], max_payload=MAX_PAYLOAD)
+    [(again, created)] = [(e.id, e.created) for e in q.run(call)]
     assert (again, created) == (task_id, False)
 
 
-def test_retry_failed_leaves_a_key_held_by_another_unfinished_task(q):
-    task_id = q.fail_to_dead_letter(key="k")
-    [newer] = q.add(key="k")
+def test_retry_failed_leaves_a_unique_key_held_by_another_unfinished_task(q):
+    task_id = q.fail_to_dead_letter(unique_key="k")
+    [newer] = q.add(unique_key="k")
     q.run(q.at().retry_failed([task_id]))
     assert q.r.get(q.keys.unique("k")) == newer.encode()
 

@@ -1,0 +1,67 @@
+"""What a finished record tells about its attempts: a SUCCESS shows no error (an earlier
+attempt's error is kept as ``last_error``), and a FAILED record names the worker that ran
+its last attempt. Driven with the scripts on a real redis-server (``Q`` checks the
+lifecycle after every call).
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from orchestrator.models import TaskState
+from tests.lua.test_scripts import ERROR, Q
+
+S = TaskState
+
+
+@pytest.fixture
+def q(r) -> Q:
+    return Q(r)
+
+
+def field(q: Q, task_id: str, name: str) -> bytes | None:
+    return q.r.hget(q.keys.task(task_id), name)
+
+
+def test_a_success_after_a_failed_attempt_shows_no_error_and_keeps_it_as_last_error(q):
+    [task_id] = q.add(max_retries=2, backoff_ms=0)
+    [lease] = q.claim()
+    q.run(q.at().fail(task_id, lease.token, ERROR))
+    assert q.task(task_id).error is not None  # retrying: the error it retries after is shown
+    q.run(q.at(1).promote(10))
+    [lease] = q.claim(worker="w2")
+    q.run(q.at().complete(task_id, lease.token, b'"ok"', 0))
+    task = q.task(task_id)
+    assert (task.state, task.result, task.error) == (S.SUCCESS, "ok", None)
+    assert task.last_error is not None and task.last_error.model_dump() == orjson.loads(ERROR)
+    assert field(q, task_id, "error") == b""  # blanked, as scripts blank fields
+
+
+def test_a_success_at_the_first_attempt_has_neither(q):
+    [task_id] = q.add()
+    [lease] = q.claim()
+    q.run(q.at().complete(task_id, lease.token, b"1", 0))
+    assert field(q, task_id, "error") is None and field(q, task_id, "last_error") is None
+    assert q.task(task_id).last_error is None
+
+
+@pytest.mark.parametrize("how", ["fatal", "retries exhausted", "reaped"])
+def test_a_failed_record_names_the_worker_that_ran_it(q, how):
+    [task_id] = q.add(max_retries=0)
+    [lease] = q.claim(worker="w7", lease_ms=1000)
+    if how == "reaped":
+        q.run(q.at(5000).reap(10))
+    else:
+        q.run(q.at().fail(task_id, lease.token, ERROR, mode="fatal" if how == "fatal" else "retry"))
+    task = q.task(task_id)
+    assert (task.state, task.worker) == (S.FAILED, "w7")
+
+
+def test_a_retried_record_names_no_worker_until_it_runs_again(q):
+    task_id = q.fail_to_dead_letter()
+    assert q.task(task_id).worker == "w1"
+    q.run(q.at().retry_failed([task_id]))
+    assert q.task(task_id).worker is None
+    assert [x.task_id for x in q.claim(worker="w2")] == [task_id]
+    assert q.task(task_id).worker == "w2"
