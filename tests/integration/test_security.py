@@ -37,7 +37,7 @@ from redis.retry import Retry
 import orchestrator
 from orchestrator import InvalidPayload, NotSerializable, Orchestrator, TaskFailed, TaskState
 from orchestrator.cli.commands import orch
-from orchestrator.errors import RedisCommandError
+from orchestrator.errors import RedisCommandError, ValidationError
 from orchestrator.redis_local import LocalRedis
 from orchestrator.transitions import TaskSpec, run
 from tests.integration.procs import Proc, Procs, wait_for
@@ -65,7 +65,7 @@ CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del")  # for producers th
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
 # Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
-PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
+PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:key:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
                    "{*}:events", "{*}:wake")
 CANCEL_WRITES = ("{*}:done", "{*}:failed")  # cancel retires a record, or moves a malformed one aside
 PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader": "reader-secret",
@@ -309,10 +309,14 @@ def test_lua_runs_with_the_callers_permissions(acl: AclServer, admin: redis.Redi
         built = client.script_load("return redis.call('HSET', 'other:' .. KEYS[1], 'x', '1')")
         with pytest.raises(redis.ResponseError, match="can't access"):
             client.evalsha(built, 1, "orch:{default}:task:1")
-        # The orchestrator's own script, given a key base outside orch:*, writes nothing.
+        # The orchestrator's own script, given a key base outside orch:*, writes nothing
+        # (it refuses the call itself: its KEYS are not under that base).
         call = app._scripts("default").enqueue([spec("t1")], max_payload=1000)
         escaped = dataclasses.replace(call, args=("other:{default}:", *call.args[1:]))
-        with pytest.raises(redis.ResponseError, match="can't"):
+        with pytest.raises(ValidationError, match="not under the base"):
+            run(client, escaped)
+        escaped = dataclasses.replace(escaped, keys=[k.replace("orch:", "other:", 1) for k in call.keys])
+        with pytest.raises(redis.exceptions.NoPermissionError):  # and with KEYS to match, the ACL
             run(client, escaped)
         assert snapshot(admin) == before
     finally:
