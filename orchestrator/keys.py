@@ -102,6 +102,11 @@ class QueueKeys:
         return f"{self.base}wake"
 
     @property
+    def cancels(self) -> str:
+        """A pub/sub channel, not a key: cancel.lua publishes the id of a RUNNING task asked to stop."""
+        return f"{self.base}cancels"
+
+    @property
     def tokens(self) -> str:
         """The lease-token counter: its own key, so a producer's ACL can leave it read-only."""
         return f"{self.base}tokens"

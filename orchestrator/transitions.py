@@ -508,7 +508,7 @@ class Transitions:
         return self._call(
             "cancel",
             [k.pending, k.scheduled, k.done, k.stats, k.events, k.failed],
-            [task_id, ttl_ms],
+            [task_id, ttl_ms, k.cancels],
             lambda r: TaskState(strict_text(r)),
         )
 

@@ -1,11 +1,14 @@
 --[[
   cancel: stop a task. PENDING, SCHEDULED and RETRYING tasks become CANCELLED at once;
-  a RUNNING task gets a cancel request that its worker sees at its next heartbeat.
+  a RUNNING task gets a cancel request, published on ARGV[6] so its worker stops it at
+  once; its next heartbeat also reports it (a worker that missed the message).
 
   KEYS[1] pending zset   KEYS[2] scheduled zset   KEYS[3] done zset
   KEYS[4] stats hash     KEYS[5] events stream     KEYS[6] failed zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id       ARGV[5]  ttl_ms   retention of the cancelled record; 0 keeps it
+  ARGV[6]  channel  pub/sub channel of the queue's cancel requests (QueueKeys.cancels), under the
+           base. Published best effort: a user the ACL denies the channel still cancels.
 
   Returns the state after the call: CANCELLED, or RUNNING (cancel requested).
   Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); BAD_STATE <state>
@@ -14,8 +17,9 @@
   moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
   Events: cancelled or cancel_requested, or malformed.
 ]]
-local bad = bad_call(6, 5)
+local bad = bad_call(6, 6)
 if bad then return redis.error_reply(bad) end
+if ARGV[6]:sub(1, #BASE) ~= BASE then return redis.error_reply('INVALID channel is not under the base') end
 local pending, scheduled, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end
@@ -33,6 +37,7 @@ end
 if state == 'RUNNING' then
   redis.call('HSET', tkey, 'cancel_requested', 1)
   emit(events, 'event', 'cancel_requested', 'task', id)
+  redis.pcall('PUBLISH', ARGV[6], id)
   return 'RUNNING'
 end
 if state ~= 'PENDING' and state ~= 'SCHEDULED' and state ~= 'RETRYING' then

@@ -44,6 +44,7 @@ from ..sanitize import get_logger, redis_error_text
 from ..task_function import TaskFunction
 from ..transitions import Call, Lease, arun
 from ..version import __version__
+from .cancels import CancelListener
 from .outcome import FATAL, RETRY, error_record, timeout_record, verdict
 from .pipeline import Pipeliner
 from .pool import RemoteError
@@ -124,13 +125,19 @@ class Worker:
             self._tag, queues, self.settings.concurrency, self.settings.pool, loop, os.getpid(),
         )
         heartbeat = asyncio.create_task(self._heartbeat_loop())
+        channels = {self.app.keys(q).cancels: q for q, _ in self.settings.queues}
+        cancels = asyncio.create_task(
+            CancelListener(self.app.aredis, channels, self._lease_key, self._cancel_heard, self._tag).run()
+        )
         try:
             await self._claim_loop()
         finally:
             try:
+                cancels.cancel()
                 await self._shutdown()
             finally:
                 self._beating = False
+                await asyncio.gather(cancels, return_exceptions=True)
                 await self._end(heartbeat)
                 await self._deregister()
                 self._runner.close()
@@ -437,6 +444,14 @@ class Worker:
                 self._interrupt(queue, task_id, "lost")
             for task_id in reply.cancel:
                 self._interrupt(queue, task_id, "cancel")
+
+    def _lease_key(self, queue: str, task_id: str) -> tuple[str, str] | None:
+        """The record key and token of a task this worker runs (for the cancel listener)."""
+        running = self._running.get((queue, task_id))
+        return None if running is None else (self.app.keys(queue).task(task_id), running.lease.token)
+
+    def _cancel_heard(self, queue: str, task_id: str) -> None:
+        self._interrupt(queue, task_id, "cancel")
 
     def _interrupt(self, queue: str, task_id: str, reason: str) -> None:
         running = self._running.get((queue, task_id))

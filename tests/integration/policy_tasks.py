@@ -61,3 +61,8 @@ async def anap() -> None:
 @app.task(name="policy:thumb", queue="images", timeout=12, retry=RetryPolicy(max_retries=5, backoff=2), priority=2)
 def thumb(path: str, width: int = 100) -> str:
     return f"{path}@{width}"
+
+
+@app.task(name="policy:long", max_retries=0, timeout=60)
+async def long() -> None:
+    await asyncio.sleep(30)

@@ -28,11 +28,11 @@ S = TaskState
 class Running:
     """A Worker on its own event loop in a thread of the test process."""
 
-    def __init__(self, redis_url: str, pool: str) -> None:
-        app = Orchestrator(settings=Settings(redis_url=redis_url))
+    def __init__(self, redis_url: str, pool: str, heartbeat: float = 5.0) -> None:
+        app = Orchestrator(settings=Settings(redis_url=redis_url, lease_timeout=max(30.0, 3 * heartbeat)))
         settings = WorkerSettings(
             name=f"policy-{pool}", pool=pool, concurrency=4, grace=0, idle_wait=0.05,
-            apps=("tests.integration.policy_tasks",),
+            apps=("tests.integration.policy_tasks",), heartbeat_interval=heartbeat,
         )
         self.worker = Worker(app, settings, dict(policy_tasks.app.registry))
         self.loop = asyncio.new_event_loop()

@@ -51,7 +51,8 @@ DEMO_APP = "orchestrator.demo.tasks"  # demo:work sleeps, demo:doomed always fai
 # equal to what the scripts and the Python code run.
 
 PRODUCER_DIRECT = ("evalsha", "script|load", "sadd", "hget", "hgetall")  # enqueue, status, result
-WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers")  # wake-up, commit check, scheduler
+WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers", "subscribe")  # wake-up, commit check,
+# scheduler, cancel requests (channels orch:{Q}:cancels)
 PRODUCER_SCRIPTS = ("enqueue",)
 WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap")
 PRODUCER_COMMANDS = (
@@ -61,7 +62,7 @@ WORKER_COMMANDS = (
     *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
-CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del")  # for producers that may cancel
+CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del", "publish")  # for producers that may cancel
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
 # Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
@@ -73,12 +74,14 @@ PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader":
 
 
 def acl_line(user: str, commands: Sequence[str], writes: Sequence[str] | None = None, prefix: str = "orch") -> str:
-    """One user of the recipe: ``writes`` None reads and writes every key under the prefix;
-    else it reads them all (%R~) and writes only those patterns (~: a key a command both
-    reads and writes, as a script's KEYS are, needs one pattern granting both)."""
+    """One user of the recipe: ``writes`` None reads and writes every key under the prefix
+    (and may subscribe to its channels: a worker hears cancel requests there); else it
+    reads them all (%R~) and writes only those patterns (~: a key a command both reads and
+    writes, as a script's KEYS are, needs one pattern granting both)."""
     allowed = " ".join(f"+{c}" for c in commands)
     keys = f"~{prefix}:*" if writes is None else " ".join([f"%R~{prefix}:*", *(f"~{prefix}:{w}" for w in writes)])
-    return f"user {user} on >{PASSWORDS[user]} resetchannels resetkeys {keys} -@all {allowed}"
+    channels = f" &{prefix}:*" if writes is None else ""
+    return f"user {user} on >{PASSWORDS[user]} resetchannels{channels} resetkeys {keys} -@all {allowed}"
 
 
 ACL_FILE = "\n".join(
@@ -337,7 +340,7 @@ def test_each_user_runs_only_its_own_transitions(producer: Orchestrator, worker_
     assert snapshot(admin) == before
 
     # The README's addition for producers that cancel.
-    extra = [*(f"+{c}" for c in CANCEL_EXTRA), *(f"~orch:{w}" for w in CANCEL_WRITES)]
+    extra = [*(f"+{c}" for c in CANCEL_EXTRA), *(f"~orch:{w}" for w in CANCEL_WRITES), "&orch:*"]
     admin.execute_command("ACL", "SETUSER", "producer", *extra)
     try:
         assert handle.cancel() is S.CANCELLED

@@ -351,6 +351,33 @@ def test_heartbeat_reports_cancel_requests(q):
     assert (reply.lost, reply.cancel) == ([], [b])
 
 
+def test_cancel_of_a_running_task_publishes_its_id_for_the_worker(q, r):
+    [waiting, running] = q.add(2)
+    q.run(q.at().cancel(waiting, 0))  # PENDING: cancelled at once, nothing to tell a worker
+    [lease] = q.claim()
+    assert lease.task_id == running
+    listener = r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(q.keys.cancels)
+    try:
+        assert listener.get_message(timeout=1) is None  # the subscribe confirmation, skipped
+        assert q.run(q.at().cancel(running, 0)) is S.RUNNING
+        message = listener.get_message(timeout=5)
+        assert message is not None and (message["channel"], message["data"]) == (
+            q.keys.cancels.encode(), running.encode()
+        )
+        assert listener.get_message(timeout=0.1) is None, "one message per cancel request"
+    finally:
+        listener.close()
+
+
+def test_cancel_refuses_a_channel_outside_the_queue_base(q):
+    [task_id] = q.add()
+    q.claim()
+    call = q.at().cancel(task_id, 0)
+    escaped = Call(call.script, call.keys, (*call.args[:-1], "elsewhere"), call.decode)
+    q.fails(ValidationError, escaped, "channel is not under the base")
+
+
 def test_deregister_removes_the_worker_and_renews_nothing(q, r):
     [a] = q.add()
     [lease] = q.claim(lease_ms=1000)
