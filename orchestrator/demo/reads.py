@@ -1,22 +1,21 @@
 """What ``orch demo`` reads from its Redis directly, and the clean-up of its keys.
 
-Owns the demo's few reads outside the operator API: the new entries of
-its queue's event stream (as ``story.Event``), its live workers' loads, its tasks' final
-states, and deleting every key under the demo's own fresh prefix at the end. The only
-module of the demo that names keys, and only through ``keys.QueueKeys``.
+Owns the demo's reads of its queue: its live workers' loads and its tasks' final states
+through the operator API (``Queue``), the new entries of its event stream as the story's
+raw ``story.Event`` (XREAD on the stream key ``keys.QueueKeys`` names), and deleting every
+key under the demo's own fresh prefix at the end.
 See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from ..keys import QueueKeys
-from ..reading import text
+from ..errors import TaskNotFound
+from ..queues import Queue
 from .story import Event, parse_event
 
 
@@ -26,26 +25,21 @@ def read_events(client: redis.Redis, key: str, last_id: str, block_ms: int | Non
     return [parse_event(entry_id, fields) for _, entries in reply or () for entry_id, fields in entries]
 
 
-def live_loads(client: redis.Redis, keys: QueueKeys, now_ms: float) -> dict[str, float]:
-    """Load (running / concurrency) of each worker whose heartbeat deadline is ahead."""
-    entries: Any = client.zrange(keys.workers, 0, -1, withscores=True)
-    workers = [text(w) for w, deadline in entries if deadline >= now_ms]
-    pipe = client.pipeline(transaction=False)
-    for worker in workers:
-        pipe.hget(keys.worker(worker), "load")
-    loads = {}
-    for worker, raw in zip(workers, pipe.execute(), strict=True):
-        with contextlib.suppress(TypeError, ValueError):
-            loads[worker] = float(raw)
-    return loads
+def live_loads(queue: Queue) -> dict[str, float]:
+    """Load (running / concurrency) of each live worker, as its last heartbeat told."""
+    return {w.id: w.load for w in queue.workers() if w.alive and w.load is not None}
 
 
-def final_states(client: redis.Redis, keys: QueueKeys, task_ids: Sequence[str]) -> dict[str, str | None]:
+def final_states(queue: Queue, task_ids: Sequence[str]) -> dict[str, str | None]:
     """Each task's state as its record in Redis says (None when the record is missing)."""
-    pipe = client.pipeline(transaction=False)
+    states: dict[str, str | None] = {}
     for task_id in task_ids:
-        pipe.hget(keys.task(task_id), "state")
-    return {t: None if s is None else text(s) for t, s in zip(task_ids, pipe.execute(), strict=True)}
+        try:
+            state = queue.task(task_id).state
+        except TaskNotFound:
+            state = None
+        states[task_id] = None if state is None else state.value
+    return states
 
 
 def delete_prefix(client: redis.Redis, prefix: str) -> int:

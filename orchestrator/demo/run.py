@@ -143,6 +143,7 @@ class Demo:
         self.app = Orchestrator(settings=Settings(redis_url=redis_url, prefix=prefix))
         self.app.registry.update(demo_tasks.app.registry)  # the tasks' retry options apply at enqueue
         self.keys = self.app.keys(QUEUE)
+        self.queue = self.app.queue(QUEUE)
         self.children: list[Child] = []
         self.names = [f"w-{i}" for i in range(1, cfg.workers + 1)]
         self.planned = plan_tasks(cfg.tasks, cfg.seed)
@@ -199,7 +200,7 @@ class Demo:
 
     def _wait_until_registered(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        while len(live_loads(self.client, self.keys, self.now_ms())) < len(self.names):
+        while len(live_loads(self.queue)) < len(self.names):
             self.check_children()
             if time.monotonic() > deadline:
                 tails = "; ".join(f"{c.name}: {c.tail() or 'no output'}" for c in self.children)
@@ -263,7 +264,7 @@ class Demo:
 
     def sample(self) -> None:
         killed = self.kill.worker if self.kill else None
-        loads = {w: v for w, v in live_loads(self.client, self.keys, self.now_ms()).items() if w != killed}
+        loads = {w: v for w, v in live_loads(self.queue).items() if w != killed}
         for worker, load in loads.items():
             self.story.workers[worker].loads.append(load)
         if loads:
@@ -306,7 +307,7 @@ class Demo:
         self.say("[Demo] Stopping the workers and the scheduler (SIGTERM)")
         stop_children(self.children)
         self.pump(None)
-        outcome = Outcome(final_states(self.client, self.keys, self.ids))
+        outcome = Outcome(final_states(self.queue, self.ids))
         self.out.line()
         took = time.monotonic() - self.began
         lines = summary_lines(
