@@ -56,8 +56,9 @@ def private_server(*, appendonly: bool = False, **options: Any) -> Iterator[tupl
         server.stop()
 
 
-def _placeholder() -> None:
-    """Registered under a task's name in the test's app, to give its enqueue that task's options."""
+def _placeholder(*args: Any, **kwargs: Any) -> None:
+    """Registered under a task's name in the test's app, to give its enqueue that task's options
+    (any arguments: the enqueue checks them against this signature, the worker runs the real one)."""
 
 
 def ids(handles: list[TaskHandle]) -> list[str]:
