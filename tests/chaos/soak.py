@@ -95,6 +95,7 @@ class SoakResult:
     lost_stopped: int
     report: Report
     chaos_log: list[str] = field(default_factory=list)
+    refused: int = 0  # processes that exited 3 at start while Redis was down, and were started again
 
     @property
     def passed(self) -> bool:
@@ -113,7 +114,8 @@ class SoakResult:
             f"setup      redis-server appendonly yes, appendfsync everysec; lease {cfg.lease:g} s, heartbeat "
             f"{cfg.heartbeat:g} s; {SCHEDULERS} schedulers, workers {', '.join(POOLS)}, {PRODUCERS} producers",
             "processes  started: workers " + ", ".join(f"{p} {self.started[p]}" for p in POOLS)
-            + f"; schedulers {self.started['scheduler']}",
+            + f"; schedulers {self.started['scheduler']}"
+            + (f"; {self.refused} exited at start while Redis was down (started again)" if self.refused else ""),
             f"chaos      {actions} (Redis down {self.outage:.1f} s)",
             f"enqueue    {c['requests']} requests: {c['acknowledged']} acknowledged ({c['acknowledged new']} new, "
             f"{c['acknowledged existing (key)']} existing by key), {c['unacknowledged']} unacknowledged "
@@ -219,7 +221,7 @@ class Soak:
         late = sum(len(LATE_REFUSED.findall(log)) for log in logs)
         stopped = sum(len(LOST_STOPPED.findall(log)) for log in logs)
         result = SoakResult(cfg, self.seed, self.workdir, redis_dir, self.actions, fleet.started, self.outage, drain,
-                            time.monotonic() - self.t0, late, stopped, report, self.chaos_log)
+                            time.monotonic() - self.t0, late, stopped, report, self.chaos_log, len(fleet.refused))
         (self.workdir / "report.txt").write_text(result.render() + "\n")
         (self.workdir / "chaos.log").write_text("\n".join(self.chaos_log) + "\n")
         return result

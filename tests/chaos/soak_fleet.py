@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import redis
 
+from orchestrator.cli.commands import EXIT_UNREACHABLE
 from orchestrator.keys import QueueKeys
 from tests.integration.procs import ROOT, Proc, orch_command
 
@@ -34,6 +35,7 @@ from .soak_tasks import ASYNC_QUEUE, SYNC_QUEUE, WORKER_ENV
 
 TASKS_APP = "tests.chaos.soak_tasks"
 QUEUES = (SYNC_QUEUE, ASYNC_QUEUE)
+STARTED = "Started:"  # workers and schedulers log it once past first contact, signal handlers set
 POOLS: dict[str, tuple[int, tuple[str, ...]]] = {  # pool: concurrency, queues (in claim order)
     "thread": (4, (SYNC_QUEUE, ASYNC_QUEUE)),
     "process": (3, (SYNC_QUEUE,)),
@@ -63,6 +65,15 @@ class Member:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
+    @property
+    def serving(self) -> bool:
+        return STARTED in self.proc.log()
+
+    def refused_to_start(self) -> bool:
+        """It exited before serving because Redis could not be reached (the soak had it down):
+        what ``orch`` does by design at start; a supervisor starts it again."""
+        return self.role != "producer" and self.proc.returncode == EXIT_UNREACHABLE and not self.serving
+
 
 class Fleet:
     """Starts, signals and replaces the soak's processes; kills them all on ``cleanup``."""
@@ -76,6 +87,7 @@ class Fleet:
         self.members: list[Member] = []
         self.started: Counter[str] = Counter()
         self.unexpected: list[str] = []
+        self.refused: list[str] = []  # started while Redis was down: exited 3, started again
 
     def _spawn(self, name: str, argv: list[str], env_extra: dict[str, str] | None = None) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "SOAK_"))}
@@ -151,7 +163,10 @@ class Fleet:
             if member.role == "producer" and code == 0:
                 continue
             member.killed = True  # noted once
-            self.unexpected.append(f"{member.name} exited with {code}\n{member.proc.tail(15)}")
+            if member.refused_to_start():
+                self.refused.append(member.name)
+            else:
+                self.unexpected.append(f"{member.name} exited with {code}\n{member.proc.tail(15)}")
             if not restart:
                 continue
             if member.role == "worker" and member.pool is not None:
@@ -172,6 +187,8 @@ class Fleet:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 member.proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             code = member.proc.returncode
+            if code == -signal.SIGTERM and not member.serving:
+                continue  # stopped while it started, before its handlers were set: nothing ran
             if code != 0 and member.role != "producer":
                 how = f"exited with {code}" if code is not None else f"was still running {timeout:g} s later"
                 self.unexpected.append(f"{member.name} {how} on SIGTERM\n{member.proc.tail(15)}")

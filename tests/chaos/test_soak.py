@@ -15,9 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
+from orchestrator.cli.commands import EXIT_UNREACHABLE
 from tests.chaos.soak import ACTIONS, SoakConfig, run_soak
 from tests.chaos.soak_check import Report, check
 from tests.chaos.soak_evidence import Collected, Event, load, save
+from tests.chaos.soak_fleet import Fleet, Member
 
 # ---------------------------------------------------------------- forged evidence
 
@@ -154,6 +156,34 @@ def test_evidence_survives_a_round_trip(tmp_path: Path) -> None:
     data = zombie_story()
     save(data, tmp_path / "evidence.json")
     assert load(tmp_path / "evidence.json") == data
+
+
+# ------------------------------------------------------------------- the fleet
+
+
+class StubProc:
+    def __init__(self, name: str, returncode: int, log: str) -> None:
+        self.name, self.returncode, self._log = name, returncode, log
+
+    def log(self) -> str:
+        return self._log
+
+    def tail(self, lines: int) -> str:
+        return self._log
+
+
+def test_a_process_refused_at_start_while_redis_was_down_is_no_finding(tmp_path: Path) -> None:
+    fleet = Fleet("redis://127.0.0.1:1/0", tmp_path, lease=3.0, heartbeat=0.5, rate=1.0)
+    unreachable = "Error: cannot reach Redis at redis://127.0.0.1:1/0: Connection refused."
+    fleet.members = [
+        Member(StubProc("w-thread-1", EXIT_UNREACHABLE, unreachable), "worker", "thread"),  # type: ignore[arg-type]
+        Member(StubProc("w-thread-2", EXIT_UNREACHABLE, f"[Worker w-thread-2] Started: ...\n{unreachable}"),
+               "worker", "thread"),  # type: ignore[arg-type]
+        Member(StubProc("s-1", 1, "Traceback ..."), "scheduler"),  # type: ignore[arg-type]
+    ]
+    fleet.replace_exited(restart=False)
+    assert fleet.refused == ["w-thread-1"]
+    assert [entry.split()[0] for entry in fleet.unexpected] == ["w-thread-2", "s-1"], "a serving one exiting is"
 
 
 # ------------------------------------------------------------------- the real run
