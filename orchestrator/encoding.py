@@ -85,7 +85,8 @@ def validate_task_name(name: object) -> str:
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or not name.isprintable() or " " in name:
         raise ValidationError(
             f"invalid task name {name!r}: 1 to {MAX_NAME_LENGTH} printable characters "
-            "without whitespace (e.g. 'pkg.module:function')"
+            "without whitespace (e.g. 'pkg.module:function')",
+            field="name",
         )
     return name
 
@@ -93,7 +94,8 @@ def validate_task_name(name: object) -> str:
 def check_priority(priority: object) -> None:
     if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise InvalidPriority(
-            f"priority must be an integer from {MIN_PRIORITY} (runs first) to {MAX_PRIORITY}, not {priority!r}"
+            f"priority must be an integer from {MIN_PRIORITY} (runs first) to {MAX_PRIORITY}, not {priority!r}",
+            field="priority",
         )
 
 
@@ -102,7 +104,9 @@ def seconds_ms(seconds: float | None, what: str) -> int:
     if seconds is None:
         return 0
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_SECONDS:
-        raise ValidationError(f"{what} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {seconds!r}")
+        raise ValidationError(
+            f"{what} must be a number of seconds from 0 to {MAX_SECONDS:g}, not {seconds!r}", field=what
+        )
     return round(seconds * 1000)
 
 
@@ -111,7 +115,7 @@ def timeout_ms(seconds: float) -> int:
     ms = seconds_ms(seconds, "timeout")
     if ms == 0:
         raise ValidationError(
-            f"timeout must be at least 0.001 s, not {seconds!r} (use timeout=None for no timeout)"
+            f"timeout must be at least 0.001 s, not {seconds!r} (use timeout=None for no timeout)", field="timeout"
         )
     return ms
 
@@ -198,7 +202,7 @@ class Arguments:
     def check(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None) -> None:
         problem = self.problem(args, kwargs)
         if problem is not None:
-            raise ValidationError(f"arguments do not fit task {name}{self.shown}: {problem}")
+            raise ValidationError(f"arguments do not fit task {name}{self.shown}: {problem}", field="args")
 
 
 # ---------------------------------------------------------------------- request
@@ -225,18 +229,20 @@ def build_spec(request: TaskRequest, options: TaskOptions, max_payload: int) -> 
         priority = request.priority
         check_priority(priority)
     if not isinstance(request.args, list | tuple) or not isinstance(request.kwargs, dict | None):
-        raise ValidationError("args must be a list or tuple and kwargs a dict")
+        raise ValidationError("args must be a list or tuple and kwargs a dict", field="args")
     args = dumps(request.args, "args") if request.args else b"[]"
     kwargs = dumps(request.kwargs, "kwargs") if request.kwargs else b"{}"
     size = len(args) + len(kwargs)
     if size > max_payload:
-        raise PayloadTooLarge(f"arguments are {size} bytes encoded, over the limit of {max_payload}")
+        raise PayloadTooLarge(f"arguments are {size} bytes encoded, over the limit of {max_payload}", field="args")
     key, unique_key = idempotency_key(request.key, "key"), idempotency_key(request.unique_key, "unique_key")
     max_retries = request.max_retries
     if max_retries is None:
         max_retries = options.retry.max_retries
     elif isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 1000:
-        raise ValidationError(f"max_retries must be an integer from 0 to 1000, not {max_retries!r}")
+        raise ValidationError(
+            f"max_retries must be an integer from 0 to 1000, not {max_retries!r}", field="max_retries"
+        )
     timeout, backoff_ms, backoff_max_ms = options.timings_ms
     if request.timeout is not None:
         timeout = timeout_ms(request.timeout)
@@ -267,7 +273,7 @@ def new_request(
 ) -> TaskRequest:
     """A TaskRequest from the public calls' arguments; the caller's list and dict are copied."""
     if args is not None and (isinstance(args, str | bytes) or not isinstance(args, list | tuple)):
-        raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}")
+        raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}", field="args")
     if kwargs is not None and not isinstance(kwargs, dict):
-        raise ValidationError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+        raise ValidationError(f"kwargs must be a dict, not {type(kwargs).__name__}", field="kwargs")
     return TaskRequest(name, tuple(args) if args else (), dict(kwargs) if kwargs else None, *options)

@@ -150,11 +150,11 @@ class LeaseLost(OrchestratorError):
 class TaskFailed(OrchestratorError):
     """The task ended FAILED; ``error`` holds its last error record."""
 
-    def __init__(self, task_id: str, error: dict[str, str] | None) -> None:
+    def __init__(self, task_id: str, error: dict[str, str] | None, *, queue: str | None = None) -> None:
         self.error = error or {}
         kind = self.error.get("type", "Error")
         message = self.error.get("message", "")
-        super().__init__(f"task {task_id} failed: {kind}: {message}", task_id=task_id, state="FAILED")
+        super().__init__(f"task {task_id} failed: {kind}: {message}", task_id=task_id, queue=queue, state="FAILED")
 
 
 class TaskCancelled(OrchestratorError):

@@ -42,7 +42,7 @@ class TaskHandle:
 
     def _state(self, raw: bytes | str | None) -> TaskState:
         if raw is None:
-            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}")
+            raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}", task_id=self.id, queue=self.queue)
         return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
 
     def status(self) -> TaskState:
@@ -71,8 +71,11 @@ class TaskHandle:
         if task.state is TaskState.SUCCESS:
             return task.result
         if task.state is TaskState.FAILED:
-            raise TaskFailed(task.id, task.error.model_dump() if task.error else None)
-        raise TaskCancelled(f"task {task.id} was cancelled")
+            raise TaskFailed(task.id, task.error.model_dump() if task.error else None, queue=task.queue)
+        raise TaskCancelled(f"task {task.id} was cancelled", task_id=task.id, queue=task.queue, state=task.state)
+
+    def _timed_out(self, timeout: float | None) -> ResultTimeout:
+        return ResultTimeout(f"task {self.id} did not finish within {timeout} s", task_id=self.id, queue=self.queue)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task to end; return its result or raise its error.
@@ -85,7 +88,7 @@ class TaskHandle:
             if self.status().is_final:
                 return self._outcome(self.info())
             if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+                raise self._timed_out(timeout)
             time.sleep(pause)
             pause = min(pause * 2, self.POLL_MAX)
 
@@ -96,7 +99,7 @@ class TaskHandle:
             if (await self.astatus()).is_final:
                 return self._outcome(await self.ainfo())
             if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(f"task {self.id} did not finish within {timeout} s")
+                raise self._timed_out(timeout)
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.POLL_MAX)
 

@@ -20,7 +20,7 @@ def validate_queue_name(name: object) -> str:
     """Return ``name`` when it is a valid queue name, else raise InvalidQueueName."""
     if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):
         raise InvalidQueueName(
-            f"invalid queue name {name!r}: use 1-64 letters, digits, '_', '-' or '.'"
+            f"invalid queue name {name!r}: use 1-64 letters, digits, '_', '-' or '.'", field="queue"
         )
     return name
 

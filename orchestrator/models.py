@@ -105,12 +105,13 @@ def dumps(value: Any, what: str = "value") -> bytes:
     """
     found = _first_bad(value, 0)
     if found is not None:
-        raise NotSerializable(f"{what}{found[0]} {found[1]}")
+        raise NotSerializable(f"{what}{found[0]} {found[1]}", field=what)
     try:
         return orjson.dumps(value)
     except TypeError:  # an int beyond 64 bits: rare, so only now looked for
         path = _big_int(value)
-        raise NotSerializable(f"{what}{path or ''} is an integer beyond 64 bits: pass it as a str") from None
+        message = f"{what}{path or ''} is an integer beyond 64 bits: pass it as a str"
+        raise NotSerializable(message, field=what) from None
 
 
 def _big_int(value: Any) -> str | None:

@@ -268,7 +268,10 @@ class Worker:
                     raise InvalidPayload(lease.payload_error)
                 task = self.tasks.get(lease.name)
                 if task is None:
-                    raise UnknownTask(f"no task named {lease.name!r} is registered on worker {self.id}")
+                    raise UnknownTask(
+                        f"no task named {lease.name!r} is registered on worker {self.id}",
+                        task_id=lease.task_id, queue=lease.queue,
+                    )
                 assert self._runner is not None  # made by run() before any claim
                 context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
                 result = await within(self._runner.invoke(task.fn, lease, context), timeout)

@@ -11,7 +11,16 @@ import pytest
 import redis
 
 from orchestrator import Orchestrator, TaskState
-from orchestrator.errors import InvalidQueueName, InvalidTransition, QueueNotFound, TaskNotFound, ValidationError
+from orchestrator.errors import (
+    InvalidQueueName,
+    InvalidTransition,
+    QueueNotFound,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    ValidationError,
+)
 from orchestrator.queues import Queue
 from orchestrator.records import Event, QueueStats, TaskInfo
 from orchestrator.transitions import Lease, run
@@ -256,3 +265,47 @@ def test_bad_values_become_notes_not_tracebacks(app: Orchestrator, r: redis.Redi
     info = app.task_info(task_id)
     assert info.args is None and info.priority is None and info.notes
     assert [t.id for t in app.queue("default").tasks("pending").tasks] == [task_id]
+
+
+# ------------------------------------------------------------------ errors with fields
+
+
+def test_producer_errors_name_the_field(app: Orchestrator, r: redis.Redis) -> None:
+    cases = [
+        ({"priority": 11}, "priority"),
+        ({"queue": "no/slash"}, "queue"),
+        ({"key": ""}, "key"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"delay": float("nan")}, "delay"),
+        ({"timeout": 0}, "timeout"),
+    ]
+    for options, field in cases:
+        with pytest.raises(ValidationError) as info:
+            app.enqueue("m:f", **options)
+        assert info.value.field == field, options
+        assert info.value.to_dict()["field"] == field
+    with pytest.raises(ValidationError) as bad_args:
+        app.enqueue("m:f", [object()])
+    assert bad_args.value.field == "args"
+    with pytest.raises(ValidationError) as bad_name:
+        app.enqueue("has space")
+    assert bad_name.value.field == "name"
+    assert r.keys("orch:{*}:task:*") == []  # nothing was written
+
+
+def test_handle_errors_carry_the_task(app: Orchestrator) -> None:
+    handle = app.enqueue("m:f", queue="q")
+    with pytest.raises(ResultTimeout) as late:
+        handle.result(timeout=0)
+    assert (late.value.task_id, late.value.queue) == (handle.id, "q")
+    app.cancel(handle.id)
+    with pytest.raises(TaskCancelled) as cancelled:
+        handle.result(timeout=5)
+    assert (cancelled.value.task_id, cancelled.value.queue, cancelled.value.state) == (handle.id, "q", "CANCELLED")
+    failing = app.enqueue("m:f", queue="q", max_retries=0)
+    (lease,) = claim(app, queue="q")
+    assert lease.task_id == failing.id
+    fail(app, lease)
+    with pytest.raises(TaskFailed) as failed:
+        failing.result(timeout=5)
+    assert (failed.value.queue, failed.value.state, failed.value.error["type"]) == ("q", "FAILED", "ValueError")
