@@ -153,6 +153,18 @@ class Queue:
         return [decode_event(self.name, eid, fields) for eid, fields in reversed(entries)]
 
     @translated
+    def task_events(self, task_id: str, *, scan: int = 1000) -> list[Event]:
+        """Task ``task_id``'s events among the queue's latest ``scan``, oldest first.
+
+        The stream is capped (``events_maxlen``): on a busy queue a task's early events
+        may be gone; ``scan`` bounds the cost of one call.
+        """
+        entries: Any = self._redis.xrevrange(self.keys.events, count=max(1, scan)) or []
+        wanted = task_id.encode()
+        mine = [(eid, fields) for eid, fields in entries if fields and fields.get(b"task") == wanted]
+        return [decode_event(self.name, eid, fields) for eid, fields in reversed(mine)]
+
+    @translated
     def last_event_id(self) -> str:
         """The newest event's id, or ``0-0`` when there is none (follow from there)."""
         newest: Any = self._redis.xrevrange(self.keys.events, count=1) or []

@@ -309,3 +309,14 @@ def test_handle_errors_carry_the_task(app: Orchestrator) -> None:
     with pytest.raises(TaskFailed) as failed:
         failing.result(timeout=5)
     assert (failed.value.queue, failed.value.state, failed.value.error["type"]) == ("q", "FAILED", "ValueError")
+
+
+def test_a_tasks_own_events(app: Orchestrator) -> None:
+    other = app.enqueue("m:f").id
+    task_id = app.enqueue("m:f", max_retries=0).id
+    leases = claim(app, 2)
+    fail(app, next(lease for lease in leases if lease.task_id == task_id), mode="retry")
+    events = app.queue("default").task_events(task_id)
+    assert [e.event for e in events] == ["enqueued", "claimed", "failed"]
+    assert {e.task_id for e in events} == {task_id} and other != task_id
+    assert app.queue("default").task_events("ghost") == []
