@@ -291,33 +291,39 @@ def check_attempts(ctx: _Context) -> Invariant:
 def check_keys(ctx: _Context) -> Invariant:
     """Idempotency keys gave one task each.
 
-    A key belongs to a queue (``orch:{Q}:unique:<key>``). While a task with a key is
-    unfinished, an enqueue with that key to that queue returns it and creates nothing: the
-    tasks created with one key in one queue never overlap in time (each was created no
-    earlier than the previous one finished), every acknowledged enqueue with a key got a
-    task of that queue with that key, and a request answered "existing task" created none.
+    Keys belong to a queue. ``key=`` (``orch:{Q}:key:<key>``) names its task as long as the
+    task's record exists, so one key never has two records in one queue. ``unique_key=``
+    (``orch:{Q}:unique:<key>``) names it while it is unfinished, so the tasks created with
+    one unique key never overlap in time (each was created no earlier than the previous one
+    finished). Every acknowledged enqueue got a task of that queue with that key, and a
+    request answered "existing task" created none.
     """
     inv = Invariant("idempotency keys gave one task each")
-    by_key: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    by_key: dict[tuple[str, str, str], list[dict[str, str]]] = defaultdict(list)
     for task_id, record in ctx.data.records.items():
-        if record.get("key"):
-            by_key[(record.get("queue", ""), record["key"])].append({**record, "id": task_id})
-    for (queue, key), tasks in by_key.items():
+        for kind in ("key", "unique_key"):
+            if record.get(kind):
+                by_key[(kind, record.get("queue", ""), record[kind])].append({**record, "id": task_id})
+    for (kind, queue, key), tasks in by_key.items():
         tasks.sort(key=lambda r: int(r.get("created_at", 0)))
         for before, after in itertools.pairwise(tasks):
             done = before.get("completed_at")
-            if before.get("state") not in FINAL or not done or int(after["created_at"]) < int(done):
+            if kind == "key":
+                inv.violations.append(f"key {key} of {queue}: task {after['id']} created while the record of "
+                                      f"task {before['id']} exists")
+            elif before.get("state") not in FINAL or not done or int(after["created_at"]) < int(done):
                 inv.violations.append(
-                    f"key {key} of {queue}: task {after['id']} created at {after['created_at']} while task "
+                    f"unique key {key} of {queue}: task {after['id']} created at {after['created_at']} while task "
                     f"{before['id']} was unfinished (state {before.get('state')}, completed_at {done or 'none'})"
                 )
     for req in ctx.data.requests:
-        if not req["ack"] or not req.get("key"):
+        if not req["ack"] or not (req.get("key") or req.get("unique_key")):
             continue
         record = ctx.data.records.get(req["id"], {})
-        if (record.get("queue"), record.get("key")) != (req["queue"], req["key"]):
-            inv.violations.append(f"request {req['tag']} with key {req['key']} of {req['queue']} got task "
-                                  f"{req['id']} with key {record.get('key')!r} of {record.get('queue')}")
+        for kind in ("key", "unique_key"):
+            if req.get(kind) and (record.get("queue"), record.get(kind)) != (req["queue"], req[kind]):
+                inv.violations.append(f"request {req['tag']} with {kind} {req[kind]} of {req['queue']} got task "
+                                      f"{req['id']} with {kind} {record.get(kind)!r} of {record.get('queue')}")
         if not req["created"] and ctx.by_tag.get(req["tag"]):
             inv.violations.append(f"request {req['tag']} was answered 'existing' but created {ctx.by_tag[req['tag']]}")
     ctx.counts["keys used"] = len(by_key)

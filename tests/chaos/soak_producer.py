@@ -58,6 +58,7 @@ class Planned:
     timeout: float
     seconds: float
     fail_rate: float
+    unique_key: str | None = None
 
 
 def plan_batch(rng: random.Random, producer: int, first: int) -> list[Planned]:
@@ -77,14 +78,19 @@ def plan_batch(rng: random.Random, producer: int, first: int) -> list[Planned]:
         elif kind == "timeout":
             seconds, timeout, retries = 1.0, 0.4, rng.choice([0, 1])
         delay = round(rng.uniform(0.1, 3.0), 3) if rng.random() < 0.25 else None
-        key = f"key-{rng.randrange(KEY_POOL)}" if rng.random() < 0.2 else None
+        key = unique_key = None
+        if rng.random() < 0.2:  # key= half the time, unique_key= the other half
+            if rng.random() < 0.5:
+                key = f"key-{rng.randrange(KEY_POOL)}"
+            else:
+                unique_key = f"key-{rng.randrange(KEY_POOL)}"
         tag = f"p{producer}-{first + len(out)}"
         request = Planned(
             producer, tag, kind, name, queue, rng.randint(0, 9), delay, key, retries, timeout,
-            round(seconds, 3), fail_rate,
+            round(seconds, 3), fail_rate, unique_key,
         )
         out.append(request)
-        if key is not None and rng.random() < 0.4:  # the same key again at once, on purpose
+        if (key or unique_key) and rng.random() < 0.4:  # the same key again at once, on purpose
             again = Planned(**{**asdict(request), "tag": f"p{producer}-{first + len(out)}"})
             out.append(again)
     return out
@@ -99,7 +105,7 @@ def enqueue(app: Orchestrator, batch: Sequence[Planned], out: TextIO) -> bool:
     requests = [
         app.request(
             r.name, [r.tag, r.seconds, r.fail_rate], queue=r.queue, priority=r.priority, delay=r.delay,
-            key=r.key, max_retries=r.max_retries, timeout=r.timeout,
+            key=r.key, max_retries=r.max_retries, timeout=r.timeout, unique_key=r.unique_key,
         )
         for r in batch
     ]

@@ -45,8 +45,10 @@ def record(task: str = "t1", *, state: str = "SUCCESS", token: str = "1", attemp
     return {**out, **extra}
 
 
-def request(task: str = "t1", *, key: str | None = None, created: bool = True, tag: str = "") -> dict[str, Any]:
-    return {"tag": tag or f"tag-{task}", "queue": Q, "key": key, "ack": True, "id": task, "created": created}
+def request(task: str = "t1", *, key: str | None = None, unique_key: str | None = None, created: bool = True,
+            tag: str = "") -> dict[str, Any]:
+    return {"tag": tag or f"tag-{task}", "queue": Q, "key": key, "unique_key": unique_key, "ack": True, "id": task,
+            "created": created}
 
 
 def evidence(records: list[dict[str, str]], events: list[Event], entries: list[dict[str, Any]],
@@ -137,19 +139,34 @@ def test_checker_catches_a_lost_task_and_an_unfinished_one() -> None:
     assert any("expired lease" in v for v in violations)
 
 
-def test_checker_catches_two_unfinished_tasks_with_one_key() -> None:
+def test_checker_catches_two_unfinished_tasks_with_one_unique_key() -> None:
     first = clean_story()
-    first.records["t1"]["key"] = "k"
-    second = record("t2", key="k", created=1050, completed=1300)  # created while t1 ran
+    first.records["t1"]["unique_key"] = "k"
+    second = record("t2", unique_key="k", created=1050, completed=1300)  # created while t1 ran
     first.records["t2"] = second
     first.indexes[Q]["done"]["t2"] = 0.0
-    first.requests = [request("t1", key="k"), request("t2", key="k"), request("t1", key="k", created=False, tag="x")]
+    first.requests = [request("t1", unique_key="k"), request("t2", unique_key="k"),
+                      request("t1", unique_key="k", created=False, tag="x")]
     first.events += [ev(1100, "claimed", task="t2", attempt=1, worker="w1"), ev(1300, "succeeded", task="t2")]
     first.entries += [entry(1100.5, "start", "2", 1, "w1", "t2"), entry(1200, "end", "2", 1, "w1", "t2")]
     second["token"] = "2"
     second["result"] = orjson.dumps({"token": "2"}).decode()
     violations = failing(check(first))["idempotency keys gave one task each"]
     assert len(violations) == 1 and "t2 created at 1050 while task t1 was unfinished" in violations[0]
+
+
+def test_checker_catches_two_records_with_one_key_even_one_after_the_other() -> None:
+    story = clean_story()
+    story.records["t1"]["key"] = "k"
+    second = record("t2", key="k", created=1200, completed=1300, token="2")  # after t1 ended: still wrong
+    second["result"] = orjson.dumps({"token": "2"}).decode()
+    story.records["t2"] = second
+    story.indexes[Q]["done"]["t2"] = 0.0
+    story.requests = [request("t1", key="k"), request("t2", key="k")]
+    story.events += [ev(1210, "claimed", task="t2", attempt=1, worker="w1"), ev(1300, "succeeded", task="t2")]
+    story.entries += [entry(1210.5, "start", "2", 1, "w1", "t2"), entry(1250, "end", "2", 1, "w1", "t2")]
+    violations = failing(check(story))["idempotency keys gave one task each"]
+    assert violations == [f"key k of {Q}: task t2 created while the record of task t1 exists"]
 
 
 def test_evidence_survives_a_round_trip(tmp_path: Path) -> None:
