@@ -242,16 +242,18 @@ class _Scan:
         budget = self.limit * (SCAN_BUDGET if self.filtered else 1)
         position = read_cursor(cursor) if cursor else None
         while len(self.found) < self.limit and budget > 0:
-            entries = self._entries(position, min(budget, MAX_PAGE))
-            if not entries:
+            n = min(budget, MAX_PAGE, self.limit - len(self.found) if not self.filtered else MAX_PAGE)
+            entries = self._entries(position, n)
+            budget -= len(entries)
+            used = self._keep(entries)
+            if used < len(entries):  # the page filled up inside this batch: go on from its last task
+                position = entries[used - 1]
+                break
+            if len(entries) < n:  # the index ended
                 self.cursor = None
                 return
-            budget -= len(entries)
-            self._keep(entries)
             position = entries[-1]
-            self.cursor = make_cursor(*position)
-            if len(self.found) >= self.limit:
-                return
+        self.cursor = make_cursor(*position) if position is not None else None
 
     def _entries(self, after: tuple[str, float] | None, n: int) -> list[tuple[str, float]]:
         r = self.queue.app.redis
@@ -267,12 +269,16 @@ class _Scan:
         rows = r.zrange(self.index, start, start + n - 1, withscores=True)
         return [(text(m), float(s)) for m, s in rows]
 
-    def _keep(self, entries: list[tuple[str, float]]) -> None:
+    def _keep(self, entries: list[tuple[str, float]]) -> int:
+        """Add the matching tasks of ``entries`` until the page is full; how many entries it used."""
         pipe = self.queue.app.redis.pipeline(transaction=False)
         for task_id, _ in entries:
             pipe.hgetall(self.queue.keys.task(task_id))
-        missing = 0
+        missing = used = 0
         for (task_id, _), record in zip(entries, pipe.execute(), strict=True):
+            if len(self.found) >= self.limit:
+                break
+            used += 1
             if not record:
                 missing += 1
                 continue
@@ -281,10 +287,10 @@ class _Scan:
                 continue
             if info.state is not None and info.state not in self.states:
                 continue  # shares the index (retrying/scheduled, success/cancelled) or is moving
-            if len(self.found) < self.limit:
-                self.found.append(info)
+            self.found.append(info)
         if missing:
             self.notes.append(f"{missing} index entr{'y' if missing == 1 else 'ies'} without a task record skipped")
+        return used
 
 
 def _sharing(states: frozenset[TaskState]) -> int:

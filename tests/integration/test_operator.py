@@ -168,7 +168,10 @@ def test_states_that_share_an_index_are_told_apart(app: Orchestrator) -> None:
 def test_list_by_name(app: Orchestrator) -> None:
     wanted = [app.enqueue("m:wanted" if i % 3 == 0 else "m:other").id for i in range(9)]
     page = app.queue("default").tasks("pending", name="m:wanted", limit=10)
-    assert [t.id for t in page.tasks] == wanted[0::3]
+    assert [t.id for t in page.tasks] == wanted[0::3] and page.cursor is None
+    first = app.queue("default").tasks("pending", name="m:wanted", limit=2)  # fills up inside one batch
+    rest = app.queue("default").tasks("pending", name="m:wanted", limit=2, cursor=first.cursor)
+    assert [t.id for t in first.tasks + rest.tasks] == wanted[0::3]  # none skipped
 
 
 def test_listing_refuses_bad_input(app: Orchestrator) -> None:
