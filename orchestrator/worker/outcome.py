@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from ..errors import FailNow, NotSerializable
+from ..errors import Deadline, FailNow, InvalidPayload, NotSerializable, RemoteError, UnknownTask
 from ..models import FailMode
 from ..task_function import TaskFunction
+from ..transitions import Lease
 
 RETRY = FailMode.RETRY  # fail.lua: retry while attempts remain
 FATAL = FailMode.FATAL  # fail.lua: FAILED at once
@@ -92,6 +93,28 @@ def _cancelled_in(exc: BaseException) -> BaseException | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def judge(
+    exc: BaseException, task: TaskFunction[..., Any] | None, lease: Lease, elapsed: float, stack: FrameType | None
+) -> tuple[FailMode, dict[str, str]]:
+    """(fail.lua mode, error record) for an attempt that raised ``exc`` after ``elapsed`` seconds.
+
+    A timeout is retried while attempts remain; a process-pool child's error comes judged
+    (``verdict`` ran there); an unknown name or arguments that do not decode fail at once;
+    anything else is the task's ``verdict``. ``stack``: see ``timeout_record``.
+    """
+    timeout = lease.timeout_ms / 1000 or None
+    if isinstance(exc, Deadline):
+        return RETRY, timeout_record(exc, str(exc), stack)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError) and timeout is not None and elapsed >= timeout - 0.002:
+        return RETRY, timeout_record(exc, f"task timed out after {timeout:g} s", stack)  # 3.10: wait_for's own
+    if isinstance(exc, RemoteError):
+        record = dict(exc.record)
+        return (FATAL if record.pop("mode", RETRY) == FATAL else RETRY), record
+    if isinstance(exc, UnknownTask | InvalidPayload):  # fails the task, not the worker; `orch retry` brings it back
+        return FATAL, error_record(exc)
+    return verdict(exc, task, lease.args, lease.kwargs)
 
 
 def verdict(

@@ -45,11 +45,10 @@ from ..task_function import TaskFunction
 from ..transitions import Call, Lease, arun
 from ..version import __version__
 from .cancels import CancelListener
-from .outcome import FATAL, RETRY, error_record, timeout_record, verdict
+from .outcome import judge
 from .pipeline import Pipeliner
-from .pool import RemoteError
 from .registry import load_tasks, report_tasks
-from .runner import Deadline, Runner, within
+from .runner import Runner, within
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -282,26 +281,10 @@ class Worker:
                 elif running.stop_reason is None:
                     raise
                 return
-            except Deadline as exc:
-                await self._fail(running, RETRY, self._timeout_record(exc, str(exc), lease))
-                return
-            except (asyncio.TimeoutError, TimeoutError) as exc:  # on 3.10, wait_for's own or the task's
+            except Exception as exc:  # a timeout, or the task's policy decides (outcome.judge)
+                stack = self._runner.stopped_in.pop(lease.task_id, None) if self._runner is not None else None
                 elapsed = time.monotonic() - running.started
-                if timeout is not None and elapsed >= timeout - 0.002:
-                    message = f"task timed out after {timeout:g} s"
-                    await self._fail(running, RETRY, self._timeout_record(exc, message, lease))
-                else:
-                    await self._fail(running, *verdict(exc, self.tasks.get(lease.name), lease.args, lease.kwargs))
-                return
-            except RemoteError as exc:  # the child judged it: its record says how
-                record = dict(exc.record)
-                await self._fail(running, FATAL if record.pop("mode", RETRY) == FATAL else RETRY, record)
-                return
-            except (UnknownTask, InvalidPayload) as exc:  # fails the task, not the worker; `orch retry` brings it back
-                await self._fail(running, FATAL, error_record(exc))
-                return
-            except Exception as exc:  # the task's policy decides; a result that is not JSON fails at once
-                await self._fail(running, *verdict(exc, self.tasks.get(lease.name), lease.args, lease.kwargs))
+                await self._fail(running, *judge(exc, self.tasks.get(lease.name), lease, elapsed, stack))
                 return
             await self._complete(running, payload)
         finally:
@@ -311,11 +294,6 @@ class Worker:
             self.processed += 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
-
-    def _timeout_record(self, exc: BaseException, message: str, lease: Lease) -> dict[str, str]:
-        """Where the task was when its deadline fired: a thread's frame then, else the coroutine's."""
-        stack = self._runner.stopped_in.pop(lease.task_id, None) if self._runner is not None else None
-        return timeout_record(exc, message, stack)
 
     # ----------------------------------------------------------------- commit
 
