@@ -240,9 +240,9 @@ def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Excepti
         data[name] = to_int(fields.get(name))
     for name in TIME_FIELDS:
         data[name] = ms_to_datetime(to_int(fields.get(name)))
-    for name in ("worker", "token", "key"):
+    for name in ("worker", "token", "key", "unique_key"):
         data[name] = fields.get(name) or None
-    for name, shape in (("args", list), ("kwargs", dict), ("result", object), ("error", dict)):
+    for name, shape in (("args", list), ("kwargs", dict), ("result", object), ("error", dict), ("last_error", dict)):
         if fields.get(name):
             try:
                 value = orjson.loads(fields[name])

@@ -6,10 +6,15 @@ lifecycle after every call).
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli import orch
 from orchestrator.models import TaskState
+from orchestrator.transitions import Transitions, run
 from tests.lua.test_scripts import ERROR, Q
 
 S = TaskState
@@ -65,3 +70,19 @@ def test_a_retried_record_names_no_worker_until_it_runs_again(q):
     assert q.task(task_id).worker is None
     assert [x.task_id for x in q.claim(worker="w2")] == [task_id]
     assert q.task(task_id).worker == "w2"
+
+
+def test_the_operator_api_and_orch_inspect_show_the_history(app, redis_server):
+    handle = app.enqueue("tests.jobs:job", unique_key="u", max_retries=1)
+    t = app._scripts("default")
+    [lease] = run(app.redis, t.claim("w1", 1, 60_000))
+    run(app.redis, t.fail(handle.id, lease.token, ERROR))
+    run(app.redis, Transitions(app.keys("default"), clock_offset_ms=3_600_000).promote(10))  # an hour later
+    [lease] = run(app.redis, t.claim("w2", 1, 60_000))
+    run(app.redis, t.complete(handle.id, lease.token, b"1", 0))
+    info = app.task_info(handle.id)
+    assert (info.error, info.unique_key, info.last_error["message"]) == (None, "u", "boom")
+    result = CliRunner().invoke(orch, ["inspect", handle.id, "--json"], env={"ORCH_REDIS_URL": redis_server.url})
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert (shown["error"], shown["unique_key"], shown["last_error"]["type"]) == (None, "u", "ValueError")

@@ -336,7 +336,7 @@ def _hash_tag(key: str) -> str:
 def test_every_queue_key_carries_the_queue_hash_tag(prefix):
     k = QueueKeys("emails", prefix)
     keys = _all_queue_keys(k)
-    assert {"base", "task", "unique", "worker", "pending", "scheduled", "running", "failed", "done",
+    assert {"base", "task", "idempotency", "unique", "worker", "pending", "scheduled", "running", "failed", "done",
             "workers", "stats", "events", "wake"} <= set(keys)
     assert len(set(keys.values())) == len(keys)  # no two names collide
     for key in keys.values():
@@ -348,6 +348,7 @@ def test_key_names_are_readable():
     k = QueueKeys("default")
     assert k.base == "orch:{default}:"
     assert k.task("42") == "orch:{default}:task:42"
+    assert k.idempotency("order-7") == "orch:{default}:key:order-7"
     assert k.unique("order-7") == "orch:{default}:unique:order-7"
     assert k.worker("host-1") == "orch:{default}:worker:host-1"
     assert k.pending == "orch:{default}:pending"
