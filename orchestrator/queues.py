@@ -1,4 +1,4 @@
-"""The operator API: ``Queue`` (``app.queue(name)``) and the reads that span queues.
+"""The operator API of one queue: ``Queue`` (``app.queue(name)``).
 
 Owns everything an operator does to a queue: stats, its workers, listing its tasks by
 state with a cursor, reading one task, its events, retrying, cancelling and purging, each
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
@@ -35,6 +36,7 @@ from .records import (
     read_cursor,
 )
 from .redis_calls import redis_calls
+from .sanitize import escape
 from .transitions import run
 
 if TYPE_CHECKING:
@@ -98,9 +100,15 @@ class Queue:
         pipe.hgetall(k.stats)
         pipe.zrange(k.workers, 0, -1, withscores=True)
         pipe.time()
-        *cards, stats, registered, (seconds, micros) = pipe.execute()
+        *cards, stats, registered, clock = pipe.execute(raise_on_error=False)
+        notes: list[str] = []
+        counts = [_or_note(card, getattr(k, index), 0, notes) for card, index in zip(cards, INDEXES, strict=True)]
+        if isinstance(clock, Exception):
+            raise clock
+        seconds, micros = clock
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        return decode_stats(self.name, now_ms, cards, stats, self._workers(registered, now_ms))
+        found = self._workers(_or_note(registered, k.workers, [], notes), now_ms)
+        return decode_stats(self.name, now_ms, counts, _or_note(stats, k.stats, {}, notes), found, notes)
 
     @translated
     def workers(self) -> list[WorkerInfo]:
@@ -114,9 +122,14 @@ class Queue:
         pipe = self._redis.pipeline(transaction=False)
         for wid, _ in registered:
             pipe.hgetall(self.keys.worker(text(wid)))
-        infos = pipe.execute()
-        pairs = zip(registered, infos, strict=True)
-        return [decode_worker(self.name, wid, score, info, now_ms) for (wid, score), info in pairs]
+        infos = pipe.execute(raise_on_error=False)
+        found = []
+        for (wid, score), info in zip(registered, infos, strict=True):
+            notes: list[str] = []
+            fields = _or_note(info, self.keys.worker(text(wid)), {}, notes)
+            worker = decode_worker(self.name, wid, score, fields, now_ms)
+            found.append(worker.model_copy(update={"notes": [*notes, *worker.notes]}) if notes else worker)
+        return found
 
     @translated
     def task(self, task_id: str) -> TaskInfo:
@@ -218,6 +231,17 @@ class Queue:
         while n := run(self._redis, self._scripts.purge(key, BATCH)):
             removed += n
         return removed
+
+
+def _or_note(reply: Any, key: str, default: Any, notes: list[str]) -> Any:
+    """A pipeline reply, or ``default`` with a note when ``key`` holds the wrong type of value
+    (hand-written: ``orch doctor`` names it); any other error is raised."""
+    if isinstance(reply, ResponseError) and str(reply).startswith("WRONGTYPE"):
+        notes.append(f"{escape(key)} holds the wrong type of value (see orch doctor): read as empty")
+        return default
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def refused(exc: TaskNotFound | InvalidTransition, action: str, task_id: str, queue: str) -> OrchestratorError:

@@ -159,12 +159,17 @@ class QueueStats(_Record):
 
 
 def decode_stats(
-    queue: str, now_ms: int, cards: Sequence[int], stats: Raw, workers: Sequence[WorkerInfo]
+    queue: str,
+    now_ms: int,
+    cards: Sequence[int],
+    stats: Raw,
+    workers: Sequence[WorkerInfo],
+    notes: Sequence[str] = (),
 ) -> QueueStats:
     """Build a QueueStats from the raw replies (pure); a counter that is not an integer is left out."""
     raw = {text(k): text(v) for k, v in stats.items()}
     totals: dict[str, int] = {}
-    notes: list[str] = []
+    notes = list(notes)
     for name in STAT_FIELDS:
         value = to_int(raw.get(name, "0"))
         if value is None:

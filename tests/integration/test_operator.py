@@ -323,3 +323,19 @@ def test_a_tasks_own_events(app: Orchestrator) -> None:
     assert [e.event for e in events] == ["enqueued", "claimed", "failed"]
     assert {e.task_id for e in events} == {task_id} and other != task_id
     assert app.queue("default").task_events("ghost") == []
+
+
+def test_a_key_of_the_wrong_type_is_a_note_and_other_queues_go_on(app: Orchestrator, r: redis.Redis) -> None:
+    app.enqueue("m:f", queue="broken")
+    app.enqueue("m:f", queue="fine")
+    beat(app, "w1", queue="broken")
+    r.delete("orch:{broken}:stats", "orch:{broken}:failed", "orch:{broken}:worker:w1")
+    r.set("orch:{broken}:stats", "x")
+    r.set("orch:{broken}:failed", "x")
+    r.rpush("orch:{broken}:worker:w1", "x")
+    broken, fine = app.stats()
+    assert broken.counts["failed"] == 0 and broken.counts["pending"] == 1 and broken.totals["enqueued"] == 0
+    assert any("orch:{broken}:stats" in note for note in broken.notes)
+    assert any("orch:{broken}:failed" in note for note in broken.notes)
+    assert broken.workers[0].id == "w1" and broken.workers[0].notes
+    assert fine.counts["pending"] == 1 and fine.notes == []
