@@ -93,6 +93,13 @@ def decode_worker(queue: str, worker_id: bytes | str, score: Any, info: Raw, now
             notes.append(f"{name} {raw[:40]!r} is not a number")
         return value
 
+    def moment(name: str) -> datetime | None:
+        value = number(name, to_int)
+        found = ms_to_datetime(value)
+        if value is not None and found is None:
+            notes.append(f"{name} {value} is not a time")
+        return found
+
     deadline = to_float(score)  # a +inf or nan score (written by hand) is no deadline
     if deadline is None:
         notes.append(f"heartbeat deadline {score!r} is not a time")
@@ -109,8 +116,8 @@ def decode_worker(queue: str, worker_id: bytes | str, score: Any, info: Raw, now
         pool=fields.get("pool"),
         processed=number("processed", to_int),
         version=fields.get("version"),
-        started_at=ms_to_datetime(number("started_at", to_int)),
-        last_seen=ms_to_datetime(number("last_seen", to_int)),
+        started_at=moment("started_at"),
+        last_seen=moment("last_seen"),
         notes=notes,
     )
 
