@@ -93,10 +93,10 @@ def token_problem(client: Redis, keys: QueueKeys) -> str | None:
         return None
     value = _int(raw)
     if value is None or value < 0:
-        return f"the lease-token counter holds {escape(raw)!r}, not a count"
+        return f"the lease-token counter {keys.tokens} holds {escape(raw)!r}, not a count"
     highest = highest_token(client, keys)
     if highest > value:
-        return f"the lease-token counter ({value}) is behind a token in use ({highest}): tokens must only grow"
+        return f"the lease-token counter {keys.tokens} ({value}) is behind a token in use ({highest})"
     return None
 
 
