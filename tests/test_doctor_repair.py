@@ -72,6 +72,7 @@ def test_a_record_in_no_index_is_reported_and_put_back(app: Orchestrator, r: red
 
 
 def test_orphans_are_found_across_scan_batches(app: Orchestrator, r: redis.Redis) -> None:
+    r.config_resetstat()  # commandstats count the whole session's server: other tests may run KEYS
     handles = [app.enqueue("pkg.mod:fn", [i]) for i in range(40)]
     r.zrem(K.pending, *[h.id for h in handles[::3]])
     found = {o.task_id for o in find_orphans(r, K, batch=5)}
