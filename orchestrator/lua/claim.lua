@@ -27,7 +27,7 @@ local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or n < 1 or not is_uint(ARGV[6]) or lease < 1 then
   return redis.error_reply('INVALID worker, n or lease_ms')
 end
-local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key'}
+local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key', 'unique_key'}
 
 -- Read and check every record first: Redis does not roll back a script that fails midway.
 local ids = redis.call('ZRANGE', pending, 0, n - 1)

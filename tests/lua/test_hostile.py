@@ -111,6 +111,7 @@ MALFORMED: dict[str, tuple[Corrupt, str]] = {
     "name missing": (hdel("name"), "field name is missing"),
     "name empty": (hset(name=""), "field name '' is empty"),
     "state unknown": (hset(state="BOGUS"), "field state 'BOGUS' is not a task state"),
+    "unique_key not UTF-8": (hset(unique_key=b"u\xfe"), "field unique_key 'u\\xFE' is not UTF-8"),
 }
 
 
