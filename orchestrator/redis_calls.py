@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from redis import exceptions as redis_errors
 
 from .errors import OrchestratorError, RedisCommandError, RedisUnavailable
+from .sanitize import redis_error_text
 from .transitions import out_of_memory
 
 
@@ -26,7 +27,7 @@ def translate(exc: redis_errors.RedisError) -> OrchestratorError:
         return RedisUnavailable(f"Redis is unavailable: {exc}")
     if isinstance(exc, redis_errors.OutOfMemoryError):
         return out_of_memory(exc)
-    return RedisCommandError(f"Redis answered with an error: {exc}")
+    return RedisCommandError(f"Redis answered with an error: {redis_error_text(exc)}")  # MOVED kept
 
 
 @contextmanager

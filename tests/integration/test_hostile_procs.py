@@ -37,6 +37,7 @@ def test_names_and_ids_from_redis_cannot_forge_log_lines(procs: Procs, app: Orch
     handle = app.enqueue("tests:add", [1, 2])
     r.hset(keys.task(handle.id), "name", f"tests:add\n{FORGED}\x1b[2K")
     r.zadd(keys.workers, {f"w9\n{FORGED}".encode() + b"\xff": 1})  # a dead worker with a hostile id
+    r.zadd(keys.running, {b"t\xff\xfe": 1})  # an expired lease of a task id that is not UTF-8
     worker = procs.start("w1", ["worker", "-v", "--name", "w1", "--app", SAMPLE_APP, "--heartbeat-interval", "0.1"])
     scheduler = procs.scheduler()
     wait_for(lambda: handle.status().is_final, "the task to end", 20, alive=[worker, scheduler])
@@ -48,6 +49,7 @@ def test_names_and_ids_from_redis_cannot_forge_log_lines(procs: Procs, app: Orch
         assert forged_lines(log) == [], log
         assert "\x1b" not in log and "\\n2026-12-03" in log
     assert "w9\\n2026-12-03" in scheduler.log() and "\\xff" in scheduler.log()
+    wait_for(lambda: r.zcard(keys.running) == 0, "the non-UTF-8 id to leave running", 20, alive=[scheduler])
 
 
 # ------------------------------------------------------------- the known-queues set

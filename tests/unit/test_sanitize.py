@@ -60,3 +60,10 @@ def test_redis_errors_keep_the_word_redis_py_strips() -> None:
     assert redis_error_text(moved).startswith("MOVED 1234 127.0.0.1:7001 (a Redis Cluster node answered")
     assert redis_error_text(ClusterDownError("The cluster is down")).startswith("CLUSTERDOWN The cluster is down")
     assert redis_error_text(ResponseError("WRONGTYPE Operation against a key")) == "WRONGTYPE Operation against a key"
+
+
+def test_the_producer_api_keeps_the_word_too() -> None:
+    from orchestrator.redis_calls import translate
+
+    assert "MOVED 1234 127.0.0.1:7001" in str(translate(MovedError("1234 127.0.0.1:7001")))
+    assert "CLUSTERDOWN" in str(translate(ClusterDownError("The cluster is down")))
