@@ -213,6 +213,9 @@ class TaskInfo(_Record):
     attempts: int | None = None
     max_retries: int | None = None
     timeout_ms: int | None = None
+    backoff_ms: int | None = None
+    backoff_max_ms: int | None = None
+    jitter: bool | None = None
     created_at: UtcTime | None = None
     run_at: UtcTime | None = None
     started_at: UtcTime | None = None
@@ -229,7 +232,7 @@ class TaskInfo(_Record):
 
     @classmethod
     def from_task(cls, task: Task) -> TaskInfo:
-        data = task.model_dump(exclude={"backoff_ms", "backoff_max_ms", "jitter"})
+        data = task.model_dump()
         for name in TIME_FIELDS:
             data[name] = ms_to_datetime(data[name])
         return cls.model_validate(data)
@@ -248,7 +251,7 @@ def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Excepti
     data: dict[str, Any] = {"id": fields.get("id") or task_id, "queue": queue, "name": fields.get("name")}
     state = fields.get("state", "")
     data["state"] = state if state in TaskState.__members__ else None
-    for name in ("priority", "attempts", "max_retries", "timeout_ms"):
+    for name in ("priority", "attempts", "max_retries", "timeout_ms", "backoff_ms", "backoff_max_ms"):
         data[name] = to_int(fields.get(name))
     for name in TIME_FIELDS:
         data[name] = ms_to_datetime(to_int(fields.get(name)))

@@ -45,3 +45,4 @@ def test_text_never_raises():
 
 def test_fail_modes_are_the_scripts_words():
     assert [m.value for m in FailMode] == ["retry", "fatal", "cancelled"]
+
