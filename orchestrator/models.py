@@ -133,30 +133,19 @@ def _first_bad(value: Any, depth: int) -> tuple[str, str] | None:
     test; the rest is walked, at most MAX_DEPTH levels deep (orjson's own limit). The path
     is built only on the way out of a failure, so a good payload costs no strings."""
     kind = type(value)
-    if kind is list or kind is tuple:
-        if _SCALARS.issuperset(map(type, value)):
-            return None
-        if depth >= MAX_DEPTH:
-            return "", f"is nested more than {MAX_DEPTH} levels deep (or contains itself)"
-        for i, item in enumerate(value):
-            if type(item) not in _SCALARS:
-                found = _first_bad(item, depth + 1)
-                if found is not None:
-                    return f"[{i}]{found[0]}", found[1]
-        return None
-    if kind is dict:
-        if not _STR.issuperset(map(type, value)):
+    if kind is list or kind is tuple or kind is dict:
+        if kind is dict and not _STR.issuperset(map(type, value)):
             bad = next(k for k in value if type(k) is not str)
             return "", f"has a key {bad!r} of type {type(bad).__name__}: JSON keys are str"
-        if _SCALARS.issuperset(map(type, value.values())):
+        if _SCALARS.issuperset(map(type, value.values() if kind is dict else value)):
             return None
         if depth >= MAX_DEPTH:
             return "", f"is nested more than {MAX_DEPTH} levels deep (or contains itself)"
-        for key, item in value.items():
+        for key, item in value.items() if kind is dict else enumerate(value):
             if type(item) not in _SCALARS:
                 found = _first_bad(item, depth + 1)
                 if found is not None:
-                    return f"[{key!r}]{found[0]}", found[1]
+                    return f"[{key!r}]{found[0]}", found[1]  # [2] for a list, ['name'] for a dict
         return None
     if kind is float:
         return None if math.isfinite(value) else ("", f"is {value!r}: JSON has no NaN or Infinity")
