@@ -87,7 +87,8 @@ def bad_counters(client: Redis, keys: QueueKeys) -> dict[str, str]:
 
 
 def token_problem(client: Redis, keys: QueueKeys) -> str | None:
-    """Why the lease-token counter cannot be trusted (not an integer, or behind a token in use), or None."""
+    """Why the lease-token counter cannot be trusted (not an integer, or behind a token a record
+    holds: a counter set back), or None."""
     raw = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
     if raw is None:
         return None
@@ -96,14 +97,14 @@ def token_problem(client: Redis, keys: QueueKeys) -> str | None:
         return f"the lease-token counter {keys.tokens} holds {escape(raw)!r}, not a count"
     highest = highest_token(client, keys)
     if highest > value:
-        return f"the lease-token counter {keys.tokens} ({value}) is behind a token in use ({highest})"
+        return f"the lease-token counter {keys.tokens} ({value}) is behind a token already issued ({highest})"
     return None
 
 
-def highest_token(client: Redis, keys: QueueKeys) -> int:
-    """The highest lease token held by a task of the running index."""
+def highest_token(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> int:
+    """The highest lease token any task record of the queue holds (running or kept after)."""
     highest = 0
-    for ids in _zscan_ids(client, keys.running):
+    for ids in _scan_tasks(client, keys, batch):
         pipe = client.pipeline(transaction=False)
         for task_id in ids:
             pipe.hget(keys.task(task_id), "token")

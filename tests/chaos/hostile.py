@@ -16,6 +16,7 @@ from typing import Literal
 import redis
 
 from orchestrator import Orchestrator
+from orchestrator.integrity import highest_token
 from orchestrator.keys import QueueKeys, queues_key
 
 MAIN, SPARE = "default", "spare"  # the worker serves both; SPARE takes the queue-wide corruptions
@@ -36,7 +37,7 @@ RUNNING_FIELDS: tuple[tuple[str, bytes], ...] = (
 # A queue-wide key of SPARE and what it is made to hold.
 BAD_KEYS: tuple[tuple[str, str], ...] = (
     ("pending", "string"), ("scheduled", "string"), ("running", "string"), ("wake", "hash"),
-    ("stats", "bad seq"), ("tokens", "abc"),
+    ("stats", "bad seq"), ("tokens", "abc"), ("tokens", "0"),
 )
 
 End = Literal["SUCCESS", "FAILED", "dropped", "final"]  # final: SUCCESS, or FAILED with a reason
@@ -130,6 +131,12 @@ def _spoil_queue_key(app: Orchestrator, r: redis.Redis, detail: tuple[str, ...],
             handle = app.enqueue("tests:add", [2, 2], queue=SPARE, delay=delay, max_retries=3)
             plan.expect[(SPARE, handle.id)] = "SUCCESS"
     key = getattr(QueueKeys(SPARE), name)
+    if how == "0":  # set back: only a token some record holds tells (else 0 is a fresh counter)
+        r.set(key, "0")
+        if highest_token(r, QueueKeys(SPARE)) > 0:
+            plan.needs_repair = True
+            plan.spoiled_keys.append(key)
+        return
     if how in ("string", "hash"):
         r.delete(key)
         r.set(key, "spoiled") if how == "string" else r.hset(key, "spoiled", "1")
