@@ -46,7 +46,7 @@ class Running:
         self.loop.close()
 
 
-@pytest.fixture(params=["thread", "process"])
+@pytest.fixture(params=["thread", pytest.param("process", marks=pytest.mark.slow)])  # process: ~5-10 s
 def worker(request: pytest.FixtureRequest, redis_server: RedisServer, app: Orchestrator) -> Iterator[Running]:
     running = Running(redis_server.url, request.param)
     yield running
