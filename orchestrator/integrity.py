@@ -26,22 +26,17 @@ from redis.exceptions import ResponseError, WatchError
 from .health import Check, Status
 from .keys import QueueKeys, queues_key, set_aside
 from .known_queues import known_queues, parse_members
-from .models import DEFAULT_PRIORITY, MAX_INT, TaskState
+from .models import DEFAULT_PRIORITY, INDEX_OF, INDEXES, TaskState
+from .reading import redis_time_ms, text, to_int
 from .sanitize import escape
 
 SCAN_BATCH = 500  # keys or entries read per SCAN / ZSCAN call
 MAX_SHOWN = 5  # findings shown per queue by `orch doctor` (all are repaired)
 PRIORITY_SPAN = 10_000_000_000_000  # pending score = priority * span + seq (lua/_lib.lua)
-INDEX_OF = {
-    TaskState.PENDING: "pending", TaskState.SCHEDULED: "scheduled", TaskState.RETRYING: "scheduled",
-    TaskState.RUNNING: "running", TaskState.FAILED: "failed", TaskState.SUCCESS: "done", TaskState.CANCELLED: "done",
-}
-INDEXES = ("pending", "scheduled", "running", "failed", "done")
 KEY_TYPES = {  # every queue-wide key and the type the scripts keep it as
     **{name: "zset" for name in (*INDEXES, "workers")},
     "stats": "hash", "events": "stream", "wake": "list", "tokens": "string",
 }
-_INT = re.compile(r"0|-?[1-9][0-9]{0,15}")
 
 
 @dataclass(frozen=True)
@@ -54,17 +49,12 @@ class Finding:
 
 
 def _text(value: bytes | str | None) -> str:
-    return "" if value is None else value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+    """Text that keeps bytes that are not UTF-8 (surrogateescape), so a repair can name them exactly."""
+    return "" if value is None else text(value, "surrogateescape")
 
 
-def _int(value: bytes | str | None) -> int | None:
-    text = _text(value)
-    return int(text) if _INT.fullmatch(text) and abs(int(text)) <= MAX_INT else None
-
-
-def now_ms(client: Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+_int = to_int
+now_ms = redis_time_ms
 
 
 # ------------------------------------------------------------------ queue-wide keys

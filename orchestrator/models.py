@@ -18,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidPayload, MalformedRecord, NotSerializable
+from .reading import MAX_INT
 from .reading import text as _text
 
 MIN_PRIORITY = 0
@@ -197,7 +198,6 @@ class Kind(str, enum.Enum):
     JSON = "json"  # checked where it is decoded (Task.from_redis, the worker's claim), not in Lua
 
 
-MAX_INT = 2**53 - 1  # larger integers are not exact in Lua or in Redis
 REQUIRED = None
 # The fields of a task record: a record that lacks a REQUIRED field, or holds a value that
 # does not read as its Kind, is malformed; an absent optional field takes its default.

@@ -10,6 +10,7 @@ record, so the lenient readers never raise: a value that does not parse becomes 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +27,8 @@ UNREACHABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutEr
 # scripts' own error codes never get here: transitions maps them to OrchestratorError first.
 RIDE_OUT: tuple[type[Exception], ...] = (*UNREACHABLE, ResponseError, OSError)
 
+MAX_INT = 2**53 - 1  # larger integers are not exact in Lua or in Redis
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,15}")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z: the last instant a datetime can hold
 
@@ -39,14 +42,14 @@ def text(value: object, errors: str = "replace") -> str:
 
 
 def to_int(value: Any) -> int | None:
-    """A canonical decimal integer (``"42"``, ``"-3"``), else None (``"abc"``, ``"1e3"``, ``""``)."""
+    """A canonical decimal integer within ±MAX_INT (``"42"``, ``"-3"``), else None (``"abc"``,
+    ``"1e3"``, ``"007"``, ``" 4"``, ``""``): what the scripts write, and nothing else."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return value if abs(value) <= MAX_INT else None
     if isinstance(value, bytes | str):
-        raw = text(value).strip()
-        digits = raw[1:] if raw[:1] == "-" else raw
-        if digits.isascii() and digits.isdigit():
-            return int(raw)
+        raw = text(value)
+        if _CANONICAL_INT.fullmatch(raw) and abs(number := int(raw)) <= MAX_INT:
+            return number
     return None
 
 

@@ -12,8 +12,9 @@ from orchestrator.reading import iso, ms_to_datetime, text, to_float, to_int
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [(b"42", 42), ("-3", -3), (7, 7), (b"1e3", None), ("0x10", None), ("abc", None), ("", None),
-     (None, None), (True, None), ("4.5", None), (b"\xff", None), ("\u0663", None)],
+    [(b"42", 42), ("-3", -3), (7, 7), ("0", 0), (b"1e3", None), ("0x10", None), ("abc", None), ("", None),
+     (None, None), (True, None), ("4.5", None), (b"\xff", None), ("\u0663", None), ("007", None), (" 4", None),
+     ("-0", None), ("9007199254740991", 2**53 - 1), ("9007199254740992", None), (2**53, None)],
 )
 def test_to_int_takes_only_canonical_integers(raw, expected):
     assert to_int(raw) == expected
