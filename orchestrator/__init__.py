@@ -1,6 +1,7 @@
 """orchestrator: a Redis-backed, persistent, priority job queue for Python.
 
 The public API is what ``__all__`` lists (a test pins it); everything else is internal.
+See ARCHITECTURE.md for the layers.
 """
 
 from .client import Orchestrator, TaskFunction, TaskOptions, TaskRequest

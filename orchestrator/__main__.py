@@ -1,4 +1,4 @@
-"""``python -m orchestrator`` is ``orch``."""
+"""``python -m orchestrator`` is ``orch``. See ARCHITECTURE.md for the layers."""
 
 from .cli import main
 

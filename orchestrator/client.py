@@ -3,6 +3,7 @@
 Owns validating and encoding what users enqueue (so bad input fails here, before any
 key is built or anything is written) and thin I/O around ``transitions``. Does not run
 tasks (``worker``) or move them on time (``scheduler``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

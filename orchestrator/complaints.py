@@ -7,6 +7,7 @@ the server's (unreachable, loading, read-only, out of memory, busy), which the c
 out with its backoff; and how a queue's problem is logged: once when it appears, again at
 most every ``REPEAT_S`` seconds while it lasts, and once when it clears. Does not retry
 anything nor decide what to skip: the callers do.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

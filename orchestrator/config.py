@@ -7,6 +7,7 @@ must look like. Bad settings raise ``ConfigurationError`` naming the setting. Do
 read the environment except through ``redis_url_from_env`` (called by ``Orchestrator()``);
 the CLI reads the rest at the edge. Durations are seconds here; the scripts receive
 integer milliseconds.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

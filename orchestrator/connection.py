@@ -6,6 +6,7 @@ Redis Enterprise / Redis 8 feature for moving endpoints); a server without the c
 answers with an error that redis-py logs on every new connection. orchestrator needs
 nothing from them: a worker or scheduler rides out a dropped connection on its own.
 Does not check URLs (``config``) nor choose which Redis to use (callers pass the URL).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

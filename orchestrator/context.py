@@ -3,6 +3,7 @@
 Owns the context variable the worker sets around each task call. A task can read its
 id, attempt and lease token, and pass the token to its own storage to fence side
 effects (write only if no newer token has written). Does not talk to Redis.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ seconds (timeouts, delays, backoffs) turned into milliseconds, arguments checked
 a registered function's signature, strict JSON payloads (``models.dumps``) and their size,
 and building the ``TaskSpec`` enqueue sends. Pure: no I/O, no Redis. Does not register
 functions or send anything (``client``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ to it. Does not raise anything itself.
     └── DemoError                   `orch demo`: a process it started failed or never became ready
         ├── OutputClosed            the demo's reader went away (`orch demo | head`)
         └── TransientError          the simulated error of the demo task flaky's first run
+
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

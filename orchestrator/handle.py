@@ -3,6 +3,7 @@
 Owns reading one task's state and waiting for its outcome (result or error), sync and
 async, by polling its record with backoff. Does not enqueue (``client``) or change a
 task's state other than by asking ``Orchestrator.cancel``.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

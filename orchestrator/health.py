@@ -6,6 +6,7 @@ pending tasks that no live worker serves), the container healthchecks (is worker
 alive; do promoting and reaping keep up) and a process's first contact with Redis (a
 permanent error stops it there). Each check is a pure function of values read from
 Redis; ``run_checks`` does the reading. Does not print.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ known-queues set (bad entries removed, queues found by their keys added). Everyt
 read in bounded SCAN / ZSCAN batches. Malformed records are not repaired here: the scripts
 move them aside (FAILED, with the reason) when they meet them. Does not print (``cli``)
 and does not check the server (``health``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

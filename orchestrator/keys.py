@@ -3,6 +3,7 @@
 Owns the key layout (documented in the README for redis-cli users) and queue-name
 validation, which runs before any key is built. Lua scripts never spell a key: fixed
 keys arrive in KEYS, per-task keys are built from ``QueueKeys.base`` passed in ARGV.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

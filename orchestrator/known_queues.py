@@ -6,6 +6,7 @@ UTF-8 or not a valid queue name is skipped and reported (escaped, fit to log), n
 raised: one bad entry must not stop the other queues being served. A ``<prefix>:queues``
 that is not a set reads as no queue, with the problem reported. Does not write the set:
 producers add to it beside each enqueue (``client``), ``orch doctor --repair`` rebuilds it.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

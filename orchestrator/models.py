@@ -4,6 +4,7 @@ Owns the lifecycle (which state may follow which), the task record's schema (``R
 the fields a record must have, how each value must read, the default of an absent one;
 the Lua scripts check the same table) and the conversion between a task record in Redis
 (a hash of strings) and a typed ``Task``. Does not talk to Redis.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

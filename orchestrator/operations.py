@@ -6,6 +6,7 @@ queues at once, finding a task by id without knowing its queue, and retrying or
 cancelling it there. ``Orchestrator`` inherits these methods (``Operations`` is a
 mixin: it uses the app's connection, settings and key builder). Does not enqueue or
 decode records itself (``client``, ``records``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

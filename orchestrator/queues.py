@@ -6,6 +6,7 @@ returning the typed records of ``records``. The CLI and the HTTP API are faces o
 they neither build keys nor call scripts. Changes go through ``transitions`` (one script
 call each, in batches for the bulk ones); reads are plain commands in a few round trips.
 Does not enqueue (``client``) or run tasks (``worker``). Sync only for now.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

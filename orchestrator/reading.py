@@ -5,6 +5,7 @@ times, the server-clock helpers, and the tuples of redis-py errors that mean "Re
 could not be reached" and "ride this out". Anyone with write access to ``orch:*`` can put anything in a
 record, so the lenient readers never raise: a value that does not parse becomes None
 (the caller shows it as missing and says so). Does no I/O except the two clock reads.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ untrusted: one that does not parse becomes None (or is left out of the counters)
 note in the record's ``notes``, never an exception. Numbers are numbers and times are
 UTC datetimes, serialized as ISO 8601 with milliseconds (``...T09:00:00.123Z``); the CLI
 and the HTTP API dump these models as they are. Does no I/O (``queues`` reads Redis).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

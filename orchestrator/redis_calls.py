@@ -5,6 +5,7 @@ makes: unreachable Redis (refused, timeout, closed, loading) is RedisUnavailable
 Redis is OutOfMemory, any other error Redis answers with (auth, ACL, wrong database,
 cluster) is RedisCommandError; redis-py's exception stays as ``__cause__``. Does not
 retry: a producer's caller decides. Workers and the scheduler ride outages out themselves.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ task name holding a newline cannot forge a log line (``escape``, ``get_logger``)
 error keeps the code word redis-py strips from it (``MOVED``, ``CLUSTERDOWN``), so a user
 sees they pointed at a cluster (``redis_error_text``). Does not configure logging: the
 application does; ``get_logger`` only adds a filter to the library's own loggers.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

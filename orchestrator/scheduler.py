@@ -5,6 +5,7 @@ and reaps tasks whose lease expired (retrying or failing them), in bounded batch
 one pass costs in proportion to the work due, not to the number of tasks stored. Any
 number may run at once: every move is one atomic script, so nothing moves twice.
 Does not run tasks (``worker``) nor configure logging (``cli``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

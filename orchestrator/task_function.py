@@ -3,6 +3,7 @@
 Owns a registered function's name, options and signature check, and the shortcuts that
 enqueue it (``delay``, ``enqueue``, ``request``). Does not validate or send anything
 itself: every call goes through its ``Orchestrator``.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Owns loading ``lua/*.lua`` (each prefixed with ``lua/_lib.lua``), building each 
 KEYS and ARGV, decoding its reply into typed values, mapping the scripts' error codes
 to exceptions, and recovering from NOSCRIPT. Building and decoding are pure: a
 ``Call`` is data; ``run`` / ``arun`` are the only functions that do I/O.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

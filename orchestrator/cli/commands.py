@@ -7,6 +7,7 @@ becomes a single ``Error: ...`` line on stderr with its documented exit code
 is a call of the operator API (``Orchestrator``, ``Queue``), formatted by ``views``; no
 keys, no script calls here. The commands that start workers and schedulers, and
 ``doctor``, are in ``services``.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Owns how each option is parsed and checked (JSON documents, queue names, weighted queue
 lists), how a setting becomes an option documented from its pydantic description with an
 ORCH_* environment variable, and the logging options. Does not define commands (``cli``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ Owns turning their options into settings (checked before anything starts: a hear
 interval above a third of the lease is refused here too) and printing the checks. Does
 not run anything itself: ``worker``, ``scheduler`` and ``health`` do. Registered on the
 ``orch`` group of ``commands`` when ``orchestrator.cli`` is imported.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Owns formatting queue stats, workers, task records and events for a terminal (JS
 output is the records' own ``model_dump(mode="json")``). Does not read Redis, print,
 parse options or change anything: ``cli.commands`` asks the operator API
 (``Orchestrator`` / ``Queue``) and prints what these functions return.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

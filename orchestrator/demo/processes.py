@@ -4,6 +4,7 @@ Owns the settings the demo runs them with (short heartbeats and leases, so a kil
 worker shows within seconds), their command lines and environment, starting each in its
 own session with its output in a log file, and stopping them (SIGTERM, then SIGKILL).
 Does not decide when to start or kill them (``demo``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

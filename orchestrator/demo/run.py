@@ -9,6 +9,7 @@ at the end; every process it starts is stopped, also on Ctrl-C or SIGTERM.
 The plan and the story's text come from ``story`` and ``summary`` (pure), the reads of
 Redis from ``reads``, the tasks from ``tasks``, starting and stopping the processes from
 ``processes``. Does not configure logging; prints only through ``Output``.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

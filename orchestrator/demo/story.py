@@ -5,6 +5,7 @@ stream entries (as XREAD returns them) into short numbered lines in the spirit o
 asyncio simulation this project grew from (``[Worker w-2] Claimed task 12 (priority 1)``),
 the tallies the metrics line and the summary (``summary``) need.
 Pure: no I/O and no printing. ``run`` reads Redis, runs the processes and prints.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ under the deployment's prefix, so the memory survives a killed worker. Reads
 ``ORCH_REDIS_URL`` and ``ORCH_PREFIX`` like the CLI does. Does not enqueue anything.
 
     orch worker --app orchestrator.demo.tasks
+
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ the task's record must say ``cancel_requested`` under the lease the worker holds
 the task is stopped. Messages missed while disconnected cost nothing but time: the
 heartbeat reports every cancel request too. Does not stop tasks itself (the worker's
 ``interrupt``) nor write anything.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Owns the verdict on an exception a task function raised (its ``dont_retry`` / ``
 is not JSON) and the error record ``{type, message, traceback}``, whose traceback shows
 the task's own frames, not the library's or the executor's that called it. Used by the
 worker and by its process-pool children. Does no I/O and does not send the outcome.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Owns one queue of pending calls per client. Calls made while a round trip is in 
 wait for it and then go together in the next pipeline, so a busy worker pays one round
 trip for many completions and claims, and an idle one pays exactly one per call (no
 timer, no added latency). Does not build calls (``transitions``) nor retry them.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

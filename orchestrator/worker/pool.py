@@ -4,6 +4,7 @@ Owns child processes that each run one task at a time. Messages cross the pipe a
 JSON (no pickle of payloads). A task that passes its timeout has its child killed and
 replaced; a child that dies mid-task (segfault, os._exit, OOM kill) is replaced and the
 task's attempt fails with ``ProcessCrashed``. Does not talk to Redis.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

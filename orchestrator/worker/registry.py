@@ -8,6 +8,7 @@ looked up here, never imported on demand (a queue must not run what a stranger w
 The working directory joins ``sys.path`` only when an ``--app`` module is found nowhere
 else, at its end, and after the worker's own optional dependencies are imported: a
 ``uvloop.py`` lying in the directory a worker starts from is never executed.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ functions run on the event loop, sync ones in a thread pool (or inline with
 threads that run on after their task was abandoned: a thread cannot be stopped, so it
 keeps its slot until it returns. Does not talk to Redis (``worker``) nor decide what an
 outcome means.
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations

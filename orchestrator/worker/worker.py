@@ -6,6 +6,7 @@ process) within its timeout, renews all its leases in one heartbeat call per que
 commits each outcome with the task's lease token. Idle, it blocks on the queues' wake-up keys. It holds nothing that
 matters after it dies: a killed worker's leases expire and the reaper requeues them.
 Does not promote or reap (``scheduler``), nor configure logging (``cli``).
+See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
