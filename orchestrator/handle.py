@@ -12,9 +12,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from .errors import MalformedRecord, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from .models import Task, TaskState
+from .reading import text
 from .redis_calls import redis_calls
+from .sanitize import escape
 
 if TYPE_CHECKING:
     from .client import Orchestrator
@@ -44,7 +46,13 @@ class TaskHandle:
     def _state(self, raw: bytes | str | None) -> TaskState:
         if raw is None:
             raise TaskNotFound(f"no task {self.id} in queue {self.queue!r}", task_id=self.id, queue=self.queue)
-        return TaskState(raw.decode() if isinstance(raw, bytes) else raw)
+        try:
+            return TaskState(text(raw))
+        except ValueError:  # written by hand: the task is malformed, the handle's caller is told so
+            raise MalformedRecord(
+                f"task {self.id} in queue {self.queue!r} has the state {escape(raw)!r}, which is not a TaskState",
+                task_id=self.id, queue=self.queue,
+            ) from None
 
     def status(self) -> TaskState:
         with redis_calls():

@@ -14,6 +14,7 @@ from orchestrator import Orchestrator, TaskState
 from orchestrator.errors import (
     InvalidQueueName,
     InvalidTransition,
+    MalformedRecord,
     QueueNotFound,
     ResultTimeout,
     TaskCancelled,
@@ -340,3 +341,11 @@ def test_a_key_of_the_wrong_type_is_a_note_and_other_queues_go_on(app: Orchestra
     assert any("orch:{broken}:failed" in note for note in broken.notes)
     assert broken.workers[0].id == "w1" and broken.workers[0].notes
     assert fine.counts["pending"] == 1 and fine.notes == []
+
+
+def test_a_handle_on_a_record_with_a_bad_state_says_so(app: Orchestrator, r: redis.Redis) -> None:
+    handle = app.enqueue("m:f")
+    r.hset(f"orch:{{default}}:task:{handle.id}", "state", b"\xffDONE\n")
+    with pytest.raises(MalformedRecord) as info:
+        handle.status()
+    assert (info.value.task_id, info.value.queue) == (handle.id, "default") and "\n" not in str(info.value)
