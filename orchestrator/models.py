@@ -91,7 +91,9 @@ def can_transition(old: TaskState, new: TaskState) -> bool:
 
 # Strict JSON: what comes back from Redis equals what went in. Exact types (a str or int
 # subclass, IntEnum or StrEnum included, is refused: it would come back as the base type).
-_SCALARS = frozenset({str, int, bool, type(None)})
+_PLAIN: frozenset[type] = frozenset({str, int, bool, type(None)})
+_NUMBERS: frozenset[type] = frozenset({int, float, bool})
+_SCALARS: frozenset[type] = _PLAIN | {float}
 _STR = frozenset({str})
 MAX_DEPTH = 254  # orjson's own limit
 JSON_TYPES = "str, int, float (finite), bool, None, list, tuple (comes back as a list), dict with str keys"
@@ -105,15 +107,34 @@ def dumps(value: Any, what: str = "value") -> bytes:
     that would not come back as it went in is refused: datetime, UUID, Decimal, enums,
     dataclasses, sets, bytes, NaN and Infinity, subclasses of str or int, non-str keys.
     """
-    found = _first_bad(value, 0)
-    if found is not None:
-        raise NotSerializable(f"{what}{found[0]} {found[1]}", field=what)
+    kind = type(value)
+    if kind is tuple or kind is list:
+        flat = _all_fine(value)  # most arguments: one set of types decides
+    else:
+        flat = kind is dict and _STR.issuperset(map(type, value)) and _all_fine(value.values())
+    if not flat:
+        found = _first_bad(value, 0)
+        if found is not None:
+            raise NotSerializable(f"{what}{found[0]} {found[1]}", field=what)
     try:
         return orjson.dumps(value)
     except TypeError:  # an int beyond 64 bits: rare, so only now looked for
         path = _big_int(value)
         message = f"{what}{path or ''} is an integer beyond 64 bits: pass it as a str"
         raise NotSerializable(message, field=what) from None
+
+
+def _all_fine(items: Any) -> bool:
+    """Every one of ``items`` (a list, tuple or dict's values) is a scalar strict JSON takes.
+
+    One set of their types decides, C-level: only a mix of floats with str or None needs
+    a loop for the floats' values (NaN and Infinity are refused)."""
+    types = set(map(type, items))
+    if types <= _PLAIN:
+        return True
+    if types <= _NUMBERS:
+        return all(map(math.isfinite, items))
+    return types <= _SCALARS and all(math.isfinite(x) for x in items if type(x) is float)
 
 
 def _big_int(value: Any) -> str | None:
@@ -131,27 +152,30 @@ def _big_int(value: Any) -> str | None:
 def _first_bad(value: Any, depth: int) -> tuple[str, str] | None:
     """(path, problem) of the first part of ``value`` that is not strict JSON, else None.
 
-    Flat lists and dicts of str, int, bool and None (most arguments) take one C-level set
-    test; the rest is walked, at most MAX_DEPTH levels deep (orjson's own limit). The path
-    is built only on the way out of a failure, so a good payload costs no strings."""
+    Containers of scalars (most arguments) take one set test (``_all_fine``), also inside
+    a container without a call; the rest is walked, at most MAX_DEPTH levels deep
+    (orjson's own limit). The path is built only on the way out of a failure, so a good
+    payload costs no strings."""
     kind = type(value)
     if kind is list or kind is tuple or kind is dict:
         if kind is dict and not _STR.issuperset(map(type, value)):
             bad = next(k for k in value if type(k) is not str)
             return "", f"has a key {bad!r} of type {type(bad).__name__}: JSON keys are str"
-        if _SCALARS.issuperset(map(type, value.values() if kind is dict else value)):
+        if _all_fine(value.values() if kind is dict else value):
             return None
         if depth >= MAX_DEPTH:
             return "", f"is nested more than {MAX_DEPTH} levels deep (or contains itself)"
         for key, item in value.items() if kind is dict else enumerate(value):
-            if type(item) not in _SCALARS:
-                found = _first_bad(item, depth + 1)
-                if found is not None:
-                    return f"[{key!r}]{found[0]}", found[1]  # [2] for a list, ['name'] for a dict
+            inner = type(item)
+            if inner in _PLAIN or ((inner is list or inner is tuple) and _all_fine(item)):
+                continue
+            found = _first_bad(item, depth + 1)
+            if found is not None:
+                return f"[{key!r}]{found[0]}", found[1]  # [2] for a list, ['name'] for a dict
         return None
     if kind is float:
         return None if math.isfinite(value) else ("", f"is {value!r}: JSON has no NaN or Infinity")
-    if kind in _SCALARS:
+    if kind in _PLAIN:
         return None
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     return "", f"is a {name}, not JSON: convert it first (accepted: {JSON_TYPES})"

@@ -113,6 +113,22 @@ def test_json_arguments_round_trip_and_tuples_come_back_as_lists(app):
     assert task.kwargs == {"t": [1, [2, 3]]}  # the one documented conversion: tuple -> list
 
 
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ([0.5] * 1000 + [float("nan")], "result[1000]"),  # numbers only: checked in one pass
+        ([1.5, "x", None, float("inf")], "result[3]"),  # floats mixed with str and None
+        ({"v": [1, 2.5, float("-inf")]}, "result['v'][2]"),
+    ],
+)
+def test_non_finite_floats_are_found_in_every_kind_of_list(value, path):
+    with pytest.raises(NotSerializable, match=r"JSON has no NaN or Infinity") as info:
+        dumps(value, "result")
+    assert str(info.value).startswith(f"{path} is "), info.value
+    fine = [0.5] * 1000 + [1, True]
+    assert loads(dumps(fine, "result")) == fine
+
+
 def test_dumps_is_strict_for_results_too():
     with pytest.raises(NotSerializable, match=r"result\['when'\] is a datetime.date"):
         dumps({"when": datetime.date(2026, 1, 1)}, "result")
