@@ -51,9 +51,14 @@ class Operations:
 
         def _scripts(self, queue: str) -> Transitions: ...
 
-    def queue(self, name: str) -> Queue:
-        """The operator API of one queue (InvalidQueueName at once for a bad name)."""
-        return Queue(self, name)
+    def queue(self, name: str, *, must_exist: bool = False) -> Queue:
+        """The operator API of one queue (InvalidQueueName at once for a bad name); with
+        ``must_exist``, QueueNotFound for a queue that was never used (a typo, say)."""
+        queue = Queue(self, name)
+        if must_exist and not queue.exists():
+            known = ", ".join(self.queues()) or "none yet"
+            raise QueueNotFound(f"no queue {name!r} (known: {known})", queue=name)
+        return queue
 
     @translated
     def queues(self) -> list[str]:
@@ -65,14 +70,7 @@ class Operations:
         """The queues named (each must exist, else QueueNotFound), or every known queue."""
         if queues is None:
             return [self.queue(name) for name in self.queues()]
-        found = []
-        for name in queues:
-            queue = self.queue(name)
-            if not queue.exists():
-                known = ", ".join(self.queues()) or "none yet"
-                raise QueueNotFound(f"no queue {name!r} (known: {known})", queue=name)
-            found.append(queue)
-        return found
+        return [self.queue(name, must_exist=True) for name in queues]
 
     @translated
     def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:

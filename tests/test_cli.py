@@ -132,8 +132,8 @@ def test_every_command_has_help(invoke: Invoke, command: list[str]) -> None:
 
 def test_every_command_is_there() -> None:
     assert set(orch.commands) == {
-        "enqueue", "status", "inspect", "events", "retry", "cancel", "purge", "worker", "scheduler", "reaper", "demo",
-        "doctor",
+        "enqueue", "status", "tasks", "inspect", "events", "retry", "cancel", "purge", "worker", "scheduler", "reaper",
+        "demo", "doctor",
     }
 
 
@@ -700,3 +700,30 @@ def test_status_and_events_survive_hostile_values(invoke: Invoke, app: Orchestra
     assert len(lines) == 2 and '"claimed\\n2026 forged"' in lines[-1] and "note=" in lines[-1]
     (last,) = [json.loads(line) for line in ok(invoke("events", "-n", "1", "--json"))]
     assert last["fields"]["attempt"] is None and last["task_id"] == "\ufffd"
+
+
+# ------------------------------------------------------------------------------ tasks
+
+
+def test_tasks_lists_a_page_and_its_cursor(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    failed_ids(app, 3)
+    app.enqueue("pkg.mod:other")
+    in_order = [raw.decode() for raw in r.zrange("orch:{default}:failed", 0, -1)]  # when they failed, then id
+    first = ok(invoke("tasks", "-q", "default", "--state", "failed", "--limit", "2"))
+    assert [line.split("  ")[0] for line in first[:2]] == in_order[:2]
+    assert "FAILED  pkg.mod:fn  priority 5  attempt 1/4" in first[0] and "error ValueError: boom" in first[0]
+    assert first[-1].startswith("next page: --cursor ")
+    cursor = first[-1].removeprefix("next page: --cursor ")
+    rest = ok(invoke("tasks", "-q", "default", "--state", "failed", "--limit", "2", "--cursor", cursor))
+    assert [line.split("  ")[0] for line in rest] == in_order[2:]
+    page = json.loads(invoke("tasks", "-q", "default", "--name", "pkg.mod:other", "--json").stdout)
+    assert [t["name"] for t in page["tasks"]] == ["pkg.mod:other"] and page["cursor"] is None
+    assert page["tasks"][0]["priority"] == 5 and ISO.match(page["tasks"][0]["created_at"])
+
+
+def test_tasks_refuses_what_cannot_be_listed(invoke: Invoke, app: Orchestrator) -> None:
+    app.enqueue("pkg.mod:fn")
+    one_line_error(invoke("tasks", "-q", "nope"), "no queue 'nope' (known: default)")
+    one_line_error(invoke("tasks", "-q", "default", "--state", "stuck"), "'stuck' is not one of")
+    one_line_error(invoke("tasks", "-q", "default", "--cursor", "junk"), "invalid cursor")
+    assert ok(invoke("tasks", "-q", "default", "--state", "retrying")) == ["no retrying tasks in queue default"]

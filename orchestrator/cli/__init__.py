@@ -1,13 +1,17 @@
 """The command line ``orch``: the only package that prints or configures logging.
 
-``commands`` holds the click group and one function per command, ``services`` the
-commands that run workers and schedulers and check on them (registered on import below),
+``commands`` holds the click group and one function per command, ``operate`` the
+operator's commands on queues and tasks, ``services`` the commands that run workers and
+schedulers and check on them (both registered on import below),
 ``options`` how each option is parsed and bound to its setting, ``views`` how queue state
 becomes text.
 See ARCHITECTURE.md for the layers.
 """
 
-from . import services  # noqa: F401  # registers worker, scheduler, reaper, doctor on `orch`
+from . import (
+    operate,  # noqa: F401  # registers status, tasks, inspect, events, retry, cancel, purge
+    services,  # noqa: F401  # registers worker, scheduler, reaper, doctor on `orch`
+)
 from .commands import main, orch
 
 __all__ = ["main", "orch"]

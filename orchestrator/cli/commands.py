@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,26 +38,17 @@ from ..errors import (
     RedisUnavailable,
 )
 from ..keys import DEFAULT_PREFIX
-from ..models import DEFAULT_PRIORITY, RetryPolicy, TaskState
-from ..queues import PURGEABLE
-from ..records import Event
+from ..models import DEFAULT_PRIORITY, RetryPolicy
 from ..sanitize import redact, redact_url, redis_error_text
 from ..version import __version__
-from . import views as show
 from .options import (
     doc,
     given,
     json_value,
     optional_queue,
-    queue_name,
-    queue_names,
     queue_option,
     redis_url,
 )
-
-FOLLOW_BLOCK_MS = 5000
-
-
 
 EXIT_PROBLEM = 1  # the command ran and found something wrong (doctor; a worker not alive)
 EXIT_USAGE = 2  # bad options, arguments or settings; nothing was written
@@ -261,136 +252,6 @@ def _register_from(app: Orchestrator, apps: tuple[str, ...], name: str) -> None:
         known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
         raise CliError(f"task {name!r} is not registered by --app {' '.join(apps)} (registered: {known})")
     app.registry.update(tasks)
-
-
-@orch.command()
-@queue_option("Queue to show (repeatable).  [default: all known]", "queues", multiple=True, callback=queue_names)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.pass_obj
-def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
-    """Counts, totals, average run time and live workers of each queue.
-
-    Counts are the tasks in each index now (scheduled includes retrying tasks; done
-    holds succeeded and cancelled ones until their retention ends). Totals are counters
-    since the queue was first used: succeeded + failed are finished attempts. Average
-    run time is runtime_ms / runs over every finished attempt. Throughput over a recent
-    window is not stored. A worker is live while its heartbeat deadline is ahead. A
-    queue named with -q that was never used is an error.
-    """
-    statuses = state.app().stats(queues or None)
-    if as_json:
-        _print_json({"queues": {s.queue: s.model_dump(mode="json") for s in statuses}})
-        return
-    for line in show.status_lines(statuses):
-        click.echo(line)
-
-
-@orch.command(name="inspect")
-@click.argument("task_id")
-@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.pass_obj
-def inspect_task(state: CliState, /, task_id: str, queue: str | None, as_json: bool) -> None:
-    """Show the whole record of task TASK_ID, times in ISO 8601 UTC."""
-    record = show.task_record(state.app().task_info(task_id, queue))
-    if as_json:
-        _print_json(record)
-        return
-    for line in show.task_lines(record):
-        click.echo(line)
-
-
-@orch.command()
-@queue_option("Queue to read (repeatable).  [default: all known]", "queues", multiple=True, callback=queue_names)
-@click.option("-n", "--count", type=click.IntRange(min=0), default=20, show_default=True, help="Latest events to show.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new events until interrupted.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
-@click.pass_obj
-def events(state: CliState, /, queues: Sequence[str], count: int, follow: bool, as_json: bool) -> None:
-    """Print recent events, one line each: time, queue, event, task, other fields.
-
-    Every known queue by default, merged in time order; a queue named with -q that was
-    never used is an error.
-    """
-    app = state.app()
-    chosen = list(queues) or None
-
-    def emit(batch: list[Event]) -> None:
-        for event in batch:
-            line = json.dumps(event.model_dump(mode="json")) if as_json else None
-            click.echo(line or show.event_line(event))
-
-    recent = app.events(chosen, count)
-    emit(recent)
-    if not follow:
-        return
-    if recent:  # go on after what was shown, in every queue
-        last = dict.fromkeys(chosen or app.queues(), recent[-1].id) | {e.queue: e.id for e in recent}
-    else:
-        last = app.last_event_ids(chosen)
-    try:
-        while True:
-            batch = app.next_events(last, FOLLOW_BLOCK_MS)
-            emit(batch)
-            for event in batch:
-                last[event.queue] = event.id
-    except KeyboardInterrupt:
-        return
-
-
-@orch.command()
-@click.argument("task_ids", nargs=-1)
-@queue_option("The tasks' queue.  [default: search every known queue]", callback=optional_queue)
-@click.option("--all-failed", is_flag=True, help="Retry every FAILED task of the queue (needs -q).")
-@click.option("--dry-run", is_flag=True, help="With --all-failed: only print how many would be retried.")
-@click.pass_obj
-def retry(state: CliState, /, task_ids: Sequence[str], queue: str | None, all_failed: bool, dry_run: bool) -> None:
-    """Move FAILED tasks (TASK_IDS, or --all-failed -q QUEUE) back to PENDING, attempts reset."""
-    if all_failed == bool(task_ids):
-        raise CliError("give task ids or --all-failed -q QUEUE (one of the two)")
-    app = state.app()
-    if all_failed:
-        if queue is None:
-            raise CliError("--all-failed needs -q QUEUE")
-        moved = app.queue(queue).retry_failed(dry_run=dry_run)
-        click.echo(f"{'would requeue' if dry_run else 'requeued'} {moved} failed tasks of queue {queue}")
-        return
-    if dry_run:
-        raise CliError("--dry-run goes with --all-failed")
-    for task_id in task_ids:
-        app.retry(task_id, queue)
-        click.echo(f"requeued {task_id}")
-
-
-@orch.command()
-@click.argument("task_id")
-@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
-@click.pass_obj
-def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
-    """Cancel task TASK_ID: at once unless it is running, when its worker stops it."""
-    after = state.app().cancel(task_id, queue)
-    click.echo("CANCELLED" if after is TaskState.CANCELLED else f"cancel requested ({after.value.lower()})")
-
-
-@orch.command()
-@queue_option("Queue to purge.", required=True, callback=queue_name)
-@click.option(
-    "--state", "which", type=click.Choice([*PURGEABLE, "all"]), default="failed", show_default=True,
-    help="Which tasks to delete; all = pending, scheduled, failed and done (running tasks are never purged).",
-)
-@click.option("--dry-run", is_flag=True, help="Only print how many tasks would be deleted.")
-@click.option("--yes", is_flag=True, help="Confirm: the tasks and their records are deleted for good.")
-@click.pass_obj
-def purge(state: CliState, /, queue: str, which: str, dry_run: bool, yes: bool) -> None:
-    """Delete a queue's tasks in one state, with their records."""
-    if not (yes or dry_run):
-        raise CliError(f"purge deletes {which} tasks of queue {queue} for good: add --yes to confirm")
-    target = state.app().queue(queue)
-    order = ("failed", "done", "pending", "scheduled")
-    removed = {index: target.purge(index, dry_run=dry_run) for index in (order if which == "all" else (which,))}
-    detail = ", ".join(f"{n} {index}" for index, n in removed.items())
-    verb = "would purge" if dry_run else "purged"
-    click.echo(f"{verb} {sum(removed.values())} tasks of queue {queue} ({detail})")
 
 
 @orch.command()

@@ -17,7 +17,7 @@ from typing import Any
 from ..models import INDEXES
 from ..reading import iso as iso_time
 from ..reading import ms_to_datetime
-from ..records import STAT_FIELDS, Event, QueueStats, TaskInfo, WorkerInfo
+from ..records import STAT_FIELDS, Event, QueueStats, TaskInfo, TaskPage, WorkerInfo
 from ..sanitize import escape
 
 STATUS_LEGEND = (
@@ -72,6 +72,37 @@ def worker_line(w: WorkerInfo, now: datetime) -> str:
 
 
 # ------------------------------------------------------------------------------- tasks
+
+
+def page_lines(page: TaskPage) -> list[str]:
+    """The text of ``orch tasks``: one line a task, then the next page's cursor."""
+    lines = [task_line(task) for task in page.tasks]
+    if not lines:
+        lines.append(f"no {page.state} tasks in queue {page.queue}" + (" after this cursor" if page.cursor else ""))
+    lines.extend(f"note: {escape(note)}" for note in page.notes)
+    if page.cursor is not None:
+        lines.append(f"next page: --cursor {_quote(page.cursor)}")
+    return lines
+
+
+def task_line(task: TaskInfo) -> str:
+    """``id STATE name priority p attempt a/n <when> [worker w] [error ...]``."""
+    state = task.state.value if task.state is not None else "?"
+    parts = [escape(task.id), state, escape(task.name or "-"), f"priority {_num(task.priority)}"]
+    tries = None if task.max_retries is None else task.max_retries + 1
+    parts.append(f"attempt {_num(task.attempts)}/{_num(tries)}")
+    for label, moment in (("ended", task.completed_at), ("started", task.started_at), ("due", task.run_at),
+                          ("created", task.created_at)):
+        if moment is not None:
+            parts.append(f"{label} {iso_time(moment)}")
+            break
+    if task.worker:
+        parts.append(f"worker {escape(task.worker)}")
+    if task.error and task.state is not None and task.state.value == "FAILED":
+        message = escape(task.error.get("message", ""))
+        parts.append(f"error {escape(task.error.get('type', 'Error'))}: {message[:100]}")
+    parts.extend(f"(note: {escape(note)})" for note in task.notes)
+    return "  ".join(parts)
 
 
 def task_record(task: TaskInfo) -> dict[str, Any]:
