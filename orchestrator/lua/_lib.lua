@@ -13,10 +13,12 @@ local MAX_INT = 9007199254740991  -- 2^53 - 1: larger numbers are not exact in L
 -- Canonical decimal integers only ('-12', '0', '42'): tonumber() also takes '1e1', '0x10',
 -- ' 10', '10.0' and '010', which a script would then store raw. A Lua number passes when whole.
 local function is_int(s)
+  if type(s) ~= 'string' then
+    return type(s) == 'number' and s % 1 == 0 and s >= -MAX_INT and s <= MAX_INT  -- (nan fails)
+  end
+  if #s > 17 or not (s == '0' or string.find(s, '^%-?[1-9]%d*$')) then return false end
   local n = tonumber(s)
-  if n == nil or n ~= n or n < -MAX_INT or n > MAX_INT then return false end  -- nil, nan, too big
-  if type(s) == 'number' then return n % 1 == 0 end
-  return s == '0' or string.find(s, '^%-?[1-9]%d*$') ~= nil
+  return n >= -MAX_INT and n <= MAX_INT
 end
 
 -- redis.call, except that a key of the wrong type answers false instead of failing the
@@ -69,38 +71,41 @@ end
 
 -- (enqueue checks 6 numbers per task with it: one tonumber and one string.find, no calls)
 local function is_uint(s, max)
-  return is_int(s) and tonumber(s) >= 0 and tonumber(s) <= (max or MAX_INT)
+  if type(s) ~= 'string' then return is_int(s) and s >= 0 and s <= (max or MAX_INT) end
+  if #s > 16 or not (s == '0' or string.find(s, '^[1-9]%d*$')) then return false end
+  return tonumber(s) <= (max or MAX_INT)  -- (MAX_INT when max is nil)
 end
 
--- The entries of a task's keys that still name it: 'key:<key>' (kept as long as the record)
--- and 'unique:<unique_key>' (kept while the task is unfinished). An entry that is not a
--- string (written by hand) names nobody. Returns the two entry names or false each.
-local function own_entries(id)
-  local f = call_typed('HMGET', task_key(id), 'key', 'unique_key') or {}
-  local out = {false, false}
-  for i, prefix in ipairs({'key:', 'unique:'}) do
-    if f[i] and f[i] ~= '' and call_typed('GET', BASE .. prefix .. f[i]) == id then
-      out[i] = BASE .. prefix .. f[i]
-    end
+-- The idempotency entry of a task, when it still names the task: 'key:<key>' (field key,
+-- kept as long as the record) or 'unique:<unique_key>' (field unique_key, kept while the
+-- task is unfinished). Else false; an entry that is not a string (written by hand) names nobody.
+local function own_entry(id, field, prefix)
+  local name = call_typed('HGET', task_key(id), field)
+  if name and name ~= '' then
+    local entry = BASE .. prefix .. name
+    if call_typed('GET', entry) == id then return entry end
   end
-  return out[1], out[2]
+  return false
 end
 
--- A task reached a final state: its unique key is free again, and its key entry expires
--- with the record (ttl_ms > 0; 0 keeps both, and a FAILED record stays in the dead-letter).
-local function release_keys(id, ttl_ms)
-  local kkey, ukey = own_entries(id)
+-- A task reached a final state: its unique key is free again. (Its key entry stays as
+-- long as the record: retire gives it the record's expiry.)
+local function release_unique(id)
+  local ukey = own_entry(id, 'unique_key', 'unique:')
   if ukey then redis.call('DEL', ukey) end
-  if kkey and ttl_ms > 0 then redis.call('PEXPIRE', kkey, ttl_ms) end
 end
 
--- Keep a finished record for ttl_ms, and trim the done index of what has expired:
--- on about one call in 16 (by the clock's last bits), at most 64 entries, so the
--- cost stays bounded and small while trimming outpaces the finishing.
+-- Keep a finished record for ttl_ms, its key entry with it (one absolute expiry time for
+-- both), and trim the done index of what has expired: on about one call in 16 (by the
+-- clock's last bits), at most 64 entries, so the cost stays bounded and small while
+-- trimming outpaces the finishing.
 local function retire(done_key, id, now, ttl_ms)
   redis.call('ZADD', done_key, now, id)
   if ttl_ms > 0 then
-    redis.call('PEXPIRE', task_key(id), ttl_ms)
+    local at = now - OFFSET + ttl_ms  -- on Redis's own clock (OFFSET only shifts the tests' one)
+    redis.call('PEXPIREAT', task_key(id), at)
+    local kkey = own_entry(id, 'key', 'key:')
+    if kkey then redis.call('PEXPIREAT', kkey, at) end
     local old = {}
     if now % 16 == 0 then
       old = redis.call('ZRANGE', done_key, '-inf', now - ttl_ms, 'BYSCORE', 'LIMIT', 0, 64)
@@ -134,7 +139,7 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
   redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
-  release_keys(id, 0)
+  release_unique(id)
   return 'FAILED', ''
 end
 
@@ -142,7 +147,7 @@ end
 local function finish_cancelled(id, now, err, done_key, stats_key, ttl_ms)
   redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
-  release_keys(id, ttl_ms)
+  release_unique(id)
   retire(done_key, id, now, ttl_ms)
 end
 
@@ -289,7 +294,7 @@ local function quarantine(id, rec, why, bad, now, failed_key, stats_key, events_
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
   redis.call('HINCRBY', stats_key, 'malformed', 1)
-  release_keys(id, 0)  -- (a key field that did not read was reset to '' above)
+  release_unique(id)  -- (a unique_key field that did not read was reset to '' above)
   emit(events_key, 'event', 'malformed', 'task', id, 'from', rec.state or '?', 'error', why)
 end
 
@@ -332,9 +337,9 @@ local function retake_keys(id)
   end
 end
 
--- A task's record is deleted (purge): its key entries go with it.
+-- A task's record is deleted (purge): its idempotency entries go with it.
 local function drop_keys(id)
-  local kkey, ukey = own_entries(id)
+  local kkey, ukey = own_entry(id, 'key', 'key:'), own_entry(id, 'unique_key', 'unique:')
   if kkey then redis.call('DEL', kkey) end
   if ukey then redis.call('DEL', ukey) end
 end

@@ -48,7 +48,7 @@ redis.call('ZREM', pending, id)
 redis.call('ZREM', scheduled, id)
 redis.call('HSET', tkey, 'state', 'CANCELLED', 'completed_at', now)
 redis.call('HINCRBY', stats, 'cancelled', 1)
-release_keys(id, tonumber(ARGV[5]))
+release_unique(id)
 retire(done, id, now, tonumber(ARGV[5]))
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

@@ -37,7 +37,7 @@ redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'complete
 redis.call('HINCRBY', stats, 'succeeded', 1)
 count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id))
-release_keys(id, tonumber(ARGV[7]))
+release_unique(id)
 retire(done, id, now, tonumber(ARGV[7]))
 emit(events, 'event', 'succeeded', 'task', id, 'name', f.name, 'worker', f.worker,
      'runtime_ms', now - (tonumber(f.started_at) or now))

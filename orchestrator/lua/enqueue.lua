@@ -66,16 +66,32 @@ local function task_error(a, seen)
   if ARGV[a + 10] ~= '0' and ARGV[a + 10] ~= '1' then return 'INVALID jitter ' .. shown(ARGV[a + 10]) end
 end
 
--- The error of a queue key or counter this call would fail on halfway, or nil.
-local function queue_error()
-  for _, expected in ipairs({{pending, 'zset'}, {scheduled, 'zset'}, {stats, 'hash'},
-                             {events, 'stream'}, {wake, 'list'}}) do
-    local kind = redis.call('TYPE', expected[1]).ok
-    if kind ~= 'none' and kind ~= expected[2] then
-      return 'CORRUPT ' .. expected[1] .. ' is a ' .. kind .. ', not a ' .. expected[2]
+-- A counter of stats (false when absent); nil when stats is not a hash.
+local function counter(name)
+  local v = redis.pcall('HGET', stats, name)
+  if type(v) == 'table' and v.err then
+    if v.err:find('WRONGTYPE', 1, true) then return nil end
+    error(v)  -- an ACL refusal, say: not ours to hide
+  end
+  return v
+end
+
+-- The error of a queue key or counter this call would fail on halfway, or nil. Only the
+-- keys it may write are looked at (pending and scheduled as its tasks need them, events
+-- when they are on): the TYPE calls are most of what this check costs.
+local function queue_error(ready, later)
+  local expected = {{wake, 'list'}}
+  if ready then expected[#expected + 1] = {pending, 'zset'} end
+  if later then expected[#expected + 1] = {scheduled, 'zset'} end
+  if MAXLEN > 0 then expected[#expected + 1] = {events, 'stream'} end
+  for _, key in ipairs(expected) do
+    local kind = redis.call('TYPE', key[1]).ok
+    if kind ~= 'none' and kind ~= key[2] then
+      return 'CORRUPT ' .. key[1] .. ' is a ' .. kind .. ', not a ' .. key[2]
     end
   end
-  local seq, enqueued = redis.call('HGET', stats, 'seq'), redis.call('HGET', stats, 'enqueued')
+  local seq, enqueued = counter('seq'), counter('enqueued')
+  if seq == nil then return 'CORRUPT ' .. stats .. ' is not a hash' end
   if seq and not is_uint(seq, PRIORITY_SPAN - 1 - n) then
     return 'CORRUPT ' .. stats .. ' seq ' .. shown(seq) .. ' is not a sequence number'
   end
@@ -85,12 +101,13 @@ local function queue_error()
 end
 
 -- Validate everything before the first write: Redis does not roll back a failed script.
-local seen = {}
+local seen, ready, later = {}, false, false
 for i = 0, n - 1 do
   local err = task_error(6 + i * WIDTH, seen)
   if err then return redis.error_reply(err) end
+  if ARGV[6 + i * WIDTH + 11] == '0' then ready = true else later = true end
 end
-local err = queue_error()
+local err = queue_error(ready, later)
 if err then return redis.error_reply(err) end
 
 -- Decide, reading only, which tasks are new and which keys they take.

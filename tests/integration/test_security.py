@@ -59,10 +59,10 @@ PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
 )
 WORKER_COMMANDS = (
-    *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire",
+    *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
-CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpire", "del", "publish")  # for producers that may cancel
+CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpireat", "del", "publish")  # for producers that may cancel
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
 # Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
