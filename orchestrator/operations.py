@@ -11,14 +11,15 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidTransition, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
 from .models import Task, TaskState
 from .queues import Queue, refused, translated
-from .reading import text
+from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
 from .redis_calls import redis_calls
 from .transitions import arun
@@ -109,6 +110,33 @@ class Operations:
         ]
         found.sort(key=Event.sort_key)
         return found
+
+    def follow(
+        self, queues: Iterable[str] | None = None, *, after: Sequence[Event] = (), block_ms: int = 5000
+    ) -> Iterator[list[Event]]:
+        """Batches of new events as they come, without end (stop iterating to stop).
+
+        Each wait lasts up to ``block_ms`` (an empty batch then). ``after``: the events
+        already shown; following goes on after them. Without ``queues``, a queue that
+        appears meanwhile joins, from the moment following began.
+        """
+        chosen = None if queues is None else [q.name for q in self._resolve(queues)]
+        start = f"{translated(redis_time_ms)(self.redis)}-0"
+        if after:
+            last = dict.fromkeys(chosen or self.queues(), after[-1].id) | {e.queue: e.id for e in after}
+        else:
+            last = self.last_event_ids(chosen)
+        while True:
+            if chosen is None:
+                for name in self.queues():
+                    last.setdefault(name, start)
+            if not last:  # nothing to wait on yet
+                time.sleep(min(block_ms, 1000) / 1000)
+                yield []
+                continue
+            batch = self.next_events(last, block_ms)
+            last.update((event.queue, event.id) for event in batch)
+            yield batch
 
     # ------------------------------------------------------------ tasks by id
 

@@ -113,16 +113,9 @@ def events(state: CliState, /, queues: Sequence[str], count: int, follow: bool, 
     emit(recent)
     if not follow:
         return
-    if recent:  # go on after what was shown, in every queue
-        last = dict.fromkeys(chosen or app.queues(), recent[-1].id) | {e.queue: e.id for e in recent}
-    else:
-        last = app.last_event_ids(chosen)
     try:
-        while True:
-            batch = app.next_events(last, FOLLOW_BLOCK_MS)
+        for batch in app.follow(chosen, after=recent, block_ms=FOLLOW_BLOCK_MS):
             emit(batch)
-            for event in batch:
-                last[event.queue] = event.id
     except KeyboardInterrupt:
         return
 

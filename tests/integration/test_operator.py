@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 import orjson
@@ -349,3 +351,26 @@ def test_a_handle_on_a_record_with_a_bad_state_says_so(app: Orchestrator, r: red
     with pytest.raises(MalformedRecord) as info:
         handle.status()
     assert (info.value.task_id, info.value.queue) == (handle.id, "default") and "\n" not in str(info.value)
+
+
+def _until(stream: Iterator[list[Event]], found: Callable[[Event], bool], timeout: float = 10.0) -> Event:
+    deadline = time.monotonic() + timeout
+    for batch in stream:
+        for event in batch:
+            if found(event):
+                return event
+        assert time.monotonic() < deadline, "the event did not come"
+    raise AssertionError("the stream ended")
+
+
+def test_follow_waits_for_events_and_picks_up_new_queues(app: Orchestrator) -> None:
+    stream = app.follow(block_ms=50)
+    assert next(stream) == []  # no queue yet: it waits, then says nothing
+    first = app.enqueue("m:f", queue="a").id
+    assert _until(stream, lambda e: e.task_id == first).queue == "a"
+    second = app.enqueue("m:f", queue="b").id  # a queue that appears while following
+    assert _until(stream, lambda e: e.task_id == second).event == "enqueued"
+    chosen = app.follow(["a"], after=app.events(["a"]), block_ms=50)
+    third = app.enqueue("m:f", queue="a").id
+    app.enqueue("m:f", queue="b")
+    assert _until(chosen, lambda e: e.event == "enqueued").task_id == third  # nothing shown twice, no b
