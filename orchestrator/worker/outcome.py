@@ -36,10 +36,13 @@ _CALLERS = (
 )
 
 
+_DEMO = os.path.join(_CALLERS[0], "demo") + os.sep  # `orch demo`'s tasks are task code
+
+
 def _theirs(frames: traceback.StackSummary) -> traceback.StackSummary:
     """``frames`` from the first one that is not the library's or an executor's."""
     for i, frame in enumerate(frames):
-        if not frame.filename.startswith(_CALLERS):
+        if not frame.filename.startswith(_CALLERS) or frame.filename.startswith(_DEMO):
             return traceback.StackSummary.from_list(frames[i:])
     return traceback.StackSummary()
 
