@@ -146,7 +146,8 @@ def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LO
     Raises RedisUnavailable when Redis cannot be reached (refused, unknown host, timeout)
     and RedisCommandError when it refuses us (wrong password, database index out of range).
     Retrying belongs to outages of a server that was reachable: once running, a process
-    rides them out. A server still loading its data is waited for, up to ``loading_wait``.
+    rides them out. A server still loading its data, or busy running a long script (BUSY,
+    for every client until it ends), is waited for, up to ``loading_wait``.
     """
     deadline = time.monotonic() + loading_wait
     while True:
@@ -165,7 +166,12 @@ def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LO
         except UNREACHABLE as exc:
             raise RedisUnavailable(f"{exc} (not starting: check the URL and that Redis runs)") from exc
         except ResponseError as exc:
-            raise RedisCommandError(f"{redis_error_text(exc)} (not starting)") from exc
+            if not str(exc).startswith("BUSY"):
+                raise RedisCommandError(f"{redis_error_text(exc)} (not starting)") from exc
+            if time.monotonic() > deadline:
+                raise RedisUnavailable(f"Redis is still busy running a script after {loading_wait:g} s") from exc
+            log.warning("%s Redis is busy running a script; waiting", tag)
+            time.sleep(0.1)
 
 
 def startup_checks(client: Redis, *, strict: bool, tag: str, log: Any) -> None:

@@ -95,10 +95,13 @@ def test_stuck_tasks_point_at_a_missing_scheduler(overdue, expired, status, says
 
 
 class StubRedis:
-    """Answers INFO and CONFIG GET with a server's settings, or raises ``error`` on PING."""
+    """Answers INFO and CONFIG GET with a server's settings, or raises ``error`` on PING
+    (on the first ``failures`` PINGs only, when given)."""
 
-    def __init__(self, *, policy: str = "noeviction", aof: int = 1, error: Exception | None = None) -> None:
-        self.policy, self.aof, self.error = policy, aof, error
+    def __init__(
+        self, *, policy: str = "noeviction", aof: int = 1, error: Exception | None = None, failures: int = 10**9
+    ) -> None:
+        self.policy, self.aof, self.error, self.failures = policy, aof, error, failures
         self.pings = 0
 
     def info(self) -> dict[str, Any]:
@@ -109,7 +112,7 @@ class StubRedis:
 
     def ping(self) -> bool:
         self.pings += 1
-        if self.error is not None:
+        if self.error is not None and self.pings <= self.failures:
             raise self.error
         return True
 
@@ -154,3 +157,14 @@ def test_first_contact_passes_a_user_that_may_not_ping_and_waits_out_loading():
     with pytest.raises(RedisUnavailable, match="still loading"):
         health.first_contact(loading, tag="[W]", log=LOG, loading_wait=0)  # type: ignore[arg-type]
     assert loading.pings >= 1
+
+
+def test_first_contact_waits_out_a_busy_script_and_gives_up_at_its_deadline(caplog):
+    busy = ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.")
+    passing = StubRedis(error=busy, failures=2)
+    with caplog.at_level(logging.WARNING):
+        health.first_contact(passing, tag="[W]", log=LOG)  # type: ignore[arg-type]
+    assert passing.pings == 3
+    assert [r.getMessage() for r in caplog.records] == ["[W] Redis is busy running a script; waiting"] * 2
+    with pytest.raises(RedisUnavailable, match="still busy running a script"):
+        health.first_contact(StubRedis(error=busy), tag="[W]", log=LOG, loading_wait=0)  # type: ignore[arg-type]
