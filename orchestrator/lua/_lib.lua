@@ -21,13 +21,13 @@ local function is_int(s)
   return n >= -MAX_INT and n <= MAX_INT
 end
 
--- redis.call, except that a key of the wrong type answers false instead of failing the
--- script (a record someone overwrote with a string is not ours to trip on). Any other
+-- redis.call, except that a key of the wrong type answers false, true instead of failing
+-- the script (a record someone overwrote with a string is not ours to trip on). Any other
 -- error (an ACL refusal, OOM) still fails the script.
 local function call_typed(...)
   local reply = redis.pcall(...)
   if type(reply) == 'table' and reply.err then
-    if reply.err:find('WRONGTYPE', 1, true) then return false end
+    if reply.err:find('WRONGTYPE', 1, true) then return false, true end
     error(reply)
   end
   return reply
@@ -217,20 +217,21 @@ end
 
 -- Why a stored value does not read as its kind (models.field_problem), or nil.
 local function field_problem(kind, v)
-  if kind == 'json' then return nil end  -- decoded, and checked, by the worker and Task.from_redis
-  if not is_utf8(v) then return 'is not UTF-8' end
-  if kind == 'state' then
-    if not TASK_STATES[v] then return 'is not a task state' end
-  elseif kind == 'name' then
-    if v == '' then return 'is empty' end
-  elseif kind == 'int' or (kind == 'time' and v ~= '') then
-    if #v > 16 or not v:find('^%d+$') or tonumber(v) > MAX_INT then return 'is not an integer' end
+  if kind == 'int' or (kind == 'time' and v ~= '') then  -- (checked in the order of how often they come)
+    if #v > 16 or not v:find('^%d+$') or tonumber(v) > MAX_INT then
+      return is_utf8(v) and 'is not an integer' or 'is not UTF-8'
+    end
+  elseif kind == 'name' or kind == 'text' then
+    if not is_utf8(v) then return 'is not UTF-8' end
+    if v == '' and kind == 'name' then return 'is empty' end
+  elseif kind == 'state' then
+    if not TASK_STATES[v] then return is_utf8(v) and 'is not a task state' or 'is not UTF-8' end
   elseif kind == 'priority' then
-    if not v:find('^%d$') then return 'is not a priority (0-9)' end
+    if #v ~= 1 or not v:find('^%d$') then return is_utf8(v) and 'is not a priority (0-9)' or 'is not UTF-8' end
   elseif kind == 'bool' then
-    if v ~= '0' and v ~= '1' then return 'is not 0 or 1' end
+    if v ~= '0' and v ~= '1' then return is_utf8(v) and 'is not 0 or 1' or 'is not UTF-8' end
   end
-  return nil
+  return nil  -- json: decoded, and checked, by the worker and Task.from_redis
 end
 
 -- A stored value as an error may show it: printable ASCII, 40 bytes at most (models._quote).
@@ -249,8 +250,8 @@ end
 local function read_task(id, fields)
   local names = {unpack(RECORD_REQUIRED)}
   for _, name in ipairs(fields) do names[#names + 1] = name end
-  local values = call_typed('HMGET', task_key(id), unpack(names))
-  if not values then return nil, 'not a hash' end
+  local values, wrong = call_typed('HMGET', task_key(id), unpack(names))
+  if wrong then return nil, 'not a hash' end
   local rec, problems, bad, present = {}, {}, {}, 0
   for i, name in ipairs(names) do
     local v = values[i]
@@ -342,4 +343,30 @@ local function drop_keys(id)
   local kkey, ukey = own_entry(id, 'key', 'key:'), own_entry(id, 'unique_key', 'unique:')
   if kkey then redis.call('DEL', kkey) end
   if ukey then redis.call('DEL', ukey) end
+end
+
+-- Queue keys are as untrusted as records. Before its first write a script checks that each
+-- key it may write is absent or of its type (typed: key, type, key, type, ...; an events
+-- stream only when events are written) and that the stats hash is a hash whose counters
+-- the call may bump read as integers (seq: a sequence number). Returns the refusal,
+-- CORRUPT <key> <what>, or nil. Cost: one TYPE per key and one HMGET.
+local function corrupt_queue(typed, stats_key, counters)
+  for i = 1, #typed, 2 do
+    if typed[i + 1] ~= 'stream' or MAXLEN > 0 then
+      local kind = redis.call('TYPE', typed[i]).ok
+      if kind ~= 'none' and kind ~= typed[i + 1] then
+        return 'CORRUPT ' .. typed[i] .. ' is a ' .. kind .. ', not a ' .. typed[i + 1]
+      end
+    end
+  end
+  if #counters == 0 then return nil end
+  local values, wrong = call_typed('HMGET', stats_key, unpack(counters))
+  if wrong then return 'CORRUPT ' .. stats_key .. ' is not a hash' end
+  for i, name in ipairs(counters) do
+    local v = values[i]
+    if v and not (is_int(v) and (name ~= 'seq' or is_uint(v, PRIORITY_SPAN - 1000000))) then
+      return 'CORRUPT ' .. stats_key .. ' ' .. name .. ' ' .. quote(v) .. ' is not a count'
+    end
+  end
+  return nil
 end

@@ -12,7 +12,8 @@
 
   Returns the state after the call: CANCELLED, or RUNNING (cancel requested).
   Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); BAD_STATE <state>
-  for SUCCESS, FAILED or CANCELLED tasks; INVALID <what>.
+  for SUCCESS, FAILED or CANCELLED tasks; INVALID <what>; CORRUPT <key> <what> (a key it
+  writes of another type, a counter not an integer).
   Error after a change: MALFORMED <id> <why>: a waiting task's record is malformed and was
   moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
   Events: cancelled or cancel_requested, or malformed.
@@ -23,6 +24,9 @@ if ARGV[6]:sub(1, #BASE) ~= BASE then return redis.error_reply('INVALID channel 
 local pending, scheduled, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end
+local corrupt = corrupt_queue({pending, 'zset', scheduled, 'zset', done, 'zset', events, 'stream',
+                                failed, 'zset'}, stats, {'cancelled', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local tkey = task_key(id)
 local f, why, badf = read_task(id, {'key'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end

@@ -16,7 +16,9 @@
   a malformed one is moved aside alone (FAILED, MalformedRecord) and one that is not there
   (no record, not a hash) is dropped from pending; neither is returned. A record not
   PENDING is a stale entry: dropped.
-  Errors (nothing changed): INVALID <what>. Events: claimed, malformed, dropped.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> when a key it writes holds
+  another type, or a counter (or the token counter) is not an integer.
+  Events: claimed, malformed, dropped.
   When tasks remain pending it leaves a wake-up token, so the next idle worker starts.
 ]]
 local bad = bad_call(7, 6)
@@ -27,11 +29,21 @@ local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or n < 1 or not is_uint(ARGV[6]) or lease < 1 then
   return redis.error_reply('INVALID worker, n or lease_ms')
 end
+-- Queue keys first (corrupt_queue), most through commands this script runs anyway: pending
+-- by ZRANGE, tokens by GET, wake by LLEN, running by the first write (one ZADD for the
+-- batch); failed only when a record goes there.
+local corrupt = corrupt_queue({events, 'stream'}, stats, {'started', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
+local ids, wrong = call_typed('ZRANGE', pending, 0, n - 1)
+if wrong then return redis.error_reply('CORRUPT ' .. pending .. ' is not a zset') end
+if #ids == 0 then return {} end
+local last_token, wrong_token = call_typed('GET', tokens)
+if wrong_token or (last_token and not is_uint(last_token)) then
+  return redis.error_reply('CORRUPT ' .. tokens .. ' is not a count')
+end
 local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key', 'unique_key'}
 
 -- Read and check every record first: Redis does not roll back a script that fails midway.
-local ids = redis.call('ZRANGE', pending, 0, n - 1)
-if #ids == 0 then return {} end
 local good, aside, gone = {}, {}, {}
 for _, id in ipairs(ids) do
   local rec, why, badf = read_task(id, FIELDS)
@@ -44,12 +56,24 @@ for _, id in ipairs(ids) do
     gone[#gone + 1] = {id, why}
   end
 end
+if #aside > 0 then
+  corrupt = corrupt_queue({failed, 'zset'}, stats, {})
+  if corrupt then return redis.error_reply(corrupt) end
+end
+local more = #ids == n and redis.call('ZCARD', pending) > n  -- tasks left: wake another worker
+local waiting, wrong_wake = false, false
+if more then waiting, wrong_wake = call_typed('LLEN', wake) end
+if wrong_wake then return redis.error_reply('CORRUPT ' .. wake .. ' is not a list') end
 
 local now = now_ms()
 local deadline = now + lease
 local token = 0
-if #good > 0 then  -- one token per claimed task, reserved in one call (the first write)
-  token = redis.call('INCRBY', tokens, #good) - #good
+if #good > 0 then  -- the first write: if running is not a zset, nothing is written
+  local leases = {}
+  for _, g in ipairs(good) do leases[#leases + 1] = deadline; leases[#leases + 1] = g[1] end
+  local _, wrong_running = call_typed('ZADD', running, unpack(leases))
+  if wrong_running then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
+  token = redis.call('INCRBY', tokens, #good) - #good  -- one token per claimed task
   if token == 0 then  -- a new counter: go on from the one stats kept before it had its own key
     local old = redis.call('HGET', stats, 'tokens')
     if old and is_uint(old) and tonumber(old) > 0 then
@@ -66,7 +90,6 @@ for _, g in ipairs(good) do
   local attempts = tonumber(f.attempts) + 1
   redis.call('HSET', task_key(id), 'state', 'RUNNING', 'worker', worker, 'token', int(token),
              'attempts', attempts, 'started_at', now)
-  redis.call('ZADD', running, deadline, id)
   emit(events, 'event', 'claimed', 'task', id, 'name', f.name, 'priority', f.priority,
        'worker', worker, 'attempt', attempts)
   local row = {id, int(token), f.name, f.args, f.kwargs, attempts, f.max_retries, f.timeout_ms, f.priority}
@@ -81,7 +104,7 @@ end
 if #good > 0 then
   redis.call('HINCRBY', stats, 'started', #good)
 end
-if #ids == n and redis.call('ZCARD', pending) > 0 then
-  wake_one(wake)
+if more and waiting == 0 then
+  redis.call('RPUSH', wake, '1')  -- (wake_one, with its LLEN made above)
 end
 return out

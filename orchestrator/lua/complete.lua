@@ -11,7 +11,8 @@
   done, and expires after ttl_ms; its idempotency key is released.
   Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); LEASE_LOST <id> when
   the task is not RUNNING under this token (reaped, released, cancelled or claimed again);
-  INVALID <what>.
+  INVALID <what>; CORRUPT <key> <what> (a key it writes of another type, a counter not
+  an integer).
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: succeeded, or malformed.
@@ -21,14 +22,23 @@ if bad then return redis.error_reply(bad) end
 local running, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, token, result = ARGV[4], ARGV[5], ARGV[6]
 if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
+local corrupt = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
+                              stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
 
+if why then  -- (failed is checked only when the record goes there)
+  corrupt = corrupt_queue({failed, 'zset'}, stats, {})
+  if corrupt then return redis.error_reply(corrupt) end
+end
+
 local now = now_ms()
 -- ZREM first: Redis refuses a memory-growing command at maxmemory only while a script has
 -- written nothing yet, so a completion (which frees a lease) still lands on a full Redis.
-redis.call('ZREM', running, id)
+local _, wrong = call_typed('ZREM', running, id)
+if wrong then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
 if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)

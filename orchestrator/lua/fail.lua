@@ -14,7 +14,8 @@
   ARGV[9]  ttl_ms    retention of a cancelled record; 0 keeps it
 
   Returns {state, run_at}: RETRYING with the retry time, FAILED or CANCELLED with ''.
-  Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>.
+  Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>; CORRUPT <key>
+  <what> (a key it writes of another type, a counter not an integer).
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: retrying, failed or cancelled, or malformed.
@@ -28,6 +29,8 @@ if not is_uint(ARGV[7]) or not is_uint(ARGV[9]) then return redis.error_reply('I
 if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
   return redis.error_reply('INVALID mode ' .. mode)
 end
+local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', done, 'zset', events, 'stream'}, stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms, jitter and key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
                                     'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})

@@ -13,7 +13,8 @@
   Returns {lost, cancel, now}: ids whose lease the worker no longer holds (reaped,
   released, or given to another worker; or whose record is gone or malformed: the reaper
   moves it aside when its lease runs out) and ids with a cancel request.
-  Errors: INVALID <what>. Events: none.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key of another type).
+  Events: none.
 ]]
 local bad = bad_call(3, 6, true)
 if bad then return redis.error_reply(bad) end
@@ -27,6 +28,8 @@ if first_pair > #ARGV + 1 or (#ARGV - first_pair + 1) % 2 ~= 0 then
   return redis.error_reply('INVALID id/token pairs')
 end
 
+local corrupt = corrupt_queue({workers, 'zset', whash, 'hash', running, 'zset'}, nil, {})
+if corrupt then return redis.error_reply(corrupt) end
 local now = now_ms()
 if lease == 0 then
   redis.call('ZREM', workers, worker)

@@ -10,12 +10,16 @@
   A promoted task goes to the back of its priority level. Cost: O(limit log n).
   A malformed record is moved aside (FAILED, MalformedRecord); an id whose record is gone
   or not a hash is dropped from scheduled.
-  Errors: INVALID <what>. Events: promoted, malformed, dropped.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
+  another type, a counter not an integer). Events: promoted, malformed, dropped.
 ]]
 local bad = bad_call(6, 4)
 if bad then return redis.error_reply(bad) end
 local scheduled, pending, stats, events, wake, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
+local corrupt = corrupt_queue({scheduled, 'zset', pending, 'zset', events, 'stream', wake, 'list',
+                                failed, 'zset'}, stats, {'seq', 'promoted', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local limit = tonumber(ARGV[4])
 local now = now_ms()
 local due = redis.call('ZRANGE', scheduled, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit + 1)

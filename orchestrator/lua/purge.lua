@@ -9,12 +9,15 @@
   Returns how many entries were removed. Running tasks are never purged (their
   index is not accepted by the client). A malformed record is purged like any other; a
   task key that is not a hash is deleted with its entry.
-  Errors: INVALID <what>. Events: purged.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
+  another type, a counter not an integer). Events: purged.
 ]]
 local bad = bad_call(3, 4)
 if bad then return redis.error_reply(bad) end
 local index, stats, events = KEYS[1], KEYS[2], KEYS[3]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
+local corrupt = corrupt_queue({index, 'zset', events, 'stream'}, stats, {'purged'})
+if corrupt then return redis.error_reply(corrupt) end
 local popped = redis.call('ZPOPMIN', index, tonumber(ARGV[4]))
 local n = 0
 for i = 1, #popped, 2 do

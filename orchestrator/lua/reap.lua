@@ -20,7 +20,8 @@
     workers  flat list: worker id, last heartbeat (ms) of each worker found dead
     more     1 when more expired leases are already waiting
   Cost: proportional to the expired entries, not to the size of the queue.
-  Errors: INVALID <what>. Events: reaped, worker_lost, malformed, dropped.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
+  another type, a counter not an integer). Events: reaped, worker_lost, malformed, dropped.
 ]]
 local bad = bad_call(7, 6)
 if bad then return redis.error_reply(bad) end
@@ -29,6 +30,9 @@ local running, scheduled, failed, stats, events, workers, done =
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
   return redis.error_reply('INVALID limit, seed or ttl_ms')
 end
+local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', events, 'stream',
+                                workers, 'zset', done, 'zset'}, stats, {'retried', 'failed', 'reaped', 'cancelled', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local limit = tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
 local now = now_ms()

@@ -14,13 +14,17 @@
 
   Returns the ids released; a pair whose token is stale is skipped (LEASE_LOST is not
   raised, since a shutting-down worker has nothing to do about it).
-  Errors: INVALID <what>. Events: released, cancelled, malformed.
+  Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
+  another type, a counter not an integer). Events: released, cancelled, malformed.
 ]]
 local bad = bad_call(7, 4, true)
 if bad then return redis.error_reply(bad) end
 local running, pending, stats, events, wake, done, failed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or (#ARGV - 4) % 2 ~= 0 then return redis.error_reply('INVALID ttl_ms or id/token pairs') end
+local corrupt = corrupt_queue({running, 'zset', pending, 'zset', events, 'stream', wake, 'list',
+                                done, 'zset', failed, 'zset'}, stats, {'seq', 'released', 'cancelled', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local out = {}
 local now = nil
 for i = 5, #ARGV, 2 do

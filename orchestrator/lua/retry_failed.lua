@@ -13,12 +13,16 @@
   it is skipped; an id there whose record is gone or not a hash is dropped.
   Returns the ids moved. Errors (nothing changed): NOT_FOUND <id>; BAD_STATE <id> <state>
   when a named task is not FAILED; MALFORMED <id> <why> when a named record is malformed;
-  INVALID <what>. Events: requeued, dropped.
+  INVALID <what>; CORRUPT <key> <what> (a key it writes of another type, a counter not an
+  integer). Events: requeued, dropped.
 ]]
 local bad = bad_call(5, 4, true)
 if bad then return redis.error_reply(bad) end
 local failed, pending, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 then return redis.error_reply('INVALID limit') end
+local corrupt = corrupt_queue({failed, 'zset', pending, 'zset', events, 'stream', wake, 'list'},
+                              stats, {'seq', 'requeued'})
+if corrupt then return redis.error_reply(corrupt) end
 local ids = {}
 if #ARGV >= 5 then
   for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end

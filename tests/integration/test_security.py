@@ -59,7 +59,7 @@ PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
 )
 WORKER_COMMANDS = (
-    *WORKER_DIRECT, "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
+    *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
 CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpireat", "del", "publish")  # for producers that may cancel

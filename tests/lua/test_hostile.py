@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
-from orchestrator.errors import LeaseLost, MalformedRecord, TaskNotFound, ValidationError
+from orchestrator.errors import CorruptQueue, LeaseLost, MalformedRecord, TaskNotFound, ValidationError
 from orchestrator.models import RECORD, REQUIRED, Task, TaskState, can_transition, record_problems
 from orchestrator.transitions import Call, Transitions, run
 from tests.lua.test_scripts import ERROR, Q
+from tests.redis_server import snapshot
 
 S = TaskState
 Corrupt = Callable[[Any, str], None]  # (redis client, task key) -> None
@@ -404,3 +405,85 @@ def test_python_and_lua_read_records_alike(q: HostileQ, r: Any) -> None:
     assert record_problems({k.decode(): v for k, v in r.hgetall(q.keys.task(task_id)).items()}) == []
     task = Task.from_redis(r.hgetall(q.keys.task(task_id)))
     assert (task.priority, task.args, task.jitter, task.run_at) == (5, [], True, None)
+
+
+# ------------------------------------------------------------ queue-wide keys
+
+
+def wrong_type(r: Any, key: str) -> None:
+    kind = r.type(key)
+    r.delete(key)
+    if kind == b"string":
+        r.rpush(key, "x")
+    else:
+        r.set(key, "x")
+
+
+@pytest.mark.parametrize("script", sorted(CALLS))
+def test_a_queue_key_of_the_wrong_type_is_refused_before_any_write(q: HostileQ, r: Any, script: str) -> None:
+    """Each KEY of a script, of another type: one clear refusal that changes nothing (where
+    scripts used to fail halfway, after popping or moving tasks), unless this call does not
+    write that key at all (claim checks failed and wake only when it will write them)."""
+    [task_id] = q.add(id="t")
+    q.claim()
+    q.add(2, delay_ms=0)
+    q.add(1, delay_ms=1)
+    r.set(q.keys.tokens, "5")
+    refused = set()
+    for key in CALLS[script](q.at()).keys:
+        saved = r.dump(key)
+        wrong_type(r, key)
+        before = snapshot(r)
+        try:
+            run(r, CALLS[script](q.at(10_000)))
+        except CorruptQueue as exc:
+            assert key in str(exc) and snapshot(r) == before
+            refused.add(key)
+        else:
+            assert snapshot(r)[key.encode()] == before[key.encode()], f"{key} was written"
+        r.flushdb()
+        q.add(id="t")
+        q.claim()
+        q.add(2, delay_ms=0)
+        q.add(1, delay_ms=1)
+        r.set(q.keys.tokens, "5")
+        del saved
+    k = q.keys
+    lazy = {k.failed, k.wake} if script == "claim" else {k.failed} if script == "complete" else set()
+    assert refused == set(CALLS[script](q.at()).keys) - lazy
+    assert q.state(task_id) is S.RUNNING
+
+
+COUNTERS = {  # a stats counter each script bumps
+    "claim": "started", "complete": "succeeded", "fail": "retried", "release": "seq", "promote": "seq",
+    "reap": "reaped", "cancel": "cancelled", "retry_failed": "requeued", "purge": "purged",
+}
+
+
+@pytest.mark.parametrize("script", sorted(COUNTERS))
+@pytest.mark.parametrize("value", ["x", "1e3", "1.5", ""])
+def test_a_counter_that_is_not_an_integer_is_refused_before_any_write(
+    q: HostileQ, r: Any, script: str, value: str
+) -> None:
+    q.add(id="t")
+    q.claim()
+    q.add(2)
+    r.hset(q.keys.stats, COUNTERS[script], value)
+    q.fails(CorruptQueue, CALLS[script](q.at(10_000)), f"{COUNTERS[script]} .* is not a count")
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "1e3"])
+def test_claim_refuses_a_token_counter_that_is_not_a_count(q: HostileQ, r: Any, value: str) -> None:
+    q.add(3)
+    r.set(q.keys.tokens, value)
+    q.fails(CorruptQueue, q.at().claim("w1", 5, 60_000), "tokens is not a count")
+
+
+def test_claim_goes_on_from_the_token_counter_stats_kept_before(q: HostileQ, r: Any) -> None:
+    q.add(2)
+    r.hset(q.keys.stats, "tokens", "41")  # a queue from before the counter had its own key
+    [a] = q.claim()
+    assert a.token == "42" and r.get(q.keys.tokens) == b"42" and r.hget(q.keys.stats, "tokens") is None
+    r.hset(q.keys.stats, "tokens", "0")  # written by anyone: no longer read
+    [b] = q.claim()
+    assert b.token == "43"
