@@ -118,9 +118,12 @@ def dumps(value: Any, what: str = "value") -> bytes:
             raise NotSerializable(f"{what}{found[0]} {found[1]}", field=what)
     try:
         return orjson.dumps(value)
-    except TypeError:  # an int beyond 64 bits: rare, so only now looked for
+    except TypeError as exc:  # an int beyond 64 bits, or a str with lone surrogates: rare, looked for now
         path = _big_int(value)
-        message = f"{what}{path or ''} is an integer beyond 64 bits: pass it as a str"
+        if path is not None:
+            message = f"{what}{path} is an integer beyond 64 bits: pass it as a str"
+        else:
+            message = f"{what} is not JSON: {exc}"
         raise NotSerializable(message, field=what) from None
 
 

@@ -65,9 +65,19 @@ def user_traceback(exc: BaseException) -> str:
 def error_record(exc: BaseException, message: str | None = None, kind: str | None = None) -> dict[str, str]:
     return {
         "type": kind or type(exc).__name__,
-        "message": message if message is not None else str(exc),
-        "traceback": user_traceback(exc),
+        "message": utf8(message if message is not None else str(exc)),
+        "traceback": utf8(user_traceback(exc)),
     }
+
+
+def utf8(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (a file name decoded with
+    surrogateescape, say) becomes a ``\\udcxx`` escape instead of making the record unstorable."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 def timeout_record(exc: BaseException, message: str, stack: FrameType | None = None) -> dict[str, str]:
@@ -85,7 +95,7 @@ def timeout_record(exc: BaseException, message: str, stack: FrameType | None = N
         if cancelled is not None:
             frames = _theirs(traceback.extract_tb(cancelled.__traceback__))
     shown = f"Traceback (most recent call last):\n{''.join(frames.format())}" if frames else ""
-    return {"type": "TaskTimeout", "message": message, "traceback": f"{shown}TaskTimeout: {message}\n"}
+    return {"type": "TaskTimeout", "message": message, "traceback": utf8(f"{shown}TaskTimeout: {message}\n")}
 
 
 def _cancelled_in(exc: BaseException) -> BaseException | None:
@@ -138,5 +148,5 @@ def verdict(
         problem = task.arguments.problem(args, kwargs)
         if problem is not None:
             message = f"arguments do not fit task {task.name}{task.arguments.shown}: {problem}"
-            return FATAL, {"type": "TypeError", "message": message, "traceback": ""}
+            return FATAL, {"type": "TypeError", "message": utf8(message), "traceback": ""}
     return (RETRY if task.options.retryable(exc) else FATAL), error_record(exc)

@@ -8,8 +8,8 @@ import pytest
 
 import orchestrator
 from orchestrator import FailNow, Orchestrator, RetryPolicy
-from orchestrator.models import FailMode
-from orchestrator.worker.outcome import user_traceback, verdict
+from orchestrator.models import FailMode, dumps, loads
+from orchestrator.worker.outcome import error_record, user_traceback, verdict
 
 PACKAGE = os.path.dirname(orchestrator.__file__)
 
@@ -59,3 +59,15 @@ def test_verdicts(app: Orchestrator) -> None:
     assert verdict(FailNow("no"), None, [], {})[0] is FailMode.FATAL  # even for a bare function
     mode, record = verdict(TypeError("t"), v, [], {"b": 2})
     assert mode is FailMode.FATAL and record["message"].startswith("arguments do not fit task v(a): ")
+
+
+def test_an_error_whose_text_is_not_utf8_is_still_recorded() -> None:
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")  # how Python decodes such a file name
+    try:
+        open(f"/nonexistent/{name}")  # noqa: SIM115 - raises
+    except FileNotFoundError as exc:
+        record = error_record(exc)
+    assert "caf\\udce9.txt" in record["message"]
+    assert loads(dumps(record, "error")) == record
+    with pytest.raises(orchestrator.NotSerializable, match="result is not JSON: str is not valid UTF-8"):
+        dumps({"name": name}, "result")
