@@ -9,7 +9,8 @@
   ARGV[6]  n             number of tasks (1 to 1,000); then 13 values per task:
            id, name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries (0-1,000), timeout_ms, backoff_ms, backoff_max_ms (each at most
-           ten years), jitter (0|1), delay_ms (at most ten years), key, unique_key ('' for none)
+           ten years), jitter (0|1), delay_ms (at most ten years), key, unique_key ('' for
+           none; at most 1,024 bytes each)
            Every number is a canonical decimal integer ('10', never '1e1', '0x0a' or '010').
 
   Returns a flat list: id, created (1 new | 0 an existing task that holds the key) per task.
@@ -32,6 +33,7 @@ local pending, scheduled, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local WIDTH = 13
 local MAX_TASKS = 1000  -- per call (the client sends 1,000 at most): keeps unpack() within Lua's limits
 local MAX_MS = 315360000000  -- ten years, as the client's bound on durations
+local MAX_KEY_BYTES = 1024  -- the client's 256 characters, in UTF-8 at most
 local NUMBERS = {  -- offset in a task's values, name, largest value
   {6, 'max_retries', 1000}, {7, 'timeout_ms', MAX_MS}, {8, 'backoff_ms', MAX_MS},
   {9, 'backoff_max_ms', MAX_MS}, {11, 'delay_ms', MAX_MS},
@@ -64,6 +66,9 @@ local function task_error(a, seen)
     if not is_uint(value, number[3]) then return 'INVALID ' .. number[2] .. ' ' .. shown(value) end
   end
   if ARGV[a + 10] ~= '0' and ARGV[a + 10] ~= '1' then return 'INVALID jitter ' .. shown(ARGV[a + 10]) end
+  if #ARGV[a + 12] > MAX_KEY_BYTES or #ARGV[a + 13] > MAX_KEY_BYTES then
+    return 'INVALID key or unique_key over ' .. MAX_KEY_BYTES .. ' bytes'
+  end
 end
 
 -- A counter of stats (false when absent); nil when stats is not a hash.

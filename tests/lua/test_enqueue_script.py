@@ -67,6 +67,13 @@ def test_numbers_out_of_range_are_refused(q, field, value):
     q.fails(ValidationError, with_field(enqueue(q), field, value), field)
 
 
+@pytest.mark.parametrize("field", ["key", "unique_key"])
+def test_an_idempotency_key_over_1024_bytes_is_refused(q, r, field):
+    q.fails(ValidationError, enqueue(q, spec(**{field: "é" * 513})), "1024 bytes")
+    [task_id] = q.add(**{field: "é" * 256})  # the client's longest: 256 characters
+    assert r.hget(q.keys.task(task_id), field) == ("é" * 256).encode()
+
+
 def test_accepted_numbers_are_stored_as_sent(q, r):
     [task_id] = q.add(max_retries=1000, timeout_ms=315_360_000_000, backoff_ms=0, priority=0, jitter=True)
     record = {k.decode(): v.decode() for k, v in r.hgetall(q.keys.task(task_id)).items()}
