@@ -170,7 +170,7 @@ def first_contact(client: Redis, *, tag: str, log: Any, loading_wait: float = LO
                 raise RedisCommandError(f"{redis_error_text(exc)} (not starting)") from exc
             if time.monotonic() > deadline:
                 raise RedisUnavailable(f"Redis is still busy running a script after {loading_wait:g} s") from exc
-            log.warning("%s Redis is busy running a script; waiting", tag)
+            log.warning("%s Redis is busy running a script (BUSY); waiting", tag)
             time.sleep(0.1)
 
 

@@ -165,6 +165,6 @@ def test_first_contact_waits_out_a_busy_script_and_gives_up_at_its_deadline(capl
     with caplog.at_level(logging.WARNING):
         health.first_contact(passing, tag="[W]", log=LOG)  # type: ignore[arg-type]
     assert passing.pings == 3
-    assert [r.getMessage() for r in caplog.records] == ["[W] Redis is busy running a script; waiting"] * 2
+    assert [r.getMessage() for r in caplog.records] == ["[W] Redis is busy running a script (BUSY); waiting"] * 2
     with pytest.raises(RedisUnavailable, match="still busy running a script"):
         health.first_contact(StubRedis(error=busy), tag="[W]", log=LOG, loading_wait=0)  # type: ignore[arg-type]
