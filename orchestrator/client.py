@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
@@ -48,6 +49,7 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 ENQUEUE_CHUNK = 1000  # tasks per enqueue script call: keeps each call short
+REREGISTER_S = 1.0  # a producer adds its queues to the known-queues set again this often (piggybacked)
 Slot = tuple[str, int]  # (queue, position of the first task): one enqueue script call of enqueue_many
 _DEFAULTS = TaskOptions()  # the options of a task name no function was registered for
 
@@ -76,6 +78,7 @@ class Orchestrator(Operations):
         self.registry: dict[str, TaskFunction[..., Any]] = {}
         self._clock_offset_ms = clock_offset_ms
         self._transitions: dict[str, Transitions] = {}
+        self._registered: dict[str, float] = {}  # queue -> when this process last sent its SADD
         self._unregistered: set[str] = set()  # names enqueued without a function here (logged once)
         self._redis: Redis | None = None
         self._aredis: AsyncRedis | None = None
@@ -245,7 +248,7 @@ class Orchestrator(Operations):
         request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
         queue, call = self._single(request)
         with redis_calls():
-            [reply] = _enqueued(run_many(self.redis, [call, self._registering({queue})]))[0]  # one round trip
+            [reply] = _first(run_many(self.redis, [call, *self._registering({queue}, bool(delay))]))  # one round trip
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
@@ -265,7 +268,7 @@ class Orchestrator(Operations):
         request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
         queue, call = self._single(request)
         with redis_calls():
-            [reply] = _enqueued(await arun_many(self.aredis, [call, self._registering({queue})]))[0]
+            [reply] = _first(await arun_many(self.aredis, [call, *self._registering({queue}, bool(delay))]))
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
@@ -279,24 +282,35 @@ class Orchestrator(Operations):
         fails (Redis out of memory, say) its error is raised when no other call landed,
         else PartiallyEnqueued, whose ``handles`` are the tasks that were enqueued.
         """
-        plan, order = self._plan(list(requests))  # validates every request before any I/O
-        registering = self._registering({queue for queue, _ in plan})
+        requests = list(requests)
+        plan, order = self._plan(requests)  # validates every request before any I/O
+        registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
-            results = run_many(self.redis, [*plan.values(), registering])  # one write; replies decoded as they come
-            return self._collect(plan, order, results[:-1])
+            results = run_many(self.redis, [*plan.values(), *registering])  # one write; replies decoded as they come
+            return self._collect(plan, order, results[: len(plan)])
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
-        plan, order = self._plan(list(requests))  # validates every request before any I/O
-        registering = self._registering({queue for queue, _ in plan})
+        requests = list(requests)
+        plan, order = self._plan(requests)  # validates every request before any I/O
+        registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
-            results = await arun_many(self.aredis, [*plan.values(), registering])
-            return self._collect(plan, order, results[:-1])
+            results = await arun_many(self.aredis, [*plan.values(), *registering])
+            return self._collect(plan, order, results[: len(plan)])
 
-    def _registering(self, queues: set[str]) -> Call[Any]:
-        """SADD of the queues to the known-queues set (outside any hash tag), sent in the same
-        round trip as every enqueue, after it: no cache, so a deleted set is filled again at
-        once. Its own failure (the set spoiled by hand) does not fail the enqueue."""
-        return command("SADD", queues_key(self.settings.prefix), *sorted(queues))
+    def _registering(self, queues: set[str], delayed: bool) -> list[Call[Any]]:
+        """The SADD of these queues to the known-queues set (outside any hash tag), to send in
+        the same round trip as an enqueue, after it. Always with a delayed task (only a
+        scheduler that knows the queue promotes it, and the set may have been deleted since);
+        else when this process last sent it over REREGISTER_S ago: a deleted set is filled
+        again within that time, and the hot path of ready tasks pays nothing in between. Its
+        own failure (the set spoiled by hand) does not fail the enqueue."""
+        now = time.monotonic()
+        since = REREGISTER_S if not delayed else 0.0
+        stale = [q for q in queues if now - self._registered.get(q, -REREGISTER_S) >= since]
+        if not stale:
+            return []
+        self._registered.update(dict.fromkeys(stale, now))
+        return [command("SADD", queues_key(self.settings.prefix), *sorted(stale))]
 
     def _plan(
         self, requests: list[TaskRequest]
@@ -375,9 +389,8 @@ class Orchestrator(Operations):
         return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)
 
 
-def _enqueued(results: list[Any]) -> list[Any]:
-    """The replies before the registering SADD; an enqueue's error is raised, the SADD's ignored."""
-    for result in results[:-1]:
-        if isinstance(result, BaseException):
-            raise result
-    return results[:-1]
+def _first(results: list[Any]) -> Any:
+    """The enqueue's reply (its error raised); a registering SADD's reply after it is ignored."""
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    return results[0]
