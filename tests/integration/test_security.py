@@ -621,3 +621,29 @@ def test_a_non_json_record_fails_its_task_and_the_worker_goes_on(app: Orchestrat
     assert attempts == b"1", "a record that cannot be decoded fails at once, no retry"
     assert not marker.exists()
     assert worker.returncode is None
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("timeout_ms", "1e3"), ("max_retries", "x"), ("priority", "x"), ("name", b"demo:\xffwork"), ("name", None)],
+)
+def test_a_malformed_record_fails_alone_and_its_batch_runs(app: Orchestrator, r: redis.Redis, procs: Procs,
+                                                          field: str, value: str | bytes | None) -> None:
+    """Issue 11: one bad record in a claimed batch used to cost every task of the batch an
+    attempt ("lease expired"), or (a missing name) to lose the batch. Now the bad one ends
+    FAILED with a MalformedRecord error, at once, and the others run."""
+    good = app.enqueue_many([app.request("demo:work", [i], max_retries=0) for i in range(4)])
+    bad = app.enqueue("demo:work", [9], max_retries=2, priority=0)  # first in the batch
+    key = app.keys("default").task(bad.id)
+    if value is None:
+        r.hdel(key, field)
+    else:
+        r.hset(key, field, value)
+    worker = procs.worker("w1", concurrency=8, apps=[DEMO_APP], lease=5, ready=False)
+    wait_for(lambda: all(procs.state(h.id) == "SUCCESS" for h in good), "the good tasks to succeed", alive=[worker])
+    assert [h.result(timeout=1) for h in good] == [0, 1, 2, 3]
+    wait_for(lambda: procs.state(bad.id) == "FAILED", "the bad task to fail", alive=[worker])
+    error, attempts = r.hmget(key, "error", "attempts")
+    assert error is not None and orjson.loads(error)["type"] == "MalformedRecord", error
+    assert attempts == b"0", "moved aside by claim: never run, no attempt counted"
+    assert worker.returncode is None

@@ -47,7 +47,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from orchestrator.errors import InvalidTransition, LeaseLost, TaskNotFound, ValidationError
+from orchestrator.errors import InvalidTransition, LeaseLost, MalformedRecord, TaskNotFound, ValidationError
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TaskState
 from orchestrator.transitions import Call, TaskSpec, Transitions, run
@@ -97,6 +97,7 @@ class MTask:
     result: bytes | None = None
     error: dict[str, str] | None = None
     last_error: dict[str, str] | None = None  # a SUCCESS keeps its earlier attempt's error here
+    malformed: bool = False  # its record lost its name (a required field) while PENDING
 
 
 @dataclass
@@ -104,6 +105,9 @@ class MWorker:
     deadline: int
     last_seen: int
     info: dict[str, str] = field(default_factory=dict)
+
+
+MALFORMED = "field name is missing"  # why a script moves aside a record that lost its name
 
 
 def encode_error(n: int) -> bytes:
@@ -242,6 +246,16 @@ class ScriptsModel(RuleBasedStateMachine):
             self.release_unique(task)
         return task.state
 
+    def quarantine(self, task: MTask) -> None:
+        """A script found the record malformed and moved it aside: FAILED, alone."""
+        self.emit("malformed", task=task.id, **{"from": task.state.value}, error=MALFORMED)
+        task.state, task.worker = S.FAILED, ""
+        task.error = {"type": "MalformedRecord", "message": f"task record is malformed: {MALFORMED}"}
+        task.finished, task.finished_blank = self.now, False
+        self.stats["failed"] += 1
+        self.stats["malformed"] += 1
+        self.release_unique(task)
+
     def count_run(self, task: MTask) -> None:
         self.stats["runs"] += 1
         self.runtime += self.now - task.started
@@ -361,6 +375,15 @@ class ScriptsModel(RuleBasedStateMachine):
         assert [(e.id, e.created) for e in reply] == expected
 
     @precondition(lambda self: self.has(S.PENDING))
+    @rule(data=st.data())
+    def a_record_is_corrupted(self, data: st.DataObject) -> None:
+        """Someone with write access deletes a PENDING record's name: every script that meets
+        it moves it aside alone (claim, cancel), or refuses to requeue it (retry_failed)."""
+        task = self.tasks[data.draw(st.sampled_from(sorted(i for i, t in self.tasks.items() if t.state is S.PENDING)))]
+        self.r.hdel(self.k.task(task.id), "name")
+        task.malformed = True
+
+    @precondition(lambda self: self.has(S.PENDING))
     @rule(worker=st.sampled_from(WORKERS), n=st.integers(1, 4), lease=durations)
     def claim(self, worker: str, n: int, lease: int) -> None:
         self.take(worker, n, lease)
@@ -374,16 +397,21 @@ class ScriptsModel(RuleBasedStateMachine):
         order = self.pending_order()
         taken, rest = order[:n], order[n:]
         expected = []
+        aside = [self.tasks[i] for i in taken if self.tasks[i].malformed]
         for task_id in taken:
             task = self.tasks[task_id]
+            if task.malformed:
+                continue
             self.tokens += 1
             task.state, task.worker, task.token = S.RUNNING, worker, str(self.tokens)
             task.attempts += 1
             task.started, task.deadline = self.now, self.now + lease
             self.emit("claimed", task=task_id, name="m:f", priority=task.priority, worker=worker, attempt=task.attempts)
             expected.append((task_id, task.token, task.attempts, task.max_retries, task.priority))
-        if taken:
-            self.stats["started"] += len(taken)
+        for task in aside:  # after the claimed ones
+            self.quarantine(task)
+        if len(taken) > len(aside):
+            self.stats["started"] += len(taken) - len(aside)
         if len(taken) == n and rest:
             self.wake = True
         reply = self.send(self.t.claim(worker, n, lease))
@@ -545,6 +573,11 @@ class ScriptsModel(RuleBasedStateMachine):
             return self.refused(TaskNotFound, call, task_id)
         if task.state in FINAL:
             return self.refused(InvalidTransition, call, task.state.value)
+        if task.malformed and task.state is S.PENDING:
+            self.quarantine(task)
+            with pytest.raises(MalformedRecord, match=MALFORMED):
+                self.send(call)
+            return
         if task.state is S.RUNNING:
             task.cancel_requested = True
             self.emit("cancel_requested", task=task_id)
@@ -628,13 +661,19 @@ class ScriptsModel(RuleBasedStateMachine):
                     return self.refused(TaskNotFound, call, task_id)
                 if task.state is not S.FAILED:
                     return self.refused(InvalidTransition, call, f"{task_id} {task.state.value}")
+                if task.malformed:
+                    return self.refused(MalformedRecord, call, MALFORMED)
             moved = self.send(call)
             assert moved == list(dict.fromkeys(ids))
         else:
             limit = data.draw(st.integers(1, 4), label="limit")
+            first = [m.decode() for m in self.r.zrange(self.k.failed, 0, limit - 1)]
             moved = self.send(self.t.retry_failed(limit=limit))
-            assert len(moved) == len(set(moved)) == min(limit, len(failed))
-            earliest_first(moved, failed, "retry_failed")
+            if any(self.tasks[i].malformed for i in failed):  # those stay FAILED, in their place
+                assert moved == [i for i in first if not self.tasks[i].malformed]
+            else:
+                assert len(moved) == len(set(moved)) == min(limit, len(failed))
+                earliest_first(moved, failed, "retry_failed")
         for task_id in moved:
             task = self.tasks[task_id]
             if task.key and self.keyed.get(task.key) not in self.tasks:
@@ -764,7 +803,7 @@ class ScriptsModel(RuleBasedStateMachine):
         what = f"task {task.id}"
         assert f, f"{what} has no record"
         expected = {
-            "id": task.id, "name": "m:f", "queue": "default", "state": task.state.value,
+            "id": task.id, "name": None if task.malformed else "m:f", "queue": "default", "state": task.state.value,
             "priority": str(task.priority), "args": "[]", "kwargs": "{}", "attempts": str(task.attempts),
             "max_retries": str(task.max_retries), "timeout_ms": "0", "backoff_ms": str(task.backoff),
             "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key or None, "score": str(task.score),
