@@ -48,13 +48,13 @@ local good, aside, gone = {}, {}, {}
 for _, id in ipairs(ids) do
   local rec, why, badf = read_task(id, FIELDS)
   if rec and not why and not is_utf8(id) then why, badf = 'its id is not UTF-8', {} end
-  if rec and why then
+  if rec and why and (rec.state == 'PENDING' or badf.state) then
     aside[#aside + 1] = {id, rec, why, badf}
-  elseif rec and rec.state == 'PENDING' then
+  elseif rec and not why and rec.state == 'PENDING' then
     good[#good + 1] = {id, rec}
   elseif not rec then
     gone[#gone + 1] = {id, why}
-  end
+  end  -- else a stale entry, its record in another state (a worker may hold it): dropped
 end
 if #aside > 0 then
   corrupt = corrupt_queue({failed, 'zset'}, stats, {})

@@ -31,9 +31,9 @@ for i = 1, math.min(#due, limit) do
   redis.call('ZREM', scheduled, id)
   if not f then
     dropped(events, id, why)
-  elseif why then
+  elseif why and (f.state == 'SCHEDULED' or f.state == 'RETRYING' or badf.state) then
     quarantine(id, f, why, badf, now, failed, stats, events)
-  elseif f.state == 'SCHEDULED' or f.state == 'RETRYING' then
+  elseif not why and (f.state == 'SCHEDULED' or f.state == 'RETRYING') then
     local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'score', score)
     redis.call('ZADD', pending, score, id)

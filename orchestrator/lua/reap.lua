@@ -48,10 +48,10 @@ for i = 1, math.min(#expired, limit) do
   local state = nil
   if not f then
     dropped(events, id, why)
-  elseif why then
+  elseif why and (f.state == 'RUNNING' or badf.state) then
     quarantine(id, f, why, badf, now, failed, stats, events)
     state = 'FAILED'
-  elseif f.state == 'RUNNING' then
+  elseif not why and f.state == 'RUNNING' then
     local err = cjson.encode({type = 'LeaseExpired', traceback = '',
       message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
     state = 'CANCELLED'

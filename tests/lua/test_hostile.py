@@ -166,6 +166,22 @@ def test_claim_drops_an_entry_whose_record_is_not_a_task_hash(q: HostileQ, r: An
     assert r.dump(key) == before  # not ours: left as it was
 
 
+def test_a_stale_entry_of_a_malformed_record_in_another_state_leaves_the_record_alone(q: HostileQ, r: Any) -> None:
+    """Only the index that holds a record's state may move it aside: a stale pending entry of
+    a RUNNING record (its worker holds the lease) is dropped, the record left as it is."""
+    [a, b] = q.add(2)
+    [lease] = q.claim()
+    r.hset(q.keys.task(a), mapping={"priority": "x", "backoff_ms": "y"})  # claim reads one, reap the other
+    r.zadd(q.keys.pending, {a: 0})
+    before = r.hgetall(q.keys.task(a))
+    assert [x.task_id for x in q.claim(5)] == [b]
+    assert r.hgetall(q.keys.task(a)) == before and q.members("pending") == []
+    reply = q.run(q.at(120_000).reap(10))  # where its state says it is, it is moved aside
+    assert (a, S.FAILED) in [(t.task_id, t.state) for t in reply.tasks]
+    q.moved_aside(a, "field backoff_ms 'y'")
+    assert lease.task_id == a
+
+
 def test_claim_drops_an_entry_without_a_record(q: HostileQ, r: Any) -> None:
     ids = q.add(2)
     r.zadd(q.keys.pending, {"ghost": 0})
