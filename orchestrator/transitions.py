@@ -1,8 +1,8 @@
 """The Lua transitions, one typed function per script: the only caller of EVALSHA.
 
 Owns loading ``lua/*.lua`` (each prefixed with ``lua/_lib.lua``), building each call's
-KEYS and ARGV, decoding its reply into typed values, mapping the scripts' error codes
-to exceptions, and recovering from NOSCRIPT. Building and decoding are pure: a
+KEYS and ARGV, decoding its reply into the typed values of ``replies``, mapping the
+scripts' error codes to exceptions, and recovering from NOSCRIPT. Building and decoding are pure: a
 ``Call`` is data; ``run`` / ``arun`` are the only functions that do I/O.
 See ARCHITECTURE.md for the layers.
 """
@@ -14,26 +14,29 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import hiredis
-import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
-from .models import DEFAULT_PRIORITY, RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
-from .reading import UNREACHABLE, text
+from .models import RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
+from .reading import UNREACHABLE
+from .replies import Enqueued as Enqueued
+from .replies import FailReply as FailReply
+from .replies import HeartbeatReply as HeartbeatReply
+from .replies import Lease as Lease
+from .replies import PromoteReply as PromoteReply
+from .replies import Reaped as Reaped
+from .replies import ReapReply as ReapReply
+from .replies import TaskSpec as TaskSpec
+from .replies import decode_lease, ms_or_none, strict_text, strings
 
 T = TypeVar("T")
 Arg = str | bytes | int | float
-
-
-def strict_text(value: bytes | str) -> str:
-    """A reply the scripts wrote: not UTF-8 is an error (a claimed task's name fails that task alone)."""
-    return text(value, "strict")
 
 
 def _record_lua() -> str:
@@ -254,122 +257,6 @@ async def arun(client: AsyncRedis, call: Call[T]) -> T:
     return result
 
 
-# ---------------------------------------------------------------------------- replies
-
-
-class TaskSpec(NamedTuple):
-    """Everything enqueue needs to create one task, already validated and encoded.
-
-    A NamedTuple: built once per enqueued task, where a frozen dataclass costs 4x more.
-    """
-
-    id: str
-    name: str
-    priority: int
-    args: bytes
-    kwargs: bytes
-    max_retries: int
-    timeout_ms: int
-    backoff_ms: int
-    backoff_max_ms: int
-    jitter: int  # 1 or 0 (a bool is not a Redis argument)
-    delay_ms: int
-    key: str = ""  # maps to the task as long as its record exists ('' for none)
-    unique_key: str = ""  # maps to the task while it is unfinished ('' for none)
-
-
-class Enqueued(NamedTuple):  # one per enqueued task: a NamedTuple is 4x cheaper than a frozen dataclass
-    id: str
-    created: bool  # False: an existing task already held the key (or the unfinished one the unique key)
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A claimed task: what the worker runs and the token that proves it holds it."""
-
-    queue: str
-    task_id: str
-    token: str
-    name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    attempt: int
-    max_retries: int
-    timeout_ms: int
-    priority: int
-    payload_error: str = ""  # set when the record's args/kwargs are not JSON: the task is failed, not run
-
-
-def _payload(args: bytes, kwargs: bytes) -> tuple[list[Any], dict[str, Any], str]:
-    """Decode a claimed task's arguments; a record someone wrote by hand may not be JSON."""
-    try:
-        decoded_args, decoded_kwargs = orjson.loads(args), orjson.loads(kwargs)
-    except orjson.JSONDecodeError as exc:
-        return [], {}, f"the task record's args/kwargs are not JSON ({exc}); it was not run"
-    if not isinstance(decoded_args, list) or not isinstance(decoded_kwargs, dict):
-        return [], {}, "the task record's args must be a JSON list and kwargs a JSON object; it was not run"
-    return decoded_args, decoded_kwargs, ""
-
-
-def _lease(queue: str, row: Sequence[Any]) -> Lease:
-    """Decode one claimed task on its own: a value that does not read (a record written by
-    hand that the script let through) fails that task alone, with payload_error saying why."""
-    task_id, token = text(row[0]), text(row[1])
-    try:
-        name = strict_text(row[2])
-        attempt, max_retries, timeout_ms, priority = (int(strict_text(v)) for v in row[5:9])
-    except (UnicodeDecodeError, ValueError) as exc:
-        return Lease(
-            queue, task_id, token, text(row[2]), [], {}, 0, 0, 0, DEFAULT_PRIORITY,
-            f"the task record is malformed ({exc}); it was not run",
-        )
-    args, kwargs, payload_error = _payload(row[3], row[4])
-    return Lease(queue, task_id, token, name, args, kwargs, attempt, max_retries, timeout_ms, priority, payload_error)
-
-
-@dataclass(frozen=True)
-class HeartbeatReply:
-    lost: list[str]  # tasks whose lease this worker no longer holds
-    cancel: list[str]  # tasks with a cancel request
-    now_ms: int
-
-
-@dataclass(frozen=True)
-class FailReply:
-    state: TaskState
-    run_at: int | None
-
-
-@dataclass(frozen=True)
-class Reaped:
-    task_id: str
-    worker: str
-    state: TaskState
-
-
-@dataclass(frozen=True)
-class ReapReply:
-    tasks: list[Reaped]
-    dead_workers: list[tuple[str, int | None]]  # worker id, last heartbeat ms
-    more: bool
-
-
-@dataclass(frozen=True)
-class PromoteReply:
-    moved: int
-    more: bool
-
-
-def _strings(reply: Iterable[bytes | str]) -> list[str]:
-    """Ids and names read from Redis: bytes that are not UTF-8 come back escaped (``\\xff``), never raise."""
-    return [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v for v in reply]
-
-
-def _ms_or_none(value: str) -> int | None:
-    """A timestamp read from a record: None when absent or not an integer (written by hand)."""
-    return int(value) if value.isdigit() else None
-
-
 # ------------------------------------------------------------------------ transitions
 
 
@@ -407,7 +294,7 @@ class Transitions:
         queue = k.queue
 
         def decode(reply: list[Any]) -> list[Lease]:
-            return [_lease(queue, reply[i : i + 9]) for i in range(0, len(reply), 9)]
+            return [decode_lease(queue, reply[i : i + 9]) for i in range(0, len(reply), 9)]
 
         # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
         keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens]
@@ -428,7 +315,7 @@ class Transitions:
             args += [task_id, token]
 
         def decode(reply: list[Any]) -> HeartbeatReply:
-            return HeartbeatReply(_strings(reply[0]), _strings(reply[1]), int(reply[2]))
+            return HeartbeatReply(strings(reply[0]), strings(reply[1]), int(reply[2]))
 
         return self._call("heartbeat", [k.workers, k.worker(worker), k.running], args, decode)
 
@@ -472,7 +359,7 @@ class Transitions:
         for task_id, token in leases:
             args += [task_id, token]
         keys = [k.running, k.pending, k.stats, k.events, k.wake, k.done, k.failed]
-        return self._call("release", keys, args, _strings)
+        return self._call("release", keys, args, strings)
 
     def promote(self, limit: int) -> Call[PromoteReply]:
         k = self.keys
@@ -489,11 +376,11 @@ class Transitions:
             seed = random.getrandbits(31)
 
         def decode(reply: list[Any]) -> ReapReply:
-            t = _strings(reply[0])
-            w = _strings(reply[1])
+            t = strings(reply[0])
+            w = strings(reply[1])
             return ReapReply(
                 tasks=[Reaped(t[i], t[i + 1], TaskState(t[i + 2])) for i in range(0, len(t), 3)],
-                dead_workers=[(w[i], _ms_or_none(w[i + 1])) for i in range(0, len(w), 2)],
+                dead_workers=[(w[i], ms_or_none(w[i + 1])) for i in range(0, len(w), 2)],
                 more=bool(reply[2]),
             )
 
@@ -519,7 +406,7 @@ class Transitions:
             "retry_failed",
             [k.failed, k.pending, k.stats, k.events, k.wake],
             [limit, *task_ids],
-            _strings,
+            strings,
             resend_safe=not task_ids,  # by id, a resend would answer BAD_STATE for what it just moved
         )
 
