@@ -126,11 +126,15 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
   local attempts = tonumber(f_attempts) or 0
   local max_retries = tonumber(f_max_retries) or 0
   if allow_retry and attempts <= max_retries then
-    local delay = (tonumber(f_backoff) or 0) * 2 ^ (attempts - 1)
+    -- Finite and bounded before any write: the exponent is capped (0 * 2^1024 would be NaN,
+    -- 2^1024 alone inf) and the delay never exceeds backoff_max_ms (at most MAX_INT).
+    local backoff = tonumber(f_backoff) or 0
+    local delay = 0
+    if backoff > 0 then delay = backoff * 2 ^ math.min(math.max(attempts - 1, 0), 60) end
     local cap = tonumber(f_backoff_max) or 0
     if delay > cap then delay = cap end
     if f_jitter ~= '0' then delay = delay * (0.5 + math.random() * 0.5) end
-    local run_at = now + math.floor(delay)
+    local run_at = int(now + math.floor(delay))
     redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '')
     redis.call('ZADD', scheduled_key, run_at, id)
     redis.call('HINCRBY', stats_key, 'retried', 1)

@@ -1,0 +1,44 @@
+"""Edge cases a review found in the scripts: each test failed before its fix.
+
+Same harness as test_scripts.py (``Q.run`` checks every transition and index; ``Q.fails``
+checks that a refusal changes nothing byte for byte).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.models import TaskState
+from tests.lua.test_scripts import ERROR, Q, server_ms
+
+S = TaskState
+
+
+@pytest.fixture
+def q(r) -> Q:
+    return Q(r)
+
+
+# ------------------------------------------------------------------ backoff bounds
+
+
+def test_fail_with_zero_backoff_and_a_huge_attempt_count_retries_at_once(q: Q, r) -> None:
+    """0 * 2^1024 was NaN: run_at '-nan', the task left running and in no index."""
+    [task_id] = q.add(backoff_ms=0)
+    [lease] = q.claim()
+    r.hset(q.keys.task(task_id), mapping={"attempts": 2000, "max_retries": 5000})  # each valid, hand-edited
+    before = server_ms(r)
+    reply = q.run(q.at().fail(task_id, lease.token, ERROR))
+    assert reply.state is S.RETRYING and before <= reply.run_at <= server_ms(r)
+    assert q.score("scheduled", task_id) == reply.run_at
+
+
+def test_fail_with_a_huge_attempt_count_waits_backoff_max(q: Q, r) -> None:
+    """2^(attempts-1) overflowed to inf; the delay is capped by backoff_max_ms."""
+    [task_id] = q.add(backoff_ms=1000, backoff_max_ms=7000)
+    [lease] = q.claim()
+    r.hset(q.keys.task(task_id), mapping={"attempts": 2000, "max_retries": 5000})
+    before = server_ms(r)
+    reply = q.run(q.at().fail(task_id, lease.token, ERROR))
+    assert before + 7000 <= reply.run_at <= server_ms(r) + 7000
+    assert q.score("scheduled", task_id) == reply.run_at
