@@ -13,7 +13,8 @@
 
   A task with a pending cancel request is not retried: it ends CANCELLED. A malformed
   record is moved aside (FAILED, MalformedRecord; reported with that state); an id whose
-  record is gone or not a hash is dropped from running (not reported).
+  record is gone or not a hash is dropped from running (not reported). A dead worker's
+  key is deleted whatever its type (one not a hash reports no last heartbeat).
 
   Returns {tasks, workers, more}:
     tasks    flat list: id, worker that held it, new state (RETRYING, FAILED or CANCELLED)
@@ -38,6 +39,14 @@ math.randomseed(tonumber(ARGV[5]))
 local now = now_ms()
 
 local expired = redis.call('ZRANGE', running, '-inf', now - 1, 'BYSCORE', 'LIMIT', 0, limit + 1)
+-- Dead workers' last heartbeats are read before the first write: a worker key of another
+-- type (hand-written) reads as '' and is deleted below, whatever its type.
+local dead = redis.call('ZRANGE', workers, '-inf', now - 1, 'BYSCORE', 'LIMIT', 0, limit)
+local last_seen = {}
+for i, wid in ipairs(dead) do
+  local last = call_typed('HGET', BASE .. 'worker:' .. wid, 'last_seen')
+  last_seen[i] = type(last) == 'string' and last or ''
+end
 local tasks = {}
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
@@ -71,13 +80,11 @@ for i = 1, math.min(#expired, limit) do
   end
 end
 
-local dead = redis.call('ZRANGE', workers, '-inf', now - 1, 'BYSCORE', 'LIMIT', 0, limit)
 local lost = {}
-for _, wid in ipairs(dead) do
-  local whash = BASE .. 'worker:' .. wid
-  local last = redis.call('HGET', whash, 'last_seen') or ''
+for i, wid in ipairs(dead) do
+  local last = last_seen[i]
   redis.call('ZREM', workers, wid)
-  redis.call('DEL', whash)
+  redis.call('DEL', BASE .. 'worker:' .. wid)
   emit(events, 'event', 'worker_lost', 'worker', wid, 'last_seen', last)
   lost[#lost + 1] = wid
   lost[#lost + 1] = last

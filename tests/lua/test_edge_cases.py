@@ -42,3 +42,18 @@ def test_fail_with_a_huge_attempt_count_waits_backoff_max(q: Q, r) -> None:
     reply = q.run(q.at().fail(task_id, lease.token, ERROR))
     assert before + 7000 <= reply.run_at <= server_ms(r) + 7000
     assert q.score("scheduled", task_id) == reply.run_at
+
+
+# ------------------------------------------------------------------ reap and worker keys
+
+
+def test_reap_deletes_a_dead_worker_key_of_any_type_in_one_pass(q: Q, r) -> None:
+    """reap read the worker hash after its writes: a string there failed it midway, every pass."""
+    [task_id] = q.add(max_retries=2, backoff_ms=100)
+    q.claim(worker="w1", lease_ms=1000)
+    r.zadd(q.keys.workers, {"ghost": 1})
+    r.set(q.keys.worker("ghost"), "not a hash")
+    reply = q.run(q.at(5000).reap(10))
+    assert [(x.task_id, x.state) for x in reply.tasks] == [(task_id, S.RETRYING)]
+    assert reply.dead_workers == [("ghost", None)]
+    assert not r.exists(q.keys.worker("ghost")) and r.zcard(q.keys.workers) == 0
