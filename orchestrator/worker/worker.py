@@ -17,9 +17,8 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,14 +30,12 @@ from ..config import WorkerSettings
 from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
-    ConfigurationError,
     InvalidPayload,
     LeaseLost,
     MalformedRecord,
     TaskNotFound,
     UnknownTask,
 )
-from ..health import first_contact, startup_checks
 from ..models import FailMode, TaskState, dumps
 from ..reading import RIDE_OUT
 from ..sanitize import get_logger, redis_error_text
@@ -48,7 +45,6 @@ from ..version import __version__
 from .cancels import CancelListener
 from .outcome import judge
 from .pipeline import Pipeliner
-from .registry import load_tasks, report_tasks
 from .runner import Runner, within
 
 log = get_logger(__name__)
@@ -487,51 +483,3 @@ def _task_table(
         name: fn if isinstance(fn, TaskFunction) else TaskFunction(app, fn, name, TaskOptions())
         for name, fn in functions.items()
     }
-
-
-def _run_loop(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
-    """``asyncio.run(main())``, on uvloop when asked or (auto) when installed: on uvloop a
-    worker spends about a quarter less CPU per task (thread-pool hand-offs, sockets, timers)."""
-    if loop != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                raise ConfigurationError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
-        else:
-            uvloop.run(main())
-            return
-    asyncio.run(main())
-
-
-def run_worker(app: Orchestrator, settings: WorkerSettings) -> int:
-    """Run a worker until SIGTERM/SIGINT (a second signal exits at once). Returns the exit code."""
-    import signal
-
-    tasks = {**app.registry, **load_tasks(settings.apps)}
-    worker = Worker(app, settings, tasks)
-    tag = f"[Worker {worker.id}]"
-    first_contact(app.redis, tag=tag, log=log)
-    startup_checks(app.redis, strict=settings.strict, tag=tag, log=log)
-    report_tasks(tasks, [q for q, _ in settings.queues], tag, log)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_signal(signum: int) -> None:
-            if worker.stopping:
-                log.warning("[Worker %s] Second signal: exiting now; leases will expire", worker.id)
-                logging.shutdown()
-                os._exit(1)
-            worker.stop()
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, on_signal, signum)
-        await worker.run()
-
-    _run_loop(main, settings.loop)
-    if any(t.name.startswith("orch-") and t.is_alive() for t in threading.enumerate()):
-        # A sync task is stuck in a thread that cannot be interrupted: do not hang on exit.
-        logging.shutdown()
-        os._exit(0)
-    return 0
