@@ -3,10 +3,10 @@
 Owns finding, then on request repairing: a queue-wide key of the wrong type (moved aside
 to ``<key>:corrupt:<ms>``, its tasks then put back from their records), counters that are
 not integers (``seq`` set past every pending task, other counts reset to 0), a lease-token
-counter that is spoiled or behind a token in use (set past every token in use, from Redis
-TIME, so tokens only grow), records that live in no index (orphans: put back into the
-index their state names, a RUNNING one with an expired lease so the reaper counts the
-attempt), index entries whose record is gone (dropped, with a ``dropped`` event), and the
+counter that is spoiled, behind a token in use, or absent while a record holds one (set
+past every token in use, from Redis TIME, so tokens only grow), records that live in no
+index (orphans: put back into the index their state names, a RUNNING one with an expired
+lease so the reaper counts the attempt), index entries whose record is gone (dropped, with a ``dropped`` event), and the
 known-queues set (bad entries removed, queues found by their keys added). Everything is
 read in bounded SCAN / ZSCAN batches. Malformed records are not repaired here: the scripts
 move them aside (FAILED, with the reason) when they meet them. Does not print (``cli``)
@@ -78,11 +78,16 @@ def bad_counters(client: Redis, keys: QueueKeys) -> dict[str, str]:
 
 
 def token_problem(client: Redis, keys: QueueKeys) -> str | None:
-    """Why the lease-token counter cannot be trusted (not an integer, or behind a token a record
-    holds: a counter set back), or None."""
+    """Why the lease-token counter cannot be trusted (not an integer, behind a token a record
+    holds: a counter set back, or absent while a record holds a token: deleted by hand), or None."""
     raw = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
     if raw is None:
-        return None
+        if _text(client.type(keys.tokens)) != "none":
+            return None  # of another type: bad_keys reports it (repair moves it aside, then sets it)
+        highest = highest_token(client, keys)
+        if not highest:
+            return None
+        return f"the lease-token counter {keys.tokens} is absent while a task record holds token {highest}"
     value = _int(raw)
     if value is None or value < 0:
         return f"the lease-token counter {keys.tokens} holds {escape(raw)!r}, not a count"
@@ -243,10 +248,11 @@ def inspect_queue(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> li
 def repair_queue(client: Redis, keys: QueueKeys, *, events_maxlen: int, batch: int = SCAN_BATCH) -> list[str]:
     """Repair what ``inspect_queue`` finds, in that order (keys first: their tasks become
     orphans, put back last). Returns one line per action taken."""
-    done = [_move_aside(client, keys, name, kind) for name, kind in bad_keys(client, keys)]
+    moved = bad_keys(client, keys)
+    done = [_move_aside(client, keys, name, kind) for name, kind in moved]
     done += _repair_counters(client, keys)
-    if token_problem(client, keys) is not None:
-        done.append(_repair_tokens(client, keys))
+    if any(name == "tokens" for name, _ in moved) or token_problem(client, keys) is not None:
+        done.append(_repair_tokens(client, keys))  # a counter moved aside: the next claim must not start at 1
     done += [line for o in find_orphans(client, keys, batch) if (line := _put_back(client, keys, o))]
     dangling = list(find_dangling(client, keys, batch))  # read whole first: dropping while scanning skips entries
     done += [_drop(client, keys, index, task_id, events_maxlen) for index, task_id in dangling]
@@ -289,7 +295,8 @@ def _repair_tokens(client: Redis, keys: QueueKeys) -> str:
     """Past every token in use and past any count of claims ever made: Redis TIME in ms."""
     value = max(now_ms(client), highest_token(client, keys) + 1)
     old = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
-    value = max(value, (_int(old) or 0) + 1)
+    kept = client.hget(keys.stats, "tokens") if _text(client.type(keys.stats)) == "hash" else None
+    value = max(value, (_int(old) or 0) + 1, (_int(kept) or 0) + 1)  # (kept: stats' count, from before)
     client.set(keys.tokens, value)
     return f"lease-token counter {keys.tokens} set to {value} (past every token in use, from Redis TIME)"
 

@@ -193,3 +193,24 @@ def test_orch_doctor_names_the_damage_and_repair_mends_it(
     assert line_of(result, "data default").startswith("[  OK]")
     assert handle.status() is TaskState.PENDING and r.zscore(K.pending, handle.id) is not None
     assert doctor(redis_server, "--repair", "--scheduler").exit_code == 2  # one mode at a time
+
+
+@pytest.mark.parametrize("spoil", ["wrong type", "deleted"])
+def test_a_token_counter_moved_aside_or_deleted_is_set_past_every_token(
+    app: Orchestrator, r: redis.Redis, spoil: str
+) -> None:
+    """Repair moved a counter of the wrong type aside and set nothing: claims restarted at 1."""
+    for _ in range(2):
+        app.enqueue("pkg.mod:fn")
+    [held] = claim(app)
+    r.delete(K.tokens)
+    if spoil == "wrong type":
+        r.hset(K.tokens, "x", "1")
+    assert any("lease-token counter" in f.what or K.tokens in f.what for f in inspect_queue(r, K))
+    done = fix(app)
+    assert any("lease-token counter" in line for line in done)
+    seconds, _ = r.time()
+    assert int(r.get(K.tokens) or 0) >= max(int(held.token) + 1, seconds * 1000)
+    [lease] = claim(app)
+    assert int(lease.token) > int(held.token)  # tokens only grow
+    assert inspect_queue(r, K) == []

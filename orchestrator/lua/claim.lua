@@ -3,14 +3,14 @@
 
   KEYS[1] pending zset   KEYS[2] running zset   KEYS[3] stats hash
   KEYS[4] events stream  KEYS[5] wake list      KEYS[6] failed zset
-  KEYS[7] tokens string  the lease-token counter (only this script writes it)
+  KEYS[7] tokens string  the lease-token counter (written here, and by orch doctor --repair)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  worker     the claiming worker's id
   ARGV[5]  n          most tasks to take (the worker's free slots)
   ARGV[6]  lease_ms   lease length; the running score is now + lease_ms
 
   Each claimed task becomes RUNNING with a fresh lease token (a per-queue counter, so
-  tokens only grow) and its attempt counted. Returns a flat list, 9 values per task:
+  tokens only grow; a new counter starts from Redis TIME in ms) and its attempt counted. Returns a flat list, 9 values per task:
     id, token, name, args, kwargs, attempts, max_retries, timeout_ms, priority
   Every record taken from pending is read and checked (read_task) before the first write:
   a malformed one is moved aside alone (FAILED, MalformedRecord) and one that is not there
@@ -74,12 +74,15 @@ if #good > 0 then  -- the first write: if running is not a zset, nothing is writ
   local _, wrong_running = call_typed('ZADD', running, unpack(leases))
   if wrong_running then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
   token = redis.call('INCRBY', tokens, #good) - #good  -- one token per claimed task
-  if token == 0 then  -- a new counter: go on from the one stats kept before it had its own key
+  if token == 0 then
+    -- A new counter (a fresh queue, or the counter deleted or moved aside by hand): it starts
+    -- past every token issued before, from Redis TIME in ms or the count stats kept before the
+    -- counter had its own key, whichever is higher (integrity._repair_tokens: the same rule).
+    local seed = now - OFFSET
     local old = redis.call('HGET', stats, 'tokens')
-    if old and is_uint(old) and tonumber(old) > 0 then
-      token = redis.call('INCRBY', tokens, old) - #good
-      redis.call('HDEL', stats, 'tokens')
-    end
+    if old and is_uint(old) and tonumber(old) > seed then seed = tonumber(old) end
+    token = redis.call('INCRBY', tokens, int(seed)) - #good
+    if old then redis.call('HDEL', stats, 'tokens') end
   end
 end
 redis.call('ZREM', pending, unpack(ids))

@@ -6,6 +6,8 @@ checks that a refusal changes nothing byte for byte).
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from orchestrator.models import TaskState
@@ -57,3 +59,21 @@ def test_reap_deletes_a_dead_worker_key_of_any_type_in_one_pass(q: Q, r) -> None
     assert [(x.task_id, x.state) for x in reply.tasks] == [(task_id, S.RETRYING)]
     assert reply.dead_workers == [("ghost", None)]
     assert not r.exists(q.keys.worker("ghost")) and r.zcard(q.keys.workers) == 0
+
+
+# ------------------------------------------------------------------ the token counter
+
+
+def test_a_new_token_counter_starts_from_redis_time_so_tokens_only_grow(q: Q, r) -> None:
+    """A counter deleted by hand restarted at 1: a stale holder's token could come back."""
+    q.add(2)
+    before = server_ms(r)
+    [old] = q.claim()
+    assert int(old.token) > before  # a fresh queue too: from Redis TIME in ms
+    r.delete(q.keys.tokens)
+    deadline = time.monotonic() + 5
+    while server_ms(r) <= int(old.token) and time.monotonic() < deadline:  # past the ms it was issued in
+        time.sleep(0.001)
+    [new] = q.claim()
+    assert int(new.token) > int(old.token)
+    assert r.get(q.keys.tokens) == new.token.encode()

@@ -442,6 +442,7 @@ def test_a_queue_key_of_the_wrong_type_is_refused_before_any_write(q: HostileQ, 
     write that key at all (claim checks failed and wake only when it will write them)."""
     [task_id] = q.add(id="t")
     q.claim()
+    r.hset(q.keys.task("t"), "token", "1")  # the token CALLS use
     q.add(2, delay_ms=0)
     q.add(1, delay_ms=1)
     r.set(q.keys.tokens, "5")
@@ -460,6 +461,7 @@ def test_a_queue_key_of_the_wrong_type_is_refused_before_any_write(q: HostileQ, 
         r.flushdb()
         q.add(id="t")
         q.claim()
+        r.hset(q.keys.task("t"), "token", "1")
         q.add(2, delay_ms=0)
         q.add(1, delay_ms=1)
         r.set(q.keys.tokens, "5")
@@ -497,9 +499,11 @@ def test_claim_refuses_a_token_counter_that_is_not_a_count(q: HostileQ, r: Any, 
 
 def test_claim_goes_on_from_the_token_counter_stats_kept_before(q: HostileQ, r: Any) -> None:
     q.add(2)
-    r.hset(q.keys.stats, "tokens", "41")  # a queue from before the counter had its own key
+    kept = 9_000_000_000_041  # past Redis TIME in ms: the higher of the two wins
+    r.hset(q.keys.stats, "tokens", kept)  # a queue from before the counter had its own key
     [a] = q.claim()
-    assert a.token == "42" and r.get(q.keys.tokens) == b"42" and r.hget(q.keys.stats, "tokens") is None
+    assert a.token == str(kept + 1) and r.get(q.keys.tokens) == str(kept + 1).encode()
+    assert r.hget(q.keys.stats, "tokens") is None
     r.hset(q.keys.stats, "tokens", "0")  # written by anyone: no longer read
     [b] = q.claim()
-    assert b.token == "43"
+    assert b.token == str(kept + 2)

@@ -398,6 +398,7 @@ class ScriptsModel(RuleBasedStateMachine):
         taken, rest = order[:n], order[n:]
         expected = []
         aside = [self.tasks[i] for i in taken if self.tasks[i].malformed]
+        seeded = self.tokens == 0  # a new counter starts from Redis TIME: learnt from the reply
         for task_id in taken:
             task = self.tasks[task_id]
             if task.malformed:
@@ -415,6 +416,13 @@ class ScriptsModel(RuleBasedStateMachine):
         if len(taken) == n and rest:
             self.wake = True
         reply = self.send(self.t.claim(worker, n, lease))
+        if seeded and expected:
+            seed = int(reply[0].token) - 1
+            assert seed >= self.t0  # Redis TIME in ms, not 0: tokens only grow
+            for i, (task_id, token, *rest) in enumerate(expected):
+                self.tasks[task_id].token = str(seed + int(token))
+                expected[i] = (task_id, self.tasks[task_id].token, *rest)
+            self.tokens += seed
         got = [(x.task_id, x.token, x.attempt, x.max_retries, x.priority) for x in reply]
         assert got == expected
         assert all((x.name, x.args, x.kwargs, x.timeout_ms) == ("m:f", [], {}, 0) for x in reply)
