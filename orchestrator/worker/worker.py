@@ -30,6 +30,7 @@ from ..config import WorkerSettings
 from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
+    CorruptQueue,
     InvalidPayload,
     LeaseLost,
     MalformedRecord,
@@ -337,6 +338,9 @@ class Worker:
                 return None
             except (MalformedRecord, TaskNotFound) as exc:  # the record was corrupted under the task
                 log.error("%s Task %s: outcome not recorded: %s", self._tag, running.lease.task_id, exc)
+                return None
+            except CorruptQueue as exc:  # a key of the queue spoiled: the lease expires; reaped once repaired
+                self._complaints.report(f"queue {running.lease.queue}", describe(exc))
                 return None
             except UNAVAILABLE as exc:
                 failures += 1

@@ -16,6 +16,7 @@ import redis
 
 from orchestrator import Orchestrator, TaskState
 from orchestrator.client import REREGISTER_S
+from orchestrator.integrity import repair
 from orchestrator.keys import QueueKeys, queues_key
 from tests.integration.procs import SAMPLE_APP, Procs, wait_for
 from tests.redis_server import RedisServer
@@ -149,3 +150,24 @@ def test_a_queue_with_broken_keys_does_not_stop_the_others(procs: Procs, app: Or
         # Named once: scripts refuse a spoiled key with CORRUPT (CorruptQueue); a plain command meets WRONGTYPE.
         assert log.count("queue aaa:") == 1 and ("CorruptQueue" in log or "WRONGTYPE" in log), log
         assert "Traceback" not in log
+
+
+def test_a_key_spoiled_under_a_running_task_costs_that_task_an_attempt_only(
+    procs: Procs, app: Orchestrator, r: redis.Redis
+) -> None:
+    spoiled = QueueKeys("aaa")
+    worker = procs.worker("w1", queues=("aaa", "default"))
+    scheduler = procs.scheduler(queues=())
+    slow = app.enqueue("tests:sleep", [0.5], queue="aaa", max_retries=3)
+    wait_for(lambda: slow.status() is TaskState.RUNNING, "the task to start", 20, alive=[worker])
+    r.delete(spoiled.running)
+    r.set(spoiled.running, "spoiled")  # its outcome will be refused (CORRUPT)
+    wait_for(lambda: "queue aaa:" in worker.log(), "the worker to report the queue", 20, alive=[worker])
+    other = app.enqueue("tests:add", [1, 2])
+    wait_for(lambda: other.status() is TaskState.SUCCESS, "the other queue's task", 20, alive=[worker, scheduler])
+    repair(r, "orch", events_maxlen=app.settings.events_maxlen)  # running rebuilt; the lease is expired
+    wait_for(lambda: slow.status() is TaskState.SUCCESS, "the task to run again", 30, alive=[worker, scheduler])
+    assert slow.info().attempts == 2
+    worker.terminate()  # a refused outcome must not leave a failed asyncio task behind (reported at exit)
+    assert worker.wait_exit(20) == 0
+    assert "Traceback" not in worker.log() and "never retrieved" not in worker.log(), worker.tail()
