@@ -30,10 +30,10 @@ from ..config import WorkerSettings
 from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
-    CorruptQueue,
     InvalidPayload,
     LeaseLost,
     MalformedRecord,
+    OrchestratorError,
     TaskNotFound,
     UnknownTask,
 )
@@ -60,6 +60,14 @@ class _Running:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancel" (requested), "lost" (lease), "shutdown"
     committing: bool = False  # the outcome is being sent: too late to interrupt
+
+
+class _PartialClaim(Exception):
+    """Redis failed as a whole after some queues' claims succeeded: those leases, and the error."""
+
+    def __init__(self, leases: list[Lease], error: Exception) -> None:
+        super().__init__(str(error))
+        self.leases, self.error = leases, error
 
 
 class Worker:
@@ -161,6 +169,12 @@ class Worker:
                 if not leases:
                     await self._until_stopped(self._wait_for_work())
                 failures = 0
+            except _PartialClaim as partial:  # start what was claimed, then ride the failure out
+                for lease in partial.leases:
+                    self._start(lease)
+                failures += 1
+                await self._until_stopped(self._backoff("claim", partial.error, failures))
+                continue
             except UNAVAILABLE as exc:
                 failures += 1
                 await self._until_stopped(self._backoff("claim", exc, failures))
@@ -180,6 +194,8 @@ class Worker:
             try:
                 claimed: list[Lease] = await self._pipeliner.call(call)
             except Exception as exc:
+                if leases and server_wide(exc):  # leases in hand must not be dropped (they would be reaped)
+                    raise _PartialClaim(leases, exc) from exc
                 self._queue_failed(queue, exc)  # a broken queue must not starve the others
                 continue
             if self._complaints:
@@ -234,7 +250,7 @@ class Worker:
                 await work  # re-raises the work's own error, if it failed
 
     async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
-        delay = min(30.0, 0.1 * 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+        delay = _delay(failures)
         log.warning(
             "%s Redis unavailable during %s (%s); retrying in %.1f s", self._tag, what, redis_error_text(exc), delay
         )
@@ -318,7 +334,8 @@ class Worker:
             log.error("%s Task %s FAILED after %d attempts: %s", self._tag, lease.task_id, lease.attempt, what)
 
     async def _commit(self, call: Call[T], running: _Running) -> T | None:
-        """Send an outcome, retrying while Redis is unavailable and the lease may still hold."""
+        """Send an outcome, retrying while Redis is unavailable or the script refuses (a queue
+        key spoiled by hand, say: repairable meanwhile) and the lease may still hold."""
         running.committing = True
         give_up = time.monotonic() + self.app.settings.lease_timeout
         failures = 0
@@ -339,9 +356,14 @@ class Worker:
             except (MalformedRecord, TaskNotFound) as exc:  # the record was corrupted under the task
                 log.error("%s Task %s: outcome not recorded: %s", self._tag, running.lease.task_id, exc)
                 return None
-            except CorruptQueue as exc:  # a key of the queue spoiled: the lease expires; reaped once repaired
+            except OrchestratorError as exc:  # CorruptQueue (a key spoiled) or another refusal: nothing written
+                failures += 1  # reported once per interval; retried while the lease may hold (repairable)
                 self._complaints.report(f"queue {running.lease.queue}", describe(exc))
-                return None
+                if time.monotonic() > give_up:
+                    log.error("%s Giving up on task %s: its outcome is still refused past its lease; the reaper "
+                              "will requeue it", self._tag, running.lease.task_id)
+                    return None
+                await asyncio.sleep(_delay(failures))
             except UNAVAILABLE as exc:
                 failures += 1
                 if time.monotonic() > give_up:
@@ -477,6 +499,11 @@ class Worker:
         for queue, _ in self.settings.queues:
             with contextlib.suppress(*UNAVAILABLE):
                 await arun(self.app.aredis, self.app._scripts(queue).deregister(self.id))
+
+
+def _delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: doubling from 0.1 s to 30 s, jittered."""
+    return min(30.0, 0.1 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
 
 
 def _task_table(
