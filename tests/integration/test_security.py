@@ -377,7 +377,7 @@ def test_a_producer_cannot_reset_the_lease_tokens(producer: Orchestrator, worker
     with pytest.raises(redis.exceptions.NoPermissionError):
         producer.redis.evalsha(sneaky, 1, k.tokens)
     assert snapshot(admin) == before
-    assert producer.redis.get(k.tokens) == b"1"  # readable: status and doctor show it
+    assert producer.redis.get(k.tokens) == first.token.encode()  # readable: status and doctor show it
     producer.redis.hset(k.stats, "tokens", "0")  # writable, and meaningless now
     [second] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
     assert int(second.token) > int(first.token)
