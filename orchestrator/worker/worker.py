@@ -62,14 +62,6 @@ class _Running:
     committing: bool = False  # the outcome is being sent: too late to interrupt
 
 
-class _PartialClaim(Exception):
-    """Redis failed as a whole after some queues' claims succeeded: those leases, and the error."""
-
-    def __init__(self, leases: list[Lease], error: Exception) -> None:
-        super().__init__(str(error))
-        self.leases, self.error = leases, error
-
-
 class Worker:
     """One worker process's state; ``await run()`` until ``stop()``."""
 
@@ -99,6 +91,7 @@ class Worker:
         self._runner: Runner | None = None
         self._tag = f"[Worker {self.id}]"
         self._complaints = Complaints(log, self._tag)  # queues whose keys or records are broken
+        self._claim_failed: Exception | None = None  # Redis failed after some queues' claims (_claim)
 
     # ---------------------------------------------------------------- control
 
@@ -166,15 +159,15 @@ class Worker:
                 continue
             try:
                 leases = await self._claim(free)
+                if self._claim_failed is not None:  # Redis failed after some queues' claims: those are started
+                    for lease in leases:
+                        self._start(lease)
+                    failures, exc, self._claim_failed = failures + 1, self._claim_failed, None
+                    await self._until_stopped(self._backoff("claim", exc, failures))
+                    continue
                 if not leases:
                     await self._until_stopped(self._wait_for_work())
                 failures = 0
-            except _PartialClaim as partial:  # start what was claimed, then ride the failure out
-                for lease in partial.leases:
-                    self._start(lease)
-                failures += 1
-                await self._until_stopped(self._backoff("claim", partial.error, failures))
-                continue
             except UNAVAILABLE as exc:
                 failures += 1
                 await self._until_stopped(self._backoff("claim", exc, failures))
@@ -195,7 +188,8 @@ class Worker:
                 claimed: list[Lease] = await self._pipeliner.call(call)
             except Exception as exc:
                 if leases and server_wide(exc):  # leases in hand must not be dropped (they would be reaped)
-                    raise _PartialClaim(leases, exc) from exc
+                    self._claim_failed = exc  # the claim loop starts them, then backs off
+                    return leases
                 self._queue_failed(queue, exc)  # a broken queue must not starve the others
                 continue
             if self._complaints:
