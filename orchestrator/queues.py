@@ -207,11 +207,11 @@ class Queue:
         """Move every FAILED task back to PENDING; the count moved (or, with ``dry_run``, to move)."""
         if dry_run:
             return int(self._redis.zcard(self.keys.failed))
-        moved = 0
-        while True:
-            batch = run(self._redis, self._scripts.retry_failed(limit=BATCH))
-            moved += len(batch)
-            if len(batch) < BATCH:
+        moved, offset = 0, 0
+        while True:  # paged past malformed records, which stay FAILED where they are
+            page = run(self._redis, self._scripts.retry_failed_page(BATCH, offset))
+            moved, offset = moved + len(page.moved), page.offset
+            if not page.more:
                 return moved
 
     @translated

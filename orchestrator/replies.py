@@ -1,7 +1,7 @@
 """What the Lua scripts answer, typed: the values ``transitions`` decodes replies into.
 
 Owns the reply types (``Enqueued``, ``Lease``, ``HeartbeatReply``, ``FailReply``,
-``ReapReply``, ``PromoteReply``), ``TaskSpec`` (what enqueue sends for one task) and the
+``ReapReply``, ``PromoteReply``, ``RetryPage``), ``TaskSpec`` (what enqueue sends for one task) and the
 decoding of values a script read from a record anyone may have written by hand: a claimed
 task that does not decode fails alone (``Lease.payload_error``), ids that are not UTF-8
 come back escaped. Pure: no I/O. Does not build calls (``transitions``).
@@ -126,6 +126,15 @@ class ReapReply:
 class PromoteReply:
     moved: int
     more: bool
+
+
+@dataclass(frozen=True)
+class RetryPage:
+    """One page of retry_failed over the whole failed set."""
+
+    moved: list[str]
+    offset: int  # where the next page starts: past the entries skipped (malformed, kept FAILED)
+    more: bool  # a full page was read: call again from offset
 
 
 def strings(reply: Iterable[bytes | str]) -> list[str]:

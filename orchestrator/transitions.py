@@ -32,6 +32,7 @@ from .replies import Lease as Lease
 from .replies import PromoteReply as PromoteReply
 from .replies import Reaped as Reaped
 from .replies import ReapReply as ReapReply
+from .replies import RetryPage as RetryPage
 from .replies import TaskSpec as TaskSpec
 from .replies import decode_lease, ms_or_none, strict_text, strings
 
@@ -401,13 +402,27 @@ class Transitions:
         )
 
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 1000) -> Call[list[str]]:
+        """The named tasks, or (none named) the first page of the failed set: the ids moved."""
+        if not task_ids:
+            page = self.retry_failed_page(limit)
+            return Call(page.script, page.keys, page.args, lambda r: page.decode(r).moved)
         k = self.keys
         return self._call(
             "retry_failed",
             [k.failed, k.pending, k.stats, k.events, k.wake],
-            [limit, *task_ids],
+            [limit, 0, *task_ids],
             strings,
-            resend_safe=not task_ids,  # by id, a resend would answer BAD_STATE for what it just moved
+            resend_safe=False,  # by id, a resend would answer BAD_STATE for what it just moved
+        )
+
+    def retry_failed_page(self, limit: int, offset: int = 0) -> Call[RetryPage]:
+        """Up to ``limit`` entries of the failed set from ``offset``: see RetryPage."""
+        k = self.keys
+        return self._call(
+            "retry_failed",
+            [k.failed, k.pending, k.stats, k.events, k.wake],
+            [limit, offset],
+            lambda r: RetryPage(strings(r[0]), int(r[1]), bool(r[2])),
         )
 
     def purge(self, index: str, limit: int) -> Call[int]:

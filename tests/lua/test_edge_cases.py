@@ -77,3 +77,39 @@ def test_a_new_token_counter_starts_from_redis_time_so_tokens_only_grow(q: Q, r)
     [new] = q.claim()
     assert int(new.token) > int(old.token)
     assert r.get(q.keys.tokens) == new.token.encode()
+
+
+# ------------------------------------------------------------------ retry_failed paging
+
+
+def _failed_in_order(q: Q, r, spoiled: int, good: int) -> tuple[list[str], list[str]]:
+    """``spoiled`` malformed FAILED records at the head of the failed set, then ``good`` ones."""
+    bad = [q.fail_to_dead_letter() for _ in range(spoiled)]
+    fine = [q.fail_to_dead_letter() for _ in range(good)]
+    for i, task_id in enumerate(bad + fine):
+        r.zadd(q.keys.failed, {task_id: 1000 + i})  # this order, whatever the clock said
+    for task_id in bad:
+        r.hset(q.keys.task(task_id), "priority", "high")
+    return bad, fine
+
+
+def test_retry_failed_pages_past_malformed_records(q: Q, r) -> None:
+    """Pages came back short (malformed ones skipped): retry_failed(all) stopped early, or at 0."""
+    bad, fine = _failed_in_order(q, r, spoiled=3, good=2)
+    first = q.run(q.at().retry_failed_page(2))
+    assert (first.moved, first.offset, first.more) == ([], 2, True)
+    second = q.run(q.at().retry_failed_page(2, first.offset))
+    assert (second.moved, second.offset, second.more) == ([fine[0]], 3, True)
+    third = q.run(q.at().retry_failed_page(2, second.offset))
+    assert (third.moved, third.offset, third.more) == ([fine[1]], 3, False)
+    assert q.members("failed") == bad
+
+
+def test_queue_retry_failed_moves_every_good_record_behind_malformed_ones(app, r, monkeypatch) -> None:
+    import orchestrator.queues as queues
+
+    monkeypatch.setattr(queues, "BATCH", 3)
+    q = Q(r)
+    bad, fine = _failed_in_order(q, r, spoiled=4, good=5)
+    assert app.queue("default").retry_failed() == 5
+    assert q.members("failed") == bad and sorted(q.members("pending")) == sorted(fine)
