@@ -167,11 +167,18 @@ class Scheduler:
                 worker, ago, count, "" if count == 1 else "s",
             )
         for task in tasks:
-            verb = "requeued for retry" if task.state is TaskState.RETRYING else "FAILED (no attempts left)"
+            verb = VERBS.get(task.state, str(task.state))
             if task.worker in by_worker:
                 log.warning("[Monitor] Lease of task %s expired on worker %s: %s", task.task_id, task.worker, verb)
             elif task.state is TaskState.FAILED:
                 log.warning("[Monitor] Task %s FAILED: lease expired with no attempts left", task.task_id)
+
+
+VERBS = {  # what a reap did to a task, as the [Monitor] line says it
+    TaskState.RETRYING: "requeued for retry",
+    TaskState.FAILED: "FAILED (no attempts left, or its record malformed)",
+    TaskState.CANCELLED: "CANCELLED (its cancel had been requested)",
+}
 
 
 def run_scheduler(app: Orchestrator, settings: SchedulerSettings) -> int:

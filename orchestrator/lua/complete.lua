@@ -8,7 +8,8 @@
   ARGV[6]  result      JSON               ARGV[7]  ttl_ms   record retention; 0 keeps it
 
   Returns the completion time (ms). The record becomes SUCCESS, leaves running, enters
-  done, and expires after ttl_ms; its idempotency key is released.
+  done, and expires after ttl_ms; its unique key is released (its key entry stays, and
+  expires with the record: retire).
   Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); LEASE_LOST <id> when
   the task is not RUNNING under this token (reaped, released, cancelled or claimed again);
   INVALID <what>; CORRUPT <key> <what> (a key it writes of another type, a counter not

@@ -31,7 +31,7 @@ if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
 end
 local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', done, 'zset', events, 'stream'}, stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
--- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms, jitter and key.)
+-- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms and jitter; key is checked.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
                                     'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end

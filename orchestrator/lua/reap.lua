@@ -50,7 +50,7 @@ end
 local tasks = {}
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
-  -- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms, jitter and key.)
+  -- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms and jitter; key is checked.)
   local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key',
                                       'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
   redis.call('ZREM', running, id)
