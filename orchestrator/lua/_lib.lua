@@ -79,8 +79,9 @@ end
 -- The idempotency entry of a task, when it still names the task: 'key:<key>' (field key,
 -- kept as long as the record) or 'unique:<unique_key>' (field unique_key, kept while the
 -- task is unfinished). Else false; an entry that is not a string (written by hand) names nobody.
-local function own_entry(id, field, prefix)
-  local name = call_typed('HGET', task_key(id), field)
+-- name: the field's value when the caller has read it already (saves the HGET), else nil.
+local function own_entry(id, field, prefix, name)
+  if name == nil then name = call_typed('HGET', task_key(id), field) end
   if name and name ~= '' then
     local entry = BASE .. prefix .. name
     if call_typed('GET', entry) == id then return entry end
@@ -89,22 +90,22 @@ local function own_entry(id, field, prefix)
 end
 
 -- A task reached a final state: its unique key is free again. (Its key entry stays as
--- long as the record: retire gives it the record's expiry.)
-local function release_unique(id)
-  local ukey = own_entry(id, 'unique_key', 'unique:')
+-- long as the record: retire gives it the record's expiry.) unique_key: as own_entry's name.
+local function release_unique(id, unique_key)
+  local ukey = own_entry(id, 'unique_key', 'unique:', unique_key)
   if ukey then redis.call('DEL', ukey) end
 end
 
 -- Keep a finished record for ttl_ms, its key entry with it (one absolute expiry time for
 -- both), and trim the done index of what has expired: on about one call in 16 (by the
 -- clock's last bits), at most 64 entries, so the cost stays bounded and small while
--- trimming outpaces the finishing.
-local function retire(done_key, id, now, ttl_ms)
+-- trimming outpaces the finishing. key: the record's key field, as own_entry's name.
+local function retire(done_key, id, now, ttl_ms, key)
   redis.call('ZADD', done_key, now, id)
   if ttl_ms > 0 then
     local at = now - OFFSET + ttl_ms  -- on Redis's own clock (OFFSET only shifts the tests' one)
     redis.call('PEXPIREAT', task_key(id), at)
-    local kkey = own_entry(id, 'key', 'key:')
+    local kkey = own_entry(id, 'key', 'key:', key)
     if kkey then redis.call('PEXPIREAT', kkey, at) end
     local old = {}
     if now % 16 == 0 then
@@ -119,12 +120,13 @@ end
 -- An attempt of a RUNNING task ended in error (a raised exception, a timeout or an
 -- expired lease). Retry with exponential backoff and jitter while attempts remain,
 -- else move it to the dead-letter set. Returns the new state and its run_at (or '').
-local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_key, stats_key)
+-- f: the caller's read_task of attempts, max_retries, backoff_ms, backoff_max_ms, jitter
+-- and unique_key (checked there; absent fields at their defaults).
+local function settle_failure(id, f, now, err, allow_retry, scheduled_key, failed_key, stats_key)
   local tkey = task_key(id)
-  local f_attempts, f_max_retries, f_backoff, f_backoff_max, f_jitter = unpack(redis.call('HMGET', tkey,
-    'attempts', 'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'))  -- (checked by the caller's read_task)
-  local attempts = tonumber(f_attempts) or 0
-  local max_retries = tonumber(f_max_retries) or 0
+  local f_backoff, f_backoff_max, f_jitter = f.backoff_ms, f.backoff_max_ms, f.jitter
+  local attempts = tonumber(f.attempts) or 0
+  local max_retries = tonumber(f.max_retries) or 0
   if allow_retry and attempts <= max_retries then
     -- Finite and bounded before any write: the exponent is capped (0 * 2^1024 would be NaN,
     -- 2^1024 alone inf) and the delay never exceeds backoff_max_ms (at most MAX_INT).
@@ -143,16 +145,17 @@ local function settle_failure(id, now, err, allow_retry, scheduled_key, failed_k
   redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
-  release_unique(id)
+  release_unique(id, f.unique_key)
   return 'FAILED', ''
 end
 
 -- End a RUNNING task as CANCELLED (its cancel request was honoured): into done, kept ttl_ms.
-local function finish_cancelled(id, now, err, done_key, stats_key, ttl_ms)
+-- f: the caller's read_task of key and unique_key, or nil (then they are read here).
+local function finish_cancelled(id, now, err, done_key, stats_key, ttl_ms, f)
   redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
-  release_unique(id)
-  retire(done_key, id, now, ttl_ms)
+  release_unique(id, f and f.unique_key)
+  retire(done_key, id, now, ttl_ms, f and f.key)
 end
 
 -- Runtime bookkeeping of one finished attempt.
@@ -305,9 +308,8 @@ end
 
 -- ------------------------------------------------------------------ idempotency entries
 
--- A SUCCESS record shows no error: an earlier attempt's error is kept as last_error.
-local function keep_error_as_history(tkey)
-  local err = redis.call('HGET', tkey, 'error')
+-- A SUCCESS record shows no error: an earlier attempt's error (err, as read) is kept as last_error.
+local function keep_error_as_history(tkey, err)
   if err and err ~= '' then
     redis.call('HSET', tkey, 'last_error', err, 'error', '')
   end

@@ -32,11 +32,11 @@ end
 -- Queue keys first (corrupt_queue), most through commands this script runs anyway: pending
 -- by ZRANGE, tokens by GET, wake by LLEN, running by the first write (one ZADD for the
 -- batch); failed only when a record goes there.
-local corrupt = corrupt_queue({events, 'stream'}, stats, {'started', 'failed', 'malformed'})
-if corrupt then return redis.error_reply(corrupt) end
 local ids, wrong = call_typed('ZRANGE', pending, 0, n - 1)
 if wrong then return redis.error_reply('CORRUPT ' .. pending .. ' is not a zset') end
-if #ids == 0 then return {} end
+if #ids == 0 then return {} end  -- (before the other checks: an idle poll writes nothing and costs one call)
+local corrupt = corrupt_queue({events, 'stream'}, stats, {'started', 'failed', 'malformed'})
+if corrupt then return redis.error_reply(corrupt) end
 local last_token, wrong_token = call_typed('GET', tokens)
 if wrong_token or (last_token and not is_uint(last_token)) then
   return redis.error_reply('CORRUPT ' .. tokens .. ' is not a count')

@@ -26,7 +26,7 @@ if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
 local corrupt = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
                               stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
-local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key'})
+local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
 
@@ -47,9 +47,9 @@ end
 redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now)
 redis.call('HINCRBY', stats, 'succeeded', 1)
 count_run(stats, f.started_at, now)
-keep_error_as_history(task_key(id))
-release_unique(id)
-retire(done, id, now, tonumber(ARGV[7]))
+keep_error_as_history(task_key(id), f.error)
+release_unique(id, f.unique_key)
+retire(done, id, now, tonumber(ARGV[7]), f.key)
 emit(events, 'event', 'succeeded', 'task', id, 'name', f.name, 'worker', f.worker,
      'runtime_ms', now - (tonumber(f.started_at) or now))
 return now

@@ -71,14 +71,15 @@ local function task_error(a, seen)
   end
 end
 
--- A counter of stats (false when absent); nil when stats is not a hash.
-local function counter(name)
-  local v = redis.pcall('HGET', stats, name)
-  if type(v) == 'table' and v.err then
+-- The seq and enqueued counters of stats (each false when absent), in one HMGET; nil when
+-- stats is not a hash.
+local function counters()
+  local v = redis.pcall('HMGET', stats, 'seq', 'enqueued')
+  if v.err then
     if v.err:find('WRONGTYPE', 1, true) then return nil end
     error(v)  -- an ACL refusal, say: not ours to hide
   end
-  return v
+  return v[1], v[2]
 end
 
 -- The error of a queue key or counter this call would fail on halfway, or nil. Only the
@@ -95,7 +96,7 @@ local function queue_error(ready, later)
       return 'CORRUPT ' .. key[1] .. ' is a ' .. kind .. ', not a ' .. key[2]
     end
   end
-  local seq, enqueued = counter('seq'), counter('enqueued')
+  local seq, enqueued = counters()
   if seq == nil then return 'CORRUPT ' .. stats .. ' is not a hash' end
   if seq and not is_uint(seq, PRIORITY_SPAN - 1 - n) then
     return 'CORRUPT ' .. stats .. ' seq ' .. shown(seq) .. ' is not a sequence number'

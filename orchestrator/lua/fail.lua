@@ -31,9 +31,9 @@ if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
 end
 local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', done, 'zset', events, 'stream'}, stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
--- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms and jitter; key is checked.)
+-- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
-                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
+                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
 
@@ -48,9 +48,9 @@ count_run(stats, f.started_at, now)
 local state, run_at
 if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  -- asked to cancel: no retry
   state, run_at = 'CANCELLED', ''
-  finish_cancelled(id, now, err, done, stats, tonumber(ARGV[9]))
+  finish_cancelled(id, now, err, done, stats, tonumber(ARGV[9]), f)
 else
-  state, run_at = settle_failure(id, now, err, mode == 'retry', scheduled, failed, stats)
+  state, run_at = settle_failure(id, f, now, err, mode == 'retry', scheduled, failed, stats)
 end
 emit(events, 'event', string.lower(state), 'task', id, 'name', f.name, 'worker', f.worker,
      'attempt', f.attempts, 'run_at', run_at, 'error', err)

@@ -50,9 +50,9 @@ end
 local tasks = {}
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
-  -- (settle_failure reads attempts, max_retries, backoff_ms, backoff_max_ms and jitter; key is checked.)
+  -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
   local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key',
-                                      'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter'})
+                                      'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key'})
   redis.call('ZREM', running, id)
   local state = nil
   if not f then
@@ -65,9 +65,9 @@ for i = 1, math.min(#expired, limit) do
       message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
     state = 'CANCELLED'
     if f.cancel_requested == '1' then
-      finish_cancelled(id, now, err, done, stats, tonumber(ARGV[6]))
+      finish_cancelled(id, now, err, done, stats, tonumber(ARGV[6]), f)
     else
-      state = settle_failure(id, now, err, true, scheduled, failed, stats)
+      state = settle_failure(id, f, now, err, true, scheduled, failed, stats)
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
     emit(events, 'event', 'reaped', 'task', id, 'name', f.name, 'worker', f.worker,

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from orchestrator.models import TaskState
+from orchestrator.transitions import run
 from tests.lua.test_scripts import ERROR, Q, server_ms
 
 S = TaskState
@@ -113,3 +114,28 @@ def test_queue_retry_failed_moves_every_good_record_behind_malformed_ones(app, r
     bad, fine = _failed_in_order(q, r, spoiled=4, good=5)
     assert app.queue("default").retry_failed() == 5
     assert q.members("failed") == bad and sorted(q.members("pending")) == sorted(fine)
+
+
+# ------------------------------------------------------------------ calls per operation
+
+
+def _commands(r, call_script) -> dict[str, int]:
+    """The Redis commands one script call made (commandstats, without the EVALSHA itself)."""
+    r.config_resetstat()
+    call_script()
+    stats = r.info("commandstats")
+    skip = ("cmdstat_evalsha", "cmdstat_config|resetstat", "cmdstat_info")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k not in skip}
+
+
+def test_an_idle_claim_costs_one_call_and_complete_reads_the_record_once(q: Q, r) -> None:
+    """Idle polling made 3 calls; complete re-read error, unique_key and key with 3 HGETs."""
+    t = q.at()
+    q.claim()  # loads the script
+    assert _commands(r, lambda: run(r, t.claim("w1", 5, 60_000))) == {"zrange": 1}
+    [task_id] = q.add(key="k", unique_key="u")
+    [lease] = q.claim()
+    made = _commands(r, lambda: run(r, t.complete(task_id, lease.token, b"1", 60_000)))
+    assert "hget" not in made and made["hmget"] == 2, made  # corrupt_queue's and read_task's
+    task = q.task(task_id)
+    assert task.state is S.SUCCESS and r.ttl(q.keys.idempotency("k")) > 0 and not r.exists(q.keys.unique("u"))
