@@ -1,6 +1,7 @@
 """``orch worker``: the asyncio worker and its parts.
 
-``worker`` is the Redis protocol (claim, heartbeat, commit, shutdown), ``process`` one
+``worker`` is the Redis protocol (claim, heartbeat, shutdown; ``commit`` sends an
+attempt's outcome under its lease token), ``process`` one
 worker process around it (checks at start, event loop, signals), ``runner`` how a task
 function is called (loop, thread pool, process pool: ``pool``), ``pipeline`` the
 coalescing commit path, ``registry`` importing the user's ``--app`` modules, ``outcome``

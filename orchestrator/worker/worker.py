@@ -3,9 +3,10 @@
 Owns one process's loop: it claims at most its free slots in one script call per
 queue, runs each task (through ``runner``: on the loop, in a thread, or in a child
 process) within its timeout, renews all its leases in one heartbeat call per queue, and
-commits each outcome with the task's lease token. Idle, it blocks on the queues' wake-up keys. It holds nothing that
-matters after it dies: a killed worker's leases expire and the reaper requeues them.
-Does not promote or reap (``scheduler``), nor configure logging (``cli``).
+commits each outcome with the task's lease token (``commit``). Idle, it blocks on the
+queues' wake-up keys. It holds nothing that matters after it dies: a killed worker's
+leases expire and the reaper requeues them. Does not promote or reap (``scheduler``), nor
+configure logging (``cli``).
 See ARCHITECTURE.md for the layers.
 """
 
@@ -19,8 +20,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.exceptions import ResponseError
 
@@ -31,38 +31,23 @@ from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
     InvalidPayload,
-    LeaseLost,
-    MalformedRecord,
-    OrchestratorError,
-    TaskNotFound,
     UnknownTask,
 )
-from ..models import FailMode, TaskState, dumps
-from ..reading import RIDE_OUT
+from ..models import FailMode, dumps
 from ..sanitize import get_logger, redis_error_text
 from ..task_function import TaskFunction
-from ..transitions import Call, Lease, arun
+from ..transitions import Lease, arun
 from ..version import __version__
 from .cancels import CancelListener
+from .commit import UNAVAILABLE, Commits, Running
 from .outcome import judge
 from .pipeline import Pipeliner
 from .runner import Runner, within
 
 log = get_logger(__name__)
-T = TypeVar("T")
-UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 
 
-@dataclass
-class _Running:
-    lease: Lease
-    started: float
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # "cancel" (requested), "lost" (lease), "shutdown"
-    committing: bool = False  # the outcome is being sent: too late to interrupt
-
-
-class Worker:
+class Worker(Commits):
     """One worker process's state; ``await run()`` until ``stop()``."""
 
     def __init__(
@@ -83,7 +68,7 @@ class Worker:
         self.processed = 0  # tasks that ended here, however: finished, released or dropped
         self.finished = 0  # outcomes recorded (succeeded, failed, retrying, cancelled)
         self.released = 0  # unfinished at shutdown, given back to pending
-        self._running: dict[tuple[str, str], _Running] = {}
+        self._running: dict[tuple[str, str], Running] = {}
         self._beating = True
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
@@ -243,17 +228,10 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await work  # re-raises the work's own error, if it failed
 
-    async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
-        delay = _delay(failures)
-        log.warning(
-            "%s Redis unavailable during %s (%s); retrying in %.1f s", self._tag, what, redis_error_text(exc), delay
-        )
-        await asyncio.sleep(delay)
-
     # -------------------------------------------------------------------- run
 
     def _start(self, lease: Lease) -> None:
-        running = _Running(lease, time.monotonic())
+        running = Running(lease, time.monotonic())
         self._running[(lease.queue, lease.task_id)] = running
         # One INFO line per task (its outcome): logging cost a fifth of a busy worker's CPU.
         # A retry's claim is worth INFO; a first claim is DEBUG (-v).
@@ -266,7 +244,7 @@ class Worker:
             log.debug("%s Claimed task %s (%s, priority %d)", self._tag, lease.task_id, lease.name, lease.priority)
         running.task = asyncio.create_task(self._execute(running))
 
-    async def _execute(self, running: _Running) -> None:
+    async def _execute(self, running: Running) -> None:
         lease = running.lease
         timeout = lease.timeout_ms / 1000 or None
         try:
@@ -302,84 +280,6 @@ class Worker:
             self.processed += 1
             if self._slot_freed is not None:
                 self._slot_freed.set()
-
-    # ----------------------------------------------------------------- commit
-
-    async def _complete(self, running: _Running, payload: bytes) -> None:
-        lease = running.lease
-        call = self.app._scripts(lease.queue).complete(lease.task_id, lease.token, payload, self.app.ttl_ms)
-        if await self._commit(call, running) is not None:
-            ms = (time.monotonic() - running.started) * 1000
-            log.info("%s Task %s (%s) succeeded in %.0f ms", self._tag, lease.task_id, lease.name, ms)
-
-    async def _fail(self, running: _Running, mode: FailMode, record: dict[str, str]) -> None:
-        lease = running.lease
-        queue = self.app._scripts(lease.queue)
-        call = queue.fail(lease.task_id, lease.token, dumps(record), mode=mode, ttl_ms=self.app.ttl_ms)
-        reply = await self._commit(call, running)
-        if reply is None:
-            return
-        what = f"{record.get('type')}: {record.get('message')}"
-        if reply.state is TaskState.RETRYING:
-            log.warning("%s Task %s failed (attempt %d): %s; will retry", self._tag, lease.task_id, lease.attempt, what)
-        elif reply.state is TaskState.CANCELLED:
-            log.info("%s Task %s cancelled", self._tag, lease.task_id)
-        else:
-            log.error("%s Task %s FAILED after %d attempts: %s", self._tag, lease.task_id, lease.attempt, what)
-
-    async def _commit(self, call: Call[T], running: _Running) -> T | None:
-        """Send an outcome, retrying while Redis is unavailable or the script refuses (a queue
-        key spoiled by hand, say: repairable meanwhile) and the lease may still hold."""
-        running.committing = True
-        give_up = time.monotonic() + self.app.settings.lease_timeout
-        failures = 0
-        while True:
-            try:
-                reply = await self._pipeliner.call(call)
-                self.finished += 1
-                return reply
-            except LeaseLost:
-                if failures and await self._landed(running):
-                    self.finished += 1
-                    return None  # an earlier try went through; only its reply was lost
-                log.warning(
-                    "%s Lease of task %s lost (reaped or given to another worker): result dropped",
-                    self._tag, running.lease.task_id,
-                )
-                return None
-            except (MalformedRecord, TaskNotFound) as exc:  # the record was corrupted under the task
-                log.error("%s Task %s: outcome not recorded: %s", self._tag, running.lease.task_id, exc)
-                return None
-            except OrchestratorError as exc:  # CorruptQueue (a key spoiled) or another refusal: nothing written
-                failures += 1  # reported once per interval; retried while the lease may hold (repairable)
-                self._complaints.report(f"queue {running.lease.queue}", describe(exc))
-                if time.monotonic() > give_up:
-                    log.error("%s Giving up on task %s: its outcome is still refused past its lease; the reaper "
-                              "will requeue it", self._tag, running.lease.task_id)
-                    return None
-                await asyncio.sleep(_delay(failures))
-            except UNAVAILABLE as exc:
-                failures += 1
-                if time.monotonic() > give_up:
-                    log.error(
-                        "%s Giving up on task %s: Redis unavailable past its lease; the reaper will requeue it",
-                        self._tag, running.lease.task_id,
-                    )
-                    return None
-                await self._backoff("commit", exc, failures)
-
-    async def _landed(self, running: _Running) -> bool:
-        """After a retried commit says LEASE_LOST: did the first try land after all?
-
-        Only a complete can be told apart (SUCCESS under our token); a failure under our
-        token looks like a reap, so it is reported as lost, which is harmless."""
-        lease = running.lease
-        key = self.app.keys(lease.queue).task(lease.task_id)
-        state, token = await self.app.aredis.hmget(key, ["state", "token"])
-        if state == b"SUCCESS" and token == lease.token.encode():
-            log.info("%s Task %s: outcome recorded before the connection dropped", self._tag, lease.task_id)
-            return True
-        return False
 
     # -------------------------------------------------------------- heartbeat
 
@@ -493,11 +393,6 @@ class Worker:
         for queue, _ in self.settings.queues:
             with contextlib.suppress(*UNAVAILABLE):
                 await arun(self.app.aredis, self.app._scripts(queue).deregister(self.id))
-
-
-def _delay(failures: int) -> float:
-    """Seconds to wait after ``failures`` failures in a row: doubling from 0.1 s to 30 s, jittered."""
-    return min(30.0, 0.1 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
 
 
 def _task_table(
