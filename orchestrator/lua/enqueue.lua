@@ -71,15 +71,15 @@ local function task_error(a, seen)
   end
 end
 
--- The seq and enqueued counters of stats (each false when absent), in one HMGET; nil when
--- stats is not a hash.
-local function counters()
-  local v = redis.pcall('HMGET', stats, 'seq', 'enqueued')
-  if v.err then
+-- A counter of stats (false when absent); nil when stats is not a hash. (Two HGETs, not one
+-- HMGET: the producer's ACL recipe grants HGET only, and deployed ACLs must keep working.)
+local function counter(name)
+  local v = redis.pcall('HGET', stats, name)
+  if type(v) == 'table' and v.err then
     if v.err:find('WRONGTYPE', 1, true) then return nil end
     error(v)  -- an ACL refusal, say: not ours to hide
   end
-  return v[1], v[2]
+  return v
 end
 
 -- The error of a queue key or counter this call would fail on halfway, or nil. Only the
@@ -96,7 +96,7 @@ local function queue_error(ready, later)
       return 'CORRUPT ' .. key[1] .. ' is a ' .. kind .. ', not a ' .. key[2]
     end
   end
-  local seq, enqueued = counters()
+  local seq, enqueued = counter('seq'), counter('enqueued')
   if seq == nil then return 'CORRUPT ' .. stats .. ' is not a hash' end
   if seq and not is_uint(seq, PRIORITY_SPAN - 1 - n) then
     return 'CORRUPT ' .. stats .. ' seq ' .. shown(seq) .. ' is not a sequence number'
