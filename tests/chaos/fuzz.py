@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         last = (result.stdout.strip().splitlines() or ["?"])[-1]
         print(f"[fuzz] run {runs} seed {seed}: {last}", flush=True)
         if result.returncode != 0:
-            print(result.stdout[-20_000:], result.stderr[-5_000:], sep="\n")
+            errors = [line for line in result.stdout.splitlines() if line.startswith("E ")]
+            print("\n".join(errors[:80]), result.stdout[-8_000:], result.stderr[-5_000:], sep="\n")
             print(f"[fuzz] FAILED: replay with ORCH_FUZZ_EXAMPLES={args.examples} "
                   f"pytest tests/chaos/test_hostile.py --hypothesis-seed={seed}")
             return 1
