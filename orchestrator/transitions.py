@@ -1,6 +1,7 @@
 """The Lua transitions, one typed function per script: the only caller of EVALSHA.
 
-Owns loading ``lua/*.lua`` (each prefixed with ``lua/_lib.lua``), building each call's
+Owns loading ``lua/*.lua`` (each prefixed with the ``lua/_lib.lua`` definitions it uses,
+see luasource.py), building each call's
 KEYS and ARGV, decoding its reply into the typed values of ``replies``, mapping the
 scripts' error codes to exceptions, and recovering from NOSCRIPT. Building and decoding are pure: a
 ``Call`` is data; ``run`` / ``arun`` are the only functions that do I/O.
@@ -9,6 +10,7 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +25,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
+from .luasource import Library, join, parse
 from .models import RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
 from .reading import UNREACHABLE
 from .replies import Enqueued as Enqueued
@@ -60,15 +63,20 @@ def _record_lua() -> str:
 _RECORD_LUA = _record_lua()
 
 
+@functools.cache
+def library() -> Library:
+    """The record schema and ``lua/_lib.lua``, split into definitions (parsed once)."""
+    lib = resources.files(__package__).joinpath("lua").joinpath("_lib.lua").read_text()
+    return join([parse(f"{_RECORD_LUA}\n"), parse(f"{lib}\n")])
+
+
 class Script:
-    """One Lua script: its source (library included) and SHA1."""
+    """One Lua script: its source (the library definitions it uses included) and SHA1."""
 
     def __init__(self, name: str) -> None:
-        lua = resources.files(__package__).joinpath("lua")
-        library = lua.joinpath("_lib.lua").read_text()
-        body = lua.joinpath(f"{name}.lua").read_text()
+        body = resources.files(__package__).joinpath("lua").joinpath(f"{name}.lua").read_text()
         self.name = name
-        self.source = f"{_RECORD_LUA}\n{library}\n{body}"
+        self.source = library().build(body)
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
