@@ -109,14 +109,13 @@ def _starts(lines: Sequence[str], code: Sequence[str]) -> list[tuple[int, tuple[
 def _check(names: tuple[str, ...], code: Sequence[str]) -> None:
     """Refuse a definition whose text holds other top-level code than its own."""
     rows = [c.rstrip() for c in code if c.strip()]
-    body = rows[1:]
+    top = [c for c in rows[1:] if not c[0].isspace() and c[0] not in "})"]  # column 0
     if rows[0].startswith("local function"):
-        if not body or body[-1] != "end":
+        if not top or top[0] != "end":
             raise LuaLibraryError(f"{names[0]}: a top-level function must close with 'end' at column 0")
-        body = body[:-1]
-    stray = [c for c in body if not c[0].isspace() and c[0] not in "})"]
-    if stray:
-        raise LuaLibraryError(f"{', '.join(names)}: top-level code inside the definition: {stray[0]!r}")
+        top = top[1:]
+    if top:
+        raise LuaLibraryError(f"{', '.join(names)}: top-level code inside the definition: {top[0]!r}")
 
 
 def parse(text: str) -> Library:
