@@ -1,6 +1,9 @@
 --[[
   Shared helpers, prepended to every script by transitions.py (so each script is
-  still one self-contained EVALSHA). Defines nothing that touches a key by name:
+  still one self-contained EVALSHA): only the definitions the script uses, directly or
+  through another, in this file's order (luasource.py). So every top-level statement is
+  a definition, `local function name(...)` closing with `end` at column 0 or
+  `local NAME = ...`, its comment lines right above it. Defines nothing that touches a key by name:
   per-task keys are built from BASE = ARGV[1], the queue's key prefix ("orch:{Q}:").
 
   Every script receives the same first three arguments:
