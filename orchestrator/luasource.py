@@ -5,7 +5,8 @@ top-level definitions (``local function f`` and ``local NAME = ...``, each with 
 lines right above it), finding the names a script body references, and keeping the
 definitions it needs, transitively, in their original order. Every EVALSHA runs the whole
 preamble, so a definition a script never calls still costs a closure on each call.
-Does not read files or talk to Redis (transitions.py does); pure and deterministic.
+Does not read files or talk to Redis (transitions.py does); pure and deterministic. Library
+text of a shape it does not split safely raises ValueError (a bug of the package's own files).
 """
 
 from __future__ import annotations
@@ -27,10 +28,6 @@ _FUNCTION = re.compile(r"local\s+function\s+([A-Za-z_]\w*)\s*\(")
 _LOCALS = re.compile(r"local\s+([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*=")
 # A name not right after a word character, ':' (a method) or one '.' (a field; '..' concatenates).
 _NAME = re.compile(r"(?<![\w:])(?<![^.]\.)[A-Za-z_]\w*")
-
-
-class LuaLibraryError(ValueError):
-    """Library text of a shape the builder does not split safely (a build-time bug)."""
 
 
 def code_only(text: str) -> str:
@@ -112,10 +109,10 @@ def _check(names: tuple[str, ...], code: Sequence[str]) -> None:
     top = [c for c in rows[1:] if not c[0].isspace() and c[0] not in "})"]  # column 0
     if rows[0].startswith("local function"):
         if not top or top[0] != "end":
-            raise LuaLibraryError(f"{names[0]}: a top-level function must close with 'end' at column 0")
+            raise ValueError(f"{names[0]}: a top-level function must close with 'end' at column 0")
         top = top[1:]
     if top:
-        raise LuaLibraryError(f"{', '.join(names)}: top-level code inside the definition: {top[0]!r}")
+        raise ValueError(f"{', '.join(names)}: top-level code inside the definition: {top[0]!r}")
 
 
 def parse(text: str) -> Library:
@@ -123,11 +120,11 @@ def parse(text: str) -> Library:
     lines = text.splitlines(keepends=True)
     code = code_only(text).splitlines(keepends=True)
     if len(code) != len(lines):
-        raise LuaLibraryError("unbalanced string or comment")
+        raise ValueError("unbalanced string or comment")
     starts = _starts(lines, code)
     first = starts[0][0] if starts else len(lines)
     if any(c.strip() for c in code[:first]):
-        raise LuaLibraryError(f"top-level code before the first definition: {code[:first]!r}")
+        raise ValueError(f"top-level code before the first definition: {code[:first]!r}")
     definitions = []
     for k, (top, names) in enumerate(starts):
         end = starts[k + 1][0] if k + 1 < len(starts) else len(lines)

@@ -24,7 +24,7 @@ FOUNDATION = {
     "errors", "config", "models", "keys", "context", "version", "redis_local", "connection", "sanitize", "reading",
     "records",
 }
-SCRIPTS = {"transitions", "replies"}
+SCRIPTS = {"transitions", "replies", "luasource"}
 FACES = {"cli", "demo", "server", "testing", "__main__", ""}  # "": the package's __init__
 
 
