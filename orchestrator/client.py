@@ -17,12 +17,14 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from typing_extensions import Unpack  # typing.Unpack (PEP 692) is Python 3.12+
 
 from .config import PREFIX_ENV, Settings, redis_url_from_env
 from .connection import async_client, sync_client
 from .encoding import (
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT,
+    EnqueueOptions,
     Errors,
     TaskOptions,
     TaskRequest,
@@ -212,31 +214,17 @@ class Orchestrator(Operations):
         name: str,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskRequest:
         """A TaskRequest for ``enqueue_many`` (checked when it is enqueued)."""
-        return new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
+        return new_request(name, args, kwargs, options)
 
     def enqueue(
         self,
         name: str,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskHandle:
         """Enqueue a task by name (``"pkg.mod:fn"``); the function need not be importable here.
 
@@ -245,10 +233,11 @@ class Orchestrator(Operations):
         while that task is unfinished), max_retries, timeout (seconds; None keeps the task's).
         A name registered here has its arguments checked against the function's signature.
         """
-        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
+        request = new_request(name, args, kwargs, options)
         queue, call = self._single(request)
+        registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
-            [reply] = _first(run_many(self.redis, [call, *self._registering({queue}, bool(delay))]))  # one round trip
+            [reply] = _first(run_many(self.redis, [call, *registering]))  # one round trip
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
@@ -256,19 +245,13 @@ class Orchestrator(Operations):
         name: str,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskHandle:
-        request = new_request(name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
+        request = new_request(name, args, kwargs, options)
         queue, call = self._single(request)
+        registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
-            [reply] = _first(await arun_many(self.aredis, [call, *self._registering({queue}, bool(delay))]))
+            [reply] = _first(await arun_many(self.aredis, [call, *registering]))
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from .errors import ConfigurationError, InvalidPriority, PayloadTooLarge, ValidationError
 from .keys import validate_queue_name
@@ -58,6 +58,26 @@ class TaskOptions:
         if self.dont_retry and isinstance(exc, self.dont_retry):
             return False
         return not self.retry_on or isinstance(exc, self.retry_on)
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options every enqueue call takes as keywords (``**options: Unpack[EnqueueOptions]``).
+
+    One list for the six enqueue shortcuts; mypy still rejects a misspelt option, and
+    ``new_request`` rejects one at run time. Unset options take the task's defaults.
+    The same names, in the same order, as TaskRequest's fields after ``kwargs``.
+    """
+
+    queue: str | None
+    priority: int | None
+    delay: float | None  # seconds
+    key: str | None  # while a task enqueued with it exists, enqueueing it again returns that task
+    max_retries: int | None
+    timeout: float | None  # seconds; None keeps the task's
+    unique_key: str | None  # the same as key, while that task is unfinished
+
+
+OPTION_NAMES = frozenset(EnqueueOptions.__annotations__)
 
 
 class TaskRequest(NamedTuple):
@@ -270,11 +290,22 @@ def new_request(
     name: str,
     args: Sequence[Any] | None,
     kwargs: dict[str, Any] | None,
-    *options: Any,  # queue, priority, delay, key, max_retries, timeout, unique_key: TaskRequest's order
+    options: Mapping[str, Any],  # an EnqueueOptions, as the caller's **options
 ) -> TaskRequest:
-    """A TaskRequest from the public calls' arguments; the caller's list and dict are copied."""
+    """A TaskRequest from the public calls' arguments; the caller's list and dict are copied.
+
+    An unknown option raises TypeError naming it, as an explicit keyword parameter would.
+    """
     if args is not None and (isinstance(args, str | bytes) or not isinstance(args, list | tuple)):
         raise ValidationError(f"args must be a list or tuple, not {type(args).__name__}", field="args")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ValidationError(f"kwargs must be a dict, not {type(kwargs).__name__}", field="kwargs")
-    return TaskRequest(name, tuple(args) if args else (), dict(kwargs) if kwargs else None, *options)
+    args, kwargs = tuple(args) if args else (), dict(kwargs) if kwargs else None
+    if not options:  # the hot path (.delay()): no options
+        return TaskRequest(name, args, kwargs)
+    if not OPTION_NAMES.issuperset(options):
+        unknown = sorted(set(options) - OPTION_NAMES)
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r}; the options are: {', '.join(EnqueueOptions.__annotations__)}"
+        )
+    return TaskRequest(name, args, kwargs, **options)

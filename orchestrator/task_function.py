@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from .encoding import Arguments, TaskOptions, TaskRequest, new_request
+from typing_extensions import Unpack  # typing.Unpack (PEP 692) is Python 3.12+
+
+from .encoding import Arguments, EnqueueOptions, TaskOptions, TaskRequest, new_request
 from .handle import TaskHandle
 
 if TYPE_CHECKING:
@@ -48,53 +50,24 @@ class TaskFunction(Generic[P, R]):
         self,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskHandle:
         """Enqueue with options: queue, priority, delay, key, unique_key, max_retries, timeout."""
-        return self.app.enqueue(
-            self.name, args, kwargs,
-            queue=queue, priority=priority, delay=delay, key=key, max_retries=max_retries, timeout=timeout,
-            unique_key=unique_key,
-        )
+        return self.app.enqueue(self.name, args, kwargs, **options)
 
     async def aenqueue(
         self,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskHandle:
-        return await self.app.aenqueue(
-            self.name, args, kwargs,
-            queue=queue, priority=priority, delay=delay, key=key, max_retries=max_retries, timeout=timeout,
-            unique_key=unique_key,
-        )
+        return await self.app.aenqueue(self.name, args, kwargs, **options)
 
     def request(
         self,
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        key: str | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        unique_key: str | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> TaskRequest:
         """A TaskRequest for ``app.enqueue_many``."""
-        return new_request(self.name, args, kwargs, queue, priority, delay, key, max_retries, timeout, unique_key)
+        return new_request(self.name, args, kwargs, options)

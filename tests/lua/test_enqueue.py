@@ -34,6 +34,7 @@ from orchestrator import (
 )
 from orchestrator.client import ENQUEUE_CHUNK
 from orchestrator.config import REDIS_URL_ENV
+from orchestrator.encoding import EnqueueOptions, TaskRequest
 from orchestrator.keys import queues_key
 from orchestrator.transitions import TaskSpec, run
 from tests.redis_server import snapshot
@@ -375,7 +376,7 @@ BAD_ENQUEUES = [
     ({"queue": 5}, InvalidQueueName),
     ({"queue": ["a"]}, InvalidQueueName),
     ({"queue": b"default"}, InvalidQueueName),
-    ({"prio": 1}, TypeError),  # explicit keyword parameters: Python names the unknown one
+    ({"prio": 1}, TypeError),  # an unknown option: TypeError naming it (EnqueueOptions)
     ({"retries": 1, "countdown": 5}, TypeError),
     ({"key": ""}, ValidationError),
     ({"key": "k" * 257}, ValidationError),
@@ -430,6 +431,46 @@ def test_one_bad_request_in_a_batch_writes_nothing(app, r):
 def test_unknown_request_option_raises_at_once(app):
     with pytest.raises(TypeError, match="priorty"):
         app.request("j", priorty=1)  # type: ignore[call-arg]
+
+
+def test_every_enqueue_shortcut_names_an_unknown_option_and_writes_nothing(app, r):
+    """The options are one TypedDict (PEP 692 Unpack): mypy rejects a typo, and a dynamic
+    caller's unknown option still gets a TypeError naming it and listing the real ones."""
+
+    @app.task(queue="tf")
+    def job(x: int) -> None: ...
+
+    app.enqueue("j")
+    before = snapshot(r)
+    calls = [
+        lambda: app.enqueue("j", **{"countdown": 5}),
+        lambda: app.request("j", **{"queue": "q", "prio": 1}),
+        lambda: job.enqueue([1], **{"retries": 3}),
+        lambda: job.request([1], **{"unique": "u"}),
+        lambda: asyncio.run(app.aenqueue("j", **{"eta": 1})),
+        lambda: asyncio.run(job.aenqueue([1], **{"ttl": 1})),
+    ]
+    for call, unknown in zip(calls, ["countdown", "prio", "retries", "unique", "eta", "ttl"], strict=True):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{unknown}'; the options are: queue, "):
+            call()
+    assert snapshot(r) == before
+
+
+def test_enqueue_options_are_the_task_request_fields(app):
+    """EnqueueOptions and TaskRequest list the same options in the same order, and every
+    shortcut passes each one through."""
+    assert list(EnqueueOptions.__annotations__) == list(TaskRequest._fields[3:])
+
+    @app.task
+    def job(x: int) -> None: ...
+
+    given: EnqueueOptions = {
+        "queue": "q", "priority": 1, "delay": 2.0, "key": "k", "max_retries": 3, "timeout": 4.0, "unique_key": "u",
+    }
+    expected = TaskRequest(job.name, (1,), None, *given.values())
+    assert job.request([1], **given) == expected
+    assert app.request(job.name, [1], **given) == expected
+    assert app.request(job.name) == TaskRequest(job.name)
 
 
 def test_payload_over_the_client_limit(redis_server, r):
