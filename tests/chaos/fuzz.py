@@ -24,13 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()), help="Hypothesis seed of the first run")
     args = parser.parse_args(argv)
     stop = time.monotonic() + args.minutes * 60
-    env = {**os.environ, "ORCH_FUZZ_EXAMPLES": str(args.examples)}
+    env = {**os.environ, "ORCH_FUZZ_EXAMPLES": str(args.examples), "ORCH_FUZZ_NO_SHRINK": "1"}
     runs = 0
     began = time.monotonic()
     while time.monotonic() < stop:
         seed = args.seed + runs
         command = [sys.executable, "-m", "pytest", "tests/chaos/test_hostile.py", "-q", "-x", "-p", "no:randomly",
-                   "-p", "no:cacheprovider", f"--hypothesis-seed={seed}"]
+                   "-p", "no:cacheprovider", f"--hypothesis-seed={seed}", f"--timeout={60 + 10 * args.examples}"]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         runs += 1
         last = (result.stdout.strip().splitlines() or ["?"])[-1]
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.returncode != 0:
             errors = [line for line in result.stdout.splitlines() if line.startswith("E ")]
             print("\n".join(errors[:80]), result.stdout[-8_000:], result.stderr[-5_000:], sep="\n")
-            print(f"[fuzz] FAILED: replay with ORCH_FUZZ_EXAMPLES={args.examples} "
+            print(f"[fuzz] FAILED: replay with ORCH_FUZZ_EXAMPLES={args.examples} ORCH_FUZZ_NO_SHRINK=1 "
                   f"pytest tests/chaos/test_hostile.py --hypothesis-seed={seed}")
             return 1
     minutes = (time.monotonic() - began) / 60

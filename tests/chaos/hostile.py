@@ -65,7 +65,8 @@ def apply(app: Orchestrator, r: redis.Redis, corruption: Corruption, plan: Round
     keys = QueueKeys(MAIN)
     if corruption.kind == "known_queues":
         if corruption.detail == ("deleted",):
-            r.delete(queues_key())  # the next enqueue registers its queue again
+            r.delete(queues_key())  # the next enqueue registers its queue again; a queue that gets
+            plan.needs_repair = True  # none (SPARE) waits for `orch doctor --repair` to add it back
         else:
             r.sadd(queues_key(), "bad name!", b"\xff\xfe", "x" * 65)
             plan.needs_repair = True
