@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from redis.connection import parse_url
+from redis.connection import ConnectionPool, parse_url
 
 from .errors import ConfigurationError
 from .keys import DEFAULT_PREFIX
@@ -57,6 +57,19 @@ def redis_url_problem(url: str) -> str | None:
         return f"not a usable Redis URL ({exc})"
     if not url.startswith("unix:") and not _DB_PATH.fullmatch(path):
         return f"the database must be a number after the host (redis://host:6379/0), not {path[1:]!r}"
+    return _unknown_query_option(url)
+
+
+def _unknown_query_option(url: str) -> str | None:
+    """A query option redis-py would pass to its connections and fail on at first use."""
+    pool = ConnectionPool.from_url(url)
+    try:
+        pool.make_connection()  # builds a connection object, never connects
+    except TypeError as exc:
+        unknown = re.search(r"argument '(\w+)'", str(exc))
+        return f"its query option {unknown.group(1) if unknown else '?'!r} is not a Redis connection option"
+    finally:
+        pool.disconnect()
     return None
 
 

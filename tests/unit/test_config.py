@@ -73,6 +73,7 @@ def test_unknown_settings_are_a_configuration_error() -> None:
         ("redis://host/abc", "the database must be a number after the host (redis://host:6379/0), not 'abc'"),
         ("redis://host/1/2", "the database must be a number"),
         ("redis://host/0?db=x", "not a usable Redis URL"),
+        ("redis://host/0?x=1", "its query option 'x' is not a Redis connection option"),
     ],
 )
 def test_unusable_redis_urls_are_refused(url: str, message: str) -> None:
@@ -82,7 +83,8 @@ def test_unusable_redis_urls_are_refused(url: str, message: str) -> None:
 
 
 def test_a_refused_url_never_shows_its_password() -> None:
-    for url in ("redis://:SECRET@[::1/0", "redis://u:SECRET@host/abc", "redis://u:SECRET@host:x/0"):
+    for url in ("redis://:SECRET@[::1/0", "redis://u:SECRET@host/abc", "redis://u:SECRET@host:x/0",
+                "redis://u:SECRET@host/0?bogus=1"):
         with pytest.raises(ConfigurationError) as caught:
             Settings(redis_url=url)
         assert "SECRET" not in str(caught.value) and "SECRET" not in repr(caught.value.__cause__)
@@ -115,3 +117,9 @@ def test_a_url_given_beside_settings_is_checked_too() -> None:
     with pytest.raises(ConfigurationError, match="the database must be a number"):
         Orchestrator("redis://host/abc", settings=Settings(prefix="p"))
     assert Orchestrator("redis://host/2", settings=Settings(prefix="p")).settings.prefix == "p"
+
+
+@pytest.mark.parametrize("url", ["redis://host/0?socket_timeout=2&health_check_interval=3",
+                                 "rediss://host/0?ssl_cert_reqs=none", "unix:///tmp/r.sock?db=1"])
+def test_query_options_redis_py_takes_are_accepted(url: str) -> None:
+    assert Settings(redis_url=url).redis_url == url
