@@ -247,7 +247,8 @@ def scheduler_checks(client: Redis, prefix: str) -> list[Check]:
     checks = []
     for queue in _known_queues(client, prefix):
         keys = QueueKeys(queue, prefix)
-        overdue = int(client.zcount(keys.scheduled, "-inf", now_ms - STUCK_AFTER_MS))
+        waiting = (keys.scheduled, keys.retrying)
+        overdue = sum(int(client.zcount(index, "-inf", now_ms - STUCK_AFTER_MS)) for index in waiting)
         expired = int(client.zcount(keys.running, "-inf", now_ms - STUCK_AFTER_MS))
         checks.append(check_stuck(queue, overdue, expired))
     return checks

@@ -6,7 +6,9 @@ not integers (``seq`` set past every pending task, other counts reset to 0), a l
 counter that is spoiled, behind a token in use, or absent while a record holds one (set
 past every token in use, from Redis TIME, so tokens only grow), records that live in no
 index (orphans: put back into the index their state names, a RUNNING one with an expired
-lease so the reaper counts the attempt), index entries whose record is gone (dropped, with a ``dropped`` event), and the
+lease so the reaper counts the attempt), RETRYING and CANCELLED tasks left in scheduled
+and done from before those states had their own indexes (moved there, score kept),
+index entries whose record is gone (dropped, with a ``dropped`` event), and the
 known-queues set (bad entries removed, queues found by their keys added). Everything is
 read in bounded SCAN / ZSCAN batches. Malformed records are not repaired here: the scripts
 move them aside (FAILED, with the reason) when they meet them. Does not print (``cli``)
@@ -27,7 +29,7 @@ from redis.exceptions import ResponseError, WatchError
 from .health import Check, Status
 from .keys import QueueKeys, queues_key, set_aside
 from .known_queues import known_queues, parse_members
-from .models import DEFAULT_PRIORITY, INDEX_OF, INDEXES, TaskState
+from .models import DEFAULT_PRIORITY, INDEX_OF, INDEXES, RETAINED, TaskState
 from .reading import redis_time_ms, text, to_int
 from .sanitize import escape
 
@@ -121,6 +123,11 @@ class Orphan:
     state: str
     index: str
     score: int  # where it goes back (see _score)
+    moved_from: str | None = None  # the index it sits in instead, from before the split (LEGACY)
+
+
+# Where a task of these states sat before retrying and cancelled had their own indexes.
+LEGACY = {TaskState.RETRYING: "scheduled", TaskState.CANCELLED: "done"}
 
 
 def _zscan_ids(client: Redis, key: str, batch: int = SCAN_BATCH) -> Iterator[list[str]]:
@@ -198,7 +205,11 @@ def find_orphans(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> Ite
                 continue  # an index of the wrong type: bad_keys reports it
             if state is None and any(s is not None for s in scores):
                 continue  # malformed but indexed: the scripts move it aside when they reach it
-            if index == "done" and ttl != -1:
+            old = LEGACY.get(state) if state is not None else None
+            if old is not None and scores[INDEXES.index(index)] is None and scores[INDEXES.index(old)] is not None:
+                yield Orphan(task_id, raw_state, index, int(scores[INDEXES.index(old)]), moved_from=old)
+                continue
+            if index in RETAINED and ttl != -1:
                 continue  # retention: done trims its entry as the record expires
             if scores[INDEXES.index(index)] is None:
                 yield Orphan(task_id, raw_state, index, _score(state or TaskState.PENDING, record[1:], now))
@@ -207,7 +218,7 @@ def find_orphans(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> Ite
 def find_dangling(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> Iterator[tuple[str, str]]:
     """(index, id) of index entries whose task record does not exist (not done: retention
     trims its entries shortly after their records expire)."""
-    for index in INDEXES[:-1]:
+    for index in (i for i in INDEXES if i not in RETAINED):
         for ids in _zscan_ids(client, getattr(keys, index), batch):
             pipe = client.pipeline(transaction=False)
             for task_id in ids:
@@ -232,6 +243,9 @@ def inspect_queue(client: Redis, keys: QueueKeys, batch: int = SCAN_BATCH) -> li
     if (problem := token_problem(client, keys)) is not None:
         found.append(Finding(q, problem, "set past every token in use, from Redis TIME"))
     found += [
+        Finding(q, f"task {escape(o.task_id)} ({escape(o.state)}) is in {o.moved_from}, not {o.index} "
+                "(written before the index split)", f"moved to {o.index}")
+        if o.moved_from else
         Finding(q, f"task {escape(o.task_id)} ({escape(o.state)}) is in no index (an orphan)", f"put back in {o.index}")
         for o in find_orphans(client, keys, batch)
     ]
@@ -310,12 +324,17 @@ def _put_back(client: Redis, keys: QueueKeys, orphan: Orphan) -> str | None:
             if _text(pipe.hget(task_key, "state")) != orphan.state:
                 return None  # moved meanwhile: a script put it somewhere
             pipe.multi()
+            if orphan.moved_from is not None:
+                pipe.zrem(getattr(keys, orphan.moved_from), orphan.task_id)
             pipe.zadd(getattr(keys, orphan.index), {orphan.task_id: orphan.score})
             if orphan.index == "pending":
                 pipe.rpush(keys.wake, "1")
             pipe.execute()
         except (WatchError, ResponseError):
             return None
+    if orphan.moved_from is not None:
+        where = f"moved from {getattr(keys, orphan.moved_from)} to"
+        return f"task {escape(orphan.task_id)} ({escape(orphan.state)}) {where} {getattr(keys, orphan.index)}"
     return f"task {escape(orphan.task_id)} ({escape(orphan.state)}) put back into {getattr(keys, orphan.index)}"
 
 

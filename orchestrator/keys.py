@@ -75,6 +75,11 @@ class QueueKeys:
         return f"{self.base}scheduled"
 
     @property
+    def retrying(self) -> str:
+        """RETRYING tasks (score run-at), apart from scheduled so each state's count is one ZCARD."""
+        return f"{self.base}retrying"
+
+    @property
     def running(self) -> str:
         return f"{self.base}running"
 
@@ -85,6 +90,16 @@ class QueueKeys:
     @property
     def done(self) -> str:
         return f"{self.base}done"
+
+    @property
+    def cancelled(self) -> str:
+        """CANCELLED tasks by finish time, kept and trimmed like done (which holds SUCCESS only)."""
+        return f"{self.base}cancelled"
+
+    @property
+    def paused(self) -> str:
+        """A string (the time it was paused, ms) that exists while the queue is paused: claim takes nothing."""
+        return f"{self.base}paused"
 
     @property
     def workers(self) -> str:

@@ -76,13 +76,17 @@ TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 INDEX_OF: dict[TaskState, str] = {
     TaskState.PENDING: "pending",
     TaskState.SCHEDULED: "scheduled",
-    TaskState.RETRYING: "scheduled",
+    TaskState.RETRYING: "retrying",
     TaskState.RUNNING: "running",
     TaskState.FAILED: "failed",
     TaskState.SUCCESS: "done",
-    TaskState.CANCELLED: "done",
+    TaskState.CANCELLED: "cancelled",
 }
-INDEXES = ("pending", "scheduled", "running", "failed", "done")
+INDEXES = ("pending", "scheduled", "retrying", "running", "failed", "done", "cancelled")
+# Indexes trimmed by the retention policy (their entries outlive an expired record a little).
+RETAINED = frozenset({"done", "cancelled"})
+# The states in the order an operator reads them (counts, listings): lower-case TaskState names.
+STATE_NAMES = ("pending", "scheduled", "retrying", "running", "success", "failed", "cancelled")
 
 
 def can_transition(old: TaskState, new: TaskState) -> bool:
@@ -257,6 +261,8 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "result": (Kind.JSON, ""),
     "error": (Kind.JSON, ""),  # blanked by a success, which keeps it as last_error
     "last_error": (Kind.JSON, ""),
+    "ready_at": (Kind.TIME, ""),  # when it last became PENDING (eligible to run): wait time starts here
+    "history": (Kind.JSON, ""),  # its last attempts, a JSON list (records.Attempt), the newest last
 }
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)
 
@@ -335,6 +341,8 @@ class Task(BaseModel):
     result: Any = None
     error: TaskError | None = None
     last_error: TaskError | None = None  # a SUCCESS record keeps its earlier attempt's error here
+    ready_at: int | None = None  # when it last became PENDING
+    history: list[Any] = Field(default_factory=list)  # its last attempts (records.Attempt's fields), newest last
 
     @classmethod
     def from_redis(cls, record: Mapping[bytes | str, bytes | str]) -> Task:

@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
-from .models import INDEX_OF, INDEXES, TaskState
+from .models import INDEX_OF, STATE_NAMES, TaskState
 from .reading import redis_time_ms, text
 from .records import (
     Event,
@@ -61,7 +61,12 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
 BATCH = 1000  # tasks per retry / purge script call; the bulk methods loop until done
 MAX_PAGE = 1000
 SCAN_BUDGET = 10  # a filtered page examines at most this many pages' worth of index entries
-PURGEABLE = ("pending", "scheduled", "failed", "done")  # running tasks are never purged
+# What purge takes: a state (never running) or done = success and cancelled, and the indexes each empties.
+PURGEABLE: dict[str, tuple[str, ...]] = {
+    "pending": ("pending",), "scheduled": ("scheduled",), "retrying": ("retrying",), "failed": ("failed",),
+    "success": ("done",), "cancelled": ("cancelled",), "done": ("done", "cancelled"),
+}
+INDEX_OF_NAME = {state.value.lower(): index for state, index in INDEX_OF.items()}  # "success" -> "done"
 
 
 class Queue:
@@ -92,24 +97,46 @@ class Queue:
     # -------------------------------------------------------------------- reads
 
     @translated
+    def counts(self) -> dict[str, int]:
+        """Tasks per state (the 7 lower-case state names), one ZCARD each, in one round trip.
+
+        Success and cancelled count their index, which keeps each task until its retention ends."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in STATE_NAMES:
+            pipe.zcard(getattr(self.keys, INDEX_OF_NAME[name]))
+        return self._counts(pipe.execute(raise_on_error=False), [])
+
+    def _counts(self, cards: Sequence[Any], notes: list[str]) -> dict[str, int]:
+        """ZCARD replies in STATE_NAMES order as counts (an index of the wrong type reads 0, with a note)."""
+        return {
+            name: int(_or_note(card, getattr(self.keys, INDEX_OF_NAME[name]), 0, notes))
+            for name, card in zip(STATE_NAMES, cards, strict=True)
+        }
+
+    @translated
     def stats(self) -> QueueStats:
-        """Tasks per index, counters, average run time and workers, in two round trips."""
+        """Tasks per state, paused or not, counters, average run time and workers, in two round trips."""
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
-        for index in INDEXES:
-            pipe.zcard(getattr(k, index))
+        for name in STATE_NAMES:
+            pipe.zcard(getattr(k, INDEX_OF_NAME[name]))
+        pipe.exists(k.paused)
         pipe.hgetall(k.stats)
         pipe.zrange(k.workers, 0, -1, withscores=True)
         pipe.time()
-        *cards, stats, registered, clock = pipe.execute(raise_on_error=False)
+        replies = pipe.execute(raise_on_error=False)
+        cards, (paused, stats, registered, clock) = replies[: len(STATE_NAMES)], replies[len(STATE_NAMES) :]
         notes: list[str] = []
-        counts = [_or_note(card, getattr(k, index), 0, notes) for card, index in zip(cards, INDEXES, strict=True)]
+        counts = self._counts(cards, notes)
+        if isinstance(paused, Exception):
+            raise paused
         if isinstance(clock, Exception):
             raise clock
         seconds, micros = clock
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         found = self._workers(_or_note(registered, k.workers, [], notes), now_ms)
-        return decode_stats(self.name, now_ms, counts, _or_note(stats, k.stats, {}, notes), found, notes)
+        stats_hash = _or_note(stats, k.stats, {}, notes)
+        return decode_stats(self.name, now_ms, counts, stats_hash, found, notes, paused=bool(paused))
 
     @translated
     def workers(self) -> list[WorkerInfo]:
@@ -152,9 +179,9 @@ class Queue:
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}", field="limit")
-        index, states = parse_state(state)
+        indexes, states = parse_state(state)
         label = state.value.lower() if isinstance(state, TaskState) else str(state).strip().lower()
-        page = _Scan(self, getattr(self.keys, index), states, name, limit)
+        page = _Scan(self, [getattr(self.keys, index) for index in indexes], states, name, limit)
         page.run(cursor)
         return TaskPage(queue=self.name, state=label, tasks=page.found, cursor=page.cursor, notes=page.notes)
 
@@ -216,21 +243,23 @@ class Queue:
 
     @translated
     def purge(self, state: str, *, dry_run: bool = False) -> int:
-        """Delete the tasks of one index (pending, scheduled, failed or done) with their records.
+        """Delete the tasks in one state (pending, scheduled, retrying, failed, success, cancelled,
+        or done = success and cancelled) with their records.
 
         Returns the count deleted (or, with ``dry_run``, that would be). Running tasks are never purged.
         """
-        index = str(state).strip().lower()
-        if index not in PURGEABLE:
+        name = str(state).strip().lower()
+        if name not in PURGEABLE:
             raise ValidationError(
                 f"purge takes {', '.join(PURGEABLE)}, not {state!r}", field="state", queue=self.name
             )
-        key = getattr(self.keys, index)
+        keys = [getattr(self.keys, index) for index in PURGEABLE[name]]
         if dry_run:
-            return int(self._redis.zcard(key))
+            return sum(int(self._redis.zcard(key)) for key in keys)
         removed = 0
-        while n := run(self._redis, self._scripts.purge(key, BATCH)):
-            removed += n
+        for key in keys:
+            while n := run(self._redis, self._scripts.purge(key, BATCH)):
+                removed += n
         return removed
 
 
@@ -254,44 +283,55 @@ def refused(exc: TaskNotFound | InvalidTransition, action: str, task_id: str, qu
 
 
 class _Scan:
-    """Walks an index from a cursor, keeping the tasks that match, within a budget of entries."""
+    """Walks indexes one after the other (``done``: done, then cancelled) from a cursor, keeping
+    the tasks that match, within a budget of entries. A cursor names its index by position
+    (``2/<score>:<id>``; the first index's cursors carry no prefix)."""
 
-    def __init__(self, queue: Queue, index: str, states: frozenset[TaskState], name: str | None, limit: int):
-        self.queue, self.index, self.states, self.name, self.limit = queue, index, states, name, limit
+    def __init__(self, queue: Queue, indexes: list[str], states: frozenset[TaskState], name: str | None, limit: int):
+        self.queue, self.indexes, self.states, self.name, self.limit = queue, indexes, states, name, limit
         self.found: list[TaskInfo] = []
         self.notes: list[str] = []
         self.cursor: str | None = None
-        self.filtered = name is not None or len(states) < _sharing(states)
+        self.filtered = name is not None
 
     def run(self, cursor: str | None) -> None:
         budget = self.limit * (SCAN_BUDGET if self.filtered else 1)
-        position = read_cursor(cursor) if cursor else None
-        while len(self.found) < self.limit and budget > 0:
-            n = min(budget, MAX_PAGE, self.limit - len(self.found) if not self.filtered else MAX_PAGE)
-            entries = self._entries(position, n)
-            budget -= len(entries)
-            used = self._keep(entries)
-            if used < len(entries):  # the page filled up inside this batch: go on from its last task
-                position = entries[used - 1]
+        part, position = _read_cursor(cursor, len(self.indexes))
+        while part < len(self.indexes):
+            ended = False
+            while len(self.found) < self.limit and budget > 0:
+                n = min(budget, MAX_PAGE, self.limit - len(self.found) if not self.filtered else MAX_PAGE)
+                entries = self._entries(self.indexes[part], position, n)
+                budget -= len(entries)
+                used = self._keep(entries)
+                if used < len(entries):  # the page filled up inside this batch: go on from its last task
+                    position = entries[used - 1]
+                    break
+                if len(entries) < n:  # the index ended
+                    ended = True
+                    break
+                position = entries[-1]
+            if not ended:
                 break
-            if len(entries) < n:  # the index ended
-                self.cursor = None
-                return
-            position = entries[-1]
-        self.cursor = make_cursor(*position) if position is not None else None
+            part, position = part + 1, None
+        if part >= len(self.indexes):
+            self.cursor = None
+        else:
+            inner = make_cursor(*position) if position is not None else ""
+            self.cursor = f"{part}/{inner}" if part else inner or None
 
-    def _entries(self, after: tuple[str, float] | None, n: int) -> list[tuple[str, float]]:
+    def _entries(self, index: str, after: tuple[str, float] | None, n: int) -> list[tuple[str, float]]:
         r = self.queue.app.redis
         if after is None:
             start = 0
         else:
-            rank: Any = r.zrank(self.index, after[0])
+            rank: Any = r.zrank(index, after[0])
             if rank is None:  # the task left this index since: go on after its score
                 later = f"({after[1]!r}"
-                rows: Any = r.zrange(self.index, later, "+inf", byscore=True, offset=0, num=n, withscores=True)
+                rows: Any = r.zrange(index, later, "+inf", byscore=True, offset=0, num=n, withscores=True)
                 return [(text(m), float(s)) for m, s in rows]
             start = int(rank) + 1
-        rows = r.zrange(self.index, start, start + n - 1, withscores=True)
+        rows = r.zrange(index, start, start + n - 1, withscores=True)
         return [(text(m), float(s)) for m, s in rows]
 
     def _keep(self, entries: list[tuple[str, float]]) -> int:
@@ -311,14 +351,18 @@ class _Scan:
             if self.name is not None and info.name != self.name:
                 continue
             if info.state is not None and info.state not in self.states:
-                continue  # shares the index (retrying/scheduled, success/cancelled) or is moving
+                continue  # moving, or left there before the index split (orch doctor --repair moves it)
             self.found.append(info)
         if missing:
             self.notes.append(f"{missing} index entr{'y' if missing == 1 else 'ies'} without a task record skipped")
         return used
 
 
-def _sharing(states: frozenset[TaskState]) -> int:
-    """How many states share the index of ``states`` (2 for scheduled/retrying and success/cancelled)."""
-    index = INDEX_OF[next(iter(states))]
-    return sum(1 for i in INDEX_OF.values() if i == index)
+def _read_cursor(cursor: str | None, parts: int) -> tuple[int, tuple[str, float] | None]:
+    """(which index, position in it) of a page's cursor (None: the start)."""
+    if not cursor:
+        return 0, None
+    head, slash, rest = cursor.partition("/")
+    if slash and head.isdigit() and 0 < int(head) < parts and ":" not in head:
+        return int(head), read_cursor(rest) if rest else None
+    return 0, read_cursor(cursor)

@@ -20,7 +20,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from .errors import InvalidPayload, MalformedRecord, ValidationError
-from .models import INDEX_OF, INDEXES, Task, TaskState
+from .models import INDEX_OF, STATE_NAMES, Task, TaskState
 from .reading import iso, ms_to_datetime, text, to_float, to_int
 
 UtcTime = Annotated[datetime, PlainSerializer(iso, return_type=str, when_used="json")]
@@ -31,7 +31,8 @@ STAT_FIELDS = (
     "enqueued", "started", "succeeded", "failed", "retried", "reaped", "released",
     "cancelled", "promoted", "requeued", "purged", "runs", "runtime_ms",
 )
-TIME_FIELDS = ("created_at", "run_at", "started_at", "completed_at")
+TIME_FIELDS = ("created_at", "run_at", "started_at", "completed_at", "ready_at")
+OUTCOMES = ("succeeded", "failed", "retried", "cancelled", "released")  # how an attempt ended
 # Event fields by kind of value; any other field stays text.
 EVENT_INTS = frozenset({"priority", "attempt", "runtime_ms", "count"})
 EVENT_TIMES = frozenset({"run_at", "last_seen"})
@@ -44,20 +45,20 @@ class _Record(BaseModel):
 # ------------------------------------------------------------------------- states
 
 
-def parse_state(value: TaskState | str) -> tuple[str, frozenset[TaskState]]:
-    """A state to list (a TaskState, its lower-case name, or ``done``) -> (its index, the states shown).
+def parse_state(value: TaskState | str) -> tuple[tuple[str, ...], frozenset[TaskState]]:
+    """A state to list (a TaskState, its lower-case name, or ``done``) -> (its indexes, the states shown).
 
-    ``done`` is the CLI's alias for success and cancelled, which share one index.
+    ``done`` is the CLI's alias for success and cancelled: the done index, then cancelled.
     """
     name = value.value if isinstance(value, TaskState) else str(value).strip().upper()
     if name == "DONE":
-        return "done", frozenset({TaskState.SUCCESS, TaskState.CANCELLED})
+        return ("done", "cancelled"), frozenset({TaskState.SUCCESS, TaskState.CANCELLED})
     try:
         state = TaskState(name)
     except ValueError:
         names = ", ".join(s.value.lower() for s in TaskState)
         raise ValidationError(f"unknown state {value!r}: use one of {names} or done", field="state") from None
-    return INDEX_OF[state], frozenset({state})
+    return (INDEX_OF[state],), frozenset({state})
 
 
 # ------------------------------------------------------------------------ workers
@@ -148,14 +149,15 @@ def _later(a: WorkerInfo, b: WorkerInfo) -> bool:
 
 
 class QueueStats(_Record):
-    """One queue now: tasks per index, counters since it was first used, its workers."""
+    """One queue now: tasks per state, paused or not, counters since it was first used, its workers."""
 
     queue: str
     time: UtcTime = Field(description="The server clock when this was read.")
     counts: dict[str, int] = Field(
-        description="Tasks per index: pending, scheduled (with retrying), running, failed, done (success "
-        "and cancelled, until their retention ends)."
+        description="Tasks per state (pending, scheduled, retrying, running, success, failed, cancelled), "
+        "each its index's size; success and cancelled until their retention ends."
     )
+    paused: bool = Field(default=False, description="Paused: workers claim nothing from it (orch pause).")
     totals: dict[str, int] = Field(description="Counters since the queue was first used.")
     avg_runtime_ms: float | None = Field(description="runtime_ms / runs over every finished attempt.")
     workers: list[WorkerInfo]
@@ -169,10 +171,12 @@ class QueueStats(_Record):
 def decode_stats(
     queue: str,
     now_ms: int,
-    cards: Sequence[int],
+    counts: Mapping[str, int],
     stats: Raw,
     workers: Sequence[WorkerInfo],
     notes: Sequence[str] = (),
+    *,
+    paused: bool = False,
 ) -> QueueStats:
     """Build a QueueStats from the raw replies (pure); a counter that is not an integer is left out."""
     raw = {text(k): text(v) for k, v in stats.items()}
@@ -190,7 +194,8 @@ def decode_stats(
     return QueueStats(
         queue=queue,
         time=time,
-        counts=dict(zip(INDEXES, map(int, cards), strict=True)),
+        counts={name: int(counts.get(name, 0)) for name in STATE_NAMES},
+        paused=paused,
         totals=totals,
         avg_runtime_ms=runtime / runs if runs and runtime is not None else None,
         workers=list(workers),
@@ -199,6 +204,40 @@ def decode_stats(
 
 
 # -------------------------------------------------------------------------- tasks
+
+
+class Attempt(_Record):
+    """One attempt of a task, from its record's ``history`` (the last 10 are kept)."""
+
+    worker: str | None = None
+    token: str | None = Field(default=None, description="The lease token the attempt ran under.")
+    started_at: UtcTime | None = None
+    ended_at: UtcTime | None = None
+    outcome: str = Field(description="succeeded, failed, retried, cancelled or released.")
+    error: str = Field(default="", description="One line: the error's type and message; '' on success.")
+
+
+def decode_history(raw: Any) -> tuple[list[Attempt], list[str]]:
+    """The attempts of a record's decoded ``history`` list; an entry that does not read is noted, left out."""
+    if raw is None or raw == "":
+        return [], []
+    if not isinstance(raw, list):
+        return [], ["history is not a list: left out"]
+    found, notes = [], []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("outcome"), str):
+            notes.append(f"history entry {i} does not read as an attempt: left out")
+            continue
+        worker, token = entry.get("worker"), entry.get("token")
+        found.append(Attempt(
+            worker=worker if isinstance(worker, str) and worker else None,
+            token=str(token) if isinstance(token, (str, int)) and not isinstance(token, bool) and token != "" else None,
+            started_at=ms_to_datetime(to_int(entry.get("started_at"))),
+            ended_at=ms_to_datetime(to_int(entry.get("ended_at"))),
+            outcome=entry["outcome"],
+            error=entry["error"] if isinstance(entry.get("error"), str) else "",
+        ))
+    return found, notes
 
 
 class TaskInfo(_Record):
@@ -229,6 +268,8 @@ class TaskInfo(_Record):
     result: Any = None
     error: dict[str, Any] | None = None
     last_error: dict[str, Any] | None = None  # a SUCCESS's earlier attempt's error
+    ready_at: UtcTime | None = None
+    history: list[Attempt] = Field(default_factory=list, description="The last attempts, oldest first.")
     notes: list[str] = Field(default_factory=list)
 
     @classmethod
@@ -236,6 +277,7 @@ class TaskInfo(_Record):
         data = task.model_dump()
         for name in TIME_FIELDS:
             data[name] = ms_to_datetime(data[name])
+        data["history"], data["notes"] = decode_history(data["history"])
         return cls.model_validate(data)
 
 
@@ -258,14 +300,16 @@ def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Excepti
         data[name] = ms_to_datetime(to_int(fields.get(name)))
     for name in ("worker", "token", "key", "unique_key"):
         data[name] = fields.get(name) or None
-    for name, shape in (("args", list), ("kwargs", dict), ("result", object), ("error", dict), ("last_error", dict)):
+    for name, shape in (("args", list), ("kwargs", dict), ("result", object), ("error", dict), ("last_error", dict),
+                        ("history", list)):
         if fields.get(name):
             try:
                 value = orjson.loads(fields[name])
             except orjson.JSONDecodeError:
                 value = None
             data[name] = value if isinstance(value, shape) else None
-    return TaskInfo.model_validate({**data, "notes": notes})
+    data["history"], history_notes = decode_history(data.get("history"))
+    return TaskInfo.model_validate({**data, "notes": notes + history_notes})
 
 
 class TaskPage(_Record):

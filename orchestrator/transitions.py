@@ -357,7 +357,7 @@ class Transitions:
 
         return self._call(
             "fail",
-            [k.running, k.scheduled, k.failed, k.done, k.stats, k.events],
+            [k.running, k.retrying, k.failed, k.cancelled, k.stats, k.events],
             [task_id, token, error, seed, mode.value if isinstance(mode, FailMode) else mode, ttl_ms],
             decode,
         )
@@ -367,14 +367,14 @@ class Transitions:
         args: list[Arg] = [ttl_ms]
         for task_id, token in leases:
             args += [task_id, token]
-        keys = [k.running, k.pending, k.stats, k.events, k.wake, k.done, k.failed]
+        keys = [k.running, k.pending, k.stats, k.events, k.wake, k.cancelled, k.failed]
         return self._call("release", keys, args, strings)
 
     def promote(self, limit: int) -> Call[PromoteReply]:
         k = self.keys
         return self._call(
             "promote",
-            [k.scheduled, k.pending, k.stats, k.events, k.wake, k.failed],
+            [k.scheduled, k.pending, k.stats, k.events, k.wake, k.failed, k.retrying],
             [limit],
             lambda r: PromoteReply(int(r[0]), bool(r[1])),
         )
@@ -395,7 +395,7 @@ class Transitions:
 
         return self._call(
             "reap",
-            [k.running, k.scheduled, k.failed, k.stats, k.events, k.workers, k.done],
+            [k.running, k.retrying, k.failed, k.stats, k.events, k.workers, k.cancelled],
             [limit, seed, ttl_ms],
             decode,
         )
@@ -404,7 +404,7 @@ class Transitions:
         k = self.keys
         return self._call(
             "cancel",
-            [k.pending, k.scheduled, k.done, k.stats, k.events, k.failed],
+            [k.pending, k.scheduled, k.cancelled, k.stats, k.events, k.failed, k.retrying],
             [task_id, ttl_ms, k.cancels],
             lambda r: TaskState(strict_text(r)),
         )
@@ -435,7 +435,7 @@ class Transitions:
 
     def purge(self, index: str, limit: int) -> Call[int]:
         k = self.keys
-        allowed = {k.pending, k.scheduled, k.failed, k.done}
+        allowed = {k.pending, k.scheduled, k.retrying, k.failed, k.done, k.cancelled}
         if index not in allowed:
-            raise ValueError(f"purge takes pending, scheduled, failed or done, not {index!r}")
+            raise ValueError(f"purge takes pending, scheduled, retrying, failed, done or cancelled, not {index!r}")
         return self._call("purge", [index, k.stats, k.events], [limit], int)

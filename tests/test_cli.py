@@ -229,7 +229,10 @@ def test_status_json_counts_totals_and_workers(invoke: Invoke) -> None:
     data = json.loads(result.stdout)
     assert set(data["queues"]) == {"default", "other"}
     default = data["queues"]["default"]
-    assert default["counts"] == {"pending": 2, "scheduled": 3, "running": 3, "failed": 2, "done": 1}
+    assert default["counts"] == {
+        "pending": 2, "scheduled": 3, "retrying": 0, "running": 3, "success": 1, "failed": 2, "cancelled": 0
+    }
+    assert default["paused"] is False
     totals = default["totals"]
     assert (totals["enqueued"], totals["started"], totals["succeeded"], totals["failed"]) == (11, 6, 1, 2)
     assert totals["runs"] == 3
@@ -248,8 +251,8 @@ def test_status_json_counts_totals_and_workers(invoke: Invoke) -> None:
 @pytest.mark.usefixtures("busy_queue")
 def test_status_text(invoke: Invoke) -> None:
     text = "\n".join(ok(invoke("status")))
-    assert "queue default: 2 pending, 3 scheduled, 3 running, 2 failed, 1 done" in text
-    assert "queue other: 1 pending, 0 scheduled, 0 running, 0 failed, 0 done" in text
+    assert "queue default: 2 pending, 3 scheduled, 0 retrying, 3 running, 1 success, 2 failed, 0 cancelled" in text
+    assert "queue other: 1 pending, 0 scheduled, 0 retrying, 0 running, 0 success, 0 failed, 0 cancelled" in text
     assert re.search(r"avg run time: 5\d\d\d\.\d ms over 3 runs", text)
     assert "workers: 1 live, 1 unresponsive" in text
     assert re.search(r"w1  load 0.75  running 3/4  host h1 pid 42", text)
@@ -461,9 +464,9 @@ def test_purge_all_spares_running_tasks(invoke: Invoke, app: Orchestrator, r: re
     complete(app, leases[0])
     fail(app, leases[1])
     assert ok(invoke("purge", "-q", "default", "--state", "all", "--yes")) == [
-        "purged 4 tasks of queue default (1 failed, 1 done, 1 pending, 1 scheduled)"
+        "purged 4 tasks of queue default (1 failed, 1 done, 1 pending, 1 scheduled, 0 retrying)"
     ]
-    for index in ("pending", "scheduled", "failed", "done"):
+    for index in ("pending", "scheduled", "retrying", "failed", "done", "cancelled"):
         assert r.zcard(f"orch:{{default}}:{index}") == 0, index
     assert r.zcard("orch:{default}:running") == 1
     assert state_of(r, leases[2].task_id) == "RUNNING"

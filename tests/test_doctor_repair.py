@@ -86,9 +86,42 @@ def test_repair_leaves_a_record_that_moved_meanwhile(app: Orchestrator, r: redis
     r.zrem(K.pending, handle.id)
     [orphan] = find_orphans(r, K)
     r.hset(K.task(handle.id), "state", "CANCELLED")  # a script moved it after the scan
-    r.zadd(K.done, {handle.id: 1})
+    r.zadd(K.cancelled, {handle.id: 1})
     assert repair_queue(r, K, events_maxlen=100) == []
     assert r.zscore(K.pending, handle.id) is None and orphan.index == "pending"
+
+
+@pytest.mark.parametrize("state", ["RETRYING", "CANCELLED"])
+def test_a_task_left_in_its_index_from_before_the_split_is_moved(
+    app: Orchestrator, r: redis.Redis, state: str
+) -> None:
+    handle = app.enqueue("pkg.mod:fn", max_retries=3)
+    [lease] = claim(app)
+    if state == "RETRYING":
+        run(app.redis, app._scripts("default").fail(handle.id, lease.token, b'{"type": "E", "message": "m"}'))
+        new, old = K.retrying, K.scheduled
+    else:
+        app.cancel(handle.id)
+        run(app.redis, app._scripts("default").fail(handle.id, lease.token, b"{}", mode="cancelled"))
+        new, old = K.cancelled, K.done
+    score = r.zscore(new, handle.id)
+    r.zrem(new, handle.id)
+    r.zadd(old, {handle.id: score})  # where the task sat before the index split
+    [found] = inspect_queue(r, K)
+    assert f"is in {old.rsplit(':', 1)[1]}, not {new.rsplit(':', 1)[1]}" in found.what
+    assert fix(app) == [f"task {handle.id} ({state}) moved from {old} to {new}"]
+    assert r.zscore(new, handle.id) == score and r.zscore(old, handle.id) is None
+    assert inspect_queue(r, K) == []
+
+
+def test_promote_still_takes_a_retrying_task_from_scheduled(app: Orchestrator, r: redis.Redis) -> None:
+    handle = app.enqueue("pkg.mod:fn", max_retries=3)
+    [lease] = claim(app)
+    run(app.redis, app._scripts("default").fail(handle.id, lease.token, b'{"type": "E", "message": "m"}'))
+    r.zrem(K.retrying, handle.id)
+    r.zadd(K.scheduled, {handle.id: 0})  # before the split, and due
+    assert run(app.redis, app._scripts("default").promote(10)).moved == 1
+    assert handle.status() is TaskState.PENDING and r.zcard(K.scheduled) == 0
 
 
 # ------------------------------------------------------------ entries with no record

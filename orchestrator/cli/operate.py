@@ -31,10 +31,10 @@ STATES = [*(s.value.lower() for s in TaskState), "done"]
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_obj
 def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
-    """Counts, totals, average run time and live workers of each queue.
+    """Counts, paused or not, totals, average run time and live workers of each queue.
 
-    Counts are the tasks in each index now (scheduled includes retrying tasks; done
-    holds succeeded and cancelled ones until their retention ends). Totals are counters
+    Counts are the tasks in each state now (success and cancelled ones until their
+    retention ends). A paused queue (orch pause) is not claimed from. Totals are counters
     since the queue was first used: succeeded + failed are finished attempts. Average
     run time is runtime_ms / runs over every finished attempt. Throughput over a recent
     window is not stored. A worker is live while its heartbeat deadline is ahead. A
@@ -158,7 +158,8 @@ def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
 @queue_option("Queue to purge.", required=True, callback=queue_name)
 @click.option(
     "--state", "which", type=click.Choice([*PURGEABLE, "all"]), default="failed", show_default=True,
-    help="Which tasks to delete; all = pending, scheduled, failed and done (running tasks are never purged).",
+    help="Which tasks to delete; done = success and cancelled; all = every state but running "
+    "(running tasks are never purged).",
 )
 @click.option("--dry-run", is_flag=True, help="Only print how many tasks would be deleted.")
 @click.option("--yes", is_flag=True, help="Confirm: the tasks and their records are deleted for good.")
@@ -168,7 +169,7 @@ def purge(state: CliState, /, queue: str, which: str, dry_run: bool, yes: bool) 
     if not (yes or dry_run):
         raise CliError(f"purge deletes {which} tasks of queue {queue} for good: add --yes to confirm")
     target = state.app().queue(queue)
-    order = ("failed", "done", "pending", "scheduled")
+    order = ("failed", "done", "pending", "scheduled", "retrying")
     removed = {index: target.purge(index, dry_run=dry_run) for index in (order if which == "all" else (which,))}
     detail = ", ".join(f"{n} {index}" for index, n in removed.items())
     verb = "would purge" if dry_run else "purged"

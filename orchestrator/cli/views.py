@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..models import INDEXES
+from ..models import STATE_NAMES
 from ..reading import iso as iso_time
 from ..reading import ms_to_datetime
 from ..records import STAT_FIELDS, Event, QueueStats, TaskInfo, TaskPage, WorkerInfo
@@ -41,8 +41,8 @@ def status_lines(statuses: Sequence[QueueStats]) -> list[str]:
         return ["no queues yet: enqueue a task first"]
     lines: list[str] = []
     for s in statuses:
-        counts = ", ".join(f"{s.counts[name]} {name}" for name in INDEXES)
-        lines.append(f"queue {s.queue}: {counts}")
+        counts = ", ".join(f"{s.counts.get(name, 0)} {name}" for name in STATE_NAMES)
+        lines.append(f"queue {s.queue}{' (PAUSED)' if s.paused else ''}: {counts}")
         shown = (name for name in STAT_FIELDS if name not in ("runs", "runtime_ms"))
         lines.append("  totals: " + ", ".join(f"{name} {_num(s.totals.get(name))}" for name in shown))
         avg = s.avg_runtime_ms

@@ -100,7 +100,7 @@ local function release_unique(id, unique_key)
 end
 
 -- Keep a finished record for ttl_ms, its key entry with it (one absolute expiry time for
--- both), and trim the done index of what has expired: on about one call in 16 (by the
+-- both), and trim that index (done or cancelled) of what has expired: on about one call in 16 (by the
 -- clock's last bits), at most 64 entries, so the cost stays bounded and small while
 -- trimming outpaces the finishing. key: the record's key field, as own_entry's name.
 local function retire(done_key, id, now, ttl_ms, key)
@@ -125,7 +125,7 @@ end
 -- else move it to the dead-letter set. Returns the new state and its run_at (or '').
 -- f: the caller's read_task of attempts, max_retries, backoff_ms, backoff_max_ms, jitter
 -- and unique_key (checked there; absent fields at their defaults).
-local function settle_failure(id, f, now, err, allow_retry, scheduled_key, failed_key, stats_key)
+local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed_key, stats_key)
   local tkey = task_key(id)
   local f_backoff, f_backoff_max, f_jitter = f.backoff_ms, f.backoff_max_ms, f.jitter
   local attempts = tonumber(f.attempts) or 0
@@ -141,7 +141,7 @@ local function settle_failure(id, f, now, err, allow_retry, scheduled_key, faile
     if f_jitter ~= '0' then delay = delay * (0.5 + math.random() * 0.5) end
     local run_at = int(now + math.floor(delay))
     redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '')
-    redis.call('ZADD', scheduled_key, run_at, id)
+    redis.call('ZADD', retrying_key, run_at, id)
     redis.call('HINCRBY', stats_key, 'retried', 1)
     return 'RETRYING', run_at
   end
@@ -152,13 +152,13 @@ local function settle_failure(id, f, now, err, allow_retry, scheduled_key, faile
   return 'FAILED', ''
 end
 
--- End a RUNNING task as CANCELLED (its cancel request was honoured): into done, kept ttl_ms.
+-- End a RUNNING task as CANCELLED (its cancel request was honoured): into cancelled, kept ttl_ms.
 -- f: the caller's read_task of key and unique_key, or nil (then they are read here).
-local function finish_cancelled(id, now, err, done_key, stats_key, ttl_ms, f)
+local function finish_cancelled(id, now, err, cancelled_key, stats_key, ttl_ms, f)
   redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
   release_unique(id, f and f.unique_key)
-  retire(done_key, id, now, ttl_ms, f and f.key)
+  retire(cancelled_key, id, now, ttl_ms, f and f.key)
 end
 
 -- Runtime bookkeeping of one finished attempt.

@@ -3,8 +3,9 @@
   a RUNNING task gets a cancel request, published on ARGV[6] so its worker stops it at
   once; its next heartbeat also reports it (a worker that missed the message).
 
-  KEYS[1] pending zset   KEYS[2] scheduled zset   KEYS[3] done zset
+  KEYS[1] pending zset   KEYS[2] scheduled zset   KEYS[3] cancelled zset
   KEYS[4] stats hash     KEYS[5] events stream     KEYS[6] failed zset
+  KEYS[7] retrying zset  (a RETRYING task written before the split may still sit in scheduled)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id       ARGV[5]  ttl_ms   retention of the cancelled record; 0 keeps it
   ARGV[6]  channel  pub/sub channel of the queue's cancel requests (QueueKeys.cancels), under the
@@ -18,14 +19,15 @@
   moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
   Events: cancelled or cancel_requested, or malformed.
 ]]
-local bad = bad_call(6, 6)
+local bad = bad_call(7, 6)
 if bad then return redis.error_reply(bad) end
 if ARGV[6]:sub(1, #BASE) ~= BASE then return redis.error_reply('INVALID channel is not under the base') end
-local pending, scheduled, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local pending, scheduled, cancelled, stats, events, failed, retrying =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end
-local corrupt = corrupt_queue({pending, 'zset', scheduled, 'zset', done, 'zset', events, 'stream',
-                                failed, 'zset'}, stats, {'cancelled', 'failed', 'malformed'})
+local corrupt = corrupt_queue({pending, 'zset', scheduled, 'zset', cancelled, 'zset', events, 'stream',
+                                failed, 'zset', retrying, 'zset'}, stats, {'cancelled', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 local tkey = task_key(id)
 local f, why, badf = read_task(id, {'key'})
@@ -35,6 +37,7 @@ if why and (state == 'PENDING' or state == 'SCHEDULED' or state == 'RETRYING' or
   local now = now_ms()
   redis.call('ZREM', pending, id)
   redis.call('ZREM', scheduled, id)
+  redis.call('ZREM', retrying, id)
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
 end
@@ -50,9 +53,10 @@ end
 local now = now_ms()
 redis.call('ZREM', pending, id)
 redis.call('ZREM', scheduled, id)
+redis.call('ZREM', retrying, id)
 redis.call('HSET', tkey, 'state', 'CANCELLED', 'completed_at', now)
 redis.call('HINCRBY', stats, 'cancelled', 1)
 release_unique(id)
-retire(done, id, now, tonumber(ARGV[5]))
+retire(cancelled, id, now, tonumber(ARGV[5]))
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

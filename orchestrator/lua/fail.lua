@@ -1,7 +1,7 @@
 --[[
   fail: an attempt of a RUNNING task ended in error, or was cancelled by its worker.
 
-  KEYS[1] running zset   KEYS[2] scheduled zset   KEYS[3] failed zset   KEYS[4] done zset
+  KEYS[1] running zset   KEYS[2] retrying zset   KEYS[3] failed zset   KEYS[4] cancelled zset
   KEYS[5] stats hash     KEYS[6] events stream
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id        ARGV[5]  token    the lease token from claim
@@ -22,14 +22,14 @@
 ]]
 local bad = bad_call(6, 9)
 if bad then return redis.error_reply(bad) end
-local running, scheduled, failed, done, stats, events =
+local running, retrying, failed, cancelled, stats, events =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, token, err, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
 if not is_uint(ARGV[7]) or not is_uint(ARGV[9]) then return redis.error_reply('INVALID seed or ttl_ms') end
 if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
   return redis.error_reply('INVALID mode ' .. mode)
 end
-local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', done, 'zset', events, 'stream'}, stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
+local corrupt = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset', cancelled, 'zset', events, 'stream'}, stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
@@ -48,9 +48,9 @@ count_run(stats, f.started_at, now)
 local state, run_at
 if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  -- asked to cancel: no retry
   state, run_at = 'CANCELLED', ''
-  finish_cancelled(id, now, err, done, stats, tonumber(ARGV[9]), f)
+  finish_cancelled(id, now, err, cancelled, stats, tonumber(ARGV[9]), f)
 else
-  state, run_at = settle_failure(id, f, now, err, mode == 'retry', scheduled, failed, stats)
+  state, run_at = settle_failure(id, f, now, err, mode == 'retry', retrying, failed, stats)
 end
 emit(events, 'event', string.lower(state), 'task', id, 'name', f.name, 'worker', f.worker,
      'attempt', f.attempts, 'run_at', run_at, 'error', err)

@@ -1,5 +1,6 @@
 --[[
-  purge: delete up to `limit` tasks of one index (pending, scheduled, failed or done)
+  purge: delete up to `limit` tasks of one index (pending, scheduled, retrying, failed, done
+  or cancelled)
   with their records and idempotency keys. Callers loop until it returns 0.
 
   KEYS[1] the index zset   KEYS[2] stats hash   KEYS[3] events stream

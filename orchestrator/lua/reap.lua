@@ -3,9 +3,9 @@
   Redis) count the attempt and are retried or failed; workers whose heartbeat
   deadline passed are deregistered.
 
-  KEYS[1] running zset   KEYS[2] scheduled zset   KEYS[3] failed zset
+  KEYS[1] running zset   KEYS[2] retrying zset    KEYS[3] failed zset
   KEYS[4] stats hash     KEYS[5] events stream    KEYS[6] workers zset
-  KEYS[7] done zset
+  KEYS[7] cancelled zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  limit   most tasks (and most workers) handled by this call
   ARGV[5]  seed    integer seeding the backoff jitter
@@ -26,13 +26,13 @@
 ]]
 local bad = bad_call(7, 6)
 if bad then return redis.error_reply(bad) end
-local running, scheduled, failed, stats, events, workers, done =
+local running, retrying, failed, stats, events, workers, cancelled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
   return redis.error_reply('INVALID limit, seed or ttl_ms')
 end
-local corrupt = corrupt_queue({running, 'zset', scheduled, 'zset', failed, 'zset', events, 'stream',
-                                workers, 'zset', done, 'zset'}, stats, {'retried', 'failed', 'reaped', 'cancelled', 'malformed'})
+local corrupt = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset', events, 'stream',
+                                workers, 'zset', cancelled, 'zset'}, stats, {'retried', 'failed', 'reaped', 'cancelled', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 local limit = tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
@@ -65,9 +65,9 @@ for i = 1, math.min(#expired, limit) do
       message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
     state = 'CANCELLED'
     if f.cancel_requested == '1' then
-      finish_cancelled(id, now, err, done, stats, tonumber(ARGV[6]), f)
+      finish_cancelled(id, now, err, cancelled, stats, tonumber(ARGV[6]), f)
     else
-      state = settle_failure(id, f, now, err, true, scheduled, failed, stats)
+      state = settle_failure(id, f, now, err, true, retrying, failed, stats)
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
     emit(events, 'event', 'reaped', 'task', id, 'name', f.name, 'worker', f.worker,

@@ -1,9 +1,9 @@
 --[[
   release: give claimed tasks back to PENDING at once (graceful shutdown). The attempt
-  is not counted and each task keeps its original place in the pending order.
+  is not counted and each task keeps its original place in the pending order; ready_at = now.
 
   KEYS[1] running zset   KEYS[2] pending zset   KEYS[3] stats hash
-  KEYS[4] events stream  KEYS[5] wake list      KEYS[6] done zset
+  KEYS[4] events stream  KEYS[5] wake list      KEYS[6] cancelled zset
   KEYS[7] failed zset
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]     ttl_ms      retention of a record cancelled here; 0 keeps it
@@ -19,11 +19,11 @@
 ]]
 local bad = bad_call(7, 4, true)
 if bad then return redis.error_reply(bad) end
-local running, pending, stats, events, wake, done, failed =
+local running, pending, stats, events, wake, cancelled, failed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 if not is_uint(ARGV[4]) or (#ARGV - 4) % 2 ~= 0 then return redis.error_reply('INVALID ttl_ms or id/token pairs') end
 local corrupt = corrupt_queue({running, 'zset', pending, 'zset', events, 'stream', wake, 'list',
-                                done, 'zset', failed, 'zset'}, stats, {'seq', 'released', 'cancelled', 'failed', 'malformed'})
+                                cancelled, 'zset', failed, 'zset'}, stats, {'seq', 'released', 'cancelled', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 local out = {}
 local now = nil
@@ -40,12 +40,13 @@ for i = 5, #ARGV, 2 do
     now = now or now_ms()
     redis.call('ZREM', running, id)
     finish_cancelled(id, now, cjson.encode({type = 'Cancelled', message = 'cancel requested', traceback = ''}),
-                     done, stats, tonumber(ARGV[4]))
+                     cancelled, stats, tonumber(ARGV[4]))
     emit(events, 'event', 'cancelled', 'task', id, 'worker', f.worker)
   elseif held then
     local score = f.score ~= '' and f.score or int(pending_score(stats, tonumber(f.priority)))
+    now = now or now_ms()
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', math.max(tonumber(f.attempts) - 1, 0),
-               'worker', '')
+               'worker', '', 'ready_at', now)
     redis.call('ZREM', running, id)
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'released', 'task', id, 'worker', f.worker)

@@ -9,7 +9,7 @@
                    skipped); with ids, 0
   ARGV[6..] ids    the tasks to retry (each must be FAILED)
 
-  A task takes its key entry back unless another record holds it, and its unique key
+  A requeued task gets ready_at = now. A task takes its key entry back unless another record holds it, and its unique key
   unless another unfinished task holds it.
   A malformed record stays FAILED (it would only fail again); taken from the failed set,
   it is skipped; an id there whose record is gone or not a hash is dropped.
@@ -44,6 +44,7 @@ else
   ids = redis.call('ZRANGE', failed, offset, offset + limit - 1)
 end
 local out, kept = {}, 0
+local now = #ids > 0 and now_ms() or 0
 for _, id in ipairs(ids) do
   local tkey = task_key(id)
   local f, why = read_task(id, {'priority', 'key'})
@@ -57,7 +58,7 @@ for _, id in ipairs(ids) do
     retake_keys(id)
     local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '',
-               'cancel_requested', 0, 'worker', '')
+               'cancel_requested', 0, 'worker', '', 'ready_at', now)
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'requeued', 'task', id)
     out[#out + 1] = id

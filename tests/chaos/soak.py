@@ -383,7 +383,7 @@ class Soak:
                     pipe = client.pipeline(transaction=False)
                     for queue in QUEUES:
                         keys = QueueKeys(queue)
-                        pipe.zcard(keys.pending).zcard(keys.scheduled).zcard(keys.running)
+                        pipe.zcard(keys.pending).zcard(keys.scheduled).zcard(keys.retrying).zcard(keys.running)
                     left = sum(pipe.execute())
                 except redis.RedisError:
                     left = -1
@@ -420,7 +420,7 @@ class Soak:
                         records[name.rsplit(":", 1)[1]] = {k.decode(): v.decode() for k, v in raw.items()}
                 indexes[queue] = {
                     index: {m.decode(): s for m, s in client.zrange(getattr(keys, index), 0, -1, withscores=True)}
-                    for index in ("pending", "scheduled", "running", "failed", "done")
+                    for index in ("pending", "scheduled", "retrying", "running", "failed", "done", "cancelled")
                 }
                 with contextlib.suppress(redis.ResponseError):  # no stream: nothing was ever added
                     added[queue] = int(client.xinfo_stream(keys.events)["entries-added"])

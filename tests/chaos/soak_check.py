@@ -131,7 +131,7 @@ def check_final(ctx: _Context) -> Invariant:
                     where += f" in {index} (score {members[task_id]:.0f}, now {data.now_ms})"
             inv.violations.append(f"task {task_id} is {state}{where or ' in no index'}")
     for queue, indexes in data.indexes.items():
-        for index in ("pending", "scheduled", "running"):
+        for index in ("pending", "scheduled", "retrying", "running"):
             for task_id, score in indexes.get(index, {}).items():
                 state = data.records.get(task_id, {}).get("state")
                 live = "live" if index == "running" and score > data.now_ms else "expired"

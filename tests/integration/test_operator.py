@@ -71,7 +71,10 @@ def test_stats_are_typed_numbers_and_utc_times(app: Orchestrator) -> None:
     beat(app, "w1", host="h1", pid="42", concurrency="4", running="1", load="0.25", started_at="1700000000000")
     (stats,) = app.stats(["default"])
     assert isinstance(stats, QueueStats) and stats.queue == "default"
-    assert stats.counts == {"pending": 1, "scheduled": 1, "running": 1, "failed": 0, "done": 1}
+    assert stats.counts == {
+        "pending": 1, "scheduled": 1, "retrying": 0, "running": 1, "success": 1, "failed": 0, "cancelled": 0
+    }
+    assert stats.paused is False and app.queue("default").counts() == stats.counts
     assert (stats.totals["enqueued"], stats.totals["succeeded"], stats.totals["runs"]) == (4, 1, 1)
     assert stats.time.tzinfo is timezone.utc and stats.notes == []
     (worker,) = stats.workers
@@ -166,6 +169,42 @@ def test_states_that_share_an_index_are_told_apart(app: Orchestrator) -> None:
     assert [t.id for t in queue.tasks("success").tasks] == [done]
     assert [t.id for t in queue.tasks("cancelled").tasks] == [cancelled]
     assert {t.id for t in queue.tasks("done").tasks} == {done, cancelled}
+    assert queue.counts() == {
+        "pending": 0, "scheduled": 1, "retrying": 1, "running": 0, "success": 1, "failed": 0, "cancelled": 1
+    }
+
+
+def test_done_pages_through_success_then_cancelled(app: Orchestrator) -> None:
+    ids = [app.enqueue("m:f").id for _ in range(5)]
+    for lease in claim(app, 3):
+        complete(app, lease)
+    for task_id in ids[3:]:
+        app.cancel(task_id)
+    queue, seen, cursor, pages = app.queue("default"), [], None, 0
+    while True:
+        page = queue.tasks("done", limit=2, cursor=cursor)
+        seen += [t.id for t in page.tasks]
+        pages, cursor = pages + 1, page.cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 5 and pages <= 4
+    assert [t.state for t in queue.tasks("done", limit=10).tasks] == [TaskState.SUCCESS] * 3 + [TaskState.CANCELLED] * 2
+    with pytest.raises(ValidationError):
+        queue.tasks("success", cursor="1/1.0:x")  # one index: no second part to go on in
+    assert queue.purge("done", dry_run=True) == 5
+    assert queue.purge("done") == 5 and queue.counts()["success"] == queue.counts()["cancelled"] == 0
+
+
+def test_retrying_tasks_can_be_purged(app: Orchestrator) -> None:
+    retrying = app.enqueue("m:f", max_retries=3).id
+    (lease,) = claim(app)
+    assert fail(app, lease, mode="retry") is TaskState.RETRYING
+    queue = app.queue("default")
+    assert queue.purge("retrying", dry_run=True) == 1 and queue.purge("retrying") == 1
+    with pytest.raises(TaskNotFound):
+        queue.task(retrying)
+    with pytest.raises(ValidationError, match="purge takes"):
+        queue.purge("running")
 
 
 def test_list_by_name(app: Orchestrator) -> None:
@@ -203,7 +242,9 @@ def test_retry_one_and_all_failed_with_a_dry_run_first(app: Orchestrator) -> Non
     assert queue.retry_failed(dry_run=True) == 2
     assert queue.stats().counts["failed"] == 2  # a dry run moves nothing
     assert queue.retry_failed() == 2
-    assert queue.stats().counts == {"pending": 3, "scheduled": 0, "running": 0, "failed": 0, "done": 0}
+    assert queue.stats().counts == {
+        "pending": 3, "scheduled": 0, "retrying": 0, "running": 0, "success": 0, "failed": 0, "cancelled": 0
+    }
 
 
 def test_refusals_carry_fields(app: Orchestrator) -> None:

@@ -68,7 +68,7 @@ READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only c
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
 PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:key:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
                    "{*}:events", "{*}:wake")
-CANCEL_WRITES = ("{*}:done", "{*}:failed")  # cancel retires a record, or moves a malformed one aside
+CANCEL_WRITES = ("{*}:cancelled", "{*}:retrying", "{*}:failed")  # cancel retires a record, or moves a bad one aside
 PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader": "reader-secret",
              "admin": "admin-secret"}
 

@@ -33,7 +33,7 @@ def test_fail_with_zero_backoff_and_a_huge_attempt_count_retries_at_once(q: Q, r
     before = server_ms(r)
     reply = q.run(q.at().fail(task_id, lease.token, ERROR))
     assert reply.state is S.RETRYING and before <= reply.run_at <= server_ms(r)
-    assert q.score("scheduled", task_id) == reply.run_at
+    assert q.score("retrying", task_id) == reply.run_at
 
 
 def test_fail_with_a_huge_attempt_count_waits_backoff_max(q: Q, r) -> None:
@@ -44,7 +44,7 @@ def test_fail_with_a_huge_attempt_count_waits_backoff_max(q: Q, r) -> None:
     before = server_ms(r)
     reply = q.run(q.at().fail(task_id, lease.token, ERROR))
     assert before + 7000 <= reply.run_at <= server_ms(r) + 7000
-    assert q.score("scheduled", task_id) == reply.run_at
+    assert q.score("retrying", task_id) == reply.run_at
 
 
 # ------------------------------------------------------------------ reap and worker keys

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 
 from orchestrator.errors import InvalidTransition, LeaseLost, MalformedRecord, TaskNotFound, ValidationError
 from orchestrator.keys import QueueKeys
-from orchestrator.models import INDEX_OF, INDEXES, TaskState
+from orchestrator.models import INDEX_OF, INDEXES, RETAINED, TaskState
 from orchestrator.transitions import Call, TaskSpec, Transitions, run
 from tests.lua.test_scripts import ERROR, spec
 from tests.redis_server import snapshot
@@ -208,20 +208,24 @@ class ScriptsModel(RuleBasedStateMachine):
             self.retires += 1
 
     def settle_trims(self) -> None:
-        """Follow what the call's retire()s trimmed from the done index. Trimming is the
-        scripts' housekeeping policy (how often, how many): the model only requires that
-        nothing is trimmed before it finished ttl ago, and the oldest go first."""
+        """Follow what the call's retire()s trimmed from the done and cancelled indexes. Trimming
+        is the scripts' housekeeping policy (how often, how many): the model only requires that
+        nothing is trimmed before it finished ttl ago, and the oldest of each index go first."""
         if not self.retires:
             return
         self.retires = 0
-        expired = {t.id: t.finished for t in self.tasks.values() if t.in_done and t.finished <= self.now - self.ttl}
-        if not expired:
-            return
-        members = {m.decode() for m in self.r.zrange(self.k.done, 0, -1)}
-        trimmed = {i for i in expired if i not in members}
-        earliest_first(trimmed, expired, "done trim")
-        for task_id in trimmed:
-            self.tasks[task_id].in_done = False
+        for index in sorted(RETAINED):
+            expired = {
+                t.id: t.finished for t in self.tasks.values()
+                if t.in_done and INDEX_OF[t.state] == index and t.finished <= self.now - self.ttl
+            }
+            if not expired:
+                continue
+            members = {m.decode() for m in self.r.zrange(getattr(self.k, index), 0, -1)}
+            trimmed = {i for i in expired if i not in members}
+            earliest_first(trimmed, expired, f"{index} trim")
+            for task_id in trimmed:
+                self.tasks[task_id].in_done = False
 
     def finish_cancelled(self, task: MTask, error: dict[str, str] | None) -> None:
         task.state = S.CANCELLED
@@ -264,9 +268,9 @@ class ScriptsModel(RuleBasedStateMachine):
         task.deadline = None
 
     def index_of(self, task: MTask) -> str | None:
-        """The index that holds the task (None: final and trimmed from done)."""
+        """The index that holds the task (None: final and trimmed from done or cancelled)."""
         index = INDEX_OF[task.state]
-        return None if index == "done" and not task.in_done else index
+        return None if index in RETAINED and not task.in_done else index
 
     def pending_order(self) -> list[str]:
         return [t.id for t in sorted(self.tasks.values(), key=lambda t: t.score) if t.state is S.PENDING]
@@ -702,12 +706,13 @@ class ScriptsModel(RuleBasedStateMachine):
             self.wake = True
 
     @precondition(lambda self: bool(self.tasks))
-    @rule(index=st.sampled_from(["pending", "scheduled", "failed", "done"]), limit=st.integers(1, 4))
+    @rule(index=st.sampled_from(["pending", "scheduled", "retrying", "failed", "done", "cancelled"]),
+          limit=st.integers(1, 4))
     def purge(self, index: str, limit: int) -> None:
         members = {t.id: t for t in self.tasks.values() if self.index_of(t) == index}
         if index == "pending":
             order = {t.id: t.score for t in members.values()}
-        elif index == "scheduled":
+        elif index in ("scheduled", "retrying"):
             order = {t.id: t.run_at for t in members.values()}
         else:
             order = {t.id: t.finished for t in members.values()}
@@ -754,7 +759,7 @@ class ScriptsModel(RuleBasedStateMachine):
                 if index == "pending":
                     assert actual[t.id] == t.score, f"pending score of {t.id}"
                 else:
-                    model = {"scheduled": t.run_at, "running": t.deadline}.get(index, t.finished)
+                    model = {"scheduled": t.run_at, "retrying": t.run_at, "running": t.deadline}.get(index, t.finished)
                     self.near(actual[t.id], model, f"{index} score of {t.id}", drift)
         assert [m.decode() for m in r.zrange(k.pending, 0, -1)] == self.pending_order(), "pending order"
 

@@ -451,7 +451,7 @@ def test_fail_retries_with_exponential_backoff_then_dead_letters(q, r):
         task = q.task(task_id)
         assert (task.state, task.run_at, task.worker, task.attempts) == (S.RETRYING, reply.run_at, None, attempt)
         assert task.error.message == f"attempt {attempt}"
-        assert q.score("scheduled", task_id) == reply.run_at
+        assert q.score("retrying", task_id) == reply.run_at and q.members("scheduled") == []
         assert q.run(q.at(60_000).promote(10)).moved == 1
     [lease] = q.claim()
     assert lease.attempt == 5
@@ -501,7 +501,7 @@ def test_fail_cancelled_ends_cancelled(q, r):
     assert reply == FailReply(S.CANCELLED, None)
     task = q.task(task_id)
     assert task.state is S.CANCELLED and task.completed_at is not None
-    assert q.members("done") == [task_id]
+    assert q.members("cancelled") == [task_id] and q.members("done") == []
     assert 0 < r.pttl(q.keys.task(task_id)) <= 60_000
     assert not r.exists(q.keys.unique("k"))
     assert q.stats()["cancelled"] == 1
@@ -669,8 +669,8 @@ def test_cancel_waiting_tasks_at_once(q, r, make):
     assert q.run(q.at().cancel(task_id, 60_000)) is S.CANCELLED
     task = q.task(task_id)
     assert task.state is S.CANCELLED and task.completed_at is not None
-    assert q.members("done") == [task_id]
-    assert q.members("pending") == q.members("scheduled") == []
+    assert q.members("cancelled") == [task_id]
+    assert q.members("pending") == q.members("scheduled") == q.members("retrying") == q.members("done") == []
     assert not r.exists(q.keys.unique("k"))
     assert 0 < r.pttl(q.keys.task(task_id)) <= 60_000
     assert q.events()[-1] == {"event": "cancelled", "task": task_id, "from": make.upper()}
@@ -896,7 +896,7 @@ def test_reap_honours_a_cancel_request_instead_of_retrying(q):
     assert reply.tasks == [Reaped(task_id, "w1", S.CANCELLED)]
     task = q.task(task_id)
     assert (task.state, task.error.type) == (S.CANCELLED, "LeaseExpired")
-    assert q.members("done") == [task_id] and q.members("scheduled") == []
+    assert q.members("cancelled") == [task_id] and q.members("retrying") == []
     assert q.r.pttl(q.keys.task(task_id)) > 0
     assert q.r.get(q.keys.unique("once")) is None  # the key is free again
     assert q.stats()["cancelled"] == 1
@@ -909,7 +909,7 @@ def test_release_honours_a_cancel_request_instead_of_requeueing(q):
     released = q.run(q.at().release([(lease.task_id, lease.token) for lease in leases], ttl_ms=0))
     assert released == [b]
     assert q.state(a) is S.CANCELLED and q.state(b) is S.PENDING
-    assert q.members("pending") == [b] and q.members("done") == [a]
+    assert q.members("pending") == [b] and q.members("cancelled") == [a]
     assert q.events()[-2]["event"] == "cancelled"
 
 

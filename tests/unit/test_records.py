@@ -16,11 +16,12 @@ def test_the_operator_record_of_a_task_keeps_every_field_of_the_task():
 @pytest.mark.parametrize(
     ("state", "index", "states"),
     [
-        ("pending", "pending", {TaskState.PENDING}),
-        ("RETRYING", "scheduled", {TaskState.RETRYING}),
-        (TaskState.SCHEDULED, "scheduled", {TaskState.SCHEDULED}),
-        ("done", "done", {TaskState.SUCCESS, TaskState.CANCELLED}),
-        ("cancelled", "done", {TaskState.CANCELLED}),
+        ("pending", ("pending",), {TaskState.PENDING}),
+        ("RETRYING", ("retrying",), {TaskState.RETRYING}),
+        (TaskState.SCHEDULED, ("scheduled",), {TaskState.SCHEDULED}),
+        ("done", ("done", "cancelled"), {TaskState.SUCCESS, TaskState.CANCELLED}),
+        ("success", ("done",), {TaskState.SUCCESS}),
+        ("cancelled", ("cancelled",), {TaskState.CANCELLED}),
     ],
 )
 def test_states_map_to_their_index(state, index, states):
@@ -51,8 +52,9 @@ def test_event_values_are_typed_and_bad_ones_noted():
 
 
 def test_stats_leave_out_counters_that_are_not_integers():
-    stats = decode_stats("q", 1700000000000, [1, 2, 3, 4, 5], {b"enqueued": b"7", b"runs": b"2",
-                                                               b"runtime_ms": b"30", b"failed": b"1e3"}, [])
-    assert stats.counts == {"pending": 1, "scheduled": 2, "running": 3, "failed": 4, "done": 5}
+    counts = {"pending": 1, "scheduled": 2, "retrying": 3, "running": 4, "success": 5, "failed": 6, "cancelled": 7}
+    stats = decode_stats("q", 1700000000000, counts, {b"enqueued": b"7", b"runs": b"2",
+                                                      b"runtime_ms": b"30", b"failed": b"1e3"}, [])
+    assert stats.counts == counts and list(stats.counts) == list(counts) and stats.paused is False
     assert stats.totals["enqueued"] == 7 and "failed" not in stats.totals
     assert stats.avg_runtime_ms == 15.0 and len(stats.notes) == 1
