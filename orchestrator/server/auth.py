@@ -1,0 +1,452 @@
+"""Who may do what over HTTP: bearer tokens, the session cookie, CSRF, Host and Origin.
+
+Owns ``AuthConfig`` (the tokens and the options around them, checked where it is built),
+``check_bind`` (a non-loopback address needs a token), the decision for one request
+(``authorize``: a pure function of the config and the request's headers) and the pure ASGI
+middleware that applies it (``AuthMiddleware``; not Starlette's BaseHTTPMiddleware, so a
+server-sent event stream passes through unbuffered), installed with ``install_auth``.
+The rules (README, "Who may do what"):
+
+- ``ORCH_API_TOKEN`` allows everything, ``ORCH_API_READ_TOKEN`` GET and HEAD only, as
+  ``Authorization: Bearer <token>`` or as the session cookie the login route sets
+  (``session.py``); a request that changes something with the cookie must carry the
+  session's ``X-CSRF-Token``. ``/healthz``, ``/readyz`` and ``/metrics`` need nothing
+  (``metrics_need_token`` makes ``/metrics`` need the read token).
+- No token configured (``open``): everything is allowed, but only to a request whose Host
+  is a loopback name with the server's port; ``orch serve`` then binds loopback only.
+- On every request: an Origin must be absent or the server's own (or listed), so no web
+  page can make a browser change anything or read an answer.
+
+Refusals are 401 (no or bad credentials) or 403 (read token on a mutating request, Host,
+Origin, CSRF), each one JSON line ``{"error": {"code", "message"}}``. Tokens are compared
+with ``hmac.compare_digest`` and never logged nor repeated in an answer. Does not read the
+environment except in ``AuthConfig.from_env`` (called by the CLI), and does not define
+the API's routes (``app.py``) beyond the session's.
+See ARCHITECTURE.md for the layers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.requests import cookie_parser
+
+from ..errors import ConfigurationError
+from ..sanitize import escape, get_logger
+from .session import (
+    SCOPE_KEY,
+    SESSION_PATH,
+    Principal,
+    match_token,
+    principal_of,
+    session_router,
+    verify_cookie,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = [
+    "AuthConfig",
+    "AuthMiddleware",
+    "Principal",
+    "Refusal",
+    "RequestFacts",
+    "authorize",
+    "check_bind",
+    "install_auth",
+    "principal_of",
+]
+
+logger = get_logger(__name__)
+
+TOKEN_ENV = "ORCH_API_TOKEN"
+READ_TOKEN_ENV = "ORCH_API_READ_TOKEN"
+DEFAULT_COOKIE_NAME = "orch_session"
+DEFAULT_SESSION_TTL = 12 * 3600.0  # seconds: a working day
+MAX_SESSION_TTL = 30 * 86_400.0
+READ_METHODS = frozenset({"GET", "HEAD"})
+OPEN_PATHS = ("/healthz", "/readyz")  # GET and HEAD without credentials
+METRICS_PATH = "/metrics"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_WWW_AUTHENTICATE = 'Bearer realm="orch"'
+
+
+def _check_token(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not value or not all("!" <= c <= "~" for c in value):  # what an HTTP header carries as is
+        raise ConfigurationError(
+            f"{name} must be printable ASCII without spaces (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')",
+            code="BAD_TOKEN",
+            field=name,
+        )
+    return value
+
+
+def _origin_key(value: str) -> tuple[str, str, int] | None:
+    """``scheme://host[:port]`` as (scheme, host, port), or None when it is not one."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.path not in ("", "/") or parts.query:
+        return None
+    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Who may call the HTTP API. Refused at construction: neither a token nor ``open=True``
+    (the API mounted in a user's own app must choose), both, a read token without the full
+    one or equal to it, a token that is not printable ASCII.
+
+    - ``token``: allows everything; ``read_token``: GET and HEAD only. Never in ``repr``.
+    - ``open``: no token at all (``orch serve`` without ``ORCH_API_TOKEN``): every request
+      is allowed whose Host is a loopback name (or in ``allowed_hosts``).
+    - ``metrics_need_token``: ``/metrics`` needs the read (or full) token.
+    - ``allowed_hosts``: more Host names accepted (any port), ``"*"`` any. Loopback names
+      with the server's port are always accepted. With a token and no list, any Host is.
+    - ``allowed_origins``: more Origins (``https://dash.example.com``) accepted besides the
+      server's own, ``"*"`` any.
+    - ``public_paths``: more paths readable without credentials (GET, HEAD); one ending in
+      ``/`` is a prefix (a dashboard's static files).
+    - ``cookie_name``, ``cookie_secure`` (None: when the request came over https),
+      ``session_ttl`` (seconds) for the dashboard's session cookie.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    read_token: str | None = field(default=None, repr=False)
+    open: bool = False
+    metrics_need_token: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    public_paths: tuple[str, ...] = ()
+    cookie_name: str = DEFAULT_COOKIE_NAME
+    cookie_secure: bool | None = None
+    session_ttl: float = DEFAULT_SESSION_TTL
+
+    def __post_init__(self) -> None:
+        _check_token(self.token, "token")
+        _check_token(self.read_token, "read_token")
+        if self.token is None and not self.open:
+            raise ConfigurationError(
+                "the HTTP API needs a token (AuthConfig(token=...), ORCH_API_TOKEN for orch serve) "
+                "or an explicit AuthConfig(open=True), which answers loopback Hosts only",
+                code="TOKEN_REQUIRED",
+                field="token",
+            )
+        if self.token is not None and self.open:
+            raise ConfigurationError("open=True means no token: give a token or open=True, not both", field="open")
+        if self.read_token is not None and self.token is None:
+            raise ConfigurationError("a read token needs the full token too (ORCH_API_TOKEN)", field="read_token")
+        if self.read_token is not None and hmac.compare_digest(self.read_token, self.token or ""):
+            raise ConfigurationError("the read token must differ from the full token", field="read_token")
+        if not 1 <= self.session_ttl <= MAX_SESSION_TTL:
+            raise ConfigurationError(f"session_ttl must be 1 to {MAX_SESSION_TTL:.0f} seconds", field="session_ttl")
+        if not self.cookie_name or not all(c.isalnum() or c in "_-" for c in self.cookie_name):
+            raise ConfigurationError("cookie_name must be letters, digits, _ and -", field="cookie_name")
+        hosts = tuple(h.strip().lower().strip("[]") for h in self.allowed_hosts)
+        if not all(hosts) or any(":" in h and not _is_ip(h) for h in hosts):
+            raise ConfigurationError("allowed_hosts are host names without a port, or *", field="allowed_hosts")
+        origins = tuple(o.strip().lower().rstrip("/") for o in self.allowed_origins)
+        if any(o != "*" and _origin_key(o) is None for o in origins):
+            raise ConfigurationError("allowed_origins are scheme://host[:port], or *", field="allowed_origins")
+        if not all(p.startswith("/") for p in self.public_paths):
+            raise ConfigurationError("public_paths start with /", field="public_paths")
+        object.__setattr__(self, "allowed_hosts", hosts)
+        object.__setattr__(self, "allowed_origins", origins)
+        object.__setattr__(self, "public_paths", tuple(self.public_paths))
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        metrics_need_token: bool = False,
+        allowed_hosts: Iterable[str] = (),
+        allowed_origins: Iterable[str] = (),
+        cookie_secure: bool | None = None,
+    ) -> AuthConfig:
+        """The config of ``orch serve``: the tokens from ``ORCH_API_TOKEN`` and
+        ``ORCH_API_READ_TOKEN`` (empty counts as unset), open when there is none."""
+        env = os.environ if environ is None else environ
+        token = _check_token(env.get(TOKEN_ENV) or None, TOKEN_ENV)
+        read_token = _check_token(env.get(READ_TOKEN_ENV) or None, READ_TOKEN_ENV)
+        if read_token is not None and token is None:
+            raise ConfigurationError(
+                f"{READ_TOKEN_ENV} is set but {TOKEN_ENV} is not: set both, or neither to serve open on loopback",
+                code="TOKEN_REQUIRED",
+                field=READ_TOKEN_ENV,
+            )
+        if read_token is not None and hmac.compare_digest(read_token, token or ""):
+            raise ConfigurationError(f"{READ_TOKEN_ENV} must differ from {TOKEN_ENV}", field=READ_TOKEN_ENV)
+        return cls(
+            token=token,
+            read_token=read_token,
+            open=token is None,
+            metrics_need_token=metrics_need_token,
+            allowed_hosts=tuple(allowed_hosts),
+            allowed_origins=tuple(allowed_origins),
+            cookie_secure=cookie_secure,
+        )
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(name: str) -> bool:
+    """``localhost``, ``*.localhost`` (RFC 6761: never resolved by DNS), 127.0.0.0/8, ::1."""
+    name = name.strip().lower().strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, config: AuthConfig) -> None:
+    """Refuse to serve on a non-loopback address without a token (``ConfigurationError``,
+    code TOKEN_REQUIRED, field host: the CLI's exit 2)."""
+    if config.token is None and not is_loopback(host):
+        raise ConfigurationError(
+            f"--host {escape(host) or '(all interfaces)'} is not a loopback address: set {TOKEN_ENV} "
+            f"(and {READ_TOKEN_ENV} for read-only clients) to serve on it, or serve on 127.0.0.1",
+            code="TOKEN_REQUIRED",
+            field="host",
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused: 401 or 403, one of the codes below, a message without secrets."""
+
+    status: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the decision reads of a request: its method, route path (without the mount's
+    root path), scheme, the server's port and a few headers."""
+
+    method: str
+    path: str
+    scheme: str = "http"
+    server_port: int | None = None
+    host: str | None = None
+    origin: str | None = None
+    fetch_site: str | None = None
+    authorization: str | None = None
+    cookie: str | None = None
+    csrf: str | None = None
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, Any]) -> RequestFacts:
+        headers: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        server = scope.get("server")
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+        return cls(
+            method=scope.get("method", "GET").upper(),
+            path=_route_path(scope),
+            scheme=scheme,
+            server_port=server[1] if server and len(server) > 1 and isinstance(server[1], int) else None,
+            host=headers.get("host"),
+            origin=headers.get("origin"),
+            fetch_site=headers.get("sec-fetch-site"),
+            authorization=headers.get("authorization"),
+            cookie=headers.get("cookie"),
+            csrf=headers.get("x-csrf-token"),
+        )
+
+
+def _route_path(scope: Mapping[str, Any]) -> str:
+    path, root = str(scope.get("path", "/")), str(scope.get("root_path", ""))
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """A Host header as (name, port or None), or None when it is not one."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        name, rest = (value[1:end], value[end + 1 :]) if end > 0 else ("", "")
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if not name or (rest and (not rest.startswith(":") or not rest[1:].isdigit())):
+        return None
+    return name, int(rest[1:]) if rest else None
+
+
+def _host_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
+    if "*" in config.allowed_hosts or (config.token is not None and not config.allowed_hosts):
+        return None
+    split = _split_host(facts.host) if facts.host else None
+    if split is not None:
+        name, port = split
+        if name in config.allowed_hosts:
+            return None
+        expected = facts.server_port
+        if is_loopback(name) and (expected is None or (port or _DEFAULT_PORTS.get(facts.scheme)) == expected):
+            return None
+    shown = "no Host header" if facts.host is None else f"Host {escape(facts.host[:100])!r}"
+    rule = "a loopback name (localhost, 127.0.0.1, [::1])"
+    if facts.server_port:
+        rule += f" with port {facts.server_port}"
+    if config.allowed_hosts:
+        rule += " or one of the allowed hosts"
+    return Refusal(403, "BAD_HOST", f"{shown} refused: this server answers {rule} only")
+
+
+def _origin_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
+    if facts.origin is None:
+        if facts.fetch_site == "cross-site":
+            return Refusal(403, "BAD_ORIGIN", "a cross-site request is refused")
+        return None
+    if "*" in config.allowed_origins:
+        return None
+    origin = _origin_key(facts.origin)
+    split = _split_host(facts.host) if facts.host else None
+    own = (facts.scheme, split[0], split[1] or _DEFAULT_PORTS.get(facts.scheme, 80)) if split else None
+    allowed = {_origin_key(o) for o in config.allowed_origins}
+    if origin is not None and (origin == own or origin in allowed):
+        return None
+    return Refusal(
+        403, "BAD_ORIGIN", f"Origin {escape(facts.origin[:100])!r} refused: only this server's own pages may call it"
+    )
+
+
+def _is_public(config: AuthConfig, facts: RequestFacts) -> bool:
+    if facts.path == SESSION_PATH:
+        return facts.method in ("POST", "DELETE")  # log in, log out; GET says who you are
+    if facts.method not in READ_METHODS:
+        return False
+    if facts.path in OPEN_PATHS or (facts.path == METRICS_PATH and not config.metrics_need_token):
+        return True
+    return any(facts.path == p or (p.endswith("/") and facts.path.startswith(p)) for p in config.public_paths)
+
+
+def _credentials(config: AuthConfig, facts: RequestFacts, now: float | None) -> Principal | Refusal:
+    if facts.authorization is not None:
+        scheme, _, value = facts.authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return Refusal(401, "BAD_CREDENTIALS", "the Authorization header must be 'Bearer <token>'")
+        role = match_token(config, value.strip())
+        if role is None:
+            return Refusal(401, "BAD_CREDENTIALS", "the bearer token is not valid")
+        return Principal(role, "bearer")
+    cookie = cookie_parser(facts.cookie).get(config.cookie_name) if facts.cookie else None
+    if cookie:
+        session = verify_cookie(config, cookie, now)
+        if session is None:
+            again = f"log in again (POST {SESSION_PATH})"
+            return Refusal(401, "BAD_CREDENTIALS", f"the session cookie is not valid or has expired: {again}")
+        return Principal(session.role, "cookie", session.csrf_token, session.expires)
+    return Refusal(
+        401,
+        "NO_CREDENTIALS",
+        f"this API needs a token: send 'Authorization: Bearer <{TOKEN_ENV} or {READ_TOKEN_ENV}>' "
+        f"or log in (POST {SESSION_PATH})",
+    )
+
+
+def authorize(config: AuthConfig, facts: RequestFacts, now: float | None = None) -> Principal | Refusal | None:
+    """The decision for one request: a ``Refusal``, the ``Principal`` it comes from, or None
+    for a public path (health, metrics, log in and out) that needs no credentials."""
+    refusal = _host_refusal(config, facts) or _origin_refusal(config, facts)
+    if refusal is not None:
+        return refusal
+    if _is_public(config, facts):
+        return None
+    if config.open:
+        return Principal("full", "open")
+    found = _credentials(config, facts, now)
+    if isinstance(found, Refusal) or facts.method in READ_METHODS:
+        return found
+    if found.role == "read":
+        return Refusal(403, "READ_ONLY", f"the read token allows GET and HEAD only; {facts.method} needs {TOKEN_ENV}")
+    if found.via == "cookie":
+        if not facts.csrf:
+            needs = "needs the X-CSRF-Token header the login answered"
+            return Refusal(403, "CSRF_MISSING", f"{facts.method} with the session cookie {needs}")
+        if not hmac.compare_digest(facts.csrf.encode("latin-1"), (found.csrf_token or "").encode("ascii")):
+            return Refusal(403, "CSRF_MISMATCH", "the X-CSRF-Token header does not belong to this session")
+    return found
+
+
+class AuthMiddleware:
+    """Applies ``authorize`` to every HTTP and WebSocket request, passing everything else
+    (lifespan) and every allowed request through untouched, body and stream alike. The
+    principal goes in the scope for the routes (``principal_of``)."""
+
+    def __init__(self, app: ASGIApp, config: AuthConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        facts = RequestFacts.from_scope(scope)
+        decision = authorize(self.config, facts)
+        if isinstance(decision, Refusal):
+            logger.info("refused %s %s: %s %s", facts.method, facts.path, decision.status, decision.code)
+            await _refuse(scope, send, decision)
+            return
+        if decision is not None:
+            scope = {**scope, SCOPE_KEY: decision}
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.code})
+        return
+    body = json.dumps({"error": {"code": refusal.code, "message": refusal.message}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if refusal.status == 401:
+        headers.append((b"www-authenticate", _WWW_AUTHENTICATE.encode()))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_auth(app: FastAPI, config: AuthConfig) -> None:
+    """Put ``config``'s rules in front of every route of ``app`` and add the session routes.
+    Call it once, before the app starts; an open config logs a warning saying so."""
+    if not isinstance(config, AuthConfig):
+        raise ConfigurationError("install_auth needs an AuthConfig (a token, or open=True)", field="config")
+    app.include_router(session_router(config))
+    app.add_middleware(AuthMiddleware, config=config)
+    if config.open:
+        logger.warning(
+            "no API token (%s): the HTTP API is open to every local process; it answers only "
+            "requests whose Host is a loopback name and whose Origin is absent or its own",
+            TOKEN_ENV,
+        )
