@@ -296,7 +296,7 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     else:
         name, colon, port = value.partition(":")
         rest = colon + port
-    if not name or (rest and (not rest.startswith(":") or not rest[1:].isdigit())):
+    if not name or (rest and (not rest.startswith(":") or not rest[1:].isascii() or not rest[1:].isdigit())):
         return None
     return name, int(rest[1:]) if rest else None
 

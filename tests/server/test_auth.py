@@ -20,6 +20,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -235,9 +237,10 @@ def test_malformed_credentials(token_client: TestClient, sessions: dict[str, tup
         f"full.{int(expires) + 9999}.{nonce}.{signature}",  # a longer life is a new signature
         f"read.{expires}.{nonce}.{signature}",
         "full.1.2",
+        "full.\u00b2.a.b",  # a digit to str.isdigit, not to int() nor to ASCII
         "garbage",
     ):
-        headers = {"cookie": f"orch_session={forged}"}
+        headers = {"cookie": f"orch_session={forged}".encode("latin-1")}  # as a browser may send it
         assert_refusal(token_client.get("/api/v1/queues", headers=headers), 401, "BAD_CREDENTIALS")
     assert role == "full"
 
@@ -509,3 +512,36 @@ def test_under_uvicorn_an_event_stream_flows_through_unbuffered() -> None:
         assert_refusal(rebound, 403, "BAD_HOST")
         assert_refusal(client.post("/api/v1/queues/q/purge", headers={"origin": FOREIGN}), 403, "BAD_ORIGIN")
         assert client.post("/api/v1/queues/q/purge", headers={"origin": base}).status_code == 200
+
+
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "DELETE", "OPTIONS"]),
+    path=st.sampled_from(["/", "/healthz", "/metrics", "/api/v1/session", "/api/v1/queues", "/static/x"]),
+    host=st.none() | header_text | st.sampled_from(["127.0.0.1:8000", "[::1]:8000", "[::1", "a:b:c", ":80"]),
+    origin=st.none() | header_text | st.sampled_from(["null", "http://127.0.0.1:8000", "http://[::1", "http://a:x"]),
+    authorization=st.none() | header_text | st.just(f"Bearer {TOKEN}"),
+    cookie=st.none() | header_text.map(lambda text: f"orch_session={text}") | st.just("orch_session=full.\u00b2.a.b"),
+    csrf=st.none() | header_text,
+    open_=st.booleans(),
+)
+@example("GET", "/", None, None, None, "orch_session=full.\u00b2.a.b", None, False)
+@example("GET", "/", "localhost:\u00b2", None, None, None, None, True)
+def test_any_header_values_get_an_answer_not_an_exception(
+    method: str,
+    path: str,
+    host: str | None,
+    origin: str | None,
+    authorization: str | None,
+    cookie: str | None,
+    csrf: str | None,
+    open_: bool,
+) -> None:
+    config = AuthConfig(open=True) if open_ else AuthConfig(token=TOKEN, read_token=READ, public_paths=("/static/",))
+    facts = RequestFacts(method, path, "http", 8000, host, origin, None, authorization, cookie, csrf)
+    decision = authorize(config, facts)
+    if isinstance(decision, Refusal):
+        assert decision.status in (401, 403) and TOKEN not in decision.message and "\n" not in decision.message
