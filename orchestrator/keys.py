@@ -126,3 +126,18 @@ class QueueKeys:
     def tokens(self) -> str:
         """The lease-token counter: its own key, so a producer's ACL can leave it read-only."""
         return f"{self.base}tokens"
+
+    @property
+    def metrics(self) -> str:
+        """Counters and histogram buckets (labels inside the field names: metrics_records)."""
+        return f"{self.base}metrics"
+
+    @property
+    def names(self) -> str:
+        """The task names admitted as metric labels (at most metrics_records.MAX_NAMES)."""
+        return f"{self.base}names"
+
+    def series(self, minute_ms: int) -> str:
+        """One minute's counters (enqueued, succeeded, ...), expiring 25 h after it began.
+        Scripts build it from the base (``series:<minute ms>``): the minute is Redis TIME's."""
+        return f"{self.base}series:{minute_ms}"

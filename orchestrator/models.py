@@ -255,6 +255,7 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "started_at": (Kind.TIME, ""),
     "completed_at": (Kind.TIME, ""),
     "score": (Kind.TIME, ""),  # the task's place in pending; '' computes it from priority
+    "label": (Kind.TEXT, ""),  # its metrics label when not its name (the queue's names were full)
     "worker": (Kind.TEXT, ""),
     "token": (Kind.TIME, ""),
     "cancel_requested": (Kind.BOOL, "0"),

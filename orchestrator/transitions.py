@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 from .errors import OutOfMemory, from_script_error
 from .keys import QueueKeys
 from .luasource import Library, join, parse
+from .metrics_records import lua_constants
 from .models import RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
 from .reading import UNREACHABLE
 from .replies import Enqueued as Enqueued
@@ -56,6 +57,8 @@ def _record_lua() -> str:
             f"local RECORD_DEFAULT = {{{defaults}}}",
             f"local RECORD_REQUIRED = {{{required}}}",
             f"local TASK_STATES = {{{states}}}",
+            "-- metrics_records: histogram bounds (ms), label cap, series retention",
+            *lua_constants(),
         ]
     )
 
@@ -296,7 +299,8 @@ class Transitions:
         def decode(reply: list[Any]) -> list[Enqueued]:
             return [Enqueued(strict_text(reply[i]), bool(reply[i + 1])) for i in range(0, len(reply), 2)]
 
-        return self._call("enqueue", [k.pending, k.scheduled, k.stats, k.events, k.wake], args, decode)
+        keys = [k.pending, k.scheduled, k.stats, k.events, k.wake, k.metrics, k.names]
+        return self._call("enqueue", keys, args, decode)
 
     def claim(self, worker: str, n: int, lease_ms: int) -> Call[list[Lease]]:
         k = self.keys
@@ -306,7 +310,7 @@ class Transitions:
             return [decode_lease(queue, reply[i : i + 9]) for i in range(0, len(reply), 9)]
 
         # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
-        keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens]
+        keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens, k.metrics]
         return self._call("claim", keys, [worker, n, lease_ms], decode, resend_safe=False)
 
     def heartbeat(
@@ -334,7 +338,10 @@ class Transitions:
     def complete(self, task_id: str, token: str, result: bytes, ttl_ms: int) -> Call[int]:
         k = self.keys
         return self._call(
-            "complete", [k.running, k.done, k.stats, k.events, k.failed], [task_id, token, result, ttl_ms], int
+            "complete",
+            [k.running, k.done, k.stats, k.events, k.failed, k.metrics],
+            [task_id, token, result, ttl_ms],
+            int,
         )
 
     def fail(
@@ -357,7 +364,7 @@ class Transitions:
 
         return self._call(
             "fail",
-            [k.running, k.retrying, k.failed, k.cancelled, k.stats, k.events],
+            [k.running, k.retrying, k.failed, k.cancelled, k.stats, k.events, k.metrics],
             [task_id, token, error, seed, mode.value if isinstance(mode, FailMode) else mode, ttl_ms],
             decode,
         )
@@ -367,7 +374,7 @@ class Transitions:
         args: list[Arg] = [ttl_ms]
         for task_id, token in leases:
             args += [task_id, token]
-        keys = [k.running, k.pending, k.stats, k.events, k.wake, k.cancelled, k.failed]
+        keys = [k.running, k.pending, k.stats, k.events, k.wake, k.cancelled, k.failed, k.metrics]
         return self._call("release", keys, args, strings)
 
     def promote(self, limit: int) -> Call[PromoteReply]:
@@ -395,7 +402,7 @@ class Transitions:
 
         return self._call(
             "reap",
-            [k.running, k.retrying, k.failed, k.stats, k.events, k.workers, k.cancelled],
+            [k.running, k.retrying, k.failed, k.stats, k.events, k.workers, k.cancelled, k.metrics],
             [limit, seed, ttl_ms],
             decode,
         )
@@ -404,7 +411,7 @@ class Transitions:
         k = self.keys
         return self._call(
             "cancel",
-            [k.pending, k.scheduled, k.cancelled, k.stats, k.events, k.failed, k.retrying],
+            [k.pending, k.scheduled, k.cancelled, k.stats, k.events, k.failed, k.retrying, k.metrics],
             [task_id, ttl_ms, k.cancels],
             lambda r: TaskState(strict_text(r)),
         )

@@ -33,3 +33,25 @@ def _value(r: redis.Redis, key: bytes) -> object:
     if kind == b"set":
         return sorted(r.smembers(key))
     return r.dump(key)
+
+
+def late_count(snap: dict[object, object], metrics_key: str) -> int:
+    """The metrics field ``late`` in a snapshot (0 when absent, or the key is not a hash)."""
+    entry = snap.get(metrics_key.encode())
+    if not isinstance(entry, tuple) or entry[0] != b"hash":
+        return 0
+    return next((int(v) for f, v in entry[1] if f == b"late"), 0)
+
+
+def without_late(snap: dict[object, object], metrics_key: str) -> dict[object, object]:
+    """A snapshot without the metrics field ``late``: the one counter a refusal may change
+    (complete and fail count a LEASE_LOST there). A hash left empty is left out."""
+    key = metrics_key.encode()
+    entry = snap.get(key)
+    if not isinstance(entry, tuple) or entry[0] != b"hash":
+        return snap
+    fields = [(f, v) for f, v in entry[1] if f != b"late"]
+    rest = {k: v for k, v in snap.items() if k != key}
+    if fields:
+        rest[key] = (entry[0], fields, entry[2])
+    return rest

@@ -379,3 +379,72 @@ local function corrupt_queue(typed, stats_key, counters)
   end
   return nil
 end
+
+-- ------------------------------------------------------------------ metrics
+-- Counters and histogram buckets in the queue's metrics hash, and per-minute series hashes
+-- (field names: metrics_records.py). Metrics never stop a transition: every metrics write is
+-- a pcall, so a metrics key spoiled by hand (or an ACL that predates them) costs the count,
+-- never the task. Callers aggregate per call: one HINCRBY per distinct field.
+
+-- The outcome a task's new state counts as.
+local OUTCOME_OF = {SUCCESS = 'succeeded', RETRYING = 'retried', FAILED = 'failed', CANCELLED = 'cancelled'}
+
+-- The label a new task name counts under: the name while the queue's names set has room
+-- (MAX_NAMES), else OTHER_LABEL. A known name costs one SISMEMBER.
+local function admit_name(names_key, name)
+  if redis.pcall('SISMEMBER', names_key, name) == 1 then return name end
+  local n = redis.pcall('SCARD', names_key)
+  if type(n) == 'number' and n < MAX_NAMES and redis.pcall('SADD', names_key, name) == 1 then return name end
+  return OTHER_LABEL
+end
+
+-- The upper bound of the bucket ms falls in (bounds ascending), 'inf' past the last.
+local function bucket_of(bounds, ms)
+  for _, le in ipairs(bounds) do
+    if ms <= le then return le end
+  end
+  return 'inf'
+end
+
+-- Add n to counts[field] (a table of counts to write in one go).
+local function tally(counts, field, n)
+  counts[field] = (counts[field] or 0) + n
+end
+
+-- One ended attempt into counts (metrics hash) and series (the minute's): its outcome under
+-- its label (f.label, set by enqueue when the names were full, else f.name), and, when ran
+-- (complete, fail: the worker timed it), its run time from f.started_at.
+local function tally_outcome(counts, series, f, state, now, ran)
+  local label = f.label ~= '' and f.label or f.name
+  local outcome = OUTCOME_OF[state]
+  tally(counts, outcome .. ':' .. label, 1)
+  if outcome ~= 'cancelled' then tally(series, outcome, 1) end
+  local started = ran and tonumber(f.started_at)
+  if started then
+    local ms = math.max(now - started, 0)
+    tally(counts, 'run:' .. bucket_of(RUN_BUCKETS, ms) .. ':' .. label, 1)
+    tally(counts, 'run_ms:' .. label, ms)
+    tally(series, 'runs', 1)
+    tally(series, 'runtime_ms', ms)
+  end
+end
+
+-- Write counts into the metrics hash: one HINCRBY per field (a zero is skipped).
+local function add_counts(metrics_key, counts)
+  for field, n in pairs(counts) do
+    if n ~= 0 then redis.pcall('HINCRBY', metrics_key, field, n) end
+  end
+end
+
+-- Write counts into the series hash of now's minute (BASE .. 'series:<minute ms>'). Its expiry,
+-- SERIES_TTL_MS after the minute began, is set when a write creates a field: the minute's
+-- first write of each field, so a few times a minute, never per task.
+local function add_series(now, counts)
+  local minute = now - now % 60000
+  local key = BASE .. 'series:' .. int(minute)
+  local fresh = false
+  for field, n in pairs(counts) do
+    if n ~= 0 and redis.pcall('HINCRBY', key, field, n) == n then fresh = true end
+  end
+  if fresh then redis.pcall('PEXPIREAT', key, int(minute - OFFSET + SERIES_TTL_MS)) end
+end

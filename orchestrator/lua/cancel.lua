@@ -6,6 +6,7 @@
   KEYS[1] pending zset   KEYS[2] scheduled zset   KEYS[3] cancelled zset
   KEYS[4] stats hash     KEYS[5] events stream     KEYS[6] failed zset
   KEYS[7] retrying zset  (a RETRYING task written before the split may still sit in scheduled)
+  KEYS[8] metrics hash   (best effort: cancelled:<label> when it cancels a waiting task)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id       ARGV[5]  ttl_ms   retention of the cancelled record; 0 keeps it
   ARGV[6]  channel  pub/sub channel of the queue's cancel requests (QueueKeys.cancels), under the
@@ -19,18 +20,18 @@
   moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
   Events: cancelled or cancel_requested, or malformed.
 ]]
-local bad = bad_call(7, 6)
+local bad = bad_call(8, 6)
 if bad then return redis.error_reply(bad) end
 if ARGV[6]:sub(1, #BASE) ~= BASE then return redis.error_reply('INVALID channel is not under the base') end
-local pending, scheduled, cancelled, stats, events, failed, retrying =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local pending, scheduled, cancelled, stats, events, failed, retrying, metrics =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id = ARGV[4]
 if not is_uint(ARGV[5]) then return redis.error_reply('INVALID ttl_ms') end
 local corrupt = corrupt_queue({pending, 'zset', scheduled, 'zset', cancelled, 'zset', events, 'stream',
                                 failed, 'zset', retrying, 'zset'}, stats, {'cancelled', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 local tkey = task_key(id)
-local f, why, badf = read_task(id, {'key'})
+local f, why, badf = read_task(id, {'key', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 local state = f.state
 if why and (state == 'PENDING' or state == 'SCHEDULED' or state == 'RETRYING' or badf.state) then
@@ -56,6 +57,7 @@ redis.call('ZREM', scheduled, id)
 redis.call('ZREM', retrying, id)
 redis.call('HSET', tkey, 'state', 'CANCELLED', 'completed_at', now)
 redis.call('HINCRBY', stats, 'cancelled', 1)
+redis.pcall('HINCRBY', metrics, 'cancelled:' .. (f.label ~= '' and f.label or f.name), 1)
 release_unique(id)
 retire(cancelled, id, now, tonumber(ARGV[5]))
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)

@@ -4,6 +4,7 @@
   KEYS[1] pending zset   KEYS[2] running zset   KEYS[3] stats hash
   KEYS[4] events stream  KEYS[5] wake list      KEYS[6] failed zset
   KEYS[7] tokens string  the lease-token counter (written here, and by orch doctor --repair)
+  KEYS[8] metrics hash   wait-time buckets (best effort: metrics_records.py)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  worker     the claiming worker's id
   ARGV[5]  n          most tasks to take (the worker's free slots)
@@ -20,11 +21,13 @@
   another type, or a counter (or the token counter) is not an integer.
   Events: claimed, malformed, dropped.
   When tasks remain pending it leaves a wake-up token, so the next idle worker starts.
+  Metrics (per call): wait:<bucket> per task claimed and wait_ms, the time since it became
+  eligible (ready_at, else the later of created_at and run_at).
 ]]
-local bad = bad_call(7, 6)
+local bad = bad_call(8, 6)
 if bad then return redis.error_reply(bad) end
-local pending, running, stats, events, wake, failed, tokens =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local pending, running, stats, events, wake, failed, tokens, metrics =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if worker == '' or not is_uint(ARGV[5]) or n < 1 or not is_uint(ARGV[6]) or lease < 1 then
   return redis.error_reply('INVALID worker, n or lease_ms')
@@ -41,7 +44,8 @@ local last_token, wrong_token = call_typed('GET', tokens)
 if wrong_token or (last_token and not is_uint(last_token)) then
   return redis.error_reply('CORRUPT ' .. tokens .. ' is not a count')
 end
-local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key', 'unique_key'}
+local FIELDS = {'args', 'kwargs', 'attempts', 'max_retries', 'timeout_ms', 'priority', 'key', 'unique_key',
+                'ready_at', 'created_at', 'run_at'}
 
 -- Read and check every record first: Redis does not roll back a script that fails midway.
 local good, aside, gone = {}, {}, {}
@@ -87,8 +91,13 @@ if #good > 0 then  -- the first write: if running is not a zset, nothing is writ
 end
 redis.call('ZREM', pending, unpack(ids))
 local out = {}
+local waits, waited = {}, 0  -- metrics field -> count; total wait (ms)
 for _, g in ipairs(good) do
   local id, f = g[1], g[2]
+  local ready = tonumber(f.ready_at) or math.max(tonumber(f.created_at) or now, tonumber(f.run_at) or 0)
+  local wait = math.max(now - ready, 0)
+  tally(waits, 'wait:' .. bucket_of(WAIT_BUCKETS, wait), 1)
+  waited = waited + wait
   token = token + 1
   local attempts = tonumber(f.attempts) + 1
   redis.call('HSET', task_key(id), 'state', 'RUNNING', 'worker', worker, 'token', int(token),
@@ -106,6 +115,8 @@ for _, g in ipairs(gone) do
 end
 if #good > 0 then
   redis.call('HINCRBY', stats, 'started', #good)
+  waits.wait_ms = waited
+  add_counts(metrics, waits)
 end
 if more and waiting == 0 then
   redis.call('RPUSH', wake, '1')  -- (wake_one, with its LLEN made above)

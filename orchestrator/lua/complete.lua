@@ -2,7 +2,7 @@
   complete: a RUNNING task succeeded; only the holder of the current lease may say so.
 
   KEYS[1] running zset   KEYS[2] done zset   KEYS[3] stats hash   KEYS[4] events stream
-  KEYS[5] failed zset
+  KEYS[5] failed zset    KEYS[6] metrics hash (best effort: metrics_records.py)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id          ARGV[5]  token     the lease token from claim
   ARGV[6]  result      JSON               ARGV[7]  ttl_ms   record retention; 0 keeps it
@@ -17,18 +17,25 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: succeeded, or malformed.
+  Metrics: succeeded:<label>, the run-time bucket and run_ms:<label>; the minute's series
+  succeeded, runs, runtime_ms. A LEASE_LOST refusal changes one thing, the metrics field
+  late (+1), except when the record is SUCCESS under this very token (this call, resent
+  after its reply was lost): the one counter a refusal may change.
 ]]
-local bad = bad_call(5, 7)
+local bad = bad_call(6, 7)
 if bad then return redis.error_reply(bad) end
-local running, done, stats, events, failed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local running, done, stats, events, failed, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, token, result = ARGV[4], ARGV[5], ARGV[6]
 if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
 local corrupt = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
                               stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
-local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error'})
+local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
-if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
+if f.state ~= 'RUNNING' or f.token ~= token or badf.token then
+  if not (f.state == 'SUCCESS' and f.token == token) then redis.pcall('HINCRBY', metrics, 'late', 1) end
+  return redis.error_reply('LEASE_LOST ' .. id)
+end
 
 if why then  -- (failed is checked only when the record goes there)
   corrupt = corrupt_queue({failed, 'zset'}, stats, {})
@@ -50,6 +57,10 @@ count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)
 release_unique(id, f.unique_key)
 retire(done, id, now, tonumber(ARGV[7]), f.key)
+local counts, series = {}, {}
+tally_outcome(counts, series, f, 'SUCCESS', now, true)
+add_counts(metrics, counts)
+add_series(now, series)
 emit(events, 'event', 'succeeded', 'task', id, 'name', f.name, 'worker', f.worker,
      'runtime_ms', now - (tonumber(f.started_at) or now))
 return now

@@ -3,6 +3,7 @@
 
   KEYS[1] pending    zset   KEYS[2] scheduled  zset   KEYS[3] stats  hash
   KEYS[4] events     stream KEYS[5] wake       list
+  KEYS[6] metrics    hash   KEYS[7] names      set    (metrics_records.py; never refused on)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  max_payload   largest #args + #kwargs in bytes
   ARGV[5]  queue         the queue's name, stored in each record
@@ -20,6 +21,9 @@
   first): INVALID <what>, TOO_LARGE <bytes>; CORRUPT <key> <what> when a key of the queue
   holds the wrong type, or stats a seq or enqueued counter that is not a canonical integer.
   Events: enqueued (state PENDING or SCHEDULED).
+  Metrics (best effort, per call): enqueued:<label> per task name (a new name is admitted
+  into names while it holds fewer than MAX_NAMES, else it counts as __other__ and the record
+  keeps field label), the minute's series enqueued. A PENDING task's record gets ready_at.
   Idempotency (a second enqueue returns the first task's id and creates nothing):
     key          'key:<key>' names the task for as long as its record exists (waiting,
                  running, in the dead-letter, or kept result_ttl after it ended);
@@ -27,9 +31,10 @@
   key is looked at first. An entry that is not a string, or names a task that is gone
   (or finished, for unique_key), is taken over by the new task.
 ]]
-local bad = bad_call(5, 6, true)  -- the exact count of ARGV is checked once n is known
+local bad = bad_call(7, 6, true)  -- the exact count of ARGV is checked once n is known
 if bad then return redis.error_reply(bad) end
-local pending, scheduled, stats, events, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local pending, scheduled, stats, events, wake, metrics, names =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local WIDTH = 13
 local MAX_TASKS = 1000  -- per call (the client sends 1,000 at most): keeps unpack() within Lua's limits
 local MAX_MS = 315360000000  -- ten years, as the client's bound on durations
@@ -156,6 +161,7 @@ if #new == 0 then return out end
 for c = 1, #claims, 2 do redis.call('SET', claims[c], claims[c + 1]) end
 local seq = redis.call('HINCRBY', stats, 'seq', #new) - #new
 local ready, later = {}, {}
+local labels, counts = {}, {}  -- name -> label (admitted once per call); metrics field -> count
 for j, i in ipairs(new) do
   local a = 6 + i * WIDTH
   local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -164,14 +170,24 @@ for j, i in ipairs(new) do
   if delay > 0 then state, run_at = 'SCHEDULED', now + delay end
   local score = int(priority * PRIORITY_SPAN + seq + j)
   local tkey = tkeys[i + 1]
+  -- ready_at (a PENDING task's): the last pair; a SCHEDULED one repeats run_at there instead (no call more)
+  local last, last_value = 'ready_at', now
+  if state ~= 'PENDING' then last, last_value = 'run_at', run_at end
   redis.call('HSET', tkey,
     'id', id, 'name', name, 'queue', queue, 'state', state, 'priority', priority,
     'args', ARGV[a + 4], 'kwargs', ARGV[a + 5], 'attempts', 0,
     'max_retries', ARGV[a + 6], 'timeout_ms', ARGV[a + 7], 'backoff_ms', ARGV[a + 8],
     'backoff_max_ms', ARGV[a + 9], 'jitter', ARGV[a + 10],
-    'created_at', now, 'run_at', run_at, 'score', score)
+    'created_at', now, 'run_at', run_at, 'score', score, last, last_value)
   if key ~= '' then redis.call('HSET', tkey, 'key', key) end  -- no empty field per task without one
   if unique_key ~= '' then redis.call('HSET', tkey, 'unique_key', unique_key) end
+  local label = labels[name]
+  if not label then
+    label = admit_name(names, name)
+    labels[name] = label
+  end
+  if label ~= name then redis.call('HSET', tkey, 'label', label) end
+  tally(counts, 'enqueued:' .. label, 1)
   if state == 'PENDING' then
     ready[#ready + 1] = score
     ready[#ready + 1] = id
@@ -184,4 +200,6 @@ end
 if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if #later > 0 then redis.call('ZADD', scheduled, unpack(later)) end
 made_ready(stats, 'enqueued', #new, wake)
+add_counts(metrics, counts)
+add_series(now, {enqueued = #new})
 return out

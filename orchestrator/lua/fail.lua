@@ -2,7 +2,7 @@
   fail: an attempt of a RUNNING task ended in error, or was cancelled by its worker.
 
   KEYS[1] running zset   KEYS[2] retrying zset   KEYS[3] failed zset   KEYS[4] cancelled zset
-  KEYS[5] stats hash     KEYS[6] events stream
+  KEYS[5] stats hash     KEYS[6] events stream   KEYS[7] metrics hash (best effort)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  id        ARGV[5]  token    the lease token from claim
   ARGV[6]  error     JSON {type, message, traceback}
@@ -19,11 +19,15 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: retrying, failed or cancelled, or malformed.
+  Metrics: retried:<label>, failed:<label> or cancelled:<label>, the run-time bucket and
+  run_ms:<label>; the minute's series retried or failed, runs, runtime_ms. A LEASE_LOST
+  refusal changes one thing, the metrics field late (+1), except when the record holds this
+  token and this very error (this call, resent after its reply was lost).
 ]]
-local bad = bad_call(6, 9)
+local bad = bad_call(7, 9)
 if bad then return redis.error_reply(bad) end
-local running, retrying, failed, cancelled, stats, events =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local running, retrying, failed, cancelled, stats, events, metrics =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, token, err, mode = ARGV[4], ARGV[5], ARGV[6], ARGV[8]
 if not is_uint(ARGV[7]) or not is_uint(ARGV[9]) then return redis.error_reply('INVALID seed or ttl_ms') end
 if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
@@ -33,9 +37,14 @@ local corrupt = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset'
 if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
-                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key'})
+                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
-if f.state ~= 'RUNNING' or f.token ~= token or badf.token then return redis.error_reply('LEASE_LOST ' .. id) end
+if f.state ~= 'RUNNING' or f.token ~= token or badf.token then
+  if not (f.token == token and redis.call('HGET', task_key(id), 'error') == err) then
+    redis.pcall('HINCRBY', metrics, 'late', 1)
+  end
+  return redis.error_reply('LEASE_LOST ' .. id)
+end
 
 math.randomseed(tonumber(ARGV[7]))
 local now = now_ms()
@@ -52,6 +61,10 @@ if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  
 else
   state, run_at = settle_failure(id, f, now, err, mode == 'retry', retrying, failed, stats)
 end
+local counts, series = {}, {}
+tally_outcome(counts, series, f, state, now, true)
+add_counts(metrics, counts)
+add_series(now, series)
 emit(events, 'event', string.lower(state), 'task', id, 'name', f.name, 'worker', f.worker,
      'attempt', f.attempts, 'run_at', run_at, 'error', err)
 return {state, run_at}

@@ -5,7 +5,7 @@
 
   KEYS[1] running zset   KEYS[2] retrying zset    KEYS[3] failed zset
   KEYS[4] stats hash     KEYS[5] events stream    KEYS[6] workers zset
-  KEYS[7] cancelled zset
+  KEYS[7] cancelled zset KEYS[8] metrics hash (best effort)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  limit   most tasks (and most workers) handled by this call
   ARGV[5]  seed    integer seeding the backoff jitter
@@ -23,11 +23,13 @@
   Cost: proportional to the expired entries, not to the size of the queue.
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
   another type, a counter not an integer). Events: reaped, worker_lost, malformed, dropped.
+  Metrics (per call): reaped, and retried:<label>, failed:<label> or cancelled:<label> per
+  task (no run time: nobody timed the attempt); the minute's series reaped, retried, failed.
 ]]
-local bad = bad_call(7, 6)
+local bad = bad_call(8, 6)
 if bad then return redis.error_reply(bad) end
-local running, retrying, failed, stats, events, workers, cancelled =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local running, retrying, failed, stats, events, workers, cancelled, metrics =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
   return redis.error_reply('INVALID limit, seed or ttl_ms')
 end
@@ -48,11 +50,12 @@ for i, wid in ipairs(dead) do
   last_seen[i] = type(last) == 'string' and last or ''
 end
 local tasks = {}
+local counts, series = {}, {}  -- metrics written once for the call
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
   -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
   local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key',
-                                      'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key'})
+                                      'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
   redis.call('ZREM', running, id)
   local state = nil
   if not f then
@@ -70,6 +73,9 @@ for i = 1, math.min(#expired, limit) do
       state = settle_failure(id, f, now, err, true, retrying, failed, stats)
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
+    tally_outcome(counts, series, f, state, now, false)
+    tally(counts, 'reaped', 1)
+    tally(series, 'reaped', 1)
     emit(events, 'event', 'reaped', 'task', id, 'name', f.name, 'worker', f.worker,
          'attempt', f.attempts, 'state', state)
   end
@@ -79,6 +85,9 @@ for i = 1, math.min(#expired, limit) do
     tasks[#tasks + 1] = state
   end
 end
+
+add_counts(metrics, counts)
+add_series(now, series)
 
 local lost = {}
 for i, wid in ipairs(dead) do

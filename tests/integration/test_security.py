@@ -57,17 +57,18 @@ PRODUCER_SCRIPTS = ("enqueue",)
 WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap")
 PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
+    "sismember", "scard", "pexpireat",  # metrics: a task name's label, a series minute's expiry
 )
 WORKER_COMMANDS = (
     *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
 )
-CANCEL_EXTRA = ("hmget", "zrem", "zrange", "pexpireat", "del", "publish")  # for producers that may cancel
+CANCEL_EXTRA = ("hmget", "zrem", "zrange", "del", "publish")  # for producers that may cancel
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
 # Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
 PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:key:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
-                   "{*}:events", "{*}:wake")
+                   "{*}:events", "{*}:wake", "{*}:metrics", "{*}:names", "{*}:series:*")
 CANCEL_WRITES = ("{*}:cancelled", "{*}:retrying", "{*}:failed")  # cancel retires a record, or moves a bad one aside
 PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader": "reader-secret",
              "admin": "admin-secret"}

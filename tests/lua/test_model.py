@@ -7,9 +7,11 @@ step the whole database is compared with the model (``ScriptsModel``): each task
 record, which index holds it and with what score, the pending order (priority, then
 FIFO), lease tokens, the idempotency entries of both kinds (``key``: as long as the record;
 ``unique_key``: while unfinished) and their expiry, the worker registrations, the stats counters,
-the event stream, the wake-up list and which records expire. Refused calls must change
-nothing. Two rules go beyond the scripts' headers: a task asked to cancel is never
-retried again, and a task an operator retries does not carry an old cancel request.
+the event stream, the wake-up list, which records expire, and the metrics (counters per
+label, histogram counts, per-minute series and their expiry). Refused calls must change
+nothing, but for the one counter a LEASE_LOST refusal adds to (metrics field late).
+Two rules go beyond the scripts' headers: a task asked to cancel is never retried again,
+and a task an operator retries does not carry an old cancel request.
 How often the done index is trimmed is the scripts' housekeeping: the model only checks
 that nothing leaves it before its retention passed, oldest first.
 
@@ -52,7 +54,7 @@ from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, RETAINED, TaskState
 from orchestrator.transitions import Call, TaskSpec, Transitions, run
 from tests.lua.test_scripts import ERROR, spec
-from tests.redis_server import snapshot
+from tests.redis_server import late_count, snapshot, without_late
 
 S = TaskState
 UNIT = 60_000
@@ -148,6 +150,8 @@ class ScriptsModel(RuleBasedStateMachine):
         self.keyed: dict[str, str] = {}  # key -> task id, as long as that task's record exists
         self.workers: dict[str, MWorker] = {}
         self.stats: Counter[str] = Counter()
+        self.metrics: Counter[str] = Counter()  # metrics hash counters; "wait": tasks claimed (wait buckets)
+        self.series: Counter[str] = Counter()  # summed over every minute's series hash
         self.tokens = 0  # the lease-token counter (its own key)
         self.runtime = 0  # sum of model run times; runtime_ms lies above it by the real time
         self.wake = False
@@ -165,12 +169,29 @@ class ScriptsModel(RuleBasedStateMachine):
     def send(self, call: Call[Any]) -> Any:
         return run(self.r, call)
 
-    def refused(self, exc_type: type[Exception], call: Call[Any], match: str | None = None) -> None:
-        """The call raises ``exc_type`` and changes nothing at all."""
+    def refused(
+        self, exc_type: type[Exception], call: Call[Any], match: str | None = None, *, late: int | None = None
+    ) -> None:
+        """The call raises ``exc_type`` and changes nothing at all, but the metrics field late
+        (a LEASE_LOST refusal adds ``late``: 1 unless told)."""
+        if late is None:
+            late = 1 if exc_type is LeaseLost else 0
         before = snapshot(self.r)
         with pytest.raises(exc_type, match=match):
             run(self.r, call)
-        assert snapshot(self.r) == before, f"{call.script.name} failed but changed the database"
+        after = snapshot(self.r)
+        assert late_count(after, self.k.metrics) == late_count(before, self.k.metrics) + late, "late outcomes"
+        assert without_late(after, self.k.metrics) == without_late(before, self.k.metrics), (
+            f"{call.script.name} failed but changed the database"
+        )
+        self.metrics["late"] += late
+
+    def outcome(self, state: S) -> None:
+        """An attempt ended in ``state``: its outcome under the task's label (every task is m:f)."""
+        name = {S.SUCCESS: "succeeded", S.RETRYING: "retried", S.FAILED: "failed", S.CANCELLED: "cancelled"}[state]
+        self.metrics[f"{name}:m:f"] += 1
+        if state is not S.CANCELLED:
+            self.series[name] += 1
 
     def server_ms(self) -> int:
         sec, usec = self.r.time()
@@ -374,6 +395,8 @@ class ScriptsModel(RuleBasedStateMachine):
             created += 1
         if created:
             self.stats["enqueued"] += created
+            self.metrics["enqueued:m:f"] += created
+            self.series["enqueued"] += created
             self.wake = True
         reply = self.send(self.t.enqueue(specs, max_payload=BIG_PAYLOAD))
         assert [(e.id, e.created) for e in reply] == expected
@@ -417,6 +440,7 @@ class ScriptsModel(RuleBasedStateMachine):
             self.quarantine(task)
         if len(taken) > len(aside):
             self.stats["started"] += len(taken) - len(aside)
+            self.metrics["wait"] += len(taken) - len(aside)
         if len(taken) == n and rest:
             self.wake = True
         reply = self.send(self.t.claim(worker, n, lease))
@@ -471,8 +495,10 @@ class ScriptsModel(RuleBasedStateMachine):
         if task is None:
             return self.refused(TaskNotFound, call, task_id)
         if task.state is not S.RUNNING or task.token != token:
-            return self.refused(LeaseLost, call, task_id)
+            resent = task.state is S.SUCCESS and task.token == token  # reads as this call resent: not late
+            return self.refused(LeaseLost, call, task_id, late=0 if resent else 1)
         holder = task.worker
+        self.outcome(S.SUCCESS)
         task.state, task.result = S.SUCCESS, result
         task.finished, task.finished_blank = self.now, False
         if task.error is not None:  # a success shows no error; the last one is kept as history
@@ -530,6 +556,7 @@ class ScriptsModel(RuleBasedStateMachine):
         else:
             expected = self.settle_failure(task, error, allow_retry=mode == "retry")
         assert reply.state is expected
+        self.outcome(expected)
         if expected is S.RETRYING:
             self.near(reply.run_at, task.run_at, "retry time", self.server_ms() - self.t0)
         else:
@@ -556,6 +583,7 @@ class ScriptsModel(RuleBasedStateMachine):
             self.leave_running(task)
             if task.cancel_requested:
                 self.finish_cancelled(task, {"type": "Cancelled", "message": "cancel requested"})
+                self.outcome(S.CANCELLED)
                 self.emit("cancelled", task=task_id, worker=holder)
             else:
                 task.state, task.worker = S.PENDING, ""
@@ -599,6 +627,7 @@ class ScriptsModel(RuleBasedStateMachine):
         task.state = S.CANCELLED
         task.finished, task.finished_blank = self.now, False
         self.stats["cancelled"] += 1
+        self.outcome(S.CANCELLED)
         self.release_unique(task)
         self.retire(task)
         self.emit("cancelled", task=task_id, **{"from": was.value})
@@ -649,6 +678,9 @@ class ScriptsModel(RuleBasedStateMachine):
                 state = self.settle_failure(task, error, allow_retry=True)
             assert reaped.state is state, f"reaped {task.id} to {reaped.state.value}, model says {state.value}"
             self.stats["reaped"] += 1
+            self.outcome(state)
+            self.metrics["reaped"] += 1
+            self.series["reaped"] += 1
             self.emit("reaped", task=task.id, name="m:f", worker=holder, attempt=attempt, state=state.value)
         assert len(reply.dead_workers) == min(limit, len(dead))
         earliest_first([w for w, _ in reply.dead_workers], dead, "reap workers")
@@ -789,7 +821,13 @@ class ScriptsModel(RuleBasedStateMachine):
             assert {name: got.get(name) for name in want} == want, f"event {i}"
 
         assert r.llen(k.wake) == int(self.wake), "wake-up list"
+        series_keys = self.check_metrics(runtime or 0)
         expected_keys = {k.task(i) for i in self.tasks} | {k.unique(key) for key in self.unique}
+        expected_keys |= series_keys
+        if self.metrics["wait"] or any(n for name, n in self.metrics.items() if name != "wait"):
+            expected_keys.add(k.metrics)
+        if self.metrics["enqueued:m:f"]:
+            expected_keys.add(k.names)
         expected_keys |= {k.idempotency(key) for key in self.keyed}
         expected_keys |= {k.worker(w) for w in self.workers}
         expected_keys |= {getattr(k, index) for t in self.tasks.values() if (index := self.index_of(t))}
@@ -800,6 +838,30 @@ class ScriptsModel(RuleBasedStateMachine):
         if self.wake:
             expected_keys.add(k.wake)
         assert {key.decode() for key in r.scan_iter(count=1000)} == expected_keys, "the set of keys"
+
+    def check_metrics(self, runtime: int) -> set[str]:
+        """The metrics hash against the model (run times: their sum is the stats' runtime_ms),
+        the names admitted, and the series summed over minutes; returns the series keys."""
+        r, k = self.r, self.k
+        raw = {f.decode(): int(v) for f, v in r.hgetall(k.metrics).items()}
+        runs = sum(n for name, n in raw.items() if name.startswith("run:"))
+        waits = sum(n for name, n in raw.items() if name.startswith("wait:"))
+        assert runs == self.stats["runs"], "run-time histogram count"
+        assert raw.get("run_ms:m:f", 0) == runtime, "run-time histogram sum"
+        assert waits == self.metrics["wait"], "wait-time histogram count"
+        assert raw.get("wait_ms", 0) >= 0
+        counters = {name: n for name, n in raw.items() if not name.startswith(("run", "wait"))}
+        assert counters == {name: n for name, n in self.metrics.items() if n and name != "wait"}, "metrics"
+        assert r.smembers(k.names) == ({b"m:f"} if self.metrics["enqueued:m:f"] else set()), "names"
+        found = {key.decode() for key in r.scan_iter(match=k.series("*"), count=1000)}
+        totals: Counter[str] = Counter()
+        for key in found:
+            totals.update({f.decode(): int(v) for f, v in r.hgetall(key).items()})
+            assert 0 < r.pttl(key) <= 25 * 3_600_000, f"expiry of {key}"
+        expected = {name: n for name, n in self.series.items() if n}
+        expected |= {name: n for name, n in (("runs", self.stats["runs"]), ("runtime_ms", runtime)) if n}
+        assert dict(totals) == expected, "series"
+        return found
 
     def check_entries(self) -> None:
         """Both kinds of idempotency entry; a key entry expires exactly when its record does."""

@@ -17,7 +17,7 @@ from orchestrator.errors import InvalidTransition, LeaseLost, PayloadTooLarge, T
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TRANSITIONS, Task, TaskState, can_transition
 from orchestrator.transitions import Call, FailReply, PromoteReply, Reaped, TaskSpec, Transitions, run
-from tests.redis_server import snapshot
+from tests.redis_server import late_count, snapshot, without_late
 
 S = TaskState
 MAX_PAYLOAD = 1 << 20
@@ -110,12 +110,19 @@ class Q:
         for index, ids in members.items():
             assert ids <= states.keys(), f"{index} holds ids without a record"
 
-    def fails(self, exc_type: type[Exception], call: Call, match: str | None = None) -> Exception:
-        """The call raises exc_type and changes nothing at all."""
+    def fails(
+        self, exc_type: type[Exception], call: Call, match: str | None = None, *, late: int | None = None
+    ) -> Exception:
+        """The call raises exc_type and changes nothing at all, but for one counter: a
+        LEASE_LOST refusal adds ``late`` (1 unless told) to the metrics field late."""
+        if late is None:
+            late = 1 if exc_type is LeaseLost else 0
         before = snapshot(self.r)
         with pytest.raises(exc_type, match=match) as info:
             run(self.r, call)
-        assert snapshot(self.r) == before
+        after = snapshot(self.r)
+        assert late_count(after, self.keys.metrics) == late_count(before, self.keys.metrics) + late, "late"
+        assert without_late(after, self.keys.metrics) == without_late(before, self.keys.metrics)
         return info.value
 
     # -------------------------------------------------------------- helpers
@@ -424,7 +431,8 @@ def test_complete_and_fail_with_a_stale_token_change_nothing(q):
     q.fails(LeaseLost, q.at().fail(task_id, stale, ERROR), task_id)
     q.fails(LeaseLost, q.at().fail(task_id, "", ERROR, mode="cancelled"))
     q.run(q.at().complete(task_id, lease.token, b"1", 0))
-    q.fails(LeaseLost, q.at().complete(task_id, lease.token, b"2", 0))  # only once
+    # only once; under its own token this reads as a resend of the call that landed: not late
+    q.fails(LeaseLost, q.at().complete(task_id, lease.token, b"2", 0), late=0)
     q.fails(LeaseLost, q.at().fail(task_id, lease.token, ERROR))
     assert q.task(task_id).result == 1
 

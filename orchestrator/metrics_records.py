@@ -1,0 +1,199 @@
+"""Metrics kept in Redis: their fixed layout (buckets, labels, series) and their decoding (pure).
+
+Owns the numbers the scripts and the readers share (histogram bucket bounds, the cap on
+task-name labels, the series fields and their retention; ``transitions`` renders them
+into every script, so they are defined here only), the field names of the metrics hash
+``<prefix>:{Q}:metrics``, and building ``QueueMetrics`` and ``SeriesPoint`` from raw
+replies. Every value read is untrusted: one that does not parse is left out with a note,
+never an exception. Does no I/O (``queues`` reads Redis; ``server/metrics.py`` exposes
+them to Prometheus). See ARCHITECTURE.md for the layers and the README for the fields.
+
+Fields of the metrics hash (``<label>`` is a task name, or ``__other__`` once a queue has
+MAX_NAMES names; it comes last, so a name may hold ``:``):
+``enqueued:<label>``; ``succeeded:<label>``, ``failed:<label>``, ``retried:<label>``,
+``cancelled:<label>`` (outcomes); ``run:<le ms>:<label>`` (attempts whose run time fell in
+that bucket and no lower one; ``inf`` past the last bound) and ``run_ms:<label>`` (their
+sum); ``wait:<le ms>`` and ``wait_ms`` (time from eligible to claimed, per queue);
+``reaped`` (expired leases); ``late`` (outcomes refused with LEASE_LOST).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .reading import ms_to_datetime, text, to_int
+from .records import UtcTime
+
+# Upper bounds (ms) of the run-time buckets, 5 ms to 1 h, and of the wait-time buckets,
+# 1 ms to 1 h (waits are often far shorter than runs: their own buckets). One count per
+# bucket is stored (not cumulative); readers add them up.
+RUN_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000, 900_000,
+                  3_600_000)
+WAIT_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+                   900_000, 3_600_000)
+MAX_NAMES = 100  # task names admitted as labels per queue (orch:{Q}:names); later ones count as OTHER
+OTHER = "__other__"
+OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
+SERIES_FIELDS = ("enqueued", "succeeded", "failed", "retried", "reaped", "runtime_ms", "runs")
+MINUTE_MS = 60_000
+SERIES_TTL_MS = 25 * 3_600_000  # each minute's hash expires 25 h after the minute began
+MAX_SERIES_MINUTES = 24 * 60  # what a reader may ask for: 24 h are kept in full
+
+
+def lua_constants() -> list[str]:
+    """These numbers as Lua definitions (rendered ahead of ``lua/_lib.lua`` by transitions.py)."""
+    return [
+        f"local RUN_BUCKETS = {{{', '.join(map(str, RUN_BUCKETS_MS))}}}",
+        f"local WAIT_BUCKETS = {{{', '.join(map(str, WAIT_BUCKETS_MS))}}}",
+        f"local MAX_NAMES = {MAX_NAMES}",
+        f"local OTHER_LABEL = '{OTHER}'",
+        f"local SERIES_TTL_MS = {SERIES_TTL_MS}",
+    ]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Bucket(_Record):
+    le: float = Field(description="Upper bound, in seconds.")
+    count: int = Field(description="Observations at or below le (cumulative).")
+
+
+class Histogram(_Record):
+    """Observations in the fixed buckets, cumulative as Prometheus reads them (+Inf is ``count``)."""
+
+    buckets: list[Bucket]
+    count: int
+    sum: float = Field(description="Sum of the observations, in seconds.")
+
+
+class QueueMetrics(_Record):
+    """One queue's counters and histograms since it was first used (read from Redis)."""
+
+    queue: str
+    time: UtcTime = Field(description="The server clock when this was read.")
+    enqueued: dict[str, int] = Field(description="Tasks enqueued, per task-name label.")
+    finished: dict[str, dict[str, int]] = Field(
+        description="Attempts ended, per label, per outcome (succeeded, failed, retried, cancelled)."
+    )
+    run_seconds: dict[str, Histogram] = Field(description="Run time of finished attempts, per label.")
+    wait_seconds: Histogram = Field(description="Time from eligible (enqueued, due, retried) to claimed.")
+    reaped: int = Field(description="Leases that expired and were taken back by the reaper.")
+    late_outcomes_refused: int = Field(description="Outcomes refused because the lease was lost (fencing).")
+    oldest_pending_seconds: float | None = Field(
+        description="Age of the oldest pending task since it became eligible (among the first of each priority)."
+    )
+    notes: list[str] = Field(default_factory=list)
+
+
+class SeriesPoint(_Record):
+    """One minute of a queue's activity (kept 24 h; a minute nothing happened in reads as zeros)."""
+
+    minute: UtcTime
+    enqueued: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    reaped: int = 0
+    runtime_ms: int = 0
+    runs: int = 0
+
+
+def _histogram(bounds_ms: Sequence[int], counts: Mapping[str, int], sum_ms: int) -> Histogram:
+    """Cumulative buckets over ``bounds_ms`` from per-bucket counts keyed by bound ('inf' past the last).
+
+    A stored bound that is not one of ``bounds_ms`` (written by another version) counts in
+    every bucket at or above it."""
+    total = sum(counts.values())
+    found: list[tuple[float, int]] = []
+    for raw, n in counts.items():
+        bound = float("inf") if raw == "inf" else float(int(raw))
+        found.append((bound, n))
+    buckets = [Bucket(le=le / 1000, count=sum(n for b, n in found if b <= le)) for le in bounds_ms]
+    return Histogram(buckets=buckets, count=total, sum=sum_ms / 1000)
+
+
+def _bound(raw: str) -> bool:
+    return raw == "inf" or to_int(raw) is not None
+
+
+def decode_metrics(
+    queue: str, now_ms: int, raw: Mapping[bytes | str, bytes | str], oldest_ready_ms: int | None
+) -> QueueMetrics:
+    """A QueueMetrics from HGETALL of the metrics hash; a field that does not parse is left out, noted."""
+    enqueued: dict[str, int] = {}
+    finished: dict[str, dict[str, int]] = {}
+    runs: dict[str, dict[str, int]] = {}
+    run_ms: dict[str, int] = {}
+    waits: dict[str, int] = {}
+    single = {"wait_ms": 0, "reaped": 0, "late": 0}
+    notes: list[str] = []
+    for key, value in raw.items():
+        field, number = text(key), to_int(value)
+        if number is None:
+            notes.append(f"metrics field {field[:80]!r} holds {text(value)[:40]!r}, not an integer: left out")
+            continue
+        kind, _, rest = field.partition(":")
+        if field in single:
+            single[field] = number
+        elif kind == "enqueued" and rest:
+            enqueued[rest] = number
+        elif kind in OUTCOMES and rest:
+            finished.setdefault(rest, {})[kind] = number
+        elif kind == "run_ms" and rest:
+            run_ms[rest] = number
+        elif kind == "run" and (parts := rest.partition(":"))[2] and _bound(parts[0]):
+            runs.setdefault(parts[2], {})[parts[0]] = number
+        elif kind == "wait" and _bound(rest):
+            waits[rest] = number
+        else:
+            notes.append(f"metrics field {field[:80]!r} is not one orchestrator writes: left out")
+    time = ms_to_datetime(now_ms)
+    assert time is not None  # the server clock
+    oldest = None if oldest_ready_ms is None else max(now_ms - oldest_ready_ms, 0) / 1000
+    return QueueMetrics(
+        queue=queue,
+        time=time,
+        enqueued=dict(sorted(enqueued.items())),
+        finished=dict(sorted(finished.items())),
+        run_seconds={
+            label: _histogram(RUN_BUCKETS_MS, runs.get(label, {}), run_ms.get(label, 0))
+            for label in sorted(runs.keys() | run_ms.keys())
+        },
+        wait_seconds=_histogram(WAIT_BUCKETS_MS, waits, single["wait_ms"]),
+        reaped=single["reaped"],
+        late_outcomes_refused=single["late"],
+        oldest_pending_seconds=oldest,
+        notes=notes,
+    )
+
+
+def ready_time(created_at: object, run_at: object, ready_at: object) -> int | None:
+    """When a pending task became eligible: ``ready_at``, else the later of created_at and run_at."""
+    ready = to_int(text(ready_at)) if ready_at not in (None, b"", "") else None
+    if ready is not None:
+        return ready
+    times = [t for v in (created_at, run_at) if v not in (None, b"", "") and (t := to_int(text(v))) is not None]
+    return max(times) if times else None
+
+
+def minutes(now_ms: int, count: int) -> list[int]:
+    """The starts (ms) of the last ``count`` minutes, the current one included, oldest first."""
+    current = now_ms - now_ms % MINUTE_MS
+    return [current - i * MINUTE_MS for i in range(count - 1, -1, -1)]
+
+
+def decode_series(minute_ms: int, raw: Mapping[bytes | str, bytes | str] | None) -> SeriesPoint:
+    """One minute's point from HGETALL of its hash (absent: zeros); a field that does not parse reads 0."""
+    values: dict[str, int] = {}
+    for key, value in (raw or {}).items():
+        field = text(key)
+        number = to_int(value)
+        if field in SERIES_FIELDS and number is not None:
+            values[field] = number
+    moment = ms_to_datetime(minute_ms)
+    assert moment is not None
+    return SeriesPoint(minute=moment, **values)
