@@ -1,7 +1,8 @@
 """The operator API of one queue: ``Queue`` (``app.queue(name)``).
 
 Owns everything an operator does to a queue: stats, its workers, listing its tasks by
-state with a cursor, reading one task, its events, retrying, cancelling and purging, each
+state with a cursor, reading one task, its events, pausing and resuming it, retrying,
+cancelling and purging, each
 returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
 they neither build keys nor call scripts. Changes go through ``transitions`` (one script
 call each, in batches for the bulk ones); reads are plain commands in a few round trips.
@@ -212,6 +213,21 @@ class Queue:
         return text(newest[0][0]) if newest else "0-0"
 
     # ------------------------------------------------------------------ changes
+
+    @translated
+    def pause(self) -> bool:
+        """Workers claim nothing from this queue until ``resume`` (enqueue goes on, running
+        tasks finish). False when it was paused already."""
+        return run(self._redis, self._scripts.pause(True))
+
+    @translated
+    def resume(self) -> bool:
+        """Workers claim from this queue again (an idle one is woken). False when it was not paused."""
+        return run(self._redis, self._scripts.pause(False))
+
+    @translated
+    def is_paused(self) -> bool:
+        return bool(self._redis.exists(self.keys.paused))
 
     @translated
     def cancel(self, task_id: str) -> TaskState:

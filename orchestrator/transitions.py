@@ -94,7 +94,7 @@ def script(name: str) -> Script:
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "heartbeat", "complete", "fail", "release",
-    "promote", "reap", "cancel", "retry_failed", "purge",
+    "promote", "reap", "cancel", "retry_failed", "purge", "pause",
 )
 
 
@@ -310,7 +310,7 @@ class Transitions:
             return [decode_lease(queue, reply[i : i + 9]) for i in range(0, len(reply), 9)]
 
         # Not resent: a claim whose reply was lost took tasks nobody runs (the reaper frees them).
-        keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens, k.metrics]
+        keys = [k.pending, k.running, k.stats, k.events, k.wake, k.failed, k.tokens, k.metrics, k.paused]
         return self._call("claim", keys, [worker, n, lease_ms], decode, resend_safe=False)
 
     def heartbeat(
@@ -415,6 +415,11 @@ class Transitions:
             [task_id, ttl_ms, k.cancels],
             lambda r: TaskState(strict_text(r)),
         )
+
+    def pause(self, on: bool) -> Call[bool]:
+        """Pause (``on``) or resume the queue; True when that changed it."""
+        k = self.keys
+        return self._call("pause", [k.paused, k.events, k.wake], [1 if on else 0], lambda r: bool(r))
 
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 1000) -> Call[list[str]]:
         """The named tasks, or (none named) the first page of the failed set: the ids moved."""

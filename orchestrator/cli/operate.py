@@ -1,5 +1,5 @@
 """The ``orch`` commands an operator uses on queues and tasks: ``status``, ``tasks``,
-``inspect``, ``events``, ``retry``, ``cancel`` and ``purge``.
+``inspect``, ``events``, ``retry``, ``cancel``, ``purge``, ``pause`` and ``resume``.
 
 Owns their options and printing. Each is a call of the operator API (``Orchestrator``,
 ``Queue``) whose records ``views`` turns into lines, or dumps as JSON (``--json``: the
@@ -174,3 +174,21 @@ def purge(state: CliState, /, queue: str, which: str, dry_run: bool, yes: bool) 
     detail = ", ".join(f"{n} {index}" for index, n in removed.items())
     verb = "would purge" if dry_run else "purged"
     click.echo(f"{verb} {sum(removed.values())} tasks of queue {queue} ({detail})")
+
+
+@orch.command()
+@click.argument("queue", callback=queue_name)
+@click.pass_obj
+def pause(state: CliState, /, queue: str) -> None:
+    """Pause QUEUE: no worker claims from it until `orch resume`; enqueue goes on, running tasks finish."""
+    changed = state.app().queue(queue, must_exist=True).pause()
+    click.echo(f"paused queue {queue}" if changed else f"queue {queue} was paused already")
+
+
+@orch.command()
+@click.argument("queue", callback=queue_name)
+@click.pass_obj
+def resume(state: CliState, /, queue: str) -> None:
+    """Resume QUEUE after `orch pause`: workers claim from it again at once."""
+    changed = state.app().queue(queue, must_exist=True).resume()
+    click.echo(f"resumed queue {queue}" if changed else f"queue {queue} was not paused")

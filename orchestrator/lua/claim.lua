@@ -5,6 +5,8 @@
   KEYS[4] events stream  KEYS[5] wake list      KEYS[6] failed zset
   KEYS[7] tokens string  the lease-token counter (written here, and by orch doctor --repair)
   KEYS[8] metrics hash   wait-time buckets (best effort: metrics_records.py)
+  KEYS[9] paused string  while it exists (orch pause) the call takes nothing: one GET a call
+                         (GET, not EXISTS: a worker's ACL need not grant what enqueue runs)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  worker     the claiming worker's id
   ARGV[5]  n          most tasks to take (the worker's free slots)
@@ -24,7 +26,7 @@
   Metrics (per call): wait:<bucket> per task claimed and wait_ms, the time since it became
   eligible (ready_at, else the later of created_at and run_at).
 ]]
-local bad = bad_call(8, 6)
+local bad = bad_call(9, 6)
 if bad then return redis.error_reply(bad) end
 local pending, running, stats, events, wake, failed, tokens, metrics =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -35,6 +37,8 @@ end
 -- Queue keys first (corrupt_queue), most through commands this script runs anyway: pending
 -- by ZRANGE, tokens by GET, wake by LLEN, running by the first write (one ZADD for the
 -- batch); failed only when a record goes there.
+local paused, paused_other = call_typed('GET', KEYS[9])
+if paused or paused_other then return {} end  -- paused (whatever the key holds): claim nothing, write nothing
 local ids, wrong = call_typed('ZRANGE', pending, 0, n - 1)
 if wrong then return redis.error_reply('CORRUPT ' .. pending .. ' is not a zset') end
 if #ids == 0 then return {} end  -- (before the other checks: an idle poll writes nothing and costs one call)

@@ -440,6 +440,7 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
         ("retry_failed", q.retry_failed([leases[3].task_id])),
         ("purge", q.purge(q.keys.pending, 10)),
         ("enqueue", q.enqueue([spec()], max_payload=MAX_PAYLOAD)),
+        ("pause", q.pause(True)),
     ]
 
 
@@ -569,6 +570,8 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
         return t.cancel("a", 60_000), [4]
     if name == "purge":
         return t.purge(keys.pending, 10), [3]
+    if name == "pause":
+        return t.pause(True), [3]
     leases = {x.task_id: x for x in run(r, t.claim("w1", 3, 1000))}  # a, b, f
     run(r, t.fail("f", leases["f"].token, ERROR))
     if name == "heartbeat":

@@ -195,6 +195,19 @@ def test_done_pages_through_success_then_cancelled(app: Orchestrator) -> None:
     assert queue.purge("done") == 5 and queue.counts()["success"] == queue.counts()["cancelled"] == 0
 
 
+def test_pause_and_resume(app: Orchestrator) -> None:
+    queue = app.queue("default")
+    app.enqueue("m:f")
+    assert queue.pause() is True and queue.pause() is False
+    assert queue.is_paused() and queue.stats().paused
+    assert run(app.redis, app._scripts("default").claim("w1", 5, 60_000)) == []
+    app.enqueue("m:f")  # enqueue goes on
+    assert queue.resume() is True and queue.resume() is False
+    assert not queue.is_paused() and not queue.stats().paused
+    assert len(claim(app, 2)) == 2
+    assert [e.event for e in queue.events(10) if e.event in ("paused", "resumed")] == ["paused", "resumed"]
+
+
 def test_retrying_tasks_can_be_purged(app: Orchestrator) -> None:
     retrying = app.enqueue("m:f", max_retries=3).id
     (lease,) = claim(app)

@@ -1,7 +1,7 @@
 """Model-based test of the Lua scripts: random call sequences checked against a plain model.
 
 A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
-cancel, promote, reap, retry_failed, purge and time passing against the real
+cancel, promote, reap, retry_failed, purge, pause and resume, and time passing against the real
 redis-server; every reply is checked against what the model predicts, and after every
 step the whole database is compared with the model (``ScriptsModel``): each task's
 record, which index holds it and with what score, the pending order (priority, then
@@ -155,6 +155,7 @@ class ScriptsModel(RuleBasedStateMachine):
         self.tokens = 0  # the lease-token counter (its own key)
         self.runtime = 0  # sum of model run times; runtime_ms lies above it by the real time
         self.wake = False
+        self.paused = False
         self.events: list[dict[str, str]] = []
         self.ids = itertools.count(1)
         self.errors = itertools.count(1)
@@ -421,6 +422,11 @@ class ScriptsModel(RuleBasedStateMachine):
         self.take(worker, n, lease)  # a second rule: claims are drawn twice as often
 
     def take(self, worker: str, n: int, lease: int) -> None:
+        if self.paused:  # claims nothing, writes nothing
+            before = snapshot(self.r)
+            assert self.send(self.t.claim(worker, n, lease)) == []
+            assert snapshot(self.r) == before, "a claim of a paused queue changed the database"
+            return
         order = self.pending_order()
         taken, rest = order[:n], order[n:]
         expected = []
@@ -759,6 +765,15 @@ class ScriptsModel(RuleBasedStateMachine):
             self.stats["purged"] += n
             self.emit("purged", count=n)
 
+    @rule(on=st.booleans())
+    def pause(self, on: bool) -> None:
+        changed = on != self.paused
+        if changed:
+            self.paused = on
+            self.emit("paused" if on else "resumed")
+            self.wake = self.wake or not on  # resuming wakes an idle worker
+        assert self.send(self.t.pause(on)) is changed
+
     @rule(units=st.integers(1, 3))
     def time_passes(self, units: int) -> None:
         self.now += units * UNIT
@@ -837,6 +852,8 @@ class ScriptsModel(RuleBasedStateMachine):
                 expected_keys.add(name)
         if self.wake:
             expected_keys.add(k.wake)
+        if self.paused:
+            expected_keys.add(k.paused)
         assert {key.decode() for key in r.scan_iter(count=1000)} == expected_keys, "the set of keys"
 
     def check_metrics(self, runtime: int) -> set[str]:

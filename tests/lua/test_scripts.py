@@ -718,6 +718,43 @@ def test_cancel_unknown_task_is_not_found(q):
     q.fails(TaskNotFound, q.at().cancel("ghost", 0), "ghost")
 
 
+# ------------------------------------------------------------------------- pause
+
+
+def test_a_paused_queue_claims_nothing_and_resume_wakes_a_worker(q, r):
+    [a, b] = q.add(2)
+    assert q.run(q.at().pause(True)) is True
+    assert r.exists(q.keys.paused) and q.events()[-1] == {"event": "paused"}
+    before = snapshot(r)
+    assert q.claim(5) == []
+    assert snapshot(r) == before, "a claim of a paused queue wrote something"
+    [c] = q.add()  # enqueue goes on
+    before = snapshot(r)
+    assert q.run(q.at().pause(True)) is False
+    assert snapshot(r) == before, "pausing a paused queue wrote something"
+    r.delete(q.keys.wake)
+    assert q.run(q.at().pause(False)) is True
+    assert not r.exists(q.keys.paused) and r.llen(q.keys.wake) == 1
+    assert q.events()[-1] == {"event": "resumed"}
+    assert [x.task_id for x in q.claim(5)] == [a, b, c]
+    before = snapshot(r)
+    assert q.run(q.at().pause(False)) is False
+    assert snapshot(r) == before
+
+
+def test_pause_lets_running_tasks_finish(q):
+    [a] = q.add()
+    [lease] = q.claim()
+    q.run(q.at().pause(True))
+    q.run(q.at().complete(a, lease.token, b"1", 0))
+    assert q.state(a) is S.SUCCESS
+
+
+def test_pause_refuses_a_flag_that_is_not_0_or_1(q):
+    call = q.at().pause(True)
+    q.fails(ValidationError, Call(call.script, call.keys, (*call.args[:-1], "yes"), call.decode), "on")
+
+
 # ------------------------------------------------------------------ retry_failed
 
 
