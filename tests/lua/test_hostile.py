@@ -467,7 +467,8 @@ def test_a_queue_key_of_the_wrong_type_is_refused_before_any_write(q: HostileQ, 
         r.set(q.keys.tokens, "5")
         del saved
     k = q.keys
-    lazy = {k.failed, k.wake} if script == "claim" else {k.failed} if script == "complete" else set()
+    # (claim reads a paused key of any type as paused: it takes nothing and writes nothing)
+    lazy = {k.failed, k.wake, k.paused} if script == "claim" else {k.failed} if script == "complete" else set()
     lazy |= {k.metrics, k.names}  # metrics are best effort: a spoiled metrics key costs the count, not the call
     assert refused == set(CALLS[script](q.at()).keys) - lazy
     assert q.state(task_id) is S.RUNNING
