@@ -121,7 +121,11 @@ def _bound(raw: str) -> bool:
 
 
 def decode_metrics(
-    queue: str, now_ms: int, raw: Mapping[bytes | str, bytes | str], oldest_ready_ms: int | None
+    queue: str,
+    now_ms: int,
+    raw: Mapping[bytes | str, bytes | str],
+    oldest_ready_ms: int | None,
+    notes: Sequence[str] = (),
 ) -> QueueMetrics:
     """A QueueMetrics from HGETALL of the metrics hash; a field that does not parse is left out, noted."""
     enqueued: dict[str, int] = {}
@@ -130,7 +134,7 @@ def decode_metrics(
     run_ms: dict[str, int] = {}
     waits: dict[str, int] = {}
     single = {"wait_ms": 0, "reaped": 0, "late": 0}
-    notes: list[str] = []
+    notes = list(notes)
     for key, value in raw.items():
         field, number = text(key), to_int(value)
         if number is None:

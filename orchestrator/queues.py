@@ -1,8 +1,8 @@
 """The operator API of one queue: ``Queue`` (``app.queue(name)``).
 
-Owns everything an operator does to a queue: stats, its workers, listing its tasks by
-state with a cursor, reading one task, its events, pausing and resuming it, retrying,
-cancelling and purging, each
+Owns everything an operator does to a queue: stats, metrics and per-minute series, its
+workers, listing its tasks by state with a cursor, reading one task, its events, pausing
+and resuming it, retrying, cancelling and purging, each
 returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
 they neither build keys nor call scripts. Changes go through ``transitions`` (one script
 call each, in batches for the bulk ones); reads are plain commands in a few round trips.
@@ -21,7 +21,16 @@ from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
-from .models import INDEX_OF, STATE_NAMES, TaskState
+from .metrics_records import (
+    MAX_SERIES_MINUTES,
+    QueueMetrics,
+    SeriesPoint,
+    decode_metrics,
+    decode_series,
+    ready_time,
+)
+from .metrics_records import minutes as minute_starts
+from .models import INDEX_OF, MAX_PRIORITY, MIN_PRIORITY, STATE_NAMES, TaskState
 from .reading import redis_time_ms, text
 from .records import (
     Event,
@@ -59,6 +68,7 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
     return call
 
 
+PRIORITY_SPAN = 10_000_000_000_000  # pending score = priority * span + sequence (lua/_lib.lua)
 BATCH = 1000  # tasks per retry / purge script call; the bulk methods loop until done
 MAX_PAGE = 1000
 SCAN_BUDGET = 10  # a filtered page examines at most this many pages' worth of index entries
@@ -138,6 +148,51 @@ class Queue:
         found = self._workers(_or_note(registered, k.workers, [], notes), now_ms)
         stats_hash = _or_note(stats, k.stats, {}, notes)
         return decode_stats(self.name, now_ms, counts, stats_hash, found, notes, paused=bool(paused))
+
+    @translated
+    def metrics(self) -> QueueMetrics:
+        """Counters and histograms (metrics_records) and the oldest pending task's age, in two
+        round trips: O(task-name labels), never O(tasks). Pending is ordered by (priority,
+        sequence), so the oldest is among the first task of each priority level."""
+        k = self.keys
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(k.metrics)
+        for level in range(MIN_PRIORITY, MAX_PRIORITY + 1):
+            pipe.zrange(k.pending, level * PRIORITY_SPAN, f"({(level + 1) * PRIORITY_SPAN}", byscore=True,
+                        offset=0, num=1)
+        pipe.time()
+        raw, *firsts, clock = pipe.execute(raise_on_error=False)
+        if isinstance(clock, Exception):
+            raise clock
+        now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
+        notes: list[str] = []
+        fields = _or_note(raw, k.metrics, {}, notes)
+        wrong: list[str] = []
+        heads = [text(first[0]) for reply in firsts if (first := _or_note(reply, k.pending, [], wrong))]
+        notes += wrong[:1]
+        oldest = None
+        if heads:
+            pipe = self._redis.pipeline(transaction=False)
+            for task_id in heads:
+                pipe.hmget(k.task(task_id), ["created_at", "run_at", "ready_at"])
+            times = [ready_time(*r) for r in pipe.execute(raise_on_error=False) if isinstance(r, list)]
+            oldest = min((t for t in times if t is not None), default=None)
+        return decode_metrics(self.name, now_ms, fields, oldest, notes)
+
+    @translated
+    def series(self, minutes: int = 60) -> list[SeriesPoint]:
+        """Per-minute enqueued, succeeded, failed, retried, reaped, runs and runtime_ms of the last
+        ``minutes`` minutes (the current one last; kept 24 h), oldest first; zeros where idle."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_SERIES_MINUTES:
+            raise ValidationError(
+                f"minutes must be an integer from 1 to {MAX_SERIES_MINUTES}, not {minutes!r}", field="minutes"
+            )
+        starts = minute_starts(redis_time_ms(self._redis), minutes)
+        pipe = self._redis.pipeline(transaction=False)
+        for start in starts:
+            pipe.hgetall(self.keys.series(start))
+        replies = pipe.execute(raise_on_error=False)
+        return [decode_series(s, r if isinstance(r, dict) else None) for s, r in zip(starts, replies, strict=True)]
 
     @translated
     def workers(self) -> list[WorkerInfo]:
