@@ -3,7 +3,7 @@
 Owns what an operator asks the deployment as a whole: the known queues, ``queue(name)``
 (a ``Queue``, for everything about one queue), stats, workers and events of several
 queues at once, finding a task by id without knowing its queue, and retrying or
-cancelling it there. ``Orchestrator`` inherits these methods (``Operations`` is a
+cancelling, running now or deleting it there. ``Orchestrator`` inherits these methods (``Operations`` is a
 mixin: it uses the app's connection, settings and key builder). Does not enqueue or
 decode records itself (``client``, ``records``).
 See ARCHITECTURE.md for the layers.
@@ -190,6 +190,16 @@ class Operations:
     def cancel(self, task_id: str, queue: str | None = None) -> TaskState:
         """Cancel a task: CANCELLED at once unless RUNNING, where its worker stops it."""
         return self._queue_of(task_id, queue).cancel(task_id)
+
+    @translated
+    def run_now(self, task_id: str, queue: str | None = None) -> TaskState:
+        """Move a SCHEDULED or RETRYING task to PENDING at once, in any queue; the state it left."""
+        return self._queue_of(task_id, queue).run_now(task_id)
+
+    @translated
+    def delete(self, task_id: str, queue: str | None = None) -> TaskState | None:
+        """Delete a task that is not RUNNING (with its idempotency entries), in any queue."""
+        return self._queue_of(task_id, queue).delete(task_id)
 
     async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
         name = queue if queue is not None else await self._afind(task_id)

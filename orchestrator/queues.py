@@ -2,7 +2,7 @@
 
 Owns everything an operator does to a queue: stats, metrics and per-minute series, its
 workers, listing its tasks by state with a cursor, reading one task, its events, pausing
-and resuming it, retrying, cancelling and purging, each
+and resuming it, retrying, cancelling, running now, deleting and purging, each
 returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
 they neither build keys nor call scripts. Changes go through ``transitions`` (one script
 call each, in batches for the bulk ones); reads are plain commands in a few round trips.
@@ -301,6 +301,23 @@ class Queue:
             raise refused(exc, "retry", task_id, self.name) from None
 
     @translated
+    def run_now(self, task_id: str) -> TaskState:
+        """Move a SCHEDULED or RETRYING task to PENDING at once; the state it left."""
+        try:
+            return run(self._redis, self._scripts.run_now(task_id))
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise refused(exc, "run now", task_id, self.name) from None
+
+    @translated
+    def delete(self, task_id: str) -> TaskState | None:
+        """Delete a task that is not RUNNING, with its idempotency entries; the state it had
+        (None when its malformed record did not say)."""
+        try:
+            return run(self._redis, self._scripts.delete(task_id))
+        except (TaskNotFound, InvalidTransition) as exc:
+            raise refused(exc, "delete", task_id, self.name) from None
+
+    @translated
     def retry_failed(self, *, dry_run: bool = False) -> int:
         """Move every FAILED task back to PENDING; the count moved (or, with ``dry_run``, to move)."""
         if dry_run:
@@ -349,7 +366,11 @@ def refused(exc: TaskNotFound | InvalidTransition, action: str, task_id: str, qu
     """A script's refusal to ``action`` one task, worded for a person, with its fields."""
     if isinstance(exc, TaskNotFound):
         return TaskNotFound(f"no task {task_id} in queue {queue!r}", task_id=task_id, queue=queue)
-    why = f"it is {exc.state}, only FAILED tasks can be retried" if action == "retry" else f"it is already {exc.state}"
+    why = {
+        "retry": f"it is {exc.state}, only FAILED tasks can be retried",
+        "run now": f"it is {exc.state}, only SCHEDULED and RETRYING tasks can be run now",
+        "delete": f"it is {exc.state}: cancel it first",
+    }.get(action, f"it is already {exc.state}")
     return InvalidTransition(f"cannot {action} task {task_id}: {why}", task_id=task_id, queue=queue, state=exc.state)
 
 

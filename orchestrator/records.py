@@ -29,7 +29,7 @@ Raw = Mapping[bytes | str, bytes | str]
 # Counters of the stats hash an operator reads (seq and tokens are internal sequences).
 STAT_FIELDS = (
     "enqueued", "started", "succeeded", "failed", "retried", "reaped", "released",
-    "cancelled", "promoted", "requeued", "purged", "runs", "runtime_ms",
+    "cancelled", "promoted", "requeued", "purged", "deleted", "runs", "runtime_ms",
 )
 TIME_FIELDS = ("created_at", "run_at", "started_at", "completed_at", "ready_at")
 OUTCOMES = ("succeeded", "failed", "retried", "cancelled", "released")  # how an attempt ended

@@ -94,7 +94,7 @@ def script(name: str) -> Script:
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "heartbeat", "complete", "fail", "release",
-    "promote", "reap", "cancel", "retry_failed", "purge", "pause",
+    "promote", "reap", "cancel", "retry_failed", "purge", "pause", "run_now", "delete",
 )
 
 
@@ -420,6 +420,33 @@ class Transitions:
         """Pause (``on``) or resume the queue; True when that changed it."""
         k = self.keys
         return self._call("pause", [k.paused, k.events, k.wake], [1 if on else 0], lambda r: bool(r))
+
+    def run_now(self, task_id: str) -> Call[TaskState]:
+        """A SCHEDULED or RETRYING task to PENDING at once; the state it left."""
+        k = self.keys
+        return self._call(
+            "run_now",
+            [k.scheduled, k.retrying, k.pending, k.stats, k.events, k.wake],
+            [task_id],
+            lambda r: TaskState(strict_text(r)),
+            resend_safe=False,  # a resend would answer BAD_STATE for what it just moved
+        )
+
+    def delete(self, task_id: str) -> Call[TaskState | None]:
+        """Delete a task that is not RUNNING; the state it had (None: its record did not say)."""
+        k = self.keys
+
+        def decode(reply: Any) -> TaskState | None:
+            state = strict_text(reply)
+            return TaskState(state) if state else None
+
+        return self._call(
+            "delete",
+            [k.pending, k.scheduled, k.retrying, k.failed, k.done, k.cancelled, k.stats, k.events],
+            [task_id],
+            decode,
+            resend_safe=False,  # a resend would answer NOT_FOUND for what it just deleted
+        )
 
     def retry_failed(self, task_ids: Sequence[str] = (), limit: int = 1000) -> Call[list[str]]:
         """The named tasks, or (none named) the first page of the failed set: the ids moved."""

@@ -1,4 +1,5 @@
-"""``orch pause`` / ``orch resume`` and ``orch status`` showing it (issue 13).
+"""``orch pause`` / ``orch resume`` (and ``orch status`` showing it), ``orch run-now`` and
+``orch delete`` (issue 13).
 
 Each command is one call of the operator API; these check the lines printed, the exit
 codes, and what the call did in Redis.
@@ -12,7 +13,7 @@ import redis
 
 from orchestrator import Orchestrator
 from orchestrator.transitions import run
-from tests.test_cli import Invoke, claim, invoke, ok, one_line_error
+from tests.test_cli import Invoke, claim, invoke, ok, one_line_error, state_of
 
 __all__ = ["invoke"]  # the fixture, shared with tests.test_cli
 
@@ -36,3 +37,26 @@ def test_pause_errors(invoke: Invoke, app: Orchestrator) -> None:
     one_line_error(invoke("pause", "nosuch"), "no queue 'nosuch'")
     one_line_error(invoke("pause", "bad name"), "invalid queue name")
     one_line_error(invoke("resume"), "Missing argument")
+
+
+def test_run_now_and_its_errors(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    delayed = app.enqueue("pkg.mod:fn", delay=3600).id
+    assert ok(invoke("run-now", delayed)) == ["pending now (was scheduled)"]
+    assert state_of(r, delayed) == "PENDING"
+    one_line_error(
+        invoke("run-now", delayed),
+        f"cannot run now task {delayed}: it is PENDING, only SCHEDULED and RETRYING tasks can be run now",
+    )
+    one_line_error(invoke("run-now", "nope"), "no task nope in any queue")
+
+
+def test_delete_asks_for_yes_and_spares_running_tasks(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    running = app.enqueue("pkg.mod:fn").id
+    claim(app)
+    waiting = app.enqueue("pkg.mod:fn", key="k").id
+    one_line_error(invoke("delete", waiting), "add --yes to confirm")
+    assert state_of(r, waiting) == "PENDING"
+    assert ok(invoke("delete", waiting, "--yes")) == [f"deleted {waiting} (pending)"]
+    assert state_of(r, waiting) is None and not r.exists("orch:{default}:key:k")
+    one_line_error(invoke("delete", running, "--yes"), f"cannot delete task {running}: it is RUNNING: cancel it first")
+    assert state_of(r, running) == "RUNNING"

@@ -1,5 +1,6 @@
 """The ``orch`` commands an operator uses on queues and tasks: ``status``, ``tasks``,
-``inspect``, ``events``, ``retry``, ``cancel``, ``purge``, ``pause`` and ``resume``.
+``inspect``, ``events``, ``retry``, ``cancel``, ``run-now``, ``delete``, ``purge``, ``pause``
+and ``resume``.
 
 Owns their options and printing. Each is a call of the operator API (``Orchestrator``,
 ``Queue``) whose records ``views`` turns into lines, or dumps as JSON (``--json``: the
@@ -152,6 +153,29 @@ def cancel(state: CliState, /, task_id: str, queue: str | None) -> None:
     """Cancel task TASK_ID: at once unless it is running, when its worker stops it."""
     after = state.app().cancel(task_id, queue)
     click.echo("CANCELLED" if after is TaskState.CANCELLED else f"cancel requested ({after.value.lower()})")
+
+
+@orch.command(name="run-now")
+@click.argument("task_id")
+@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
+@click.pass_obj
+def run_now(state: CliState, /, task_id: str, queue: str | None) -> None:
+    """Run task TASK_ID now: a scheduled or retrying task becomes pending at once."""
+    was = state.app().run_now(task_id, queue)
+    click.echo(f"pending now (was {was.value.lower()})")
+
+
+@orch.command()
+@click.argument("task_id")
+@queue_option("The task's queue.  [default: search every known queue]", callback=optional_queue)
+@click.option("--yes", is_flag=True, help="Confirm: the task and its record are deleted for good.")
+@click.pass_obj
+def delete(state: CliState, /, task_id: str, queue: str | None, yes: bool) -> None:
+    """Delete task TASK_ID (any state but running) with its record and idempotency keys."""
+    if not yes:
+        raise CliError(f"delete removes task {task_id} and its record for good: add --yes to confirm")
+    was = state.app().delete(task_id, queue)
+    click.echo(f"deleted {task_id}" + (f" ({was.value.lower()})" if was is not None else ""))
 
 
 @orch.command()

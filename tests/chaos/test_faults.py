@@ -422,6 +422,7 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
     r, q = app.redis, app._scripts("default")
     app.enqueue_many([app.request("tests:add", [i, 0], key=f"k{i}") for i in range(6)])
     app.enqueue("tests:add", [0, 0], delay=0.001)
+    later = app.enqueue("tests:add", [0, 0], delay=3600)
     leases = run(r, q.claim("w1", 4, 1000))
     run(r, q.fail(leases[3].task_id, leases[3].token, ERROR, mode="fatal"))
     run(r, q.cancel(leases[2].task_id, 0))
@@ -441,6 +442,8 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
         ("purge", q.purge(q.keys.pending, 10)),
         ("enqueue", q.enqueue([spec()], max_payload=MAX_PAYLOAD)),
         ("pause", q.pause(True)),
+        ("run_now", q.run_now(later.id)),
+        ("delete", q.delete(leases[2].task_id)),
     ]
 
 
@@ -572,6 +575,10 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
         return t.purge(keys.pending, 10), [3]
     if name == "pause":
         return t.pause(True), [3]
+    if name == "run_now":
+        return t.run_now("c"), []
+    if name == "delete":
+        return t.delete("a"), []
     leases = {x.task_id: x for x in run(r, t.claim("w1", 3, 1000))}  # a, b, f
     run(r, t.fail("f", leases["f"].token, ERROR))
     if name == "heartbeat":

@@ -208,6 +208,23 @@ def test_pause_and_resume(app: Orchestrator) -> None:
     assert [e.event for e in queue.events(10) if e.event in ("paused", "resumed")] == ["paused", "resumed"]
 
 
+def test_run_now_and_delete_find_the_task_in_any_queue(app: Orchestrator) -> None:
+    delayed = app.enqueue("m:f", queue="other", delay=3600).id
+    assert app.run_now(delayed) is TaskState.SCHEDULED
+    assert app.get_task(delayed).state is TaskState.PENDING and app.get_task(delayed).ready_at is not None
+    with pytest.raises(InvalidTransition, match="only SCHEDULED and RETRYING") as refused:
+        app.run_now(delayed, queue="other")
+    assert (refused.value.state, refused.value.task_id, refused.value.queue) == ("PENDING", delayed, "other")
+    assert app.delete(delayed) is TaskState.PENDING
+    with pytest.raises(TaskNotFound):
+        app.delete(delayed)
+    running = app.enqueue("m:f").id
+    claim(app)
+    with pytest.raises(InvalidTransition, match="cancel it first"):
+        app.queue("default").delete(running)
+    assert app.queue("other").stats().totals["deleted"] == 1
+
+
 def test_retrying_tasks_can_be_purged(app: Orchestrator) -> None:
     retrying = app.enqueue("m:f", max_retries=3).id
     (lease,) = claim(app)

@@ -1,7 +1,8 @@
 """Model-based test of the Lua scripts: random call sequences checked against a plain model.
 
 A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
-cancel, promote, reap, retry_failed, purge, pause and resume, and time passing against the real
+cancel, promote, reap, retry_failed, purge, pause and resume, run_now, delete, and time
+passing against the real
 redis-server; every reply is checked against what the model predicts, and after every
 step the whole database is compared with the model (``ScriptsModel``): each task's
 record, which index holds it and with what score, the pending order (priority, then
@@ -764,6 +765,42 @@ class ScriptsModel(RuleBasedStateMachine):
         if n:
             self.stats["purged"] += n
             self.emit("purged", count=n)
+
+    @precondition(lambda self: bool(self.tasks))
+    @rule(data=st.data())
+    def run_now(self, data: st.DataObject) -> None:
+        task_id = self.pick_task(data, (S.SCHEDULED, S.RETRYING))
+        task = self.tasks.get(task_id)
+        call = self.t.run_now(task_id)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state not in (S.SCHEDULED, S.RETRYING):
+            return self.refused(InvalidTransition, call, task.state.value)
+        if task.malformed:
+            return self.refused(MalformedRecord, call, MALFORMED)
+        was = task.state
+        self.stats["seq"] += 1
+        task.state = S.PENDING
+        task.score = task.priority * SPAN + self.stats["seq"]
+        self.stats["promoted"] += 1
+        self.wake = True
+        self.emit("promoted", task=task_id, **{"from": was.value}, by="run_now")
+        assert self.send(call) is was
+
+    @precondition(lambda self: bool(self.tasks))
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        task_id = self.pick_task(data, (S.FAILED, S.SUCCESS, S.CANCELLED), WAITING)
+        task = self.tasks.get(task_id)
+        call = self.t.delete(task_id)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state is S.RUNNING:
+            return self.refused(InvalidTransition, call, "RUNNING")
+        self.drop_keys(self.tasks.pop(task_id))
+        self.stats["deleted"] += 1
+        self.emit("deleted", task=task_id, state=task.state.value)
+        assert self.send(call) is task.state
 
     @rule(on=st.booleans())
     def pause(self, on: bool) -> None:

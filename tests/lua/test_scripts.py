@@ -13,7 +13,14 @@ import uuid
 import orjson
 import pytest
 
-from orchestrator.errors import InvalidTransition, LeaseLost, PayloadTooLarge, TaskNotFound, ValidationError
+from orchestrator.errors import (
+    InvalidTransition,
+    LeaseLost,
+    MalformedRecord,
+    PayloadTooLarge,
+    TaskNotFound,
+    ValidationError,
+)
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TRANSITIONS, Task, TaskState, can_transition
 from orchestrator.transitions import Call, FailReply, PromoteReply, Reaped, TaskSpec, Transitions, run
@@ -98,7 +105,7 @@ class Q:
             elif old is not new:
                 assert can_transition(old, new), f"{name} moved {task_id} {old.value} -> {new.value}"
                 self.seen.add((old, new))
-        assert before.keys() - after.keys() == set() or name == "purge", f"{name} deleted a record"
+        assert before.keys() - after.keys() == set() or name in ("purge", "delete"), f"{name} deleted a record"
         self.check_indexes(after)
         return reply
 
@@ -753,6 +760,83 @@ def test_pause_lets_running_tasks_finish(q):
 def test_pause_refuses_a_flag_that_is_not_0_or_1(q):
     call = q.at().pause(True)
     q.fails(ValidationError, Call(call.script, call.keys, (*call.args[:-1], "yes"), call.decode), "on")
+
+
+# ------------------------------------------------------------------ run_now, delete
+
+
+@pytest.mark.parametrize("make", ["scheduled", "retrying"])
+def test_run_now_makes_a_waiting_task_pending_at_once(q, r, make):
+    task_id = q.add(delay_ms=3_600_000, priority=3)[0] if make == "scheduled" else _retrying(q, priority=3)
+    [first] = q.add(priority=3)
+    run_at = q.task(task_id).run_at
+    r.delete(q.keys.wake)
+    before = server_ms(r)
+    assert q.run(q.at().run_now(task_id)) is S(make.upper())
+    task = q.task(task_id)
+    assert (task.state, task.run_at) == (S.PENDING, run_at) and before <= task.ready_at <= server_ms(r)
+    assert q.members("scheduled") == q.members("retrying") == [] and r.llen(q.keys.wake) == 1
+    assert q.events()[-1] == {"event": "promoted", "task": task_id, "from": make.upper(), "by": "run_now"}
+    assert q.stats()["promoted"] == 1
+    assert [x.task_id for x in q.claim(2)] == [first, task_id]  # behind the task already pending at its level
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELLED"])
+def test_run_now_refuses_every_other_state_and_changes_nothing(q, state):
+    task_id = _in_state(q, state)
+    exc = q.fails(InvalidTransition, q.at().run_now(task_id), state)
+    assert exc.state == state
+
+
+def test_run_now_refuses_a_ghost_and_a_malformed_record(q, r):
+    q.fails(TaskNotFound, q.at().run_now("ghost"), "ghost")
+    [task_id] = q.add(delay_ms=60_000)
+    r.hdel(q.keys.task(task_id), "name")
+    q.fails(MalformedRecord, q.at().run_now(task_id), "field name is missing")
+
+
+@pytest.mark.parametrize("state", ["PENDING", "SCHEDULED", "RETRYING", "SUCCESS", "FAILED", "CANCELLED"])
+def test_delete_removes_the_record_its_entry_and_its_keys(q, r, state):
+    task_id = _in_state(q, state, key="k", unique_key="u")
+    [bystander] = q.add()
+    assert q.run(q.at().delete(task_id)) is S(state)
+    assert not r.exists(q.keys.task(task_id))
+    assert not r.exists(q.keys.idempotency("k")) and not r.exists(q.keys.unique("u"))
+    assert q.states() == {bystander: S.PENDING}
+    assert q.events()[-1] == {"event": "deleted", "task": task_id, "state": state}
+    assert q.stats()["deleted"] == 1
+
+
+def test_delete_leaves_keys_that_name_another_task(q, r):
+    [task_id] = q.add(unique_key="u")
+    q.run(q.at().cancel(task_id, 0))
+    [newer] = q.add(unique_key="u")  # the key is free again once the first was cancelled
+    q.run(q.at().delete(task_id))
+    assert r.get(q.keys.unique("u")) == newer.encode()
+
+
+def test_delete_refuses_a_running_task_and_a_ghost(q):
+    task_id = _in_state(q, "RUNNING")
+    q.fails(InvalidTransition, q.at().delete(task_id), "RUNNING")
+    q.fails(TaskNotFound, q.at().delete("ghost"), "ghost")
+
+
+def _in_state(q: Q, state: str, **over) -> str:
+    """A task brought to ``state`` by the scripts."""
+    if state == "SCHEDULED":
+        return q.add(delay_ms=60_000, **over)[0]
+    if state == "RETRYING":
+        return _retrying(q, **over)
+    if state == "FAILED":
+        return q.fail_to_dead_letter(**over)
+    [task_id] = q.add(**over)
+    if state == "CANCELLED":
+        q.run(q.at().cancel(task_id, 0))
+    elif state in ("RUNNING", "SUCCESS"):
+        [lease] = q.claim()
+        if state == "SUCCESS":
+            q.run(q.at().complete(task_id, lease.token, b"1", 0))
+    return task_id
 
 
 # ------------------------------------------------------------------ retry_failed

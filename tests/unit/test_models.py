@@ -394,6 +394,8 @@ def test_every_script_call_touches_one_hash_slot():
         t.cancel("t1", 0),
         t.retry_failed(["t1"]),
         t.pause(True),
+        t.run_now("t1"),
+        t.delete("t1"),
         *[t.purge(index, 10) for index in (k.pending, k.scheduled, k.failed, k.done)],
     ]
     seen = set()
@@ -404,7 +406,7 @@ def test_every_script_call_touches_one_hash_slot():
             assert _hash_tag(key) == "emails", (call.script.name, key)
         assert call.args[0] == k.base  # per-task keys are built from the base, in the tag
     assert seen == {"enqueue", "claim", "heartbeat", "complete", "fail", "release", "promote", "reap",
-                    "cancel", "retry_failed", "purge", "pause"}
+                    "cancel", "retry_failed", "purge", "pause", "run_now", "delete"}
 
 
 def test_purge_refuses_the_running_index():
