@@ -34,10 +34,11 @@ from .errors import (
 from .handle import TaskHandle
 from .models import RetryPolicy, Task, TaskError, TaskState
 from .queues import Queue
-from .records import Event, QueueStats, TaskInfo, TaskPage, WorkerInfo
+from .records import Attempt, Event, QueueStats, TaskInfo, TaskPage, WorkerInfo
 from .version import __version__
 
 __all__ = [
+    "Attempt",
     "ConfigurationError",
     "Event",
     "FailNow",

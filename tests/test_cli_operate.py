@@ -1,5 +1,5 @@
 """``orch pause`` / ``orch resume`` (and ``orch status`` showing it), ``orch run-now`` and
-``orch delete`` (issue 13).
+``orch delete``, and the attempts ``orch inspect`` shows (issue 13).
 
 Each command is one call of the operator API; these check the lines printed, the exit
 codes, and what the call did in Redis.
@@ -13,7 +13,7 @@ import redis
 
 from orchestrator import Orchestrator
 from orchestrator.transitions import run
-from tests.test_cli import Invoke, claim, invoke, ok, one_line_error, state_of
+from tests.test_cli import Invoke, claim, fail, invoke, ok, one_line_error, state_of
 
 __all__ = ["invoke"]  # the fixture, shared with tests.test_cli
 
@@ -60,3 +60,19 @@ def test_delete_asks_for_yes_and_spares_running_tasks(invoke: Invoke, app: Orche
     assert state_of(r, waiting) is None and not r.exists("orch:{default}:key:k")
     one_line_error(invoke("delete", running, "--yes"), f"cannot delete task {running}: it is RUNNING: cancel it first")
     assert state_of(r, running) == "RUNNING"
+
+
+def test_inspect_shows_the_attempts(invoke: Invoke, app: Orchestrator) -> None:
+    task_id = app.enqueue("pkg.mod:fn").id
+    (lease,) = claim(app, worker="w9")
+    fail(app, lease)
+    lines = ok(invoke("inspect", task_id))
+    start = lines.index(next(line for line in lines if line.startswith("history ")))
+    assert lines[start].split(None, 1)[1] == "1 attempt(s) kept, oldest first"
+    assert "failed  worker w9  token " + lease.token + "  ValueError: boom" in lines[start + 1]
+    record = json.loads(invoke("inspect", task_id, "--json").stdout)
+    [attempt] = record["history"]
+    assert (attempt["outcome"], attempt["worker"], attempt["token"], attempt["error"]) == (
+        "failed", "w9", lease.token, "ValueError: boom"
+    )
+    assert attempt["started_at"] <= attempt["ended_at"] and attempt["ended_at"].endswith("Z")

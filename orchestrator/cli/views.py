@@ -111,12 +111,13 @@ def task_record(task: TaskInfo) -> dict[str, Any]:
 
 
 def task_lines(record: Mapping[str, Any]) -> list[str]:
-    """The text of ``orch inspect``: one ``field  value`` line each, the traceback last."""
+    """The text of ``orch inspect``: one ``field  value`` line each, then the attempts
+    (oldest first), the traceback last."""
     lines = []
     error = record.get("error")
     width = max(map(len, record), default=0) + 2
     for name, value in record.items():
-        if name in ("error", "notes"):
+        if name in ("error", "notes", "history"):
             continue
         if value is None or value == "":
             shown = "-"
@@ -126,11 +127,23 @@ def task_lines(record: Mapping[str, Any]) -> list[str]:
             shown = str(value)
         lines.append(f"{name:<{width}}{escape(shown)}")
     lines.extend(f"{'note':<{width}}{escape(note)}" for note in record.get("notes") or ())
+    history = record.get("history") or []
+    lines.append(f"{'history':<{width}}{len(history) or 'no'} attempt(s) kept, oldest first")
+    lines.extend(f"  {attempt_line(attempt)}" for attempt in history)
     if error:
         kind, message = escape(str(error.get("type", "Error"))), escape(str(error.get("message", "")))
         lines.append(f"{'error':<{width}}{kind}: {message}")
         lines.extend(f"  {escape(line)}" for line in str(error.get("traceback", "")).splitlines())
     return lines
+
+
+def attempt_line(attempt: Mapping[str, Any]) -> str:
+    """One attempt of ``orch inspect``: start .. end, outcome, worker, token, error."""
+    parts = [f"{attempt.get('started_at') or '-'} .. {attempt.get('ended_at') or '-'}", str(attempt.get("outcome"))]
+    parts += [f"worker {attempt.get('worker') or '-'}", f"token {attempt.get('token') or '-'}"]
+    if attempt.get("error"):
+        parts.append(str(attempt["error"]))
+    return escape("  ".join(parts))
 
 
 # ------------------------------------------------------------------------------ events

@@ -120,12 +120,46 @@ local function retire(done_key, id, now, ttl_ms, key)
   end
 end
 
+-- An error JSON {type, message} as one line for an attempt's history: 'Type: first line
+-- of the message', at most 200 bytes (cut on a UTF-8 boundary). '' for no error.
+local function error_line(err)
+  if not err or err == '' then return '' end
+  local ok, e = pcall(cjson.decode, err)
+  if not ok or type(e) ~= 'table' then return 'error' end
+  local kind = type(e.type) == 'string' and e.type or 'Error'
+  local message = type(e.message) == 'string' and e.message:match('^[^\r\n]*') or ''
+  local line = message ~= '' and (kind .. ': ' .. message) or kind
+  if #line > 200 then
+    local cut = 200
+    while cut > 0 and line:byte(cut + 1) >= 0x80 and line:byte(cut + 1) < 0xC0 do cut = cut - 1 end
+    line = line:sub(1, cut)
+  end
+  return line
+end
+
+-- The record's attempt history (field history, a JSON list, records.Attempt) with the attempt
+-- that ended now appended, the last 10 kept: the JSON to write. f: the caller's read_task of
+-- worker, token, started_at and history (a history that does not decode starts afresh).
+local function with_attempt(f, now, outcome, line)
+  local list = {}
+  if f.history and f.history ~= '' then
+    local ok, old = pcall(cjson.decode, f.history)
+    if ok and type(old) == 'table' then
+      for i = math.max(1, #old - 8), #old do list[#list + 1] = old[i] end
+    end
+  end
+  list[#list + 1] = {worker = f.worker, token = f.token, started_at = tonumber(f.started_at),
+                     ended_at = now, outcome = outcome, error = line}
+  return cjson.encode(list)
+end
+
 -- An attempt of a RUNNING task ended in error (a raised exception, a timeout or an
 -- expired lease). Retry with exponential backoff and jitter while attempts remain,
 -- else move it to the dead-letter set. Returns the new state and its run_at (or '').
 -- f: the caller's read_task of attempts, max_retries, backoff_ms, backoff_max_ms, jitter
--- and unique_key (checked there; absent fields at their defaults).
-local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed_key, stats_key)
+-- and unique_key, and what with_attempt reads (checked there; absent fields at their defaults).
+-- line: the error as the attempt's history shows it (nil: error_line(err)).
+local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed_key, stats_key, line)
   local tkey = task_key(id)
   local f_backoff, f_backoff_max, f_jitter = f.backoff_ms, f.backoff_max_ms, f.jitter
   local attempts = tonumber(f.attempts) or 0
@@ -140,12 +174,14 @@ local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed
     if delay > cap then delay = cap end
     if f_jitter ~= '0' then delay = delay * (0.5 + math.random() * 0.5) end
     local run_at = int(now + math.floor(delay))
-    redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '')
+    redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '',
+               'history', with_attempt(f, now, 'retried', line or error_line(err)))
     redis.call('ZADD', retrying_key, run_at, id)
     redis.call('HINCRBY', stats_key, 'retried', 1)
     return 'RETRYING', run_at
   end
-  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
+  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now,  -- worker: who ran it
+             'history', with_attempt(f, now, 'failed', line or error_line(err)))
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
   release_unique(id, f.unique_key)
@@ -153,12 +189,14 @@ local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed
 end
 
 -- End a RUNNING task as CANCELLED (its cancel request was honoured): into cancelled, kept ttl_ms.
--- f: the caller's read_task of key and unique_key, or nil (then they are read here).
-local function finish_cancelled(id, now, err, cancelled_key, stats_key, ttl_ms, f)
-  redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '')
+-- f: the caller's read_task of key, unique_key (each read here when absent) and what
+-- with_attempt reads. line: as settle_failure's.
+local function finish_cancelled(id, now, err, cancelled_key, stats_key, ttl_ms, f, line)
+  redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '',
+             'history', with_attempt(f, now, 'cancelled', line or error_line(err)))
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
-  release_unique(id, f and f.unique_key)
-  retire(cancelled_key, id, now, ttl_ms, f and f.key)
+  release_unique(id, f.unique_key)
+  retire(cancelled_key, id, now, ttl_ms, f.key)
 end
 
 -- Runtime bookkeeping of one finished attempt.

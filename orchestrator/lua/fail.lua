@@ -14,6 +14,7 @@
   ARGV[9]  ttl_ms    retention of a cancelled record; 0 keeps it
 
   Returns {state, run_at}: RETRYING with the retry time, FAILED or CANCELLED with ''.
+  The attempt joins the record's history (retried, failed or cancelled; the error's first line).
   Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>; CORRUPT <key>
   <what> (a key it writes of another type, a counter not an integer).
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
@@ -37,7 +38,8 @@ local corrupt = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset'
 if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
-                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
+                                    'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label',
+                                    'history'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then
   if not (f.token == token and redis.call('HGET', task_key(id), 'error') == err) then

@@ -14,7 +14,8 @@
   A task with a pending cancel request is not retried: it ends CANCELLED. A malformed
   record is moved aside (FAILED, MalformedRecord; reported with that state); an id whose
   record is gone or not a hash is dropped from running (not reported). A dead worker's
-  key is deleted whatever its type (one not a hash reports no last heartbeat).
+  key is deleted whatever its type (one not a hash reports no last heartbeat). Each reaped
+  attempt joins its record's history (retried, failed or cancelled; error 'lease expired').
 
   Returns {tasks, workers, more}:
     tasks    flat list: id, worker that held it, new state (RETRYING, FAILED or CANCELLED)
@@ -54,7 +55,7 @@ local counts, series = {}, {}  -- metrics written once for the call
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
   -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
-  local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key',
+  local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key', 'token', 'started_at', 'history',
                                       'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
   redis.call('ZREM', running, id)
   local state = nil
@@ -68,9 +69,9 @@ for i = 1, math.min(#expired, limit) do
       message = 'lease expired: worker ' .. f.worker .. ' stopped renewing it (attempt ' .. f.attempts .. ')'})
     state = 'CANCELLED'
     if f.cancel_requested == '1' then
-      finish_cancelled(id, now, err, cancelled, stats, tonumber(ARGV[6]), f)
+      finish_cancelled(id, now, err, cancelled, stats, tonumber(ARGV[6]), f, 'lease expired')
     else
-      state = settle_failure(id, f, now, err, true, retrying, failed, stats)
+      state = settle_failure(id, f, now, err, true, retrying, failed, stats, 'lease expired')
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
     tally_outcome(counts, series, f, state, now, false)

@@ -10,7 +10,8 @@
   ARGV[5..]   pairs: task id, lease token
 
   A task with a pending cancel request is not put back: it ends CANCELLED. A malformed
-  record held under its token is moved aside instead (FAILED, MalformedRecord).
+  record held under its token is moved aside instead (FAILED, MalformedRecord). Each attempt
+  ended joins its record's history (released, or cancelled: 'cancel requested').
 
   Returns the ids released; a pair whose token is stale is skipped (LEASE_LOST is not
   raised, since a shutting-down worker has nothing to do about it).
@@ -31,7 +32,8 @@ local counts, series = {}, {}
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tkey = task_key(id)
-  local f, why, badf = read_task(id, {'token', 'attempts', 'score', 'priority', 'worker', 'cancel_requested', 'key', 'label'})
+  local f, why, badf = read_task(id, {'token', 'attempts', 'score', 'priority', 'worker', 'cancel_requested', 'key', 'label',
+                                      'started_at', 'history'})
   local held = f and f.state == 'RUNNING' and f.token == token and not badf.token
   if held and why then
     now = now or now_ms()
@@ -41,14 +43,14 @@ for i = 5, #ARGV, 2 do
     now = now or now_ms()
     redis.call('ZREM', running, id)
     finish_cancelled(id, now, cjson.encode({type = 'Cancelled', message = 'cancel requested', traceback = ''}),
-                     cancelled, stats, tonumber(ARGV[4]))
+                     cancelled, stats, tonumber(ARGV[4]), f, 'cancel requested')
     emit(events, 'event', 'cancelled', 'task', id, 'worker', f.worker)
     tally_outcome(counts, series, f, 'CANCELLED', now, false)
   elseif held then
     local score = f.score ~= '' and f.score or int(pending_score(stats, tonumber(f.priority)))
     now = now or now_ms()
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', math.max(tonumber(f.attempts) - 1, 0),
-               'worker', '', 'ready_at', now)
+               'worker', '', 'ready_at', now, 'history', with_attempt(f, now, 'released', ''))
     redis.call('ZREM', running, id)
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'released', 'task', id, 'worker', f.worker)

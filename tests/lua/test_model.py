@@ -101,6 +101,7 @@ class MTask:
     error: dict[str, str] | None = None
     last_error: dict[str, str] | None = None  # a SUCCESS keeps its earlier attempt's error here
     malformed: bool = False  # its record lost its name (a required field) while PENDING
+    outcomes: list[str] = field(default_factory=list)  # how each attempt ended (the record keeps the last 10)
 
 
 @dataclass
@@ -251,6 +252,7 @@ class ScriptsModel(RuleBasedStateMachine):
                 self.tasks[task_id].in_done = False
 
     def finish_cancelled(self, task: MTask, error: dict[str, str] | None) -> None:
+        task.outcomes.append("cancelled")
         task.state = S.CANCELLED
         task.error = error
         task.finished, task.finished_blank = self.now, False
@@ -261,7 +263,9 @@ class ScriptsModel(RuleBasedStateMachine):
 
     def settle_failure(self, task: MTask, error: dict[str, str], allow_retry: bool) -> S:
         task.error = error
-        if allow_retry and task.attempts <= task.max_retries:
+        retried = allow_retry and task.attempts <= task.max_retries
+        task.outcomes.append("retried" if retried else "failed")
+        if retried:
             task.worker = ""
             task.state = S.RETRYING
             task.run_at = self.now + task.backoff
@@ -507,6 +511,7 @@ class ScriptsModel(RuleBasedStateMachine):
         holder = task.worker
         self.outcome(S.SUCCESS)
         task.state, task.result = S.SUCCESS, result
+        task.outcomes.append("succeeded")
         task.finished, task.finished_blank = self.now, False
         if task.error is not None:  # a success shows no error; the last one is kept as history
             task.last_error, task.error = task.error, None
@@ -594,6 +599,7 @@ class ScriptsModel(RuleBasedStateMachine):
                 self.emit("cancelled", task=task_id, worker=holder)
             else:
                 task.state, task.worker = S.PENDING, ""
+                task.outcomes.append("released")
                 task.attempts = max(task.attempts - 1, 0)
                 self.emit("released", task=task_id, worker=holder)
                 released.append(task_id)
@@ -965,6 +971,8 @@ class ScriptsModel(RuleBasedStateMachine):
         else:
             assert f.get("completed_at", "") == "" and task.finished_blank == ("completed_at" in f), what
         assert (pttl > 0) == task.has_ttl, f"{what} ttl {pttl}"
+        history = orjson.loads(f.get("history") or "[]")
+        assert [entry["outcome"] for entry in history] == task.outcomes[-10:], f"{what} history"
 
 
 @pytest.mark.slow

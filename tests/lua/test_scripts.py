@@ -839,6 +839,61 @@ def _in_state(q: Q, state: str, **over) -> str:
     return task_id
 
 
+# ---------------------------------------------------------------------- history
+
+
+def history(q: Q, task_id: str) -> list[dict]:
+    return orjson.loads(q.r.hget(q.keys.task(task_id), "history") or b"[]")
+
+
+def test_every_attempt_end_joins_the_history(q, r):
+    [task_id] = q.add(max_retries=5, backoff_ms=0)
+    tokens = []
+    before = server_ms(r)
+    [lease] = q.claim(worker="w1")  # 1: released (graceful shutdown)
+    tokens.append(lease.token)
+    q.run(q.at().release([(task_id, lease.token)]))
+    [lease] = q.claim(worker="w2", lease_ms=1000)  # 2: reaped, retried
+    tokens.append(lease.token)
+    q.run(q.at(5000).reap(10))
+    q.run(q.at(60_000).promote(10))
+    [lease] = q.claim(worker="w3")  # 3: failed, retried
+    tokens.append(lease.token)
+    long = orjson.dumps({"type": "ValueError", "message": "é" * 150 + "\nsecond line", "traceback": "..."})
+    q.run(q.at().fail(task_id, lease.token, long))
+    q.run(q.at(60_000).promote(10))
+    [lease] = q.claim(worker="w4")  # 4: succeeded
+    tokens.append(lease.token)
+    q.run(q.at().complete(task_id, lease.token, b"1", 0))
+    after = server_ms(r) + 60_000
+    got = history(q, task_id)
+    assert [(e["outcome"], e["worker"], e["token"]) for e in got] == [
+        ("released", "w1", tokens[0]), ("retried", "w2", tokens[1]), ("retried", "w3", tokens[2]),
+        ("succeeded", "w4", tokens[3]),
+    ]
+    assert [e["error"] for e in got][:2] + [e["error"] for e in got][3:] == ["", "lease expired", ""]
+    line = got[2]["error"]
+    assert line.startswith("ValueError: éé") and "second" not in line and len(line.encode()) <= 200
+    for e in got:
+        assert isinstance(e["started_at"], int) and isinstance(e["ended_at"], int)
+        assert before <= e["started_at"] <= e["ended_at"] <= after
+
+
+def test_the_history_keeps_the_last_ten_attempts_and_survives_garbage(q, r):
+    [task_id] = q.add()
+    r.hset(q.keys.task(task_id), "history", "not json")
+    for _ in range(12):
+        [lease] = q.claim()
+        q.run(q.at().release([(task_id, lease.token)]))
+    got = history(q, task_id)
+    assert len(got) == 10 and all(e["outcome"] == "released" for e in got)
+    [lease] = q.claim()
+    q.run(q.at().cancel(task_id, 0))
+    q.run(q.at().fail(task_id, lease.token, ERROR, mode="cancelled"))
+    assert [e["outcome"] for e in history(q, task_id)][-2:] == ["released", "cancelled"]
+    assert history(q, task_id)[-1]["error"] == "ValueError: boom"
+
+
 # ------------------------------------------------------------------ retry_failed
 
 

@@ -33,6 +33,7 @@ S = TaskState
 
 def test_public_api_is_pinned():
     assert orchestrator.__all__ == [
+        "Attempt",
         "ConfigurationError",
         "Event",
         "FailNow",

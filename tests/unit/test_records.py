@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from orchestrator.errors import ValidationError
 from orchestrator.models import Task, TaskState
-from orchestrator.records import TaskInfo, decode_event, decode_stats, make_cursor, parse_state, read_cursor
+from orchestrator.records import (
+    TaskInfo,
+    decode_event,
+    decode_history,
+    decode_stats,
+    decode_task,
+    make_cursor,
+    parse_state,
+    read_cursor,
+)
 
 
 def test_the_operator_record_of_a_task_keeps_every_field_of_the_task():
@@ -58,3 +69,18 @@ def test_stats_leave_out_counters_that_are_not_integers():
     assert stats.counts == counts and list(stats.counts) == list(counts) and stats.paused is False
     assert stats.totals["enqueued"] == 7 and "failed" not in stats.totals
     assert stats.avg_runtime_ms == 15.0 and len(stats.notes) == 1
+
+
+def test_a_history_that_does_not_read_is_left_out_with_notes():
+    good = {"worker": "w1", "token": "7", "started_at": 1700000000000, "ended_at": 1700000001000,
+            "outcome": "succeeded", "error": ""}
+    attempts, notes = decode_history([good, "junk", {"outcome": 5}, {"outcome": "failed", "token": True}])
+    assert [a.outcome for a in attempts] == ["succeeded", "failed"] and len(notes) == 2
+    assert attempts[0].ended_at == datetime(2023, 11, 14, 22, 13, 21, tzinfo=timezone.utc)
+    assert attempts[1].token is None and attempts[1].worker is None
+    assert decode_history({"not": "a list"}) == ([], ["history is not a list: left out"])
+    info = decode_task("q", "t1", {b"id": b"t1", b"name": b"n", b"queue": b"q", b"state": b"PENDING",
+                                   b"history": b'[{"outcome": "released"}, 3]'})
+    assert [a.outcome for a in info.history] == ["released"] and info.notes == [
+        "history entry 1 does not read as an attempt: left out"
+    ]
