@@ -2,7 +2,7 @@
 
 ``commands`` holds the click group and one function per command, ``operate`` the
 operator's commands on queues and tasks, ``services`` the commands that run workers and
-schedulers and check on them (both registered on import below),
+schedulers and check on them, ``serve`` the HTTP API (all registered on import below),
 ``options`` how each option is parsed and bound to its setting, ``views`` how queue state
 becomes text.
 See ARCHITECTURE.md for the layers.
@@ -10,6 +10,7 @@ See ARCHITECTURE.md for the layers.
 
 from . import (
     operate,  # noqa: F401  # registers status, tasks, inspect, events, retry, cancel, purge
+    serve,  # noqa: F401  # registers serve
     services,  # noqa: F401  # registers worker, scheduler, reaper, doctor on `orch`
 )
 from .commands import main, orch

@@ -157,9 +157,12 @@ class Procs:
             print("\n".join(p.tail(200) for p in self.started))
         self.redis.close()
 
-    def start(self, name: str, args: list[str]) -> Proc:
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
+        """``orch ARGS`` with ORCH_REDIS_URL set (and ``env`` added), in a process group of its own."""
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}  # only what the test says
         env.update(ORCH_REDIS_URL=self.redis_url, ORCH_LOG_LEVEL="info", PYTHONUNBUFFERED="1")
+        env.update(extra)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log_path = self.logdir / f"{name}.log"
         with open(log_path, "ab") as log:

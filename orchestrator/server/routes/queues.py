@@ -1,0 +1,75 @@
+"""Routes of queues: the list, one queue's stats, and the bulk actions (retry-failed, purge,
+pause, resume).
+
+Owns translating these requests into operator API calls (``Orchestrator.stats``,
+``Queue``) and their results into replies. Does not read Redis itself.
+See ARCHITECTURE.md for the layers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from ...queues import Queue
+from ...records import QueueStats
+from ..deps import App, QueueName, method
+from ..problems import COMMON, documented
+from ..schemas import Counted, Paused, PurgeBody, QueueList, QueueSummary, RetryFailedBody
+
+
+def summary(stats: QueueStats) -> QueueSummary:
+    return QueueSummary(
+        queue=stats.queue,
+        counts=stats.counts,
+        workers=stats.live_workers,
+        paused=bool(getattr(stats, "paused", False)),
+    )
+
+
+def router(read_only: bool) -> APIRouter:
+    api = APIRouter(tags=["queues"], responses=documented(*COMMON))
+
+    @api.get("/queues", summary="Every known queue: tasks per state, live workers, paused or not")
+    def list_queues(app: App) -> QueueList:
+        return QueueList(queues=[summary(stats) for stats in app.stats()])
+
+    @api.get("/queues/{queue}", summary="One queue: tasks per state, counters, workers, paused or not",
+             responses=documented(404))
+    def get_queue(app: App, queue: QueueName) -> QueueStats:
+        return app.queue(queue, must_exist=True).stats()
+
+    if read_only:
+        return api
+
+    @api.post("/queues/{queue}/retry-failed", summary="Move every failed task back to pending",
+              responses=documented(404))
+    def retry_failed(app: App, queue: QueueName, body: Annotated[RetryFailedBody | None, Body()] = None) -> Counted:
+        dry_run = body is not None and body.dry_run
+        count = app.queue(queue, must_exist=True).retry_failed(dry_run=dry_run)
+        return Counted(queue=queue, count=count, dry_run=dry_run, state="failed")
+
+    @api.post("/queues/{queue}/purge", summary="Delete a queue's tasks in one state, with their records",
+              responses=documented(404))
+    def purge(app: App, queue: QueueName, body: PurgeBody) -> Counted:
+        count = app.queue(queue, must_exist=True).purge(body.state, dry_run=body.dry_run)
+        return Counted(queue=queue, count=count, dry_run=body.dry_run, state=body.state.strip().lower())
+
+    if not hasattr(Queue, "pause"):  # until the states work lands
+        return api
+
+    @api.post("/queues/{queue}/pause", summary="Stop workers claiming from the queue (running tasks finish)",
+              responses=documented(404))
+    def pause(app: App, queue: QueueName) -> Paused:
+        target = app.queue(queue, must_exist=True)
+        method(target, "pause")()
+        return Paused(queue=queue, paused=True)
+
+    @api.post("/queues/{queue}/resume", summary="Let workers claim from the queue again", responses=documented(404))
+    def resume(app: App, queue: QueueName) -> Paused:
+        target = app.queue(queue, must_exist=True)
+        method(target, "resume")()
+        return Paused(queue=queue, paused=False)
+
+    return api

@@ -1,0 +1,63 @@
+"""``GET /api/v1/events`` as server-sent events on a real ``orch serve``: the latest events
+first, new ones as they come, a 404 before streaming for a queue never used, and no Redis
+read left behind once the client goes away."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import redis
+
+from orchestrator import Orchestrator
+from orchestrator.server.routes.events import BLOCK_MS
+from tests.integration.procs import wait_for
+
+from .conftest import Server
+
+
+def data_of(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+    """The events of a server-sent event stream, as they come (comments and ids skipped)."""
+    for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line.removeprefix("data: "))
+
+
+def blocked_reads(r: redis.Redis) -> int:
+    return sum(1 for c in r.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", ""))
+
+
+def test_events_stream_the_latest_then_new_ones_and_stop_with_the_client(
+    api: Server, app: Orchestrator, r: redis.Redis, queue: str
+) -> None:
+    first = app.enqueue("m:f", queue=queue).id
+    with (
+        httpx.Client(base_url=api.base_url, headers=api.headers, timeout=httpx.Timeout(5.0)) as c,
+        c.stream("GET", "/api/v1/events", params={"queue": queue, "count": 5}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = data_of(response.iter_lines())
+        seen = next(events)
+        assert (seen["event"], seen["task_id"], seen["queue"]) == ("enqueued", first, queue)
+        wait_for(lambda: blocked_reads(r) >= 1, "the stream to wait on Redis", 5)
+        second = app.enqueue("m:f", queue=queue).id
+        seen = next(events)  # a read timeout (5 s) fails the test rather than hanging it
+        assert (seen["event"], seen["task_id"]) == ("enqueued", second)
+    wait_for(lambda: blocked_reads(r) == 0, "the stream's Redis read to end after the client left", 5)
+    quiet_until = time.monotonic() + 1.5 * BLOCK_MS / 1000  # longer than one read: no new one started
+    while time.monotonic() < quiet_until:
+        assert blocked_reads(r) == 0, "the stream went on reading Redis after its client left"
+        time.sleep(0.02)
+    with api.client() as c2:
+        assert c2.get("/healthz").status_code == 200
+
+
+def test_events_of_a_queue_never_used_are_404_before_streaming(api: Server) -> None:
+    with api.client() as c:
+        response = c.get("/api/v1/events", params={"queue": "never-used"})
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "QUEUE_NOT_FOUND"
+        assert c.get("/api/v1/events", params={"count": 5000}).status_code == 422
