@@ -27,14 +27,32 @@ from .options import configure_logging, logging_options
     help="Module that registers tasks (repeatable): an HTTP enqueue takes only their names, each on its declared "
     "queue with its options and signature check, as `orch enqueue --app` does.  [default: any name, as given]",
 )
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name (any port) accepted besides loopback ones, * for any (repeatable).  [default: "
+              "loopback names; any Host when a token is set]")
+@click.option("--allowed-origin", "allowed_origins", multiple=True, metavar="URL",
+              help="An Origin (scheme://host[:port]) a browser may call from besides the server's own, * for any "
+              "(repeatable).")
+@click.option("--metrics-need-token", is_flag=True, help="/metrics needs the read (or full) token.")
 @logging_options
 @click.pass_obj
 def serve(
-    state: CliState, /, host: str, port: int, read_only: bool, apps: tuple[str, ...], verbose: bool, log_level: str
+    state: CliState, /, host: str, port: int, read_only: bool, apps: tuple[str, ...], allowed_hosts: tuple[str, ...],
+    allowed_origins: tuple[str, ...], metrics_need_token: bool, verbose: bool, log_level: str,
 ) -> None:
     """Serve the HTTP API: REST under /api/v1 (OpenAPI at /api/v1/openapi.json), live
-    events, /metrics, /healthz and /readyz, until SIGTERM or SIGINT."""
+    events, /metrics, /healthz and /readyz, until SIGTERM or SIGINT.
+
+    ORCH_API_TOKEN allows everything, ORCH_API_READ_TOKEN GET only, as "Authorization:
+    Bearer TOKEN" (or the session cookie of POST /api/v1/session). With no token the API is
+    open, to loopback Hosts only, and --host must be a loopback address (else exit 2).
+    """
     run_server = _load("orchestrator.server.run", "run_server")
+    from ..server.auth import AuthConfig, check_bind
+
+    auth = AuthConfig.from_env(metrics_need_token=metrics_need_token, allowed_hosts=allowed_hosts,
+                               allowed_origins=allowed_origins)
+    check_bind(host, auth)  # refused before Redis is touched or a module imported
     app = state.app()
     registry = None
     if apps:
@@ -44,6 +62,6 @@ def serve(
         if not registry:
             raise CliError(f"--app {' '.join(apps)} registers no task: every enqueue would be refused")
     configure_logging(verbose, log_level)
-    code = run_server(app, host=host, port=port, read_only=read_only, registry=registry,
+    code = run_server(app, host=host, port=port, read_only=read_only, registry=registry, auth=auth,
                       log_level="debug" if verbose else log_level)
     click.get_current_context().exit(code)

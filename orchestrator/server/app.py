@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 
 from ..client import Orchestrator
 from ..redis_calls import redis_calls
 from ..version import __version__
+from .auth import AuthConfig, install_auth
 from .deps import App, Registry
 from .problems import documented, install_problems
 from .routes import events, queues, tasks, workers
@@ -34,10 +34,12 @@ def create_app(
     *,
     read_only: bool = False,
     registry: Registry | None = None,
-    auth: Any = None,
+    auth: AuthConfig,
 ) -> FastAPI:
     """The HTTP API over ``app``'s operator API.
 
+    ``auth``: who may call it (``AuthConfig(token=...)``, or ``AuthConfig(open=True)`` for no
+    token, loopback Hosts only): there is no default, a mounted API must choose.
     ``read_only``: no mutating route exists (nor is in the OpenAPI document). ``registry``
     (the tasks of ``--app`` modules): an enqueue takes only these names, each on its
     declared queue, with its options and signature check; they join ``app.registry``.
@@ -62,8 +64,7 @@ def create_app(
     exposition = _exposition()
     if exposition is not None:
         api.include_router(_metrics(exposition))
-    if auth is not None:
-        importlib.import_module("orchestrator.server.auth").install_auth(api, auth)
+    install_auth(api, auth)
     return api
 
 

@@ -9,12 +9,12 @@ See ARCHITECTURE.md for the layers.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import uvicorn
 
 from ..client import Orchestrator
 from .app import create_app
+from .auth import AuthConfig, check_bind
 from .deps import Registry
 
 SHUTDOWN_GRACE_S = 3  # open requests and event streams get this long after SIGTERM
@@ -29,10 +29,13 @@ def run_server(
     port: int,
     read_only: bool = False,
     registry: Registry | None = None,
-    auth: Any = None,
+    auth: AuthConfig,
     log_level: str = "info",
 ) -> int:
-    """Serve until stopped; the exit code (1 when the server could not start, e.g. port in use)."""
+    """Serve until stopped; the exit code (1 when the server could not start, e.g. port in use).
+
+    ConfigurationError, before anything starts, for a non-loopback ``host`` without a token."""
+    check_bind(host, auth)
     api = create_app(app, read_only=read_only, registry=registry, auth=auth)
     config = uvicorn.Config(
         api,
@@ -47,7 +50,8 @@ def run_server(
     )
     server = uvicorn.Server(config)
     mode = "read-only" if read_only else "read-write"
-    log.info("orch serve: HTTP API on http://%s:%d/api/v1 (%s)", _shown(host), port, mode)
+    access = "open: no token, loopback Hosts only" if auth.open else "bearer token or session cookie"
+    log.info("orch serve: HTTP API on http://%s:%d/api/v1 (%s; %s)", _shown(host), port, mode, access)
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot bind

@@ -36,7 +36,8 @@ class ErrorDetail(Reply):
 
     code: str = Field(description="Stable upper-case identifier (NOT_FOUND, BAD_STATE, INVALID, ...).")
     message: str
-    type: str = Field(description="The Python exception's class name (TaskNotFound, InvalidPriority, ...).")
+    type: str | None = Field(default=None, description="The Python exception's class name (TaskNotFound, "
+                             "InvalidPriority, ...); absent on the auth refusals (401, 403).")
     task_id: str | None = None
     queue: str | None = None
     state: str | None = None

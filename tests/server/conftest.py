@@ -21,6 +21,10 @@ from orchestrator.redis_local import LocalRedis, free_port
 from tests.integration.procs import Proc, Procs, wait_for
 
 SAMPLE_APP = "tests.integration.sample_tasks"
+TOKEN = "full-token-Zq8Xw3Lp0Vb6"
+READ_TOKEN = "read-token-Hk2Ty7Nm4Rc1"
+TOKENS = {"ORCH_API_TOKEN": TOKEN, "ORCH_API_READ_TOKEN": READ_TOKEN}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 _queues = itertools.count()
 
 
@@ -67,8 +71,8 @@ def serve(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def api(serve: Serve) -> Server:
-    """A read-write server without --app: any task name is taken."""
-    return serve()
+    """A read-write server with tokens, without --app: any task name is taken."""
+    return serve(env=TOKENS, headers=BEARER)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from orchestrator.server.problems import status_of
 from tests.integration.test_operator import beat, claim, fail
 from tests.redis_server import snapshot
 
-from .conftest import SAMPLE_APP, Serve, Server
+from .conftest import BEARER, SAMPLE_APP, TOKENS, Serve, Server
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, str]:
@@ -259,7 +259,7 @@ def test_run_now_and_delete(client: httpx.Client, app: Orchestrator, queue: str,
 
 @pytest.fixture(scope="module")
 def app_server(serve: Serve) -> Server:
-    return serve("--app", SAMPLE_APP)
+    return serve("--app", SAMPLE_APP, env=TOKENS, headers=BEARER)
 
 
 def test_with_app_a_registered_task_takes_its_queue_options_and_signature(

@@ -7,14 +7,14 @@ import pytest
 
 from orchestrator import Orchestrator
 
-from .conftest import Serve, Server
+from .conftest import BEARER, TOKENS, Serve, Server
 
 MUTATING = ("post", "put", "patch", "delete")
 
 
 @pytest.fixture(scope="module")
 def read_only(serve: Serve) -> Server:
-    return serve("--read-only")
+    return serve("--read-only", env=TOKENS, headers=BEARER)
 
 
 def operations(server: Server) -> set[tuple[str, str]]:
