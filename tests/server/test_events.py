@@ -9,13 +9,15 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import pytest
 import redis
 
 from orchestrator import Orchestrator
+from orchestrator.redis_local import LocalRedis
 from orchestrator.server.routes.events import BLOCK_MS
 from tests.integration.procs import wait_for
 
-from .conftest import Server
+from .conftest import BEARER, TOKENS, Serve, Server
 
 
 def data_of(lines: Iterator[str]) -> Iterator[dict[str, object]]:
@@ -25,19 +27,28 @@ def data_of(lines: Iterator[str]) -> Iterator[dict[str, object]]:
             yield json.loads(line.removeprefix("data: "))
 
 
-def blocked_reads(r: redis.Redis, ignored: frozenset[str] = frozenset()) -> frozenset[str]:
-    """The ids of the Redis clients blocked in XREAD now, but those ``ignored``."""
-    found = {c["id"] for c in r.client_list() if c.get("cmd") == "xread" and "b" in c.get("flags", "")}
-    return frozenset(found - ignored)
+CLIENT_NAME = "orch-serve-events-test"
+
+
+@pytest.fixture(scope="module")
+def named(serve: Serve, redis_server: LocalRedis) -> Server:
+    """A server whose Redis connections carry CLIENT_NAME: its reads are told from those of
+    anything else on the session's redis-server (a follower left by another test)."""
+    return serve(env=TOKENS, headers=BEARER, redis_url=f"{redis_server.url}?client_name={CLIENT_NAME}")
+
+
+def blocked_reads(r: redis.Redis) -> list[str]:
+    """The server's Redis connections blocked in XREAD now."""
+    return [c["id"] for c in r.client_list()
+            if c.get("name") == CLIENT_NAME and c.get("cmd") == "xread" and "b" in c.get("flags", "")]
 
 
 def test_events_stream_the_latest_then_new_ones_and_stop_with_the_client(
-    api: Server, app: Orchestrator, r: redis.Redis, queue: str
+    named: Server, app: Orchestrator, r: redis.Redis, queue: str
 ) -> None:
     first = app.enqueue("m:f", queue=queue).id
-    others = blocked_reads(r)  # left by earlier tests of the session's redis-server, if any
     with (
-        httpx.Client(base_url=api.base_url, headers=api.headers, timeout=httpx.Timeout(5.0)) as c,
+        httpx.Client(base_url=named.base_url, headers=named.headers, timeout=httpx.Timeout(5.0)) as c,
         c.stream("GET", "/api/v1/events", params={"queue": queue, "count": 5}) as response,
     ):
         assert response.status_code == 200
@@ -45,16 +56,16 @@ def test_events_stream_the_latest_then_new_ones_and_stop_with_the_client(
         events = data_of(response.iter_lines())
         seen = next(events)
         assert (seen["event"], seen["task_id"], seen["queue"]) == ("enqueued", first, queue)
-        wait_for(lambda: blocked_reads(r, others), "the stream to wait on Redis", 5)
+        wait_for(lambda: blocked_reads(r), "the stream to wait on Redis", 5)
         second = app.enqueue("m:f", queue=queue).id
         seen = next(events)  # a read timeout (5 s) fails the test rather than hanging it
         assert (seen["event"], seen["task_id"]) == ("enqueued", second)
-    wait_for(lambda: not blocked_reads(r, others), "the stream's Redis read to end after the client left", 5)
+    wait_for(lambda: not blocked_reads(r), "the stream's Redis read to end after the client left", 5)
     quiet_until = time.monotonic() + 1.5 * BLOCK_MS / 1000  # longer than one read: no new one started
     while time.monotonic() < quiet_until:
-        assert not blocked_reads(r, others), "the stream went on reading Redis after its client left"
+        assert not blocked_reads(r), "the stream went on reading Redis after its client left"
         time.sleep(0.02)
-    with api.client() as c2:
+    with named.client() as c2:
         assert c2.get("/healthz").status_code == 200
 
 
