@@ -2,7 +2,7 @@
 
 Owns putting the parts together: the routes of ``routes/`` under ``/api/v1`` (without the
 mutating ones when ``read_only``), ``/healthz`` (the process answers) and ``/readyz``
-(Redis answers), ``/metrics`` (``metrics.exposition``, when that module is installed), the
+(Redis answers), ``/metrics`` (``metrics.exposition``), the
 OpenAPI document at ``/api/v1/openapi.json``, the error mapping of ``problems`` and the
 access rules of ``auth``. Mountable in a user's own ASGI app. Does not start a server
 (``run``) nor read the environment (the CLI does).
@@ -11,9 +11,6 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-
 from fastapi import APIRouter, FastAPI, Response
 
 from ..client import Orchestrator
@@ -21,6 +18,7 @@ from ..redis_calls import redis_calls
 from ..version import __version__
 from .auth import AuthConfig, install_auth
 from .deps import App, Registry
+from .metrics import exposition
 from .problems import documented, install_problems
 from .routes import events, queues, tasks, workers
 from .schemas import Health
@@ -61,9 +59,7 @@ def create_app(
     api.include_router(_health())
     for part in (queues, tasks, workers, events):
         api.include_router(part.router(read_only), prefix=API_PREFIX)
-    exposition = _exposition()
-    if exposition is not None:
-        api.include_router(_metrics(exposition))
+    api.include_router(_metrics())
     install_auth(api, auth)
     return api
 
@@ -84,22 +80,7 @@ def _health() -> APIRouter:
     return api
 
 
-Exposition = Callable[[Orchestrator], tuple[bytes, str]]
-
-
-def _exposition() -> Exposition | None:
-    """``orchestrator.server.metrics.exposition``, or None while that module is not there."""
-    try:
-        module = importlib.import_module("orchestrator.server.metrics")
-    except ModuleNotFoundError as exc:
-        if exc.name != "orchestrator.server.metrics":
-            raise
-        return None
-    found: Exposition = module.exposition
-    return found
-
-
-def _metrics(exposition: Exposition) -> APIRouter:
+def _metrics() -> APIRouter:
     api = APIRouter(tags=["metrics"])
 
     @api.get(
@@ -110,7 +91,8 @@ def _metrics(exposition: Exposition) -> APIRouter:
                    **documented(503)},
     )
     def metrics(app: App) -> Response:
-        body, content_type = exposition(app)
+        with redis_calls():
+            body, content_type = exposition(app)
         return Response(body, media_type=content_type)
 
     return api

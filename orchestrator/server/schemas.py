@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..metrics_records import SeriesPoint
 from ..records import Event, TaskInfo, WorkerInfo
 
 
@@ -136,6 +137,14 @@ class Counted(Reply):
 class Paused(Reply):
     queue: str
     paused: bool
+    changed: bool = Field(description="False when the queue was already so.")
+
+
+class Series(Reply):
+    """A queue's activity per minute, oldest first, the current minute last; zeros where idle."""
+
+    queue: str
+    points: list[SeriesPoint]
 
 
 # ---------------------------------------------------------------------------- health

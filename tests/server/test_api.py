@@ -227,15 +227,44 @@ def test_retry_failed_and_purge_with_dry_run(client: httpx.Client, app: Orchestr
         "never-used")
 
 
-@pytest.mark.skipif(not hasattr(Queue, "pause"), reason="Queue.pause lands with the states work")
 def test_pause_and_resume(client: httpx.Client, app: Orchestrator, queue: str) -> None:
     app.enqueue("m:f", queue=queue)
-    assert client.post(f"/api/v1/queues/{queue}/pause").json() == {"queue": queue, "paused": True}
+    assert client.post(f"/api/v1/queues/{queue}/pause").json() == {"queue": queue, "paused": True, "changed": True}
+    assert app.queue(queue).is_paused()
+    assert client.post(f"/api/v1/queues/{queue}/pause").json()["changed"] is False
     assert client.get(f"/api/v1/queues/{queue}").json()["paused"] is True
     listed = {q["queue"]: q for q in client.get("/api/v1/queues").json()["queues"]}
     assert listed[queue]["paused"] is True
-    assert client.post(f"/api/v1/queues/{queue}/resume").json() == {"queue": queue, "paused": False}
+    assert client.post(f"/api/v1/queues/{queue}/resume").json() == {"queue": queue, "paused": False,
+                                                                      "changed": True}
     assert client.get(f"/api/v1/queues/{queue}").json()["paused"] is False
+    assert not app.queue(queue).is_paused()
+    assert error_of(client.post("/api/v1/queues/never-used/pause"), 404)["code"] == "QUEUE_NOT_FOUND"
+
+
+def test_series_per_minute(client: httpx.Client, app: Orchestrator, queue: str) -> None:
+    for _ in range(3):
+        app.enqueue("m:f", queue=queue)
+    body = client.get(f"/api/v1/queues/{queue}/series", params={"minutes": 5}).json()
+    assert body["queue"] == queue and len(body["points"]) == 5
+    assert [p.model_dump(mode="json") for p in app.queue(queue).series(5)][-1] == body["points"][-1]
+    assert body["points"][-1]["enqueued"] == 3
+    assert len(client.get(f"/api/v1/queues/{queue}/series").json()["points"]) == 60
+    assert error_of(client.get(f"/api/v1/queues/{queue}/series", params={"minutes": 0}), 422)["field"] == "minutes"
+    assert error_of(client.get(f"/api/v1/queues/{queue}/series", params={"minutes": 1441}), 422)["field"] == (
+        "minutes")
+
+
+def test_metrics_are_prometheus_text_read_from_redis(api: Server, app: Orchestrator, queue: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app.enqueue("m:f", queue=queue)
+    response = httpx.get(api.base_url + "/metrics")  # no token needed
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(response.text) for s in family.samples}
+    assert samples[("orch_tasks_enqueued_total", (("queue", queue), ("task", "m:f")))] == 1
+    assert samples[("orch_queue_tasks", (("queue", queue), ("state", "pending")))] == 1
 
 
 @pytest.mark.skipif(not hasattr(Queue, "run_now"), reason="Queue.run_now lands with the states work")

@@ -1,4 +1,4 @@
-"""Routes of queues: the list, one queue's stats, and the bulk actions (retry-failed, purge,
+"""Routes of queues: the list, one queue's stats, its per-minute series, and the bulk actions (retry-failed, purge,
 pause, resume).
 
 Owns translating these requests into operator API calls (``Orchestrator.stats``,
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
-from ...queues import Queue
+from ...metrics_records import MAX_SERIES_MINUTES
 from ...records import QueueStats
-from ..deps import App, QueueName, method
+from ..deps import App, QueueName
 from ..problems import COMMON, documented
-from ..schemas import Counted, Paused, PurgeBody, QueueList, QueueSummary, RetryFailedBody
+from ..schemas import Counted, Paused, PurgeBody, QueueList, QueueSummary, RetryFailedBody, Series
 
 
 def summary(stats: QueueStats) -> QueueSummary:
@@ -24,7 +24,7 @@ def summary(stats: QueueStats) -> QueueSummary:
         queue=stats.queue,
         counts=stats.counts,
         workers=stats.live_workers,
-        paused=bool(getattr(stats, "paused", False)),
+        paused=stats.paused,
     )
 
 
@@ -39,6 +39,16 @@ def router(read_only: bool) -> APIRouter:
              responses=documented(404))
     def get_queue(app: App, queue: QueueName) -> QueueStats:
         return app.queue(queue, must_exist=True).stats()
+
+    @api.get("/queues/{queue}/series", summary="Per-minute counts of the last minutes (kept 24 h)",
+             responses=documented(404))
+    def series(
+        app: App,
+        queue: QueueName,
+        minutes: Annotated[int, Query(ge=1, le=MAX_SERIES_MINUTES, description="How many minutes, the current "
+                                      "one last.")] = 60,
+    ) -> Series:
+        return Series(queue=queue, points=app.queue(queue, must_exist=True).series(minutes))
 
     if read_only:
         return api
@@ -56,20 +66,15 @@ def router(read_only: bool) -> APIRouter:
         count = app.queue(queue, must_exist=True).purge(body.state, dry_run=body.dry_run)
         return Counted(queue=queue, count=count, dry_run=body.dry_run, state=body.state.strip().lower())
 
-    if not hasattr(Queue, "pause"):  # until the states work lands
-        return api
-
     @api.post("/queues/{queue}/pause", summary="Stop workers claiming from the queue (running tasks finish)",
               responses=documented(404))
     def pause(app: App, queue: QueueName) -> Paused:
-        target = app.queue(queue, must_exist=True)
-        method(target, "pause")()
-        return Paused(queue=queue, paused=True)
+        changed = app.queue(queue, must_exist=True).pause()
+        return Paused(queue=queue, paused=True, changed=changed)
 
     @api.post("/queues/{queue}/resume", summary="Let workers claim from the queue again", responses=documented(404))
     def resume(app: App, queue: QueueName) -> Paused:
-        target = app.queue(queue, must_exist=True)
-        method(target, "resume")()
-        return Paused(queue=queue, paused=False)
+        changed = app.queue(queue, must_exist=True).resume()
+        return Paused(queue=queue, paused=False, changed=changed)
 
     return api
