@@ -7,7 +7,7 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Request
@@ -35,8 +35,3 @@ Tasks = Annotated[Registry | None, Depends(registry)]
 QueueName = Annotated[str, Path(description="Queue name: 1-64 letters, digits, '_', '-' and '.'.")]
 TaskId = Annotated[str, Path(description="Task id.")]
 
-
-def method(obj: object, name: str) -> Callable[..., Any]:
-    """``obj.name``, for operator API methods that land with the states work (then called directly)."""
-    found: Callable[..., Any] = getattr(obj, name)
-    return found

@@ -21,7 +21,6 @@ from orchestrator.errors import (
     TaskNotFound,
     ValidationError,
 )
-from orchestrator.queues import Queue
 from orchestrator.server.problems import status_of
 from tests.integration.test_operator import beat, claim, fail
 from tests.redis_server import snapshot
@@ -194,6 +193,7 @@ def test_retry_and_cancel_one_task(client: httpx.Client, app: Orchestrator, queu
     app.enqueue("m:f", queue=queue)
     (lease,) = claim(app, 1, queue)
     fail(app, lease)
+    assert isinstance(client.get(f"/api/v1/tasks/{lease.task_id}").json()["history"], list)
     assert client.post(url(lease.task_id, "retry")).json() == {
         "id": lease.task_id, "queue": queue, "action": "retried", "state": "pending"}
     error = error_of(client.post(url(lease.task_id, "retry")), 409)
@@ -267,7 +267,6 @@ def test_metrics_are_prometheus_text_read_from_redis(api: Server, app: Orchestra
     assert samples[("orch_queue_tasks", (("queue", queue), ("state", "pending")))] == 1
 
 
-@pytest.mark.skipif(not hasattr(Queue, "run_now"), reason="Queue.run_now lands with the states work")
 @pytest.mark.parametrize("by_id", [False, True])
 def test_run_now_and_delete(client: httpx.Client, app: Orchestrator, queue: str, by_id: bool) -> None:
     base = "/api/v1/tasks" if by_id else f"/api/v1/queues/{queue}/tasks"

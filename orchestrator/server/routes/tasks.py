@@ -20,7 +20,7 @@ from ...keys import validate_queue_name
 from ...models import TaskState
 from ...queues import MAX_PAGE, Queue
 from ...records import TaskPage
-from ..deps import App, ListedState, QueueName, TaskId, Tasks, method
+from ..deps import App, ListedState, QueueName, TaskId, Tasks
 from ..problems import COMMON, documented
 from ..schemas import EnqueueBody, Enqueued, TaskAction, TaskDetail
 
@@ -65,23 +65,21 @@ def _cancel(queue: Queue, task_id: str) -> tuple[str, str | None]:
 
 
 def _run_now(queue: Queue, task_id: str) -> tuple[str, str | None]:
-    method(queue, "run_now")(task_id)
+    queue.run_now(task_id)
     return "run_now", "pending"
 
 
 def _delete(queue: Queue, task_id: str) -> tuple[str, str | None]:
-    method(queue, "delete")(task_id)
+    queue.delete(task_id)
     return "deleted", None
 
 
 ACTIONS: list[tuple[str, str, str, Act]] = [
     ("/retry", "POST", "Move a failed task back to pending, attempts reset", _retry),
     ("/cancel", "POST", "Cancel a task: at once, or a running one by its worker", _cancel),
+    ("/run-now", "POST", "Make a scheduled or retrying task pending at once", _run_now),
+    ("", "DELETE", "Delete a task that is not running, with its record", _delete),
 ]
-if hasattr(Queue, "run_now"):  # until the states work lands
-    ACTIONS.append(("/run-now", "POST", "Make a scheduled or retrying task pending at once", _run_now))
-if hasattr(Queue, "delete"):
-    ACTIONS.append(("", "DELETE", "Delete a task that is not running, with its record", _delete))
 
 
 def router(read_only: bool) -> APIRouter:
