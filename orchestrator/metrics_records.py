@@ -10,11 +10,17 @@ them to Prometheus). See ARCHITECTURE.md for the layers and the README for the f
 
 Fields of the metrics hash (``<label>`` is a task name, or ``__other__`` once a queue has
 MAX_NAMES names; it comes last, so a name may hold ``:``):
-``enqueued:<label>``; ``succeeded:<label>``, ``failed:<label>``, ``retried:<label>``,
-``cancelled:<label>`` (outcomes); ``run:<le ms>:<label>`` (attempts whose run time fell in
-that bucket and no lower one; ``inf`` past the last bound) and ``run_ms:<label>`` (their
-sum); ``wait:<le ms>`` and ``wait_ms`` (time from eligible to claimed, per queue);
-``reaped`` (expired leases); ``late`` (outcomes refused with LEASE_LOST).
+``enqueued:<label>``; ``run:<le ms>:<outcome>:<label>`` (attempts a worker timed, complete
+or fail, whose run time fell in that bucket and no lower one; ``inf`` past the last bound)
+and ``run_ms:<label>`` (their sum); ``<outcome>:<label>`` (attempts nobody timed: reaped,
+cancelled while waiting, cancelled at release); outcomes are succeeded, failed, retried,
+cancelled, and a label's count of one is both kinds added up; ``wait:<le ms>`` and
+``wait_ms`` (time from eligible to claimed, per queue); ``reaped`` (expired leases);
+``late`` (outcomes refused with LEASE_LOST).
+
+A series hash ``series:<minute ms>`` holds the stats counters (SERIES_FIELDS) as they stood
+when that minute's first counting call came: a minute's figures are the next snapshot (or
+the counters now) minus its own; a minute without one had nothing counted.
 """
 
 from __future__ import annotations
@@ -120,6 +126,13 @@ def _bound(raw: str) -> bool:
     return raw == "inf" or to_int(raw) is not None
 
 
+def _timed(rest: str) -> tuple[str, str, str] | None:
+    """``<le>:<outcome>:<label>`` split, or None when it does not read so."""
+    bound, _, tail = rest.partition(":")
+    outcome, _, label = tail.partition(":")
+    return (bound, outcome, label) if _bound(bound) and outcome in OUTCOMES and label else None
+
+
 def decode_metrics(
     queue: str,
     now_ms: int,
@@ -146,11 +159,16 @@ def decode_metrics(
         elif kind == "enqueued" and rest:
             enqueued[rest] = number
         elif kind in OUTCOMES and rest:
-            finished.setdefault(rest, {})[kind] = number
+            outcomes = finished.setdefault(rest, {})
+            outcomes[kind] = outcomes.get(kind, 0) + number
         elif kind == "run_ms" and rest:
             run_ms[rest] = number
-        elif kind == "run" and (parts := rest.partition(":"))[2] and _bound(parts[0]):
-            runs.setdefault(parts[2], {})[parts[0]] = number
+        elif kind == "run" and (timed := _timed(rest)) is not None:
+            bound, outcome, label = timed
+            per_bound = runs.setdefault(label, {})
+            per_bound[bound] = per_bound.get(bound, 0) + number
+            outcomes = finished.setdefault(label, {})
+            outcomes[outcome] = outcomes.get(outcome, 0) + number
         elif kind == "wait" and _bound(rest):
             waits[rest] = number
         else:
@@ -190,14 +208,35 @@ def minutes(now_ms: int, count: int) -> list[int]:
     return [current - i * MINUTE_MS for i in range(count - 1, -1, -1)]
 
 
-def decode_series(minute_ms: int, raw: Mapping[bytes | str, bytes | str] | None) -> SeriesPoint:
-    """One minute's point from HGETALL of its hash (absent: zeros); a field that does not parse reads 0."""
-    values: dict[str, int] = {}
-    for key, value in (raw or {}).items():
-        field = text(key)
-        number = to_int(value)
-        if field in SERIES_FIELDS and number is not None:
-            values[field] = number
-    moment = ms_to_datetime(minute_ms)
-    assert moment is not None
-    return SeriesPoint(minute=moment, **values)
+def _counters(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, int] | None:
+    """SERIES_FIELDS of a snapshot (or of the stats hash); None for no snapshot. Unreadable: 0."""
+    if not raw:
+        return None
+    fields = {text(k): v for k, v in raw.items()}
+    return {name: max(to_int(fields.get(name, b"0")) or 0, 0) for name in SERIES_FIELDS}
+
+
+def decode_series(
+    starts: Sequence[int],
+    snapshots: Sequence[Mapping[bytes | str, bytes | str] | None],
+    totals_now: Mapping[bytes | str, bytes | str],
+) -> list[SeriesPoint]:
+    """Per-minute points from each minute's snapshot (HGETALL; empty or None: none) and the
+    stats counters now: a minute with a snapshot counts up to the next one (or now); one
+    without had nothing counted. A counter that went back (reset by hand) gives 0, not less."""
+    now = _counters(totals_now) or dict.fromkeys(SERIES_FIELDS, 0)
+    parsed = [_counters(s) for s in snapshots]
+    points: list[SeriesPoint] = []
+    following = now
+    values: list[dict[str, int]] = []
+    for snap in reversed(parsed):
+        if snap is None:
+            values.append({})
+            continue
+        values.append({name: max(following[name] - snap[name], 0) for name in SERIES_FIELDS})
+        following = snap
+    for start, counts in zip(starts, reversed(values), strict=True):
+        moment = ms_to_datetime(start)
+        assert moment is not None
+        points.append(SeriesPoint(minute=moment, **counts))
+    return points

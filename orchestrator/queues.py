@@ -191,8 +191,10 @@ class Queue:
         pipe = self._redis.pipeline(transaction=False)
         for start in starts:
             pipe.hgetall(self.keys.series(start))
-        replies = pipe.execute(raise_on_error=False)
-        return [decode_series(s, r if isinstance(r, dict) else None) for s, r in zip(starts, replies, strict=True)]
+        pipe.hgetall(self.keys.stats)
+        *snapshots, totals = pipe.execute(raise_on_error=False)
+        readable = [r if isinstance(r, dict) else None for r in snapshots]
+        return decode_series(starts, readable, totals if isinstance(totals, dict) else {})
 
     @translated
     def workers(self) -> list[WorkerInfo]:

@@ -449,21 +449,20 @@ local function tally(counts, field, n)
   counts[field] = (counts[field] or 0) + n
 end
 
--- One ended attempt into counts (metrics hash) and series (the minute's): its outcome under
--- its label (f.label, set by enqueue when the names were full, else f.name), and, when ran
--- (complete, fail: the worker timed it), its run time from f.started_at.
-local function tally_outcome(counts, series, f, state, now, ran)
+-- One ended attempt into counts (for the metrics hash) under its label (f.label, set by
+-- enqueue when the names were full, else f.name). Timed (ran: complete, fail: the worker
+-- ran it from f.started_at), it counts in the run-time bucket of its outcome,
+-- run:<le>:<outcome>:<label>, and run_ms:<label>; untimed (reap, cancel, release), as
+-- <outcome>:<label>. Readers add both up per outcome.
+local function tally_outcome(counts, f, state, now, ran)
   local label = f.label ~= '' and f.label or f.name
-  local outcome = OUTCOME_OF[state]
-  tally(counts, outcome .. ':' .. label, 1)
-  if outcome ~= 'cancelled' then tally(series, outcome, 1) end
   local started = ran and tonumber(f.started_at)
   if started then
     local ms = math.max(now - started, 0)
-    tally(counts, 'run:' .. bucket_of(RUN_BUCKETS, ms) .. ':' .. label, 1)
+    tally(counts, 'run:' .. bucket_of(RUN_BUCKETS, ms) .. ':' .. OUTCOME_OF[state] .. ':' .. label, 1)
     tally(counts, 'run_ms:' .. label, ms)
-    tally(series, 'runs', 1)
-    tally(series, 'runtime_ms', ms)
+  else
+    tally(counts, OUTCOME_OF[state] .. ':' .. label, 1)
   end
 end
 
@@ -474,15 +473,26 @@ local function add_counts(metrics_key, counts)
   end
 end
 
--- Write counts into the series hash of now's minute (BASE .. 'series:<minute ms>'). Its expiry,
--- SERIES_TTL_MS after the minute began, is set when a write creates a field: the minute's
--- first write of each field, so a few times a minute, never per task.
-local function add_series(now, counts)
+-- The stats counters a minute's series keeps (metrics_records.SERIES_FIELDS).
+local SERIES_FIELDS = {'enqueued', 'succeeded', 'failed', 'retried', 'reaped', 'runs', 'runtime_ms'}
+
+-- Per-minute series at one HGET a call: the first call of a minute that counts (enqueue,
+-- complete, fail, reap) copies the stats counters, as they stand before it counts, into
+-- BASE .. 'series:<minute ms>', expiring SERIES_TTL_MS after the minute began, and notes
+-- the minute in stats (series_minute). A minute's figures are the next snapshot (or the
+-- counters now) minus its own: readers subtract. Call it after the script's first write
+-- (a Redis at maxmemory refuses a growing write only before it) and before it counts.
+local function snapshot_series(stats_key, now)
   local minute = now - now % 60000
+  local seen = tonumber(redis.call('HGET', stats_key, 'series_minute'))
+  if seen and seen >= minute then return end
   local key = BASE .. 'series:' .. int(minute)
-  local fresh = false
-  for field, n in pairs(counts) do
-    if n ~= 0 and redis.pcall('HINCRBY', key, field, n) == n then fresh = true end
+  local values = {}
+  for _, name in ipairs(SERIES_FIELDS) do
+    values[#values + 1] = name
+    values[#values + 1] = redis.call('HGET', stats_key, name) or '0'
   end
-  if fresh then redis.pcall('PEXPIREAT', key, int(minute - OFFSET + SERIES_TTL_MS)) end
+  redis.pcall('HSET', key, unpack(values))
+  redis.pcall('PEXPIREAT', key, int(minute - OFFSET + SERIES_TTL_MS))
+  redis.call('HSET', stats_key, 'series_minute', int(minute))
 end

@@ -17,10 +17,10 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: succeeded, or malformed.
-  Metrics: succeeded:<label>, the run-time bucket and run_ms:<label>; the minute's series
-  succeeded, runs, runtime_ms. A LEASE_LOST refusal changes one thing, the metrics field
-  late (+1), except when the record is SUCCESS under this very token (this call, resent
-  after its reply was lost): the one counter a refusal may change.
+  Metrics: run:<le>:succeeded:<label> (its run-time bucket) and run_ms:<label>; the
+  minute's series snapshot when it is the minute's first. A LEASE_LOST refusal changes one
+  thing, the metrics field late (+1), except when the record is SUCCESS under this very
+  token (this call, resent after its reply was lost): the one counter a refusal may change.
 ]]
 local bad = bad_call(6, 7)
 if bad then return redis.error_reply(bad) end
@@ -47,6 +47,7 @@ local now = now_ms()
 -- written nothing yet, so a completion (which frees a lease) still lands on a full Redis.
 local _, wrong = call_typed('ZREM', running, id)
 if wrong then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
+snapshot_series(stats, now)
 if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
@@ -58,10 +59,9 @@ count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)
 release_unique(id, f.unique_key)
 retire(done, id, now, tonumber(ARGV[7]), f.key)
-local counts, series = {}, {}
-tally_outcome(counts, series, f, 'SUCCESS', now, true)
+local counts = {}
+tally_outcome(counts, f, 'SUCCESS', now, true)
 add_counts(metrics, counts)
-add_series(now, series)
 emit(events, 'event', 'succeeded', 'task', id, 'name', f.name, 'worker', f.worker,
      'runtime_ms', now - (tonumber(f.started_at) or now))
 return now

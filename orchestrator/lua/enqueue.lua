@@ -23,7 +23,8 @@
   Events: enqueued (state PENDING or SCHEDULED).
   Metrics (best effort, per call): enqueued:<label> per task name (a new name is admitted
   into names while it holds fewer than MAX_NAMES, else it counts as __other__ and the record
-  keeps field label), the minute's series enqueued. A PENDING task's record gets ready_at.
+  keeps field label); the minute's series snapshot when it is the minute's first. A
+  PENDING task's record gets ready_at.
   Idempotency (a second enqueue returns the first task's id and creates nothing):
     key          'key:<key>' names the task for as long as its record exists (waiting,
                  running, in the dead-letter, or kept result_ttl after it ended);
@@ -199,7 +200,7 @@ for j, i in ipairs(new) do
 end
 if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if #later > 0 then redis.call('ZADD', scheduled, unpack(later)) end
+snapshot_series(stats, now)
 made_ready(stats, 'enqueued', #new, wake)
 add_counts(metrics, counts)
-add_series(now, {enqueued = #new})
 return out

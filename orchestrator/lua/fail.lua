@@ -20,8 +20,8 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: retrying, failed or cancelled, or malformed.
-  Metrics: retried:<label>, failed:<label> or cancelled:<label>, the run-time bucket and
-  run_ms:<label>; the minute's series retried or failed, runs, runtime_ms. A LEASE_LOST
+  Metrics: run:<le>:<outcome>:<label> (retried, failed or cancelled: its run-time bucket) and
+  run_ms:<label>; the minute's series snapshot when it is the minute's first. A LEASE_LOST
   refusal changes one thing, the metrics field late (+1), except when the record holds this
   token and this very error (this call, resent after its reply was lost).
 ]]
@@ -51,6 +51,7 @@ end
 math.randomseed(tonumber(ARGV[7]))
 local now = now_ms()
 redis.call('ZREM', running, id)
+snapshot_series(stats, now)
 if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
@@ -63,10 +64,9 @@ if mode == 'cancelled' or (mode == 'retry' and f.cancel_requested == '1') then  
 else
   state, run_at = settle_failure(id, f, now, err, mode == 'retry', retrying, failed, stats)
 end
-local counts, series = {}, {}
-tally_outcome(counts, series, f, state, now, true)
+local counts = {}
+tally_outcome(counts, f, state, now, true)
 add_counts(metrics, counts)
-add_series(now, series)
 emit(events, 'event', string.lower(state), 'task', id, 'name', f.name, 'worker', f.worker,
      'attempt', f.attempts, 'run_at', run_at, 'error', err)
 return {state, run_at}

@@ -25,7 +25,8 @@
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
   another type, a counter not an integer). Events: reaped, worker_lost, malformed, dropped.
   Metrics (per call): reaped, and retried:<label>, failed:<label> or cancelled:<label> per
-  task (no run time: nobody timed the attempt); the minute's series reaped, retried, failed.
+  task (no run time: nobody timed the attempt); the minute's series snapshot when it is the
+  minute's first.
 ]]
 local bad = bad_call(8, 6)
 if bad then return redis.error_reply(bad) end
@@ -51,13 +52,14 @@ for i, wid in ipairs(dead) do
   last_seen[i] = type(last) == 'string' and last or ''
 end
 local tasks = {}
-local counts, series = {}, {}  -- metrics written once for the call
+local counts, snapped = {}, false  -- metrics written once for the call
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
   -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
   local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key', 'token', 'started_at', 'history',
                                       'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
   redis.call('ZREM', running, id)
+  if not snapped then snapshot_series(stats, now); snapped = true end  -- (after the first write)
   local state = nil
   if not f then
     dropped(events, id, why)
@@ -74,9 +76,8 @@ for i = 1, math.min(#expired, limit) do
       state = settle_failure(id, f, now, err, true, retrying, failed, stats, 'lease expired')
     end
     redis.call('HINCRBY', stats, 'reaped', 1)
-    tally_outcome(counts, series, f, state, now, false)
+    tally_outcome(counts, f, state, now, false)
     tally(counts, 'reaped', 1)
-    tally(series, 'reaped', 1)
     emit(events, 'event', 'reaped', 'task', id, 'name', f.name, 'worker', f.worker,
          'attempt', f.attempts, 'state', state)
   end
@@ -88,7 +89,6 @@ for i = 1, math.min(#expired, limit) do
 end
 
 add_counts(metrics, counts)
-add_series(now, series)
 
 local lost = {}
 for i, wid in ipairs(dead) do

@@ -28,7 +28,7 @@ local corrupt = corrupt_queue({running, 'zset', pending, 'zset', events, 'stream
 if corrupt then return redis.error_reply(corrupt) end
 local out = {}
 local now = nil
-local counts, series = {}, {}
+local counts = {}
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tkey = task_key(id)
@@ -45,7 +45,7 @@ for i = 5, #ARGV, 2 do
     finish_cancelled(id, now, cjson.encode({type = 'Cancelled', message = 'cancel requested', traceback = ''}),
                      cancelled, stats, tonumber(ARGV[4]), f, 'cancel requested')
     emit(events, 'event', 'cancelled', 'task', id, 'worker', f.worker)
-    tally_outcome(counts, series, f, 'CANCELLED', now, false)
+    tally_outcome(counts, f, 'CANCELLED', now, false)
   elseif held then
     local score = f.score ~= '' and f.score or int(pending_score(stats, tonumber(f.priority)))
     now = now or now_ms()

@@ -13,10 +13,19 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import LeaseLost
-from orchestrator.metrics_records import MAX_NAMES, MINUTE_MS, OTHER, SERIES_TTL_MS
+from orchestrator.metrics_records import (
+    MAX_NAMES,
+    MINUTE_MS,
+    OTHER,
+    SERIES_TTL_MS,
+    SeriesPoint,
+    decode_metrics,
+    decode_series,
+    minutes,
+)
 from orchestrator.models import TaskState
 from orchestrator.transitions import run
-from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, Q, spec
+from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, Q, server_ms, spec
 
 S = TaskState
 NAME = "tests.jobs:job"
@@ -32,7 +41,7 @@ def metrics(q: Q) -> dict[str, int]:
 
 
 def series(q: Q) -> dict[str, dict[str, int]]:
-    """Every series hash, by minute (as text)."""
+    """Every series snapshot, by minute (as text)."""
     out = {}
     for key in q.r.scan_iter(match=q.keys.series("*"), count=1000):  # type: ignore[arg-type]
         minute = key.decode().rsplit(":", 1)[1]
@@ -40,11 +49,22 @@ def series(q: Q) -> dict[str, dict[str, int]]:
     return out
 
 
-def totals(q: Q) -> dict[str, int]:
+def finished(q: Q) -> dict[str, dict[str, int]]:
+    return decode_metrics("q", 0, q.r.hgetall(q.keys.metrics), None).finished
+
+
+def points(q: Q, offset_ms: int = 0) -> list[SeriesPoint]:
+    """The series of the last 5 minutes, as Queue.series reads them (on the shifted clock)."""
+    starts = minutes(server_ms(q.r) + offset_ms, 5)
+    return decode_series(starts, [q.r.hgetall(q.keys.series(m)) for m in starts], q.r.hgetall(q.keys.stats))
+
+
+def totals(q: Q, offset_ms: int = 0) -> dict[str, int]:
     summed: dict[str, int] = {}
-    for point in series(q).values():
-        for field, n in point.items():
-            summed[field] = summed.get(field, 0) + n
+    for point in points(q, offset_ms):
+        for field, n in point.model_dump(exclude={"minute"}).items():
+            if n:
+                summed[field] = summed.get(field, 0) + n
     return summed
 
 
@@ -90,11 +110,11 @@ def test_complete_counts_the_outcome_its_run_time_bucket_and_the_series(q: Q) ->
     [lease] = q.claim()
     q.run(q.at(3000).complete(task_id, lease.token, b"1", 0))  # ran 3 s (clock moved)
     m = metrics(q)
-    assert m[f"succeeded:{NAME}"] == 1
-    assert m[f"run:5000:{NAME}"] == 1
+    assert m[f"run:5000:succeeded:{NAME}"] == 1
     assert 3000 <= m[f"run_ms:{NAME}"] < 4000
-    t = totals(q)
-    assert (t["succeeded"], t["runs"]) == (1, 1)
+    assert finished(q) == {NAME: {"succeeded": 1}}
+    t = totals(q, 3000)
+    assert (t["succeeded"], t["runs"], t["enqueued"]) == (1, 1, 1)
     assert t["runtime_ms"] == m[f"run_ms:{NAME}"]
 
 
@@ -106,10 +126,11 @@ def test_fail_counts_its_outcome_and_the_run(q: Q, mode: str, retries: int, outc
     [lease] = q.claim()
     q.run(q.at().fail(task_id, lease.token, ERROR, mode=mode))
     m = metrics(q)
-    assert m[f"{outcome}:{NAME}"] == 1
-    assert sum(v for k, v in m.items() if k.startswith("run:")) == 1
+    [timed] = [k for k in m if k.startswith("run:")]
+    assert timed.endswith(f":{outcome}:{NAME}")
+    assert finished(q) == {NAME: {outcome: 1}}
     t = totals(q)
-    assert t.get(outcome, 0) == (0 if outcome == "cancelled" else 1)
+    assert t.get(outcome, 0) == (0 if outcome == "cancelled" else 1)  # the series has no cancelled
     assert t["runs"] == 1
 
 
@@ -121,7 +142,7 @@ def test_reap_counts_reaped_and_the_outcome_without_a_run_time(q: Q) -> None:
     m = metrics(q)
     assert (m["reaped"], m[f"retried:{NAME}"]) == (3, 3)
     assert not any(k.startswith("run") for k in m)
-    t = totals(q)
+    t = totals(q, 5000)
     assert (t["reaped"], t["retried"]) == (3, 3)
 
 
@@ -165,40 +186,49 @@ def test_names_are_capped_and_the_rest_count_as_other(q: Q) -> None:
     leases = q.claim(MAX_NAMES + 2)
     for lease in leases:
         q.run(q.at().complete(lease.task_id, lease.token, b"1", 0))
-    m = metrics(q)
-    assert m[f"succeeded:{OTHER}"] == 2
-    assert m["succeeded:job0"] == 1
+    done = finished(q)
+    assert done[OTHER] == {"succeeded": 2}
+    assert done["job0"] == {"succeeded": 1}
 
 
-def test_series_are_per_minute_and_expire_after_25_hours(q: Q) -> None:
-    q.add()
+def test_series_snapshot_the_counters_once_a_minute_and_expire_after_25_hours(q: Q) -> None:
+    q.add(2)
     run(q.r, q.at(MINUTE_MS).enqueue([spec()], max_payload=MAX_PAYLOAD))
-    points = series(q)
-    assert len(points) == 2
-    assert all(p == {"enqueued": 1} for p in points.values())
-    for minute in points:
+    snaps = series(q)
+    assert len(snaps) == 2
+    first, second = sorted(snaps)
+    assert snaps[first] == {f: 0 for f in ("enqueued", "succeeded", "failed", "retried", "reaped", "runs",
+                                           "runtime_ms")}
+    assert snaps[second]["enqueued"] == 2  # the counters as they stood when that minute began
+    for minute in snaps:
         assert int(minute) % MINUTE_MS == 0
         ttl = q.r.pttl(q.keys.series(int(minute)))
-        assert SERIES_TTL_MS - 2 * MINUTE_MS < ttl <= SERIES_TTL_MS
+        assert SERIES_TTL_MS - 3 * MINUTE_MS < ttl <= SERIES_TTL_MS
+    per_minute = [p.enqueued for p in points(q, MINUTE_MS)]
+    assert per_minute[-2:] == [2, 1] and sum(per_minute) == 3
 
 
-def test_series_expiry_is_set_only_when_a_field_is_new(q: Q) -> None:
+def test_a_minute_costs_one_hget_a_call_after_its_snapshot(q: Q) -> None:
     q.add()
     q.r.config_resetstat()
-    q.add()
-    assert calls(q.r, "pexpireat") == 0
-    [lease, _] = q.claim(2)
-    q.r.config_resetstat()
-    q.run(q.at().complete(lease.task_id, lease.token, b"1", 0))  # new fields: succeeded, runs (runtime_ms maybe)
-    assert calls(q.r, "pexpireat") == 1
+    run(q.r, q.at().enqueue([spec()], max_payload=MAX_PAYLOAD))
+    assert (calls(q.r, "pexpireat"), calls(q.r, "hset")) == (0, 1)  # the record only
+    assert calls(q.r, "hget") == 2 + 1  # seq and enqueued (enqueue's own), series_minute
+
+
+def test_series_read_zero_for_idle_minutes_and_never_below_zero(q: Q) -> None:
+    q.add(3)
+    run(q.r, q.at(MINUTE_MS).enqueue([spec()], max_payload=MAX_PAYLOAD))  # snapshot: 3 enqueued
+    q.r.hset(q.keys.stats, "enqueued", 1)  # set back by hand
+    assert [p.enqueued for p in points(q, MINUTE_MS)] == [0, 0, 0, 3, 0]
 
 
 def test_claim_and_enqueue_write_one_hincrby_per_distinct_field(q: Q) -> None:
     specs = [spec(name=f"job{i % 3}") for i in range(300)]
     q.r.config_resetstat()
     run(q.r, q.at().enqueue(specs, max_payload=MAX_PAYLOAD))
-    # seq, enqueued (stats) + 3 names (metrics) + the series' enqueued
-    assert calls(q.r, "hincrby") == 2 + 3 + 1
+    # seq, enqueued (stats) + 3 names (metrics)
+    assert calls(q.r, "hincrby") == 2 + 3
     assert calls(q.r, "sismember") == 3
     q.r.config_resetstat()
     q.claim(300)
@@ -211,8 +241,8 @@ def test_reap_writes_its_metrics_once_per_call(q: Q) -> None:
     q.claim(20, lease_ms=1000)
     q.r.config_resetstat()
     q.run(q.at(5000).reap(100))
-    # stats: retried and reaped per task (as before); metrics: retried:<name>, reaped; series: retried, reaped
-    assert calls(q.r, "hincrby") == 2 * 20 + 2 + 2
+    # stats: retried and reaped per task (as before); metrics: retried:<name>, reaped
+    assert calls(q.r, "hincrby") == 2 * 20 + 2
 
 
 @pytest.mark.parametrize("spoil", ["metrics", "names", "field"])
@@ -227,11 +257,7 @@ def test_spoiled_metrics_never_stop_a_transition(q: Q, spoil: str) -> None:
     assert q.state(task_id) is S.SUCCESS
     if spoil == "field":
         assert q.r.hget(q.keys.metrics, f"enqueued:{NAME}") == b"not a number"
-        assert metrics_or_none(q, f"succeeded:{NAME}") == 1
+        assert finished(q)[NAME] == {"succeeded": 1}
     if spoil == "names":  # no label could be admitted: it counts as other
         assert q.r.hget(q.keys.task(task_id), "label") == OTHER.encode()
 
-
-def metrics_or_none(q: Q, field: str) -> int | None:
-    value = q.r.hget(q.keys.metrics, field)
-    return None if value is None else int(value)

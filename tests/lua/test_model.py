@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 
 from orchestrator.errors import InvalidTransition, LeaseLost, MalformedRecord, TaskNotFound, ValidationError
 from orchestrator.keys import QueueKeys
+from orchestrator.metrics_records import OUTCOMES, SERIES_FIELDS, decode_metrics, decode_series
 from orchestrator.models import INDEX_OF, INDEXES, RETAINED, TaskState
 from orchestrator.transitions import Call, TaskSpec, Transitions, run
 from tests.lua.test_scripts import ERROR, spec
@@ -152,8 +153,8 @@ class ScriptsModel(RuleBasedStateMachine):
         self.keyed: dict[str, str] = {}  # key -> task id, as long as that task's record exists
         self.workers: dict[str, MWorker] = {}
         self.stats: Counter[str] = Counter()
-        self.metrics: Counter[str] = Counter()  # metrics hash counters; "wait": tasks claimed (wait buckets)
-        self.series: Counter[str] = Counter()  # summed over every minute's series hash
+        # metrics hash counters; "wait": tasks claimed (wait buckets); "timed <outcome>": run buckets
+        self.metrics: Counter[str] = Counter()
         self.tokens = 0  # the lease-token counter (its own key)
         self.runtime = 0  # sum of model run times; runtime_ms lies above it by the real time
         self.wake = False
@@ -189,12 +190,11 @@ class ScriptsModel(RuleBasedStateMachine):
         )
         self.metrics["late"] += late
 
-    def outcome(self, state: S) -> None:
-        """An attempt ended in ``state``: its outcome under the task's label (every task is m:f)."""
+    def outcome(self, state: S, timed: bool = False) -> None:
+        """An attempt ended in ``state``: its outcome under the task's label (every task is m:f),
+        in a run-time bucket when ``timed`` (complete, fail), else as a counter of its own."""
         name = {S.SUCCESS: "succeeded", S.RETRYING: "retried", S.FAILED: "failed", S.CANCELLED: "cancelled"}[state]
-        self.metrics[f"{name}:m:f"] += 1
-        if state is not S.CANCELLED:
-            self.series[name] += 1
+        self.metrics[f"timed {name}" if timed else f"{name}:m:f"] += 1
 
     def server_ms(self) -> int:
         sec, usec = self.r.time()
@@ -402,7 +402,6 @@ class ScriptsModel(RuleBasedStateMachine):
         if created:
             self.stats["enqueued"] += created
             self.metrics["enqueued:m:f"] += created
-            self.series["enqueued"] += created
             self.wake = True
         reply = self.send(self.t.enqueue(specs, max_payload=BIG_PAYLOAD))
         assert [(e.id, e.created) for e in reply] == expected
@@ -509,7 +508,7 @@ class ScriptsModel(RuleBasedStateMachine):
             resent = task.state is S.SUCCESS and task.token == token  # reads as this call resent: not late
             return self.refused(LeaseLost, call, task_id, late=0 if resent else 1)
         holder = task.worker
-        self.outcome(S.SUCCESS)
+        self.outcome(S.SUCCESS, timed=True)
         task.state, task.result = S.SUCCESS, result
         task.outcomes.append("succeeded")
         task.finished, task.finished_blank = self.now, False
@@ -568,7 +567,7 @@ class ScriptsModel(RuleBasedStateMachine):
         else:
             expected = self.settle_failure(task, error, allow_retry=mode == "retry")
         assert reply.state is expected
-        self.outcome(expected)
+        self.outcome(expected, timed=True)
         if expected is S.RETRYING:
             self.near(reply.run_at, task.run_at, "retry time", self.server_ms() - self.t0)
         else:
@@ -693,7 +692,6 @@ class ScriptsModel(RuleBasedStateMachine):
             self.stats["reaped"] += 1
             self.outcome(state)
             self.metrics["reaped"] += 1
-            self.series["reaped"] += 1
             self.emit("reaped", task=task.id, name="m:f", worker=holder, attempt=attempt, state=state.value)
         assert len(reply.dead_workers) == min(limit, len(dead))
         earliest_first([w for w, _ in reply.dead_workers], dead, "reap workers")
@@ -867,6 +865,8 @@ class ScriptsModel(RuleBasedStateMachine):
         assert int(r.get(k.tokens) or 0) == self.tokens, "lease-token counter"
         stats = {f.decode(): int(v) for f, v in r.hgetall(k.stats).items()}
         runtime = stats.pop("runtime_ms", None)
+        series_minute = stats.pop("series_minute", None)  # the minute of the last series snapshot
+        assert (series_minute is None) == (not self.stats["enqueued"]), "series_minute"
         assert stats == {name: n for name, n in self.stats.items() if n}, "stats"
         if self.stats["runs"]:
             assert runtime is not None and self.runtime <= runtime <= self.runtime + drift * self.stats["runs"]
@@ -901,7 +901,8 @@ class ScriptsModel(RuleBasedStateMachine):
 
     def check_metrics(self, runtime: int) -> set[str]:
         """The metrics hash against the model (run times: their sum is the stats' runtime_ms),
-        the names admitted, and the series summed over minutes; returns the series keys."""
+        the names admitted, and the series: its minutes add up to the stats counters; returns
+        the series keys."""
         r, k = self.r, self.k
         raw = {f.decode(): int(v) for f, v in r.hgetall(k.metrics).items()}
         runs = sum(n for name, n in raw.items() if name.startswith("run:"))
@@ -911,16 +912,24 @@ class ScriptsModel(RuleBasedStateMachine):
         assert waits == self.metrics["wait"], "wait-time histogram count"
         assert raw.get("wait_ms", 0) >= 0
         counters = {name: n for name, n in raw.items() if not name.startswith(("run", "wait"))}
-        assert counters == {name: n for name, n in self.metrics.items() if n and name != "wait"}, "metrics"
+        untimed = {name: n for name, n in self.metrics.items() if n and name != "wait" and " " not in name}
+        assert counters == untimed, "metrics"
+        finished: Counter[str] = Counter()
+        for name, n in self.metrics.items():
+            if name.startswith("timed ") or name.split(":")[0] in OUTCOMES:
+                finished[name.removeprefix("timed ").split(":")[0]] += n
+        decoded = decode_metrics("default", 0, r.hgetall(k.metrics), None)
+        assert decoded.finished == ({"m:f": {o: n for o, n in finished.items() if n}} if +finished else {}), "outcomes"
+        assert not decoded.notes
         assert r.smembers(k.names) == ({b"m:f"} if self.metrics["enqueued:m:f"] else set()), "names"
         found = {key.decode() for key in r.scan_iter(match=k.series("*"), count=1000)}
-        totals: Counter[str] = Counter()
+        starts = sorted(int(key.rsplit(":", 1)[1]) for key in found)
         for key in found:
-            totals.update({f.decode(): int(v) for f, v in r.hgetall(key).items()})
             assert 0 < r.pttl(key) <= 25 * 3_600_000, f"expiry of {key}"
-        expected = {name: n for name, n in self.series.items() if n}
-        expected |= {name: n for name, n in (("runs", self.stats["runs"]), ("runtime_ms", runtime)) if n}
-        assert dict(totals) == expected, "series"
+        points = decode_series(starts, [r.hgetall(k.series(m)) for m in starts], r.hgetall(k.stats))
+        summed = {name: sum(getattr(p, name) for p in points) for name in SERIES_FIELDS}
+        expected = {name: self.stats[name] for name in SERIES_FIELDS if name != "runtime_ms"}
+        assert summed == {**expected, "runtime_ms": runtime or 0}, "series"
         return found
 
     def check_entries(self) -> None:

@@ -19,13 +19,14 @@ NOW = 1_800_000_000_000
 def test_counters_histograms_and_singles_decode_per_label() -> None:
     raw = {
         b"enqueued:mod:job": b"7", b"enqueued:__other__": b"2",
-        b"succeeded:mod:job": b"4", b"failed:mod:job": b"1", b"retried:mod:job": b"2",
-        b"run:5:mod:job": b"1", b"run:250:mod:job": b"3", b"run:inf:mod:job": b"1", b"run_ms:mod:job": b"4000",
+        b"run:5:succeeded:mod:job": b"1", b"run:250:succeeded:mod:job": b"2", b"run:250:failed:mod:job": b"1",
+        b"run:inf:succeeded:mod:job": b"1", b"run_ms:mod:job": b"4000", b"retried:mod:job": b"2",
+        b"failed:mod:job": b"1",
         b"wait:1": b"5", b"wait:1000": b"2", b"wait_ms": b"1500", b"reaped": b"3", b"late": b"1",
     }
     m = decode_metrics("q", NOW, raw, NOW - 2500)
     assert m.enqueued == {"__other__": 2, "mod:job": 7}
-    assert m.finished == {"mod:job": {"succeeded": 4, "failed": 1, "retried": 2}}
+    assert m.finished == {"mod:job": {"succeeded": 4, "failed": 2, "retried": 2}}  # timed and untimed added
     run = m.run_seconds["mod:job"]
     assert (run.count, run.sum) == (5, 4.0)
     cumulative = {b.le: b.count for b in run.buckets}
@@ -40,15 +41,16 @@ def test_counters_histograms_and_singles_decode_per_label() -> None:
 
 
 def test_what_does_not_parse_is_left_out_with_a_note() -> None:
-    raw = {b"enqueued:a": b"x1", b"whatever": b"3", b"run:abc:a": b"1", b"succeeded:": b"1", b"enqueued:b": b"2"}
+    raw = {b"enqueued:a": b"x1", b"whatever": b"3", b"run:abc:succeeded:a": b"1", b"succeeded:": b"1",
+           b"run:5:won:a": b"1", b"enqueued:b": b"2"}
     m = decode_metrics("q", NOW, raw, None)
     assert m.enqueued == {"b": 2}
-    assert len(m.notes) == 4
+    assert len(m.notes) == 5
     assert m.oldest_pending_seconds is None and m.run_seconds == {}
 
 
 def test_a_bound_not_in_the_fixed_list_counts_in_the_buckets_above_it() -> None:
-    m = decode_metrics("q", NOW, {b"run:7:a": b"2"}, None)
+    m = decode_metrics("q", NOW, {b"run:7:failed:a": b"2"}, None)
     counts = {b.le: b.count for b in m.run_seconds["a"].buckets}
     assert (counts[0.005], counts[0.01]) == (0, 2)
 
@@ -67,11 +69,16 @@ def test_minutes_end_with_the_current_one() -> None:
     assert all(s % MINUTE_MS == 0 for s in starts)
 
 
-def test_series_points_read_zero_for_what_is_absent() -> None:
-    p = decode_series(NOW, {b"enqueued": b"3", b"runs": b"2", b"runtime_ms": b"40", b"junk": b"1", b"failed": b"x"})
-    assert (p.enqueued, p.runs, p.runtime_ms, p.failed, p.succeeded) == (3, 2, 40, 0, 0)
-    assert decode_series(NOW, None).enqueued == 0
-    assert p.model_dump(mode="json")["minute"].endswith("Z")
+def test_series_subtract_each_snapshot_from_the_next_one_or_the_counters_now() -> None:
+    starts = minutes(NOW, 4)
+    snapshots = [None, {b"enqueued": b"3", b"runs": b"1"}, {}, {b"enqueued": b"10", b"runs": b"x", b"junk": b"1"}]
+    now = {b"enqueued": b"12", b"runs": b"9", b"runtime_ms": b"40", b"seq": b"99"}
+    points = decode_series(starts, snapshots, now)
+    assert [p.enqueued for p in points] == [0, 7, 0, 2]
+    assert [p.runs for p in points] == [0, 0, 0, 9]  # an unreadable snapshot value reads 0
+    assert points[-1].runtime_ms == 40
+    assert points[0].model_dump(mode="json")["minute"].endswith("Z")
+    assert [p.enqueued for p in decode_series(starts, [None] * 4, now)] == [0, 0, 0, 0]
 
 
 def test_the_lua_constants_render_the_same_numbers() -> None:
