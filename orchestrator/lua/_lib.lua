@@ -427,12 +427,21 @@ end
 -- The outcome a task's new state counts as.
 local OUTCOME_OF = {SUCCESS = 'succeeded', RETRYING = 'retried', FAILED = 'failed', CANCELLED = 'cancelled'}
 
--- The label a new task name counts under: the name while the queue's names set has room
--- (MAX_NAMES), else OTHER_LABEL. A known name costs one SISMEMBER.
-local function admit_name(names_key, name)
+-- Count n tasks of a name enqueued, under its label, which it returns: the name while the
+-- queue's names set has room (MAX_NAMES), else OTHER_LABEL. A name counted before costs one
+-- HINCRBY (a counter exists only for an admitted name); a new one is admitted (SISMEMBER,
+-- SCARD, SADD) or its fresh counter is taken back (HDEL) and counted as OTHER_LABEL.
+local function count_enqueued(metrics_key, names_key, name, n)
+  local field = 'enqueued:' .. name
+  local total = redis.pcall('HINCRBY', metrics_key, field, n)
+  if type(total) == 'number' and total ~= n then return name end
   if redis.pcall('SISMEMBER', names_key, name) == 1 then return name end
-  local n = redis.pcall('SCARD', names_key)
-  if type(n) == 'number' and n < MAX_NAMES and redis.pcall('SADD', names_key, name) == 1 then return name end
+  local card = redis.pcall('SCARD', names_key)
+  if type(card) == 'number' and card < MAX_NAMES and redis.pcall('SADD', names_key, name) == 1 then return name end
+  if type(total) == 'number' then
+    redis.pcall('HDEL', metrics_key, field)
+    redis.pcall('HINCRBY', metrics_key, 'enqueued:' .. OTHER_LABEL, n)
+  end
   return OTHER_LABEL
 end
 

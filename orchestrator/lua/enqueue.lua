@@ -162,7 +162,14 @@ if #new == 0 then return out end
 for c = 1, #claims, 2 do redis.call('SET', claims[c], claims[c + 1]) end
 local seq = redis.call('HINCRBY', stats, 'seq', #new) - #new
 local ready, later = {}, {}
-local labels, counts = {}, {}  -- name -> label (admitted once per call); metrics field -> count
+-- Metrics first: each distinct name counted once (in order of appearance), its label decided.
+local per_name, order, labels = {}, {}, {}
+for _, i in ipairs(new) do
+  local name = ARGV[6 + i * WIDTH + 2]
+  if not per_name[name] then order[#order + 1] = name end
+  per_name[name] = (per_name[name] or 0) + 1
+end
+for _, name in ipairs(order) do labels[name] = count_enqueued(metrics, names, name, per_name[name]) end
 for j, i in ipairs(new) do
   local a = 6 + i * WIDTH
   local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -182,13 +189,7 @@ for j, i in ipairs(new) do
     'created_at', now, 'run_at', run_at, 'score', score, last, last_value)
   if key ~= '' then redis.call('HSET', tkey, 'key', key) end  -- no empty field per task without one
   if unique_key ~= '' then redis.call('HSET', tkey, 'unique_key', unique_key) end
-  local label = labels[name]
-  if not label then
-    label = admit_name(names, name)
-    labels[name] = label
-  end
-  if label ~= name then redis.call('HSET', tkey, 'label', label) end
-  tally(counts, 'enqueued:' .. label, 1)
+  if labels[name] ~= name then redis.call('HSET', tkey, 'label', labels[name]) end
   if state == 'PENDING' then
     ready[#ready + 1] = score
     ready[#ready + 1] = id
@@ -202,5 +203,4 @@ if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if #later > 0 then redis.call('ZADD', scheduled, unpack(later)) end
 snapshot_series(stats, now)
 made_ready(stats, 'enqueued', #new, wake)
-add_counts(metrics, counts)
 return out

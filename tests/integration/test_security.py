@@ -57,7 +57,7 @@ PRODUCER_SCRIPTS = ("enqueue",)
 WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap")
 PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
-    "sismember", "scard", "pexpireat",  # metrics: a task name's label, a series minute's expiry
+    "sismember", "scard", "hdel", "pexpireat",  # metrics: a task name's label, a series minute's expiry
 )
 WORKER_COMMANDS = (
     *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",

@@ -236,6 +236,17 @@ def test_claim_and_enqueue_write_one_hincrby_per_distinct_field(q: Q) -> None:
     assert calls(q.r, "hincrby") == 1 + buckets + 1  # started (stats), the buckets, wait_ms
 
 
+def test_a_known_name_costs_one_hincrby_and_a_name_past_the_cap_leaves_no_field(q: Q) -> None:
+    q.add()
+    q.r.config_resetstat()
+    run(q.r, q.at().enqueue([spec()], max_payload=MAX_PAYLOAD))
+    assert (calls(q.r, "sismember"), calls(q.r, "scard"), calls(q.r, "hincrby")) == (0, 0, 1 + 2)  # + seq, enqueued
+    q.r.sadd(q.keys.names, *[f"n{i}" for i in range(MAX_NAMES)])
+    run(q.r, q.at().enqueue([spec(name="late:comer")], max_payload=MAX_PAYLOAD))
+    m = metrics(q)
+    assert "enqueued:late:comer" not in m and m[f"enqueued:{OTHER}"] == 1
+
+
 def test_reap_writes_its_metrics_once_per_call(q: Q) -> None:
     q.add(20, max_retries=1)
     q.claim(20, lease_ms=1000)
