@@ -42,6 +42,11 @@ def code_only(text: str) -> str:
     return _SKIP.sub(blank, text)
 
 
+def literals(text: str) -> set[str]:
+    """The contents of the quoted strings ``text`` holds outside comments, escapes left as written."""
+    return {m.group(0)[1:-1] for m in _SKIP.finditer(text) if m.group(0)[0] in "'\""}
+
+
 def references(text: str) -> set[str]:
     """The identifiers ``text`` uses as names (not as ``.field`` or ``:method``)."""
     return set(_NAME.findall(code_only(text)))

@@ -12,9 +12,10 @@ import re
 from importlib import resources
 
 import pytest
+from redis.exceptions import ResponseError
 
-from orchestrator.luasource import code_only, parse, references
-from orchestrator.transitions import _RECORD_LUA, SCRIPT_NAMES, library, script
+from orchestrator.luasource import code_only, literals, parse, references
+from orchestrator.transitions import _RECORD_LUA, SCRIPT_NAMES, build, library, script
 
 LUA = resources.files("orchestrator").joinpath("lua")
 LIB = LUA.joinpath("_lib.lua").read_text()
@@ -82,3 +83,21 @@ def test_a_library_of_a_shape_the_builder_does_not_know_is_refused() -> None:
         parse("local function f() return 1 end\n")
     with pytest.raises(ValueError, match="before the first definition"):
         parse("math.randomseed(1)\nlocal X = 1\n")
+
+
+def test_a_script_carries_the_record_schema_of_the_fields_it_names_only(r) -> None:
+    """transitions.build cuts RECORD_KIND and RECORD_DEFAULT down to the fields a script
+    names in a string literal (and the required ones); read_task of a field left out fails
+    the script loudly instead of reading it unchecked."""
+    heartbeat = script("heartbeat").source
+    kinds = re.search(r"local RECORD_KIND = \{(.*)\}", heartbeat)
+    assert kinds is not None
+    named = set(re.findall(r"(\w+) = '", kinds.group(1)))
+    assert {"state", "id", "name", "queue", "token", "cancel_requested"} <= named
+    assert "args" not in named and "backoff_ms" not in named
+    assert literals("x = 'a' -- 'b'\ny = \"c\" .. [[d]]") == {"a", "c"}
+    body = "return read_task(ARGV[4], {ARGV[5]})"
+    source = build(body)
+    with pytest.raises(ResponseError, match="no field timeout_ms in RECORD_KIND"):
+        r.eval(source, 0, "orch:{q}:", 0, 0, "t", "timeout_ms")
+    assert "timeout_ms = 'int'" in build("return read_task(ARGV[4], {'timeout_ms'})")
