@@ -193,7 +193,8 @@ def test_retry_and_cancel_one_task(client: httpx.Client, app: Orchestrator, queu
     app.enqueue("m:f", queue=queue)
     (lease,) = claim(app, 1, queue)
     fail(app, lease)
-    assert isinstance(client.get(f"/api/v1/tasks/{lease.task_id}").json()["history"], list)
+    (attempt,) = client.get(f"/api/v1/tasks/{lease.task_id}").json()["history"]
+    assert (attempt["worker"], attempt["outcome"], attempt["error"]) == ("w1", "failed", "ValueError: boom")
     assert client.post(url(lease.task_id, "retry")).json() == {
         "id": lease.task_id, "queue": queue, "action": "retried", "state": "pending"}
     error = error_of(client.post(url(lease.task_id, "retry")), 409)
