@@ -2,6 +2,7 @@
 #   docker build -t orchestrator:local .
 #   docker run --rm -it orchestrator:local demo    (a private redis-server inside the container)
 #   docker compose build && docker compose up -d   (Redis, a scheduler and three workers)
+# The server extra is installed too: `orch serve` (the HTTP API) runs from the same image.
 # Your own tasks: an image FROM this one that adds your code (examples/docker/Dockerfile).
 FROM python:3.11-slim
 
@@ -19,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
-RUN pip install . && useradd --create-home --uid 10001 orch
+RUN pip install ".[server]" && useradd --create-home --uid 10001 orch
 
 USER orch
 WORKDIR /home/orch

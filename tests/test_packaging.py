@@ -50,12 +50,12 @@ def orch_cli(args: list[str], env: dict[str, str]) -> Result:
 
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Stand-ins for run_worker / run_scheduler / run_demo: record what they were given."""
+    """Stand-ins for run_worker / run_scheduler / run_demo / run_server: record what they were given."""
     seen: list[tuple[str, Any]] = []
 
     def fake(module: str, name: str) -> None:
         def runner(*args: Any, **kwargs: Any) -> int:
-            seen.append((name, args[1] if name != "run_demo" else kwargs))
+            seen.append((name, args[1] if name in ("run_worker", "run_scheduler") else kwargs))
             return 0
 
         monkeypatch.setitem(sys.modules, module, types.SimpleNamespace(**{name: runner}))
@@ -63,6 +63,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     fake("orchestrator.worker", "run_worker")
     fake("orchestrator.scheduler", "run_scheduler")
     fake("orchestrator.demo.run", "run_demo")
+    fake("orchestrator.server.run", "run_server")
     monkeypatch.setattr("logging.basicConfig", lambda **kw: None)
     return seen
 
@@ -81,7 +82,7 @@ def test_compose_runs_a_durable_redis() -> None:
 
 def test_one_image_built_once_for_every_orch_service() -> None:
     services = orch_services()
-    assert set(services) == {"scheduler", "worker-1", "worker-2", "worker-3", "demo"}
+    assert set(services) == {"scheduler", "worker-1", "worker-2", "worker-3", "demo", "serve"}
     builders = [name for name, s in services.items() if "build" in s]
     assert builders == ["scheduler"] and services["scheduler"]["build"] == "."
     for name, service in services.items():
@@ -91,14 +92,31 @@ def test_one_image_built_once_for_every_orch_service() -> None:
         assert service["depends_on"]["redis"]["condition"] == "service_healthy", name
 
 
+def interpolated(environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """``environment`` with compose's ``${NAME:-}`` replaced as compose would, from ``values``."""
+    out = {}
+    for key, value in environment.items():
+        if value.startswith("${") and value.endswith(":-}"):
+            value = values.get(value[2:-3], "")
+        out[key] = value
+    return out
+
+
+SERVE_TOKEN = "compose-token-Qm3Vx8Lr2Tw6"
+
+
 @pytest.mark.parametrize("name", sorted(orch_services()))
 def test_each_service_command_runs_through_the_real_cli(name: str, started: list[tuple[str, Any]]) -> None:
     service = orch_services()[name]
-    result = orch_cli(service["command"], service["environment"])
+    result = orch_cli(service["command"], interpolated(service["environment"], {"ORCH_API_TOKEN": SERVE_TOKEN}))
     assert result.exit_code == 0, (result.output, result.exception)
     ((runner, given),) = started
     kind = service["command"][0]
-    assert runner == {"worker": "run_worker", "scheduler": "run_scheduler", "demo": "run_demo"}[kind]
+    assert runner == {"worker": "run_worker", "scheduler": "run_scheduler", "demo": "run_demo", "serve": "run_server"}[
+        kind]
+    if kind == "serve":
+        assert given["host"] == "0.0.0.0" and given["auth"].token == SERVE_TOKEN and not given["auth"].open
+        assert given["registry"] == load_tasks(["orchestrator.demo.tasks"]) and not given["read_only"]
     if kind == "worker":
         assert isinstance(given, WorkerSettings)
         assert given.apps == ("orchestrator.demo.tasks",) and given.name == name
@@ -123,6 +141,17 @@ def test_a_worker_healthcheck_passes_exactly_while_that_worker_is_alive(
     assert orch_cli(args, env).exit_code == 1, "another worker's heartbeat does not count"
 
 
+def test_the_serve_service_sets_a_token_and_refuses_to_start_without_one(started: list[tuple[str, Any]]) -> None:
+    service = orch_services()["serve"]
+    assert service["environment"]["ORCH_API_TOKEN"] == "${ORCH_API_TOKEN:-}"
+    assert service["profiles"] == ["api"] and service["ports"] == ["127.0.0.1:8000:8000"]
+    result = orch_cli(service["command"], interpolated(service["environment"], {}))
+    assert result.exit_code == 2 and "ORCH_API_TOKEN" in result.output and started == []
+    kind, python, flag, code = service["healthcheck"]["test"]
+    assert (kind, python, flag) == ("CMD", "python", "-c") and "http://127.0.0.1:8000/readyz" in code
+    assert service["command"][service["command"].index("--port") + 1] == "8000"
+
+
 def test_the_scheduler_healthcheck_runs_against_redis(redis_server: RedisServer, r: redis.Redis) -> None:
     kind, command, *args = orch_services()["scheduler"]["healthcheck"]["test"]
     assert (kind, command) == ("CMD", "orch")
@@ -136,7 +165,7 @@ def test_the_scheduler_healthcheck_runs_against_redis(redis_server: RedisServer,
 def test_the_image_installs_the_package_with_orch_as_entry_point() -> None:
     instructions = dockerfile(ROOT / "Dockerfile")
     assert instructions[0] == ("FROM", "python:3.11-slim")
-    assert any(kind == "RUN" and "pip install ." in args for kind, args in instructions)
+    assert any(kind == "RUN" and 'pip install ".[server]"' in args for kind, args in instructions)  # orch serve too
     (entrypoint,) = [json.loads(args) for kind, args in instructions if kind == "ENTRYPOINT"]
     assert entrypoint == ["orch"]
 

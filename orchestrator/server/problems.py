@@ -117,8 +117,8 @@ def validation_detail(errors: Sequence[Any]) -> ErrorDetail:
     """FastAPI's list of validation errors as one line, naming the first field refused."""
     parts, first = [], None
     for error in errors:
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        where = ".".join(loc)
+        loc = [str(p) for p in error.get("loc", ())]
+        where = ".".join(loc[1:] if len(loc) > 1 and loc[0] in ("body", "query", "path", "header") else loc)
         first = first or where or None
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
     message = "; ".join(parts) or "invalid request"

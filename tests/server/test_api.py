@@ -224,6 +224,7 @@ def test_retry_failed_and_purge_with_dry_run(client: httpx.Client, app: Orchestr
     assert app.queue(queue).stats().counts["pending"] == 0
     assert error_of(client.post(f"{base}/purge", json={"state": "running"}), 422)["field"] == "state"
     assert error_of(client.post(f"{base}/purge", json={}), 422)["field"] == "state"
+    assert error_of(client.post(f"{base}/purge"), 422)["message"] == "body: Field required"
     assert error_of(client.post("/api/v1/queues/never-used/purge", json={"state": "failed"}), 404)["queue"] == (
         "never-used")
 
