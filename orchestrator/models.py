@@ -366,7 +366,11 @@ class Task(BaseModel):
                 try:
                     data[name] = loads(raw[name])  # the bytes: JSON that is not UTF-8 is not JSON
                 except orjson.JSONDecodeError:
+                    if name == "history":
+                        continue  # a spoiled history is only that: the task's state still reads
                     raise InvalidPayload(f"field {name!r} of task {fields['id']} is not JSON") from None
+                if name == "history" and not isinstance(data[name], list):
+                    del data[name]
             elif kind is Kind.BOOL:
                 data[name] = value == "1"
             else:

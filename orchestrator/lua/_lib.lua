@@ -120,37 +120,55 @@ local function retire(done_key, id, now, ttl_ms, key)
   end
 end
 
--- An error JSON {type, message} as one line for an attempt's history: 'Type: first line
--- of the message', at most 200 bytes (cut on a UTF-8 boundary). '' for no error.
+-- An error JSON {type, message, traceback} as one line for an attempt's history: 'Type:
+-- first line of the message', at most 200 bytes (cut on a UTF-8 boundary); '' for no error.
+-- Only what comes before the traceback is decoded (the worker writes it last; ',"traceback":'
+-- cannot sit inside a JSON string, whose quotes are escaped): a long traceback costs nothing.
 local function error_line(err)
   if not err or err == '' then return '' end
-  local ok, e = pcall(cjson.decode, err)
+  local cut = err:find(',"traceback":', 1, true)
+  local ok, e = pcall(cjson.decode, cut and (err:sub(1, cut - 1) .. '}') or err)
   if not ok or type(e) ~= 'table' then return 'error' end
   local kind = type(e.type) == 'string' and e.type or 'Error'
   local message = type(e.message) == 'string' and e.message:match('^[^\r\n]*') or ''
   local line = message ~= '' and (kind .. ': ' .. message) or kind
   if #line > 200 then
-    local cut = 200
-    while cut > 0 and line:byte(cut + 1) >= 0x80 and line:byte(cut + 1) < 0xC0 do cut = cut - 1 end
-    line = line:sub(1, cut)
+    local at = 200
+    while at > 0 and line:byte(at + 1) >= 0x80 and line:byte(at + 1) < 0xC0 do at = at - 1 end
+    line = line:sub(1, at)
   end
   return line
 end
 
+-- Text as a JSON string whose braces are escaped too (\u007b, \u007d), so that '},{' in a
+-- history only ever separates two attempts.
+local HISTORY_BRACES = {['{'] = '\\u007b', ['}'] = '\\u007d'}
+local function history_text(s)
+  if not s:find('[%c"\\{}]') then return '"' .. s .. '"' end  -- (most: nothing to escape)
+  return (cjson.encode(s):gsub('[{}]', HISTORY_BRACES))
+end
+
 -- The record's attempt history (field history, a JSON list, records.Attempt) with the attempt
--- that ended now appended, the last 10 kept: the JSON to write. f: the caller's read_task of
--- worker, token, started_at and history (a history that does not decode starts afresh).
+-- that ended now appended, the last 10 kept: the JSON to write. Built and trimmed as text, no
+-- decoding: the attempts are separated by '},{' (history_text). f: the caller's read_task of
+-- worker, token, started_at (token and started_at: digits or '') and history; a history that
+-- is not one this function wrote ('[{...}]') starts afresh.
 local function with_attempt(f, now, outcome, line)
-  local list = {}
-  if f.history and f.history ~= '' then
-    local ok, old = pcall(cjson.decode, f.history)
-    if ok and type(old) == 'table' then
-      for i = math.max(1, #old - 8), #old do list[#list + 1] = old[i] end
-    end
+  local started = f.started_at ~= '' and f.started_at or 'null'
+  local token = f.token ~= '' and ('"' .. f.token .. '"') or 'null'
+  local entry = '{"worker":' .. history_text(f.worker or '') .. ',"token":' .. token .. ',"started_at":' .. started
+    .. ',"ended_at":' .. int(now) .. ',"outcome":"' .. outcome .. '","error":' .. history_text(line) .. '}'
+  local old = f.history
+  if not old or old:sub(1, 2) ~= '[{' or old:sub(-2) ~= '}]' then return '[' .. entry .. ']' end
+  local seps, at = {}, 1
+  while true do
+    local i = old:find('},{', at, true)
+    if not i then break end
+    seps[#seps + 1] = i
+    at = i + 3
   end
-  list[#list + 1] = {worker = f.worker, token = f.token, started_at = tonumber(f.started_at),
-                     ended_at = now, outcome = outcome, error = line}
-  return cjson.encode(list)
+  local first = #seps >= 9 and seps[#seps - 8] + 2 or 2  -- where the last 9 attempts begin
+  return '[' .. old:sub(first, -2) .. ',' .. entry .. ']'
 end
 
 -- An attempt of a RUNNING task ended in error (a raised exception, a timeout or an

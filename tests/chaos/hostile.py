@@ -35,7 +35,7 @@ RUNNING_FIELDS: tuple[tuple[str, bytes], ...] = (
 )
 # A queue-wide key of SPARE and what it is made to hold.
 BAD_KEYS: tuple[tuple[str, str], ...] = (
-    ("pending", "string"), ("scheduled", "string"), ("running", "string"), ("wake", "hash"),
+    ("pending", "string"), ("scheduled", "string"), ("retrying", "string"), ("running", "string"), ("wake", "hash"),
     ("stats", "bad seq"), ("tokens", "abc"), ("tokens", "0"),
 )
 
@@ -152,7 +152,8 @@ def end_of(r: redis.Redis, queue: str, task_id: str) -> str | None:
     if r.type(keys.task(task_id)) == b"hash":
         state = r.hget(keys.task(task_id), "state")
         return state.decode(errors="replace") if state is not None else None
-    indexed = any(r.zscore(getattr(keys, i), task_id) is not None for i in ("pending", "scheduled", "running"))
+    waiting = ("pending", "scheduled", "retrying", "running")
+    indexed = any(r.zscore(getattr(keys, i), task_id) is not None for i in waiting)
     if indexed:
         return None
     named = any(f.get(b"event") == b"dropped" and f.get(b"task") == task_id.encode() for _, f in r.xrange(keys.events))

@@ -84,3 +84,10 @@ def test_a_history_that_does_not_read_is_left_out_with_notes():
     assert [a.outcome for a in info.history] == ["released"] and info.notes == [
         "history entry 1 does not read as an attempt: left out"
     ]
+
+
+@pytest.mark.parametrize("history", [b"not json", b'{"a": 1}'])
+def test_a_spoiled_history_does_not_spoil_the_task(history):
+    record = {b"id": b"t1", b"name": b"n", b"queue": b"q", b"state": b"PENDING", b"history": history}
+    assert Task.from_redis(record).history == []
+    assert decode_task("q", "t1", record).state is TaskState.PENDING
