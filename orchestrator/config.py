@@ -198,4 +198,8 @@ class SchedulerSettings(_Checked):
     batch: int = Field(default=500, ge=1, le=10_000, description="Most tasks one script call moves.")
     promote: bool = Field(default=True, description="Promote due scheduled and retrying tasks.")
     reap: bool = Field(default=True, description="Requeue tasks whose lease expired.")
+    rollups: bool = Field(
+        default=True,
+        description="Sample the live workers' load into each minute's series and roll complete quarter hours up.",
+    )
     strict: bool = Field(default=False, description="Refuse to start on an unsafe Redis (eviction, no persistence).")

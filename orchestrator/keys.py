@@ -141,3 +141,13 @@ class QueueKeys:
         """One minute's counters (enqueued, succeeded, ...), expiring 25 h after it began.
         Scripts build it from the base (``series:<minute ms>``): the minute is Redis TIME's."""
         return f"{self.base}series:{minute_ms}"
+
+    def rollup(self, quarter_ms: int) -> str:
+        """One complete quarter hour's roll-up of the series (sums, mean load), expiring 7 days
+        after the quarter ended. rollup.lua builds it from the base (``rollup:<quarter ms>``)."""
+        return f"{self.base}rollup:{quarter_ms}"
+
+    @property
+    def rolled(self) -> str:
+        """The start (ms) of the last quarter hour rolled up (rollup.lua reads and advances it)."""
+        return f"{self.base}rolled"

@@ -1,11 +1,12 @@
 """Metrics kept in Redis: their fixed layout (buckets, labels, series) and their decoding (pure).
 
 Owns the numbers the scripts and the readers share (histogram bucket bounds, the cap on
-task-name labels, the series fields and their retention; ``transitions`` renders them
-into every script, so they are defined here only), the field names of the metrics hash
-``<prefix>:{Q}:metrics``, and building ``QueueMetrics`` and ``SeriesPoint`` from raw
-replies. Every value read is untrusted: one that does not parse is left out with a note,
-never an exception. Does no I/O (``queues`` reads Redis; ``server/metrics.py`` exposes
+task-name labels, the series fields and their retention, the roll-ups' quarter hour and
+retention; ``transitions`` renders them into every script, so they are defined here
+only), the field names of the metrics hash ``<prefix>:{Q}:metrics``, and building
+``QueueMetrics``, ``SeriesPoint``, ``RollupPoint`` and ``QueueOverview`` from raw replies.
+Every value read is untrusted: one that does not parse is left out with a note, never an
+exception. Does no I/O (``queues`` reads Redis; ``server/metrics.py`` exposes
 them to Prometheus). See ARCHITECTURE.md for the layers and the README for the fields.
 
 Fields of the metrics hash (``<label>`` is a task name, or ``__other__`` once a queue has
@@ -20,16 +21,21 @@ cancelled, and a label's count of one is both kinds added up; ``wait:<le ms>`` a
 
 A series hash ``series:<minute ms>`` holds the stats counters (SERIES_FIELDS) as they stood
 when that minute's first counting call came: a minute's figures are the next snapshot (or
-the counters now) minus its own; a minute without one had nothing counted.
+the counters now) minus its own; a minute without one had nothing counted. The scheduler's
+rollup call takes the snapshot too (when it is the minute's first) and adds ``load`` and
+``workers``, its sample of the live workers. A roll-up ``rollup:<quarter ms>`` holds the
+differences over its quarter (the first snapshot at or after its end minus the first at or
+after its start) and ``load`` (mean), ``load_max``, ``workers`` (most), ``samples``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .reading import ms_to_datetime, text, to_int
+from .reading import ms_to_datetime, text, to_float, to_int
 from .records import UtcTime
 
 # Upper bounds (ms) of the run-time buckets, 5 ms to 1 h, and of the wait-time buckets,
@@ -46,6 +52,10 @@ SERIES_FIELDS = ("enqueued", "succeeded", "failed", "retried", "reaped", "runtim
 MINUTE_MS = 60_000
 SERIES_TTL_MS = 25 * 3_600_000  # each minute's hash expires 25 h after the minute began
 MAX_SERIES_MINUTES = 24 * 60  # what a reader may ask for: 24 h are kept in full
+QUARTER_MS = 15 * MINUTE_MS  # roll-ups: one hash per complete quarter hour (rollup.lua)
+ROLLUP_TTL_MS = 7 * 24 * 3_600_000  # each roll-up expires 7 days after its quarter ended
+MAX_ROLLUP_HOURS = 7 * 24  # what a reader may ask for
+BACKFILL_QUARTERS = 96  # a queue's first roll-up call also rolls up the day of series kept before it
 
 
 def lua_constants() -> list[str]:
@@ -56,6 +66,9 @@ def lua_constants() -> list[str]:
         f"local MAX_NAMES = {MAX_NAMES}",
         f"local OTHER_LABEL = '{OTHER}'",
         f"local SERIES_TTL_MS = {SERIES_TTL_MS}",
+        f"local QUARTER_MS = {QUARTER_MS}",
+        f"local ROLLUP_TTL_MS = {ROLLUP_TTL_MS}",
+        f"local BACKFILL_QUARTERS = {BACKFILL_QUARTERS}",
     ]
 
 
@@ -106,6 +119,41 @@ class SeriesPoint(_Record):
     reaped: int = 0
     runtime_ms: int = 0
     runs: int = 0
+    load: float | None = Field(
+        default=None,
+        description="Running over concurrency of the live workers, sampled once in the minute by a scheduler "
+        "(None: not sampled).",
+    )
+    workers: int | None = Field(default=None, description="Live workers when the load was sampled.")
+
+
+class RollupPoint(_Record):
+    """One complete quarter hour of a queue's activity, rolled up by a scheduler from the
+    series (kept 7 days; a quarter not rolled up, or idle, reads as zeros)."""
+
+    start: UtcTime
+    enqueued: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    reaped: int = 0
+    runtime_ms: int = 0
+    runs: int = 0
+    load: float | None = Field(default=None, description="Mean of the minutes' load samples (None: none).")
+    load_max: float | None = Field(default=None, description="Highest load sample of the quarter.")
+    workers: int | None = Field(default=None, description="Most live workers at a sample.")
+    samples: int = Field(default=0, description="Minutes whose load was sampled.")
+
+
+class QueueOverview(_Record):
+    """One queue at a glance, as ``app.overview()`` reads every queue at once."""
+
+    queue: str
+    counts: dict[str, int] = Field(description="Tasks per state (the 7 lower-case state names).")
+    paused: bool
+    workers: int = Field(description="Live workers (heartbeat deadline not passed).")
+    load: float = Field(description="Running over concurrency of the live workers (0 with none).")
+    notes: list[str] = Field(default_factory=list)
 
 
 def _histogram(bounds_ms: Sequence[int], counts: Mapping[str, int], sum_ms: int) -> Histogram:
@@ -235,8 +283,39 @@ def decode_series(
             continue
         values.append({name: max(following[name] - snap[name], 0) for name in SERIES_FIELDS})
         following = snap
-    for start, counts in zip(starts, reversed(values), strict=True):
+    for start, counts, raw in zip(starts, reversed(values), snapshots, strict=True):
         moment = ms_to_datetime(start)
         assert moment is not None
-        points.append(SeriesPoint(minute=moment, **counts))
+        sample = {k: v for k, v in _fields(raw).items() if k in ("load", "workers")}
+        points.append(SeriesPoint(minute=moment, **counts, **sample))
     return points
+
+
+def quarters(now_ms: int, count: int) -> list[int]:
+    """The starts (ms) of the last ``count`` complete quarter hours, oldest first."""
+    current = now_ms - now_ms % QUARTER_MS
+    return [current - i * QUARTER_MS for i in range(count, 0, -1)]
+
+
+def _fields(raw: Mapping[bytes | str, bytes | str] | None) -> dict[str, Any]:
+    """The series and roll-up fields of a hash: counts as ints, load ratios as floats,
+    workers and samples as ints; a value that does not parse is left out (reads as unset)."""
+    values: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        field = text(key)
+        if field in SERIES_FIELDS or field in ("workers", "samples"):
+            number = to_int(value)
+            if number is not None and (number >= 0 or field in SERIES_FIELDS):
+                values[field] = number
+        elif field in ("load", "load_max"):
+            ratio = to_float(value)
+            if ratio is not None and ratio >= 0:
+                values[field] = ratio
+    return values
+
+
+def decode_rollup(quarter_ms: int, raw: Mapping[bytes | str, bytes | str] | None) -> RollupPoint:
+    """One quarter's point from HGETALL of its roll-up (absent: zeros)."""
+    moment = ms_to_datetime(quarter_ms)
+    assert moment is not None
+    return RollupPoint(start=moment, **_fields(raw))

@@ -1,7 +1,8 @@
 """The operator API's entry points on ``Orchestrator``: queues, lookups by id, reads across queues.
 
 Owns what an operator asks the deployment as a whole: the known queues, ``queue(name)``
-(a ``Queue``, for everything about one queue), stats, workers and events of several
+(a ``Queue``, for everything about one queue), the overview of every queue (``overview``),
+stats, workers and events of several
 queues at once, finding a task by id without knowing its queue, and retrying or
 cancelling, running now or deleting it there. ``Orchestrator`` inherits these methods (``Operations`` is a
 mixin: it uses the app's connection, settings and key builder). Does not enqueue or
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidTransition, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
+from .metrics_records import QueueOverview
 from .models import Task, TaskState
+from .overview import read_overview
 from .queues import Queue, refused, translated
 from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
@@ -77,6 +80,12 @@ class Operations:
     def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:
         """Stats of the queues named (QueueNotFound for one never used), or of every known queue."""
         return [queue.stats() for queue in self._resolve(queues)]
+
+    @translated
+    def overview(self) -> list[QueueOverview]:
+        """Every known queue at a glance (counts per state, paused, live workers, load), in
+        three round trips whatever the number of queues: O(queues + workers), never O(tasks)."""
+        return read_overview(self)
 
     @translated
     def workers(self, queues: Iterable[str] | None = None) -> list[WorkerInfo]:

@@ -1,9 +1,9 @@
 """The operator API of one queue: ``Queue`` (``app.queue(name)``).
 
-Owns everything an operator does to a queue: stats, metrics and per-minute series, its
-workers, listing its tasks by state with a cursor, reading one task, its events, pausing
-and resuming it, retrying, cancelling, running now, deleting and purging, each
-returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
+Owns everything an operator does to a queue: stats, metrics, per-minute series and
+15-minute roll-ups, its workers, listing its tasks by state with a cursor, reading one
+task, its events, pausing and resuming it, retrying, cancelling, running now, deleting
+and purging, each returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
 they neither build keys nor call scripts. Changes go through ``transitions`` (one script
 call each, in batches for the bulk ones); reads are plain commands in a few round trips.
 Does not enqueue (``client``) or run tasks (``worker``). Sync only for now.
@@ -22,11 +22,15 @@ from redis.exceptions import ResponseError
 from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
 from .metrics_records import (
+    MAX_ROLLUP_HOURS,
     MAX_SERIES_MINUTES,
     QueueMetrics,
+    RollupPoint,
     SeriesPoint,
     decode_metrics,
+    decode_rollup,
     decode_series,
+    quarters,
     ready_time,
 )
 from .metrics_records import minutes as minute_starts
@@ -195,6 +199,21 @@ class Queue:
         *snapshots, totals = pipe.execute(raise_on_error=False)
         readable = [r if isinstance(r, dict) else None for r in snapshots]
         return decode_series(starts, readable, totals if isinstance(totals, dict) else {})
+
+    @translated
+    def rollups(self, hours: int = 24) -> list[RollupPoint]:
+        """The 15-minute roll-ups of the last ``hours`` hours' complete quarters (kept 7 days),
+        oldest first, in one round trip; zeros where idle or not rolled up (no scheduler ran)."""
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_ROLLUP_HOURS:
+            raise ValidationError(
+                f"hours must be an integer from 1 to {MAX_ROLLUP_HOURS}, not {hours!r}", field="hours"
+            )
+        starts = quarters(redis_time_ms(self._redis), hours * 4)
+        pipe = self._redis.pipeline(transaction=False)
+        for start in starts:
+            pipe.hgetall(self.keys.rollup(start))
+        replies = pipe.execute(raise_on_error=False)
+        return [decode_rollup(s, r if isinstance(r, dict) else None) for s, r in zip(starts, replies, strict=True)]
 
     @translated
     def workers(self) -> list[WorkerInfo]:

@@ -129,6 +129,16 @@ class PromoteReply:
 
 
 @dataclass(frozen=True)
+class RollupReply:
+    """What one rollup call did: sampled this minute's load, quarters rolled up, more due."""
+
+    sampled: bool
+    rolled: int
+    more: bool
+    now_ms: int
+
+
+@dataclass(frozen=True)
 class RetryPage:
     """One page of retry_failed over the whole failed set."""
 

@@ -1,9 +1,12 @@
-"""The scheduler behind ``orch scheduler`` and ``orch reaper``: promote and reap.
+"""The scheduler behind ``orch scheduler`` and ``orch reaper``: promote, reap, sample and roll up.
 
 Owns a stateless loop: each pass promotes due scheduled and retrying tasks to pending
 and reaps tasks whose lease expired (retrying or failing them), in bounded batches, so
-one pass costs in proportion to the work due, not to the number of tasks stored. Any
-number may run at once: every move is one atomic script, so nothing moves twice.
+one pass costs in proportion to the work due, not to the number of tasks stored. About
+once a minute per queue it also samples the live workers' load into the minute's series
+and rolls complete quarter hours of the series up (rollup.lua). Any number may run at
+once: every move is one atomic script, so nothing moves twice, and a minute is sampled
+and a quarter rolled up once whoever calls.
 Does not run tasks (``worker``) nor configure logging (``cli``).
 See ARCHITECTURE.md for the layers.
 """
@@ -22,14 +25,16 @@ from .config import SchedulerSettings
 from .health import first_contact, startup_checks
 from .keys import queues_key
 from .known_queues import aknown_queues
+from .metrics_records import MINUTE_MS
 from .models import TaskState
 from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
-from .transitions import PromoteReply, ReapReply, arun
+from .transitions import PromoteReply, ReapReply, RollupReply, arun
 
 log = get_logger(__name__)
 UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
+ROLLUP_BATCH = 16  # quarter hours one rollup call rolls up (a first call backfills up to 96)
 
 
 @dataclass
@@ -39,6 +44,8 @@ class PassReport:
     promoted: int = 0
     reaped: list[tuple[str, str, TaskState]] = field(default_factory=list)  # queue, task, new state
     dead_workers: list[tuple[str, str, int | None]] = field(default_factory=list)  # queue, worker, last seen
+    sampled: list[str] = field(default_factory=list)  # queues whose minute's load this pass sampled
+    rolled: int = 0  # quarter hours rolled up
 
 
 class Scheduler:
@@ -51,6 +58,7 @@ class Scheduler:
         self._stopping = False
         self.passes = 0
         self.complaints = Complaints(log, "[Scheduler]")
+        self.rollup_due: dict[str, float] = {}  # queue -> monotonic time of its next rollup call
 
     @property
     def stopping(self) -> bool:
@@ -125,6 +133,22 @@ class Scheduler:
             report.promoted += await self._promote(queue)
         if self.settings.reap:
             await self._reap(queue, report, replies)
+        if self.settings.rollups:
+            await self._rollup(queue, report)
+
+    async def _rollup(self, queue: str, report: PassReport) -> None:
+        """Sample the load and roll up complete quarters: one call a minute per queue (at the
+        first pass of each Redis minute; a second call, or another scheduler's, changes nothing)."""
+        if time.monotonic() < self.rollup_due.get(queue, 0.0):
+            return
+        for _ in range(MAX_CALLS_PER_PASS):
+            reply: RollupReply = await arun(self.app.aredis, self.app._scripts(queue).rollup(ROLLUP_BATCH))
+            report.sampled += [queue] if reply.sampled else []
+            report.rolled += reply.rolled
+            if not reply.more:
+                wait_ms = MINUTE_MS - reply.now_ms % MINUTE_MS
+                self.rollup_due[queue] = time.monotonic() + wait_ms / 1000
+                return
 
     async def _promote(self, queue: str) -> int:
         moved = 0

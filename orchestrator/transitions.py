@@ -37,6 +37,7 @@ from .replies import PromoteReply as PromoteReply
 from .replies import Reaped as Reaped
 from .replies import ReapReply as ReapReply
 from .replies import RetryPage as RetryPage
+from .replies import RollupReply as RollupReply
 from .replies import TaskSpec as TaskSpec
 from .replies import decode_lease, ms_or_none, strict_text, strings
 
@@ -115,6 +116,7 @@ def script(name: str) -> Script:
 SCRIPT_NAMES = (
     "enqueue", "claim", "heartbeat", "complete", "fail", "release",
     "promote", "reap", "cancel", "retry_failed", "purge", "pause", "run_now", "delete",
+    "rollup",
 )
 
 
@@ -498,3 +500,14 @@ class Transitions:
         if index not in allowed:
             raise ValueError(f"purge takes pending, scheduled, retrying, failed, done or cancelled, not {index!r}")
         return self._call("purge", [index, k.stats, k.events], [limit], int)
+
+    def rollup(self, limit: int = 16) -> Call[RollupReply]:
+        """Sample the live workers' load into this minute's series (once a minute) and roll up
+        at most ``limit`` complete quarter hours (each once, whoever calls)."""
+        k = self.keys
+        return self._call(
+            "rollup",
+            [k.workers, k.rolled, k.stats],
+            [limit],
+            lambda r: RollupReply(bool(r[0]), int(r[1]), bool(r[2]), int(r[3])),
+        )

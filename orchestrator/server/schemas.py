@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..metrics_records import SeriesPoint
+from ..metrics_records import RollupPoint, SeriesPoint
 from ..records import Event, TaskInfo, WorkerInfo
 
 
@@ -61,6 +61,7 @@ class QueueSummary(Reply):
     counts: dict[str, int] = Field(description="Tasks per state now.")
     workers: int = Field(description="Live workers serving the queue.")
     paused: bool
+    load: float = Field(default=0.0, description="Running over concurrency of the live workers (0 with none).")
 
 
 class QueueList(Reply):
@@ -145,6 +146,13 @@ class Series(Reply):
 
     queue: str
     points: list[SeriesPoint]
+
+
+class Rollups(Reply):
+    """A queue's activity per complete quarter hour, oldest first (kept 7 days); zeros where idle."""
+
+    queue: str
+    points: list[RollupPoint]
 
 
 # ---------------------------------------------------------------------------- health

@@ -54,14 +54,14 @@ PRODUCER_DIRECT = ("evalsha", "script|load", "sadd", "hget", "hgetall")  # enque
 WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers", "subscribe")  # wake-up, commit check,
 # scheduler, cancel requests (channels orch:{Q}:cancels)
 PRODUCER_SCRIPTS = ("enqueue",)
-WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap")
+WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap", "rollup")
 PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
     "sismember", "scard", "hdel", "pexpireat",  # metrics: a task name's label, a series minute's expiry
 )
 WORKER_COMMANDS = (
     *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
-    "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush",
+    "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush", "set",  # set: the scheduler's last roll-up
 )
 CANCEL_EXTRA = ("hmget", "zrem", "zrange", "del", "publish")  # for producers that may cancel
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only

@@ -22,6 +22,7 @@ from orchestrator.errors import (
     ValidationError,
 )
 from orchestrator.server.problems import status_of
+from orchestrator.transitions import run
 from tests.integration.test_operator import beat, claim, fail
 from tests.redis_server import snapshot
 
@@ -255,6 +256,21 @@ def test_series_per_minute(client: httpx.Client, app: Orchestrator, queue: str) 
     assert error_of(client.get(f"/api/v1/queues/{queue}/series", params={"minutes": 0}), 422)["field"] == "minutes"
     assert error_of(client.get(f"/api/v1/queues/{queue}/series", params={"minutes": 1441}), 422)["field"] == (
         "minutes")
+
+
+def test_rollups_per_quarter_hour(client: httpx.Client, app: Orchestrator, queue: str) -> None:
+    app.enqueue("m:f", queue=queue)
+    while run(app.redis, app._scripts(queue).rollup(96)).more:
+        pass
+    body = client.get(f"/api/v1/queues/{queue}/rollups", params={"hours": 2}).json()
+    assert body["queue"] == queue and len(body["points"]) == 8
+    assert body["points"] == [p.model_dump(mode="json") for p in app.queue(queue).rollups(2)]
+    assert len(client.get(f"/api/v1/queues/{queue}/rollups").json()["points"]) == 96
+    assert error_of(client.get(f"/api/v1/queues/{queue}/rollups", params={"hours": 0}), 422)["field"] == "hours"
+    assert error_of(client.get(f"/api/v1/queues/{queue}/rollups", params={"hours": 169}), 422)["field"] == "hours"
+    assert error_of(client.get("/api/v1/queues/never-used/rollups"), 404)["code"] == "QUEUE_NOT_FOUND"
+    listed = {q["queue"]: q for q in client.get("/api/v1/queues").json()["queues"]}
+    assert listed[queue]["load"] == 0.0 and listed[queue]["counts"]["pending"] == 1
 
 
 def test_metrics_are_prometheus_text_read_from_redis(api: Server, app: Orchestrator, queue: str) -> None:

@@ -1,7 +1,7 @@
-"""Routes of queues: the list, one queue's stats, its per-minute series, and the bulk actions (retry-failed, purge,
-pause, resume).
+"""Routes of queues: the list, one queue's stats, its per-minute series and 15-minute roll-ups, and the bulk
+actions (retry-failed, purge, pause, resume).
 
-Owns translating these requests into operator API calls (``Orchestrator.stats``,
+Owns translating these requests into operator API calls (``Orchestrator.overview``,
 ``Queue``) and their results into replies. Does not read Redis itself.
 See ARCHITECTURE.md for the layers.
 """
@@ -12,19 +12,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from ...metrics_records import MAX_SERIES_MINUTES
+from ...metrics_records import MAX_ROLLUP_HOURS, MAX_SERIES_MINUTES, QueueOverview
 from ...records import QueueStats
 from ..deps import App, QueueName
 from ..problems import COMMON, documented
-from ..schemas import Counted, Paused, PurgeBody, QueueList, QueueSummary, RetryFailedBody, Series
+from ..schemas import Counted, Paused, PurgeBody, QueueList, QueueSummary, RetryFailedBody, Rollups, Series
 
 
-def summary(stats: QueueStats) -> QueueSummary:
+def summary(queue: QueueOverview) -> QueueSummary:
     return QueueSummary(
-        queue=stats.queue,
-        counts=stats.counts,
-        workers=stats.live_workers,
-        paused=stats.paused,
+        queue=queue.queue, counts=queue.counts, workers=queue.workers, paused=queue.paused, load=queue.load
     )
 
 
@@ -33,7 +30,7 @@ def router(read_only: bool) -> APIRouter:
 
     @api.get("/queues", summary="Every known queue: tasks per state, live workers, paused or not")
     def list_queues(app: App) -> QueueList:
-        return QueueList(queues=[summary(stats) for stats in app.stats()])
+        return QueueList(queues=[summary(queue) for queue in app.overview()])
 
     @api.get("/queues/{queue}", summary="One queue: tasks per state, counters, workers, paused or not",
              responses=documented(404))
@@ -49,6 +46,15 @@ def router(read_only: bool) -> APIRouter:
                                       "one last.")] = 60,
     ) -> Series:
         return Series(queue=queue, points=app.queue(queue, must_exist=True).series(minutes))
+
+    @api.get("/queues/{queue}/rollups", summary="15-minute roll-ups of the last hours' complete quarters (kept 7 "
+             "days)", responses=documented(404))
+    def rollups(
+        app: App,
+        queue: QueueName,
+        hours: Annotated[int, Query(ge=1, le=MAX_ROLLUP_HOURS, description="How many hours back.")] = 24,
+    ) -> Rollups:
+        return Rollups(queue=queue, points=app.queue(queue, must_exist=True).rollups(hours))
 
     if read_only:
         return api

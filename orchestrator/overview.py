@@ -1,0 +1,82 @@
+"""Every known queue at a glance: ``app.overview()``, in a bounded number of round trips.
+
+Owns reading, for all queues at once, what an overview page or ``GET /api/v1/queues``
+shows: tasks per state, paused or not, live workers and their load (running over
+concurrency, as ``orch_worker_load_ratio`` computes it). Three round trips whatever the
+number of queues (the known-queues set; every queue's ZCARDs, pause flag and worker set
+with the server clock; the live workers' running and concurrency), so the cost is
+O(queues + workers), never O(tasks). Does not read counters, series or task records
+(``queues``), nor build keys (``keys``). See ARCHITECTURE.md for the layers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .known_queues import known_queues
+from .metrics_records import QueueOverview
+from .models import STATE_NAMES
+from .queues import INDEX_OF_NAME, _or_note
+from .reading import text, to_float, to_int
+
+if TYPE_CHECKING:
+    from .operations import Operations
+
+
+def read_overview(app: Operations) -> list[QueueOverview]:
+    """Every known queue (sorted by name): counts per state, paused, live workers, load."""
+    names = known_queues(app.redis, app.settings.prefix).names
+    if not names:
+        return []
+    per_queue = len(STATE_NAMES) + 2
+    pipe = app.redis.pipeline(transaction=False)
+    pipe.time()
+    for name in names:
+        k = app.keys(name)
+        for state in STATE_NAMES:
+            pipe.zcard(getattr(k, INDEX_OF_NAME[state]))
+        pipe.exists(k.paused)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
+    clock, *replies = pipe.execute(raise_on_error=False)
+    if isinstance(clock, Exception):
+        raise clock
+    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
+    found: list[tuple[str, dict[str, int], bool, list[str], list[str]]] = []
+    for i, name in enumerate(names):
+        k = app.keys(name)
+        chunk = replies[i * per_queue : (i + 1) * per_queue]
+        notes: list[str] = []
+        counts = {
+            state: int(_or_note(card, getattr(k, INDEX_OF_NAME[state]), 0, notes))
+            for state, card in zip(STATE_NAMES, chunk, strict=False)
+        }
+        paused = _or_note(chunk[-2], k.paused, 0, notes)
+        registered: Any = _or_note(chunk[-1], k.workers, [], notes)
+        live = [text(wid) for wid, score in registered if (deadline := to_float(score)) is not None
+                and deadline >= now_ms]
+        found.append((name, counts, bool(paused), live, notes))
+    loads = _loads(app, found)
+    return [
+        QueueOverview(queue=name, counts=counts, paused=paused, workers=len(live), load=loads[name], notes=notes)
+        for name, counts, paused, live, notes in found
+    ]
+
+
+def _loads(app: Operations, found: list[tuple[str, dict[str, int], bool, list[str], list[str]]]) -> dict[str, float]:
+    """Each queue's running over concurrency of its live workers, in one round trip (none without workers)."""
+    asked = [(name, wid) for name, _, _, live, _ in found for wid in live]
+    loads = dict.fromkeys((name for name, *_ in found), 0.0)
+    if not asked:
+        return loads
+    pipe = app.redis.pipeline(transaction=False)
+    for name, wid in asked:
+        pipe.hmget(app.keys(name).worker(wid), ["running", "concurrency"])
+    busy: dict[str, int] = {}
+    capacity: dict[str, int] = {}
+    for (name, _), reply in zip(asked, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(reply, list):  # a worker hash of another type counts as nothing
+            busy[name] = busy.get(name, 0) + (to_int(reply[0]) or 0)
+            capacity[name] = capacity.get(name, 0) + (to_int(reply[1]) or 0)
+    for name, total in capacity.items():
+        loads[name] = busy[name] / total if total > 0 else 0.0
+    return loads
