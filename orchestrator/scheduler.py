@@ -25,7 +25,7 @@ from .config import SchedulerSettings
 from .health import first_contact, startup_checks
 from .keys import queues_key
 from .known_queues import aknown_queues
-from .metrics_records import MINUTE_MS
+from .metrics_records import BACKFILL_QUARTERS, MINUTE_MS
 from .models import TaskState
 from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
@@ -34,7 +34,7 @@ from .transitions import PromoteReply, ReapReply, RollupReply, arun
 log = get_logger(__name__)
 UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
-ROLLUP_BATCH = 16  # quarter hours one rollup call rolls up (a first call backfills up to 96)
+ROLLUP_BATCH = BACKFILL_QUARTERS  # quarters one rollup call may roll up: a first call's backfill in one walk
 
 
 @dataclass

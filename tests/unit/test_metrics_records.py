@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from orchestrator.metrics_records import (
     MINUTE_MS,
+    QUARTER_MS,
     RUN_BUCKETS_MS,
     WAIT_BUCKETS_MS,
     decode_metrics,
+    decode_rollup,
     decode_series,
     lua_constants,
     minutes,
+    quarters,
     ready_time,
 )
 
@@ -85,3 +88,27 @@ def test_the_lua_constants_render_the_same_numbers() -> None:
     lines = "\n".join(lua_constants())
     assert "local RUN_BUCKETS = {5, 10, 25," in lines and "3600000}" in lines
     assert "local MAX_NAMES = 100" in lines and "'__other__'" in lines
+
+
+def test_quarters_are_the_complete_ones_oldest_first() -> None:
+    now = NOW - NOW % QUARTER_MS + 5
+    assert quarters(now, 3) == [now - 5 - 3 * QUARTER_MS, now - 5 - 2 * QUARTER_MS, now - 5 - QUARTER_MS]
+
+
+def test_a_rollup_decodes_counts_and_load_and_leaves_out_what_does_not_parse() -> None:
+    raw = {b"enqueued": b"6", b"runs": b"2", b"load": b"0.5000", b"load_max": b"nan", b"workers": b"-1",
+           b"samples": b"2", b"other": b"9"}
+    point = decode_rollup(NOW - NOW % QUARTER_MS, raw)
+    assert (point.enqueued, point.runs, point.succeeded, point.load, point.load_max, point.workers) == (
+        6, 2, 0, 0.5, None, None)
+    assert point.samples == 2
+    empty = decode_rollup(NOW - NOW % QUARTER_MS, None)
+    assert (empty.enqueued, empty.load, empty.samples) == (0, None, 0)
+
+
+def test_series_points_carry_the_load_sample_of_their_minute() -> None:
+    starts = minutes(NOW, 2)
+    snap = {b"enqueued": b"1", b"load": b"0.2500", b"workers": b"2"}
+    points = decode_series(starts, [snap, None], {b"enqueued": b"3"})
+    assert [(p.enqueued, p.load, p.workers) for p in points] == [(2, 0.25, 2), (0, None, None)]
+
