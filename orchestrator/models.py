@@ -263,7 +263,7 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "error": (Kind.JSON, ""),  # blanked by a success, which keeps it as last_error
     "last_error": (Kind.JSON, ""),
     "ready_at": (Kind.TIME, ""),  # when it last became PENDING (eligible to run): wait time starts here
-    "history": (Kind.JSON, ""),  # its last attempts, a JSON list (records.Attempt), the newest last
+    "history": (Kind.JSON, ""),  # earlier attempts, a JSON list (records.Attempt; with_attempt in _lib.lua)
 }
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)
 

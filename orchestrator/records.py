@@ -217,6 +217,43 @@ class Attempt(_Record):
     error: str = Field(default="", description="One line: the error's type and message; '' on success.")
 
 
+HISTORY_KEPT = 10
+
+
+def error_line(error: Any) -> str:
+    """An attempt's error as its history shows it (as ``error_line`` in lua/_lib.lua does):
+    'Type: first line of the message', at most 200 bytes; '' for none."""
+    if not isinstance(error, Mapping) or not error:
+        return ""
+    kind, message = error.get("type"), error.get("message")
+    kind = kind if isinstance(kind, str) else "Error"
+    message = message if isinstance(message, str) else ""
+    first = message.replace("\r", "\n").split("\n", 1)[0]
+    line = f"{kind}: {first}" if first else str(kind)
+    return line.encode()[:200].decode(errors="ignore")
+
+
+def with_last_attempt(
+    attempts: list[Attempt], state: Any, fields: Mapping[str, Any]
+) -> list[Attempt]:
+    """The stored attempts, then the one a SUCCESS or FAILED record tells by its own fields
+    (worker, token, started_at, completed_at, error: the scripts store only the attempts
+    those fields no longer tell), the last HISTORY_KEPT."""
+    started = fields.get("started_at")
+    told = state in (TaskState.SUCCESS, TaskState.FAILED) and started is not None
+    if told and (not attempts or attempts[-1].started_at != started):
+        success = state == TaskState.SUCCESS
+        attempts = [*attempts, Attempt(
+            worker=fields.get("worker") or None,
+            token=fields.get("token") or None,
+            started_at=started,
+            ended_at=fields.get("completed_at"),
+            outcome="succeeded" if success else "failed",
+            error="" if success else error_line(fields.get("error")),
+        )]
+    return attempts[-HISTORY_KEPT:]
+
+
 def decode_history(raw: Any) -> tuple[list[Attempt], list[str]]:
     """The attempts of a record's decoded ``history`` list; an entry that does not read is noted, left out."""
     if raw is None or raw == "":
@@ -277,7 +314,8 @@ class TaskInfo(_Record):
         data = task.model_dump()
         for name in TIME_FIELDS:
             data[name] = ms_to_datetime(data[name])
-        data["history"], data["notes"] = decode_history(data["history"])
+        history, data["notes"] = decode_history(data["history"])
+        data["history"] = with_last_attempt(history, task.state, data)
         return cls.model_validate(data)
 
 
@@ -308,7 +346,8 @@ def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Excepti
             except orjson.JSONDecodeError:
                 value = None
             data[name] = value if isinstance(value, shape) else None
-    data["history"], history_notes = decode_history(data.get("history"))
+    history, history_notes = decode_history(data.get("history"))
+    data["history"] = with_last_attempt(history, data.get("state"), data)
     return TaskInfo.model_validate({**data, "notes": notes + history_notes})
 
 

@@ -149,7 +149,11 @@ local function history_text(s)
 end
 
 -- The record's attempt history (field history, a JSON list, records.Attempt) with the attempt
--- that ended now appended, the last 10 kept: the JSON to write. Built and trimmed as text, no
+-- that ended now appended, the last 10 kept: the JSON to write. Only attempts the record's
+-- own fields no longer tell are kept there (retried, released, cancelled, and a failed one
+-- an operator retries): a SUCCESS or FAILED record's last attempt is its worker, token,
+-- started_at, completed_at and error (records.decode_history adds it), so the common
+-- success writes no history and its record stays small (a listpack: values of 64 bytes at most). Built and trimmed as text, no
 -- decoding: the attempts are separated by '},{' (history_text). f: the caller's read_task of
 -- worker, token, started_at (token and started_at: digits or '') and history; a history that
 -- is not one this function wrote ('[{...}]') starts afresh.
@@ -198,8 +202,7 @@ local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed
     redis.call('HINCRBY', stats_key, 'retried', 1)
     return 'RETRYING', run_at
   end
-  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now,  -- worker: who ran it
-             'history', with_attempt(f, now, 'failed', line or error_line(err)))
+  redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
   release_unique(id, f.unique_key)

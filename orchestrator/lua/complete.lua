@@ -9,7 +9,8 @@
 
   Returns the completion time (ms). The record becomes SUCCESS, leaves running, enters
   done, and expires after ttl_ms; its unique key is released (its key entry stays, and
-  expires with the record: retire). The attempt joins the record's history (succeeded).
+  expires with the record: retire). Its history is left alone: the record's worker, token,
+  started_at and completed_at tell this attempt (records.decode_history).
   Errors (nothing changed): NOT_FOUND <id> (no record, or not a hash); LEASE_LOST <id> when
   the task is not RUNNING under this token (reaped, released, cancelled or claimed again);
   INVALID <what>; CORRUPT <key> <what> (a key it writes of another type, a counter not
@@ -30,7 +31,7 @@ if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
 local corrupt = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
                               stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
-local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label', 'history'})
+local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then
   if not (f.state == 'SUCCESS' and f.token == token) then redis.pcall('HINCRBY', metrics, 'late', 1) end
@@ -52,8 +53,7 @@ if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
 end
-redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now,
-           'history', with_attempt(f, now, 'succeeded', ''))
+redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now)
 redis.call('HINCRBY', stats, 'succeeded', 1)
 count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)

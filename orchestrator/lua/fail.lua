@@ -14,7 +14,8 @@
   ARGV[9]  ttl_ms    retention of a cancelled record; 0 keeps it
 
   Returns {state, run_at}: RETRYING with the retry time, FAILED or CANCELLED with ''.
-  The attempt joins the record's history (retried, failed or cancelled; the error's first line).
+  A retried or cancelled attempt joins the record's history (with the error's first line); a
+  failed one is told by the record itself (records.decode_history).
   Errors (nothing changed): NOT_FOUND <id>; LEASE_LOST <id>; INVALID <what>; CORRUPT <key>
   <what> (a key it writes of another type, a counter not an integer).
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is

@@ -14,8 +14,8 @@
   A task with a pending cancel request is not retried: it ends CANCELLED. A malformed
   record is moved aside (FAILED, MalformedRecord; reported with that state); an id whose
   record is gone or not a hash is dropped from running (not reported). A dead worker's
-  key is deleted whatever its type (one not a hash reports no last heartbeat). Each reaped
-  attempt joins its record's history (retried, failed or cancelled; error 'lease expired').
+  key is deleted whatever its type (one not a hash reports no last heartbeat). A reaped attempt
+  retried or cancelled joins its record's history (error 'lease expired').
 
   Returns {tasks, workers, more}:
     tasks    flat list: id, worker that held it, new state (RETRYING, FAILED or CANCELLED)

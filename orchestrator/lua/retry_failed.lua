@@ -9,7 +9,8 @@
                    skipped); with ids, 0
   ARGV[6..] ids    the tasks to retry (each must be FAILED)
 
-  A requeued task gets ready_at = now. A task takes its key entry back unless another record holds it, and its unique key
+  A requeued task gets ready_at = now; its failed attempt (told by the record's own fields
+  until now) joins its history. A task takes its key entry back unless another record holds it, and its unique key
   unless another unfinished task holds it.
   A malformed record stays FAILED (it would only fail again); taken from the failed set,
   it is skipped; an id there whose record is gone or not a hash is dropped.
@@ -47,7 +48,8 @@ local out, kept = {}, 0
 local now = #ids > 0 and now_ms() or 0
 for _, id in ipairs(ids) do
   local tkey = task_key(id)
-  local f, why = read_task(id, {'priority', 'key'})
+  local f, why = read_task(id, {'priority', 'key', 'worker', 'token', 'started_at', 'completed_at', 'error',
+                                'history'})
   if not f then
     redis.call('ZREM', failed, id)
     dropped(events, id, why)
@@ -59,6 +61,10 @@ for _, id in ipairs(ids) do
     local score = int(pending_score(stats, tonumber(f.priority)))
     redis.call('HSET', tkey, 'state', 'PENDING', 'attempts', 0, 'score', score, 'completed_at', '',
                'cancel_requested', 0, 'worker', '', 'ready_at', now)
+    if f.started_at ~= '' then  -- the failed attempt its record told joins the history
+      local ended = tonumber(f.completed_at) or now
+      redis.call('HSET', tkey, 'history', with_attempt(f, ended, 'failed', error_line(f.error)))
+    end
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'requeued', 'task', id)
     out[#out + 1] = id

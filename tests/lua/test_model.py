@@ -102,7 +102,7 @@ class MTask:
     error: dict[str, str] | None = None
     last_error: dict[str, str] | None = None  # a SUCCESS keeps its earlier attempt's error here
     malformed: bool = False  # its record lost its name (a required field) while PENDING
-    outcomes: list[str] = field(default_factory=list)  # how each attempt ended (the record keeps the last 10)
+    outcomes: list[str] = field(default_factory=list)  # the stored history's outcomes (the last 10 kept)
 
 
 @dataclass
@@ -264,8 +264,8 @@ class ScriptsModel(RuleBasedStateMachine):
     def settle_failure(self, task: MTask, error: dict[str, str], allow_retry: bool) -> S:
         task.error = error
         retried = allow_retry and task.attempts <= task.max_retries
-        task.outcomes.append("retried" if retried else "failed")
-        if retried:
+        if retried:  # (a failed attempt is told by the FAILED record itself, not stored)
+            task.outcomes.append("retried")
             task.worker = ""
             task.state = S.RETRYING
             task.run_at = self.now + task.backoff
@@ -509,8 +509,7 @@ class ScriptsModel(RuleBasedStateMachine):
             return self.refused(LeaseLost, call, task_id, late=0 if resent else 1)
         holder = task.worker
         self.outcome(S.SUCCESS, timed=True)
-        task.state, task.result = S.SUCCESS, result
-        task.outcomes.append("succeeded")
+        task.state, task.result = S.SUCCESS, result  # (told by the record itself, not stored)
         task.finished, task.finished_blank = self.now, False
         if task.error is not None:  # a success shows no error; the last one is kept as history
             task.last_error, task.error = task.error, None
@@ -738,6 +737,8 @@ class ScriptsModel(RuleBasedStateMachine):
                 if not self.live(self.tasks[holder].state if holder in self.tasks else None):
                     self.unique[task.unique_key] = task_id
             task.worker = ""
+            if task.started is not None:
+                task.outcomes.append("failed")  # no longer told by the record: stored
             self.stats["seq"] += 1
             task.state, task.attempts = S.PENDING, 0
             task.score = task.priority * SPAN + self.stats["seq"]

@@ -23,6 +23,7 @@ from orchestrator.errors import (
 )
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TRANSITIONS, Task, TaskState, can_transition
+from orchestrator.records import decode_task
 from orchestrator.transitions import Call, FailReply, PromoteReply, Reaped, TaskSpec, Transitions, run
 from tests.redis_server import late_count, snapshot, without_late
 
@@ -866,17 +867,42 @@ def test_every_attempt_end_joins_the_history(q, r):
     tokens.append(lease.token)
     q.run(q.at().complete(task_id, lease.token, b"1", 0))
     after = server_ms(r) + 60_000
-    got = history(q, task_id)
+    got = history(q, task_id)  # stored: the attempts the record's own fields no longer tell
     assert [(e["outcome"], e["worker"], e["token"]) for e in got] == [
         ("released", "w1", tokens[0]), ("retried", "w2", tokens[1]), ("retried", "w3", tokens[2]),
-        ("succeeded", "w4", tokens[3]),
     ]
-    assert [e["error"] for e in got][:2] + [e["error"] for e in got][3:] == ["", "lease expired", ""]
+    assert [e["error"] for e in got][:2] == ["", "lease expired"]
+    info = decode_task("default", task_id, r.hgetall(q.keys.task(task_id)))  # and the last one, told by them
+    assert [(a.outcome, a.worker, a.token, a.error) for a in info.history][-1] == ("succeeded", "w4", tokens[3], "")
+    assert len(info.history) == 4 and info.history[-1].ended_at == info.completed_at
     line = got[2]["error"]
     assert line.startswith("ValueError: éé") and "second" not in line and len(line.encode()) <= 200
     for e in got:
         assert isinstance(e["started_at"], int) and isinstance(e["ended_at"], int)
         assert before <= e["started_at"] <= e["ended_at"] <= after
+
+
+def test_a_first_success_stores_no_history_and_its_record_stays_small(q, r):
+    [task_id] = q.add()
+    [lease] = q.claim()
+    q.run(q.at().complete(task_id, lease.token, b"1", 60_000))
+    assert r.hget(q.keys.task(task_id), "history") is None
+    assert r.object("encoding", q.keys.task(task_id)) == b"listpack"
+
+
+def test_retry_failed_stores_the_failed_attempt(q, r):
+    task_id = q.fail_to_dead_letter()
+    assert history(q, task_id) == []  # told by the FAILED record itself
+    info = decode_task("default", task_id, r.hgetall(q.keys.task(task_id)))
+    [attempt] = info.history
+    assert (attempt.outcome, attempt.error, attempt.ended_at) == ("failed", "ValueError: boom", info.completed_at)
+    q.run(q.at().retry_failed([task_id]))
+    [stored] = history(q, task_id)
+    assert (stored["outcome"], stored["worker"], stored["error"]) == ("failed", "w1", "ValueError: boom")
+    [lease] = q.claim(worker="w2")
+    q.run(q.at().complete(task_id, lease.token, b"1", 0))
+    info = decode_task("default", task_id, r.hgetall(q.keys.task(task_id)))
+    assert [(a.outcome, a.worker) for a in info.history] == [("failed", "w1"), ("succeeded", "w2")]
 
 
 def test_the_history_keeps_the_last_ten_attempts_and_survives_garbage(q, r):
