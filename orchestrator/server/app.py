@@ -88,7 +88,7 @@ def _metrics() -> APIRouter:
         summary="Prometheus metrics, read from Redis (every worker's)",
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-                   **documented(503)},
+                   **documented(401, 403, 503)},
     )
     def metrics(app: App) -> Response:
         with redis_calls():

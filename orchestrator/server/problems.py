@@ -68,8 +68,9 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorReply} for status in statuses}
 
 
-# Every route may meet bad input (422) and an unreachable Redis (503).
-COMMON = (422, 503)
+# Every route of /api/v1 may meet missing or refused credentials (401, 403: ``auth``), bad
+# input (422) and an unreachable Redis (503).
+COMMON = (401, 403, 422, 503)
 
 
 def install_problems(api: FastAPI, redis_url: str) -> None:

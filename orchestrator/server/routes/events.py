@@ -87,4 +87,6 @@ async def _stream(
     except OrchestratorError as exc:
         yield b"event: error\ndata: " + orjson.dumps(error_body(exc, redis_url)) + b"\n\n"
     finally:
-        batches.close()  # type: ignore[attr-defined]
+        close = getattr(batches, "close", None)  # follow() is a generator: its own cleanup runs now
+        if close is not None:
+            close()
