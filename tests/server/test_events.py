@@ -4,6 +4,7 @@ read left behind once the client goes away."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -70,6 +71,19 @@ def test_events_stream_the_latest_then_new_ones_and_stop_with_the_client(
         time.sleep(0.01)
     with named.client() as c2:
         assert c2.get("/healthz").status_code == 200
+
+
+def test_a_reconnecting_client_gets_the_events_it_missed(api: Server, app: Orchestrator, queue: str) -> None:
+    ids = [app.enqueue("m:f", queue=queue).id for _ in range(3)]
+    with api.client() as c:
+        with c.stream("GET", "/api/v1/events", params={"queue": queue, "count": 3}) as response:
+            seen = list(itertools.islice(data_of(response.iter_lines()), 3))
+        assert [e["task_id"] for e in seen] == ids
+        missed = app.enqueue("m:f", queue=queue).id  # while no client listens
+        headers = {"Last-Event-ID": str(seen[0]["id"])}
+        with c.stream("GET", "/api/v1/events", params={"queue": queue, "count": 1}, headers=headers) as response:
+            again = list(itertools.islice(data_of(response.iter_lines()), 3))
+        assert [e["task_id"] for e in again] == [*ids[1:], missed]  # all since the one named, not the latest (count)
 
 
 def test_events_of_a_queue_never_used_are_404_before_streaming(api: Server) -> None:

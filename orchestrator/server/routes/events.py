@@ -1,9 +1,10 @@
 """Route of live events: ``GET /api/v1/events?queue=`` as server-sent events.
 
-Owns the event stream of one client: the latest ``count`` events first, then each new
-one as it comes (``Orchestrator.follow``), one ``data:`` line of JSON per event (the
-``Event`` record) with its stream id as ``id:``, and a comment line now and then so
-proxies keep the connection open. The blocking Redis reads run in worker threads of their
+Owns the event stream of one client: the latest ``count`` events first (or, when it
+reconnects with ``Last-Event-ID``, every event since that one), then each new one as it
+comes (``Orchestrator.follow``), one ``data:`` line of JSON per event (the ``Event``
+record) with its stream id as ``id:``, and a comment line now and then so proxies keep
+the connection open. The blocking Redis reads run in worker threads of their
 own (``STREAMS`` at most at once), never on the event loop; the stream ends when the
 client goes away (checked between reads of at most ``BLOCK_MS``). Does not read Redis itself.
 See ARCHITECTURE.md for the layers.
@@ -11,13 +12,14 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 import anyio
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -30,6 +32,7 @@ BLOCK_MS = 1000  # one blocking read: also how soon a gone client is noticed
 KEEPALIVE_S = 15.0  # a comment line this often when nothing happens
 STREAMS = 100  # event streams reading Redis at once (each holds a thread while it waits)
 MEDIA_TYPE = "text/event-stream"
+EVENT_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,15}")  # a stream entry id; any other Last-Event-ID is ignored
 
 
 def frame(event: Event) -> bytes:
@@ -54,10 +57,18 @@ def router(read_only: bool) -> APIRouter:
         app: App,
         queue: Annotated[list[str] | None, Query(description="Only these queues (repeatable).")] = None,
         count: Annotated[int, Query(ge=0, le=1000, description="Latest events to send first.")] = 0,
+        last_event_id: Annotated[str | None, Header(
+            alias="Last-Event-ID", description="Resume after this event (what EventSource sends when it "
+            "reconnects): the events since then come first, instead of the latest `count`.")] = None,
     ) -> StreamingResponse:
         chosen = list(queue) if queue else None
-        recent = await run_in_threadpool(app.events, chosen, count)  # QueueNotFound: a 404 before streaming
-        batches = app.follow(chosen, after=recent, block_ms=BLOCK_MS)
+        resume = last_event_id if last_event_id and EVENT_ID.fullmatch(last_event_id) else None
+        recent = await run_in_threadpool(app.events, chosen, 0 if resume else count)  # QueueNotFound: 404 now
+        after = recent
+        if resume is not None:
+            names = chosen or await run_in_threadpool(app.queues)
+            after = [Event(id=resume, queue=names[0], time=None, event="resume", fields={})] if names else []
+        batches = app.follow(chosen, after=after, block_ms=BLOCK_MS)
         return StreamingResponse(
             _stream(request, recent, batches, limiter, app.settings.redis_url),
             media_type=MEDIA_TYPE,
