@@ -1,8 +1,8 @@
 """The ASGI application of ``orch serve``: ``create_app(app)`` builds it on an ``Orchestrator``.
 
 Owns putting the parts together: the routes of ``routes/`` under ``/api/v1`` (without the
-mutating ones when ``read_only``), ``/healthz`` (the process answers) and ``/readyz``
-(Redis answers), ``/metrics`` (``metrics.exposition``), the
+mutating ones when ``read_only``), the web dashboard (``dashboard/``), ``/healthz`` (the
+process answers) and ``/readyz`` (Redis answers), ``/metrics`` (``metrics.exposition``), the
 OpenAPI document at ``/api/v1/openapi.json``, the error mapping of ``problems`` and the
 access rules of ``auth``. Mountable in a user's own ASGI app. Does not start a server
 (``run``) nor read the environment (the CLI does).
@@ -11,12 +11,15 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, FastAPI, Response
 
 from ..client import Orchestrator
 from ..redis_calls import redis_calls
 from ..version import __version__
 from .auth import AuthConfig, install_auth
+from .dashboard import DASHBOARD_PUBLIC, LOGIN_PATH, install_dashboard
 from .deps import App, Registry
 from .metrics import exposition
 from .problems import documented, install_problems
@@ -33,6 +36,7 @@ def create_app(
     read_only: bool = False,
     registry: Registry | None = None,
     auth: AuthConfig,
+    dashboard: bool = True,
 ) -> FastAPI:
     """The HTTP API over ``app``'s operator API.
 
@@ -41,6 +45,9 @@ def create_app(
     ``read_only``: no mutating route exists (nor is in the OpenAPI document). ``registry``
     (the tasks of ``--app`` modules): an enqueue takes only these names, each on its
     declared queue, with its options and signature check; they join ``app.registry``.
+    ``dashboard``: serve the web dashboard's pages (``/``, ``/queues/...``, ``/tasks/...``,
+    ``/workers``, ``/login``) and its static files; a browser without a session is sent to
+    ``/login`` when tokens are configured.
     """
     api = FastAPI(
         title="orchestrator",
@@ -60,7 +67,10 @@ def create_app(
     for part in (queues, tasks, workers, events):
         api.include_router(part.router(read_only), prefix=API_PREFIX)
     api.include_router(_metrics())
-    install_auth(api, auth)
+    if dashboard:
+        install_dashboard(api)
+        auth = replace(auth, public_paths=(*auth.public_paths, *DASHBOARD_PUBLIC))
+    install_auth(api, auth, login_path=LOGIN_PATH if dashboard else None)
     return api
 
 

@@ -18,7 +18,9 @@ The rules (README, "Who may do what"):
   page can make a browser change anything or read an answer.
 
 Refusals are 401 (no or bad credentials) or 403 (read token on a mutating request, Host,
-Origin, CSRF), each one JSON line ``{"error": {"code", "message"}}``. Tokens are compared
+Origin, CSRF), each one JSON line ``{"error": {"code", "message"}}``; with the dashboard
+(``login_path``), a browser's GET of a page (Accept: text/html, outside ``/api/``) without
+credentials is sent to the login form (303) instead. Tokens are compared
 with ``hmac.compare_digest`` and never logged nor repeated in an answer. Does not read the
 environment except in ``AuthConfig.from_env`` (called by the CLI), and does not define
 the API's routes (``app.py``) beyond the session's.
@@ -34,7 +36,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.requests import cookie_parser
 
@@ -258,6 +260,7 @@ class RequestFacts:
     authorization: str | None = None
     cookie: str | None = None
     csrf: str | None = None
+    accept: str | None = None
 
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any]) -> RequestFacts:
@@ -277,6 +280,7 @@ class RequestFacts:
             authorization=headers.get("authorization"),
             cookie=headers.get("cookie"),
             csrf=headers.get("x-csrf-token"),
+            accept=headers.get("accept"),
         )
 
 
@@ -400,11 +404,14 @@ def authorize(config: AuthConfig, facts: RequestFacts, now: float | None = None)
 class AuthMiddleware:
     """Applies ``authorize`` to every HTTP and WebSocket request, passing everything else
     (lifespan) and every allowed request through untouched, body and stream alike. The
-    principal goes in the scope for the routes (``principal_of``)."""
+    principal goes in the scope for the routes (``principal_of``). With ``login_path`` (the
+    dashboard's), a browser's page request without valid credentials is sent there (303)
+    instead of the 401 line; the API's paths keep their 401."""
 
-    def __init__(self, app: ASGIApp, config: AuthConfig) -> None:
+    def __init__(self, app: ASGIApp, config: AuthConfig, login_path: str | None = None) -> None:
         self.app = app
         self.config = config
+        self.login_path = login_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -414,11 +421,32 @@ class AuthMiddleware:
         decision = authorize(self.config, facts)
         if isinstance(decision, Refusal):
             logger.info("refused %s %s: %s %s", facts.method, facts.path, decision.status, decision.code)
+            if self.login_path and decision.status == 401 and _wants_page(facts):
+                await _to_login(scope, send, self.login_path, facts.path)
+                return
             await _refuse(scope, send, decision)
             return
         if decision is not None:
             scope = {**scope, SCOPE_KEY: decision}
         await self.app(scope, receive, send)
+
+
+def _wants_page(facts: RequestFacts) -> bool:
+    """A browser asking for a page (GET of HTML), not a client of the API or of /metrics."""
+    return (
+        facts.method in READ_METHODS
+        and not facts.path.startswith("/api/")
+        and facts.path != METRICS_PATH
+        and "text/html" in (facts.accept or "")
+    )
+
+
+async def _to_login(scope: Scope, send: Send, login_path: str, path: str) -> None:
+    root = str(scope.get("root_path") or "")
+    location = f"{root}{login_path}?next={quote(path, safe='/')}"
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
@@ -437,13 +465,14 @@ async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def install_auth(app: FastAPI, config: AuthConfig) -> None:
+def install_auth(app: FastAPI, config: AuthConfig, *, login_path: str | None = None) -> None:
     """Put ``config``'s rules in front of every route of ``app`` and add the session routes.
-    Call it once, before the app starts; an open config logs a warning saying so."""
+    Call it once, before the app starts; an open config logs a warning saying so.
+    ``login_path``: where a browser's page request without credentials is sent (the dashboard)."""
     if not isinstance(config, AuthConfig):
         raise ConfigurationError("install_auth needs an AuthConfig (a token, or open=True)", field="config")
     app.include_router(session_router(config))
-    app.add_middleware(AuthMiddleware, config=config)
+    app.add_middleware(AuthMiddleware, config=config, login_path=login_path)
     if config.open:
         logger.warning(
             "no API token (%s): the HTTP API is open to every local process; it answers only "

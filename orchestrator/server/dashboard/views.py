@@ -1,0 +1,138 @@
+"""What the dashboard's pages show, shaped from the operator API's records (pure).
+
+Owns the choices a page makes about the data: the charts of the overview (throughput,
+failure rate and worker load per minute, summed over the queues) and of a queue's day
+(its 15-minute roll-ups, once the operator API has them), which actions each state of a
+task allows, and how times, durations and JSON values are written for a person. Does no
+I/O (``pages`` reads through the operator API) and draws nothing itself (``charts``).
+See ARCHITECTURE.md for the layers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from ...metrics_records import SeriesPoint
+from .charts import Line, line_chart
+
+# The actions of one task in each state (the data-action hooks; the API routes they call).
+TASK_ACTIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("cancel", "delete"),
+    "scheduled": ("run-now", "cancel", "delete"),
+    "retrying": ("run-now", "cancel", "delete"),
+    "running": ("cancel",),
+    "success": ("delete",),
+    "failed": ("retry", "delete"),
+    "cancelled": ("delete",),
+}
+ACTION_LABELS = {
+    "retry": "Retry", "cancel": "Cancel", "run-now": "Run now", "delete": "Delete",
+    "retry-failed": "Retry all failed", "purge": "Purge", "pause": "Pause", "resume": "Resume",
+}
+# Actions that ask first (the confirm dialog); the others act at once.
+CONFIRMED = frozenset({"cancel", "delete", "retry-failed", "purge"})
+PURGE_STATES = ("failed", "done")  # what the queue page offers to purge (done: success and cancelled)
+
+
+def task_actions(state: str | None) -> tuple[str, ...]:
+    return TASK_ACTIONS.get((state or "").lower(), ())
+
+
+def hhmm(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%H:%M")
+
+
+def when(moment: datetime | None) -> str:
+    """``2026-12-03 09:00:00 UTC``, or an em dash."""
+    if moment is None:
+        return "\u2014"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """``12 s ago``, ``in 3 min`` (relative to the server's clock), or an em dash."""
+    if moment is None:
+        return "\u2014"
+    seconds = (now - moment).total_seconds()
+    span, suffix = abs(seconds), " ago" if seconds >= 0 else ""
+    prefix = "" if seconds >= 0 else "in "
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min")):
+        if span >= size:
+            return f"{prefix}{span / size:.0f} {unit}{suffix}"
+    return f"{prefix}{span:.0f} s{suffix}"
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    ms = (end - start).total_seconds() * 1000
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def pretty(value: Any) -> str:
+    """A JSON value, indented, non-ASCII kept (it is shown in an escaped ``<pre>``)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def sum_series(per_queue: Sequence[Sequence[SeriesPoint]]) -> list[dict[str, Any]]:
+    """Minute by minute totals over the queues (each list covers the same minutes, oldest first)."""
+    totals: list[dict[str, Any]] = []
+    for points in zip(*per_queue, strict=False):
+        row: dict[str, Any] = {"minute": points[0].minute}
+        for name in ("enqueued", "succeeded", "failed", "retried", "reaped", "runs", "runtime_ms"):
+            row[name] = sum(int(getattr(p, name, 0) or 0) for p in points)
+        loads = [float(p.load) for p in points if getattr(p, "load", None) is not None]  # once rollups sample it
+        row["load"] = sum(loads) / len(loads) if loads else None
+        totals.append(row)
+    return totals
+
+
+def overview_charts(rows: Sequence[dict[str, Any]], live_load: float | None) -> dict[str, str]:
+    """The overview's three charts of the last hour: throughput, failure rate, worker load."""
+    labels = [hhmm(r["minute"]) for r in rows]
+    failure = [
+        r["failed"] / (r["succeeded"] + r["failed"]) if r["succeeded"] + r["failed"] else None for r in rows
+    ]
+    loads: list[float | None] = [r["load"] for r in rows]
+    if all(v is None for v in loads) and live_load is not None and rows:
+        loads = [None] * (len(rows) - 1) + [live_load]  # no sampled series yet: the load now
+    return {
+        "throughput": line_chart(
+            [Line("succeeded", [r["succeeded"] for r in rows]), Line("failed", [r["failed"] for r in rows]),
+             Line("enqueued", [r["enqueued"] for r in rows])],
+            labels, title="Tasks per minute, last hour",
+        ),
+        "failure_rate": line_chart([Line("failure rate", failure)], labels, title="Failure rate per minute",
+                                   unit="%", top=1.0),
+        "load": line_chart([Line("average load", loads)], labels, title="Workers' average load", unit="%", top=1.0),
+    }
+
+
+def day_chart(points: Sequence[Any]) -> str | None:
+    """A queue's last day from its roll-ups (records with a start time and counts), or None
+    when there are none. Read by attribute, leniently: the roll-up record is young."""
+    rows: list[tuple[datetime, dict[str, Any]]] = []
+    for point in points:
+        data = point.model_dump() if hasattr(point, "model_dump") else dict(point)
+        start = next((v for v in data.values() if isinstance(v, datetime)), None)
+        if start is not None:
+            rows.append((start, data))
+    if not rows:
+        return None
+    labels = [hhmm(start) for start, _ in rows]
+    lines = [Line(name, [_number(d.get(name)) for _, d in rows]) for name in ("succeeded", "failed", "enqueued")
+             if any(name in d for _, d in rows)]
+    return line_chart(lines, labels, title="Tasks per 15 minutes, last 24 hours")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def average_load(workers: Sequence[Any]) -> float | None:
+    """The live workers' mean load now (running / concurrency), or None without any."""
+    loads = [w.load for w in workers if w.alive and w.load is not None]
+    return sum(loads) / len(loads) if loads else None
