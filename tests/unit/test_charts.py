@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.metrics_records import SeriesPoint
 from orchestrator.server.dashboard import views
-from orchestrator.server.dashboard.charts import Line, line_chart, nice_max, short
+from orchestrator.server.dashboard.charts import Line, grid_lines, line_chart, nice_max, short
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -28,6 +28,11 @@ def test_nice_max(value: float, expected: float) -> None:
     assert nice_max(value) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(("scale", "steps"), [(1, 4), (2, 4), (2.5, 5), (5, 5), (25, 5), (100, 4), (0.5, 5)])
+def test_grid_lines_keep_round_values(scale: float, steps: int) -> None:
+    assert grid_lines(scale) == steps
+
+
 def test_short_numbers() -> None:
     assert [short(0), short(2.5), short(1200), short(3_000_000), short(0.25, "%")] == ["0", "2.5", "1.2k", "3M", "25%"]
 
@@ -35,7 +40,7 @@ def test_short_numbers() -> None:
 def test_a_chart_is_well_formed_svg_with_one_point_per_value() -> None:
     labels = [f"10:{m:02d}" for m in range(60)]
     svg = parse(line_chart([Line("succeeded", list(range(60))), Line("failed", [1.0] * 60)], labels, title="T"))
-    assert svg.tag == f"{SVG}svg" and svg.get("viewBox") == "0 0 600 180"
+    assert svg.tag == f"{SVG}svg" and svg.get("viewBox") == "0 0 420 200"
     assert len(svg.findall(f"{SVG}polyline")) == 2
     assert len(svg.findall(f"{SVG}circle")) == 120
     texts = [t.text for t in svg.iter(f"{SVG}text")]

@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 600
-HEIGHT = 180
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 10, 40  # margins: y values on the left, labels and legend below
-GRID_LINES = 4
+WIDTH = 420  # the viewBox: drawn at about this size in a third of a 1280 px page, full width on a phone
+HEIGHT = 200
+LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 42  # margins: y values on the left, labels and legend below
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,13 @@ def nice_max(value: float) -> float:
         if value <= step * power * (1 + 1e-9):
             return step * power
     return 10.0 * power  # pragma: no cover - the loop always ends at 10
+
+
+def grid_lines(scale: float) -> int:
+    """How many steps up to ``scale`` keep round values: 5 for 2.5 or 5 x 10^n (steps of 0.5
+    or 1 x 10^n), else 4 (a quarter of 1 or 2 x 10^n)."""
+    lead = scale / 10.0 ** math.floor(math.log10(scale)) if scale > 0 and math.isfinite(scale) else 1.0
+    return 5 if round(lead, 6) in (2.5, 5.0) else 4
 
 
 def short(value: float, unit: str = "") -> str:
@@ -76,9 +82,10 @@ def line_chart(
         f'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
-    for i in range(GRID_LINES + 1):
-        value = scale * i / GRID_LINES
-        y = TOP + plot_h - plot_h * i / GRID_LINES
+    steps = grid_lines(scale)
+    for i in range(steps + 1):
+        value = scale * i / steps
+        y = TOP + plot_h - plot_h * i / steps
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="axis" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">'
                      f"{escape(short(value, unit))}</text>")
@@ -95,7 +102,7 @@ def line_chart(
                      'text-anchor="middle">no data yet</text>')
     for n, line in enumerate(lines):
         parts.extend(_polyline(n, line, labels, x_of, lambda v: TOP + plot_h - plot_h * min(v, scale) / scale, unit))
-        lx = LEFT + n * 150
+        lx = LEFT + n * 110
         parts.append(f'<rect class="swatch series-{n}" x="{lx}" y="{height - 12}" width="10" height="10"/>')
         parts.append(f'<text class="legend" x="{lx + 14}" y="{height - 3}">{escape(line.name)}</text>')
     parts.append("</svg>")
@@ -118,7 +125,7 @@ def _polyline(
         x, y = x_of(i), y_of(max(value, 0.0))
         run.append(f"{x:.1f},{y:.1f}")
         shown = short(value, unit)
-        dots.append(f'<circle class="dot series-{n}" cx="{x:.1f}" cy="{y:.1f}" r="2">'
+        dots.append(f'<circle class="dot series-{n}" cx="{x:.1f}" cy="{y:.1f}" r="1.8">'
                     f"<title>{escape(labels[i])} {escape(line.name)}: {escape(shown)}</title></circle>")
     if run:
         parts.append(_polyline_of(n, run))
