@@ -7,14 +7,23 @@ its links under the mount."""
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 import httpx
 import orjson
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
-from orchestrator import Orchestrator
+from orchestrator import Orchestrator, Settings
+from orchestrator.redis_local import LocalRedis, free_port
+from orchestrator.server import create_app
+from orchestrator.server.auth import AuthConfig
 from orchestrator.transitions import run
+from tests.integration.procs import wait_for
 from tests.integration.test_operator import beat, claim, complete
 
 from .conftest import BEARER, READ_TOKEN, TOKEN, TOKENS, Serve, Server
@@ -222,3 +231,34 @@ def test_static_assets_come_from_the_package(api: Server) -> None:
         assert c.get("/static/%2e%2e/pages.py").status_code == 404  # nothing outside static/
         page = c.get("/login", headers=HTML).text
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from elsewhere
+
+
+@pytest.fixture(scope="module")
+def mounted(redis_server: LocalRedis) -> Iterator[str]:
+    """The API with its dashboard mounted at /orch in a user's own Starlette app, on uvicorn."""
+    app = Orchestrator(settings=Settings(redis_url=redis_server.url))
+    outer = Starlette(routes=[Mount("/orch", app=create_app(app, auth=AuthConfig(token=TOKEN)))])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(outer, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the mounted app to start", 20)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    app.close()
+
+
+def test_mounted_in_a_users_app_its_links_stay_under_the_mount(mounted: str, app: Orchestrator, queue: str) -> None:
+    task_id = app.enqueue("jobs:send", queue=queue).id
+    with httpx.Client(base_url=mounted, timeout=10.0, headers=HTML) as c:
+        login = c.get(f"/orch/queues/{queue}")
+        assert login.status_code == 303 and login.headers["location"] == f"/orch/login?next=/queues/{queue}"
+        assert c.post("/orch/api/v1/session", json={"token": TOKEN}).status_code == 200
+        page = c.get(f"/orch/queues/{queue}")
+        assert page.status_code == 200 and f'href="/orch/queues/{queue}/tasks/{task_id}"' in page.text
+        assert 'href="/orch/static/dashboard.css"' in page.text and 'data-base="/orch"' in page.text
+        assert not re.search(r'(href|src|action)="/(?!orch/)', page.text)
+        assert c.get("/orch/static/dashboard.js").status_code == 200
+        found = c.get(f"/orch/queues/{queue}", params={"id": task_id})
+        assert found.headers["location"] == f"/orch/queues/{queue}/tasks/{task_id}"
