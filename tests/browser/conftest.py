@@ -1,15 +1,15 @@
 """The dashboard's browser tests: Debian's chromium, driven by Playwright, against real processes.
 
 Owns the fixtures: one ``stack`` per module (two ``orch worker`` processes and an
-``orch scheduler`` on the suite's private redis-server, serving the queues of ``QUEUES``),
-``orch serve`` under uvicorn with tokens (``dash``: the full and the read token) and without
-(``open_dash``: loopback only), one headless chromium per module (``browser``; the
-executable of ``scripts/setup``, never Playwright's own download), and a ``page`` per test
-at 1280x800 that fails its test on any console error or uncaught page error (``console``
-lets a test name the errors it expects) and saves a screenshot in ``tests/browser/output/``
-(ignored by git) when the test ends. Does not assert anything about the dashboard: the tests do.
-Tests keep apart by queue (one of ``QUEUES`` each), not by emptying Redis: the processes
-live for the whole module.
+``orch scheduler`` on the suite's private redis-server serving the queues of ``QUEUES``,
+and ``orch serve`` under uvicorn with tokens, ``dash``: the full and the read token, and
+without, ``open_dash``: loopback only; all started at once, then waited for), one headless
+chromium per module (``browser``: the executable ``scripts/setup`` installs, never
+Playwright's own download), and ``pages`` per test at 1280x800 that fail their test on any
+console error or uncaught page error (``console`` lets a test name the errors it expects)
+and are saved as screenshots in ``tests/browser/output/`` (ignored by git) when the test
+ends. Does not assert anything about the dashboard: the tests do. Tests keep apart by
+queue (one of ``QUEUES`` each), not by emptying Redis: the processes live for the module.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from playwright.sync_api import (
@@ -29,15 +30,15 @@ from playwright.sync_api import (
     Page,
     Playwright,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 
 from orchestrator import Orchestrator, Settings
-from orchestrator.redis_local import LocalRedis
-from tests.integration.procs import Procs
-from tests.server.conftest import TOKENS, Serve, Server, serve
-
-__all__ = ["serve"]  # the module-scoped launcher of tests/server: dash and open_dash use it
+from orchestrator.keys import QueueKeys
+from orchestrator.redis_local import LocalRedis, free_port
+from tests.integration.procs import Procs, wait_for
+from tests.server.conftest import TOKENS, Server
 
 OUTPUT = Path(__file__).parent / "output"
 CHROMIUM = os.environ.get("ORCH_TEST_CHROMIUM") or "/usr/bin/chromium"
@@ -48,6 +49,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 EXPECT_TIMEOUT_MS = 15_000  # a page waits this long for a condition before the test fails
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 QUEUES = ("counts", "failures", "retries", "pausing", "reading")
 _CONSOLE: pytest.StashKey[Console] = pytest.StashKey()
 
@@ -55,20 +57,50 @@ _CONSOLE: pytest.StashKey[Console] = pytest.StashKey()
 # ------------------------------------------------------------------ processes
 
 
+@dataclass
+class Stack:
+    """The module's processes: workers, scheduler and both servers (``procs.started``)."""
+
+    procs: Procs
+    dash: Server
+    open_dash: Server
+
+
+def _serve(procs: Procs, name: str, env: dict[str, str]) -> Server:
+    port = free_port()
+    proc = procs.start(name, ["serve", "--port", str(port)], env=env)
+    return Server(proc, f"http://127.0.0.1:{port}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @pytest.fixture(scope="module")
-def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Procs]:
+def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two workers (thread pool, 2 slots each) and a scheduler on every queue of ``QUEUES``,
-    started on an emptied database (the overview lists every known queue)."""
+    and ``orch serve`` with tokens and without, started together on an emptied database
+    (the overview lists every known queue), then waited for."""
     redis.Redis(port=redis_server.port).flushdb()
     with Procs(redis_server.url, tmp_path_factory.mktemp("stack")) as procs:
-        for i in range(2):
-            procs.worker(f"browser-w{i}", concurrency=2, queues=QUEUES)
+        dash, open_dash = _serve(procs, "serve-tokens", TOKENS), _serve(procs, "serve-open", {})
+        workers = [f"browser-w{i}" for i in range(2)]
+        for name in workers:
+            procs.worker(name, concurrency=2, queues=QUEUES, ready=False)
         procs.scheduler("browser-scheduler", queues=QUEUES)
-        yield procs
+        keys = [QueueKeys(q).workers for q in QUEUES]
+        wait_for(lambda: all(procs.redis.zscore(k, w) is not None for k in keys for w in workers),
+                 "the workers to register", 30, alive=procs.started)
+        wait_for(lambda: all(_answers(s.base_url + "/healthz") for s in (dash, open_dash)), "both servers to answer",
+                 30, alive=procs.started)
+        yield Stack(procs, dash, open_dash)
 
 
 @pytest.fixture(scope="module")
-def orch(redis_server: LocalRedis, stack: Procs) -> Iterator[Orchestrator]:
+def orch(redis_server: LocalRedis, stack: Stack) -> Iterator[Orchestrator]:
     """The operator API on the same Redis, for the tests' own enqueues and checks."""
     app = Orchestrator(settings=Settings(redis_url=redis_server.url))
     yield app
@@ -76,15 +108,15 @@ def orch(redis_server: LocalRedis, stack: Procs) -> Iterator[Orchestrator]:
 
 
 @pytest.fixture(scope="module")
-def dash(serve: Serve, stack: Procs) -> Server:
+def dash(stack: Stack) -> Server:
     """``orch serve`` with a full and a read token: a browser logs in with one of them."""
-    return serve(env=TOKENS)
+    return stack.dash
 
 
 @pytest.fixture(scope="module")
-def open_dash(serve: Serve, stack: Procs) -> Server:
+def open_dash(stack: Stack) -> Server:
     """``orch serve`` without a token: open to loopback Hosts, a developer's own machine."""
-    return serve()
+    return stack.open_dash
 
 
 # -------------------------------------------------------------------- browser
@@ -182,11 +214,11 @@ def pages(browser: Browser, console: Console, request: pytest.FixtureRequest) ->
     found.close(re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name))
 
 
-def shot(page: Page, name: str) -> Path:
+def shot(page: Page, name: str, *, full_page: bool = False) -> Path:
     """Save what ``page`` shows now as ``output/<name>.png`` (the README's images come from these)."""
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / f"{name}.png"
-    page.screenshot(path=path, full_page=False)
+    page.screenshot(path=path, full_page=full_page)
     return path
 
 
