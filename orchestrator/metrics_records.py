@@ -55,7 +55,7 @@ MAX_SERIES_MINUTES = 24 * 60  # what a reader may ask for: 24 h are kept in full
 QUARTER_MS = 15 * MINUTE_MS  # roll-ups: one hash per complete quarter hour (rollup.lua)
 ROLLUP_TTL_MS = 7 * 24 * 3_600_000  # each roll-up expires 7 days after its quarter ended
 MAX_ROLLUP_HOURS = 7 * 24  # what a reader may ask for
-BACKFILL_QUARTERS = 96  # a queue's first roll-up call also rolls up the day of series kept before it
+BACKFILL_QUARTERS = 8  # roll-ups reach back 2 h at most (a first call, or after downtime): a call walks <= 135 minutes
 
 
 def lua_constants() -> list[str]:

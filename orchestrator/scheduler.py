@@ -34,7 +34,7 @@ from .transitions import PromoteReply, ReapReply, RollupReply, arun
 log = get_logger(__name__)
 UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)
 MAX_CALLS_PER_PASS = 20  # per queue and kind: a backlog drains over passes, others still get served
-ROLLUP_BATCH = BACKFILL_QUARTERS  # quarters one rollup call may roll up: a first call's backfill in one walk
+ROLLUP_BATCH = BACKFILL_QUARTERS  # quarters one rollup call may roll up: a catch-up in one walk
 
 
 @dataclass

@@ -501,7 +501,7 @@ class Transitions:
             raise ValueError(f"purge takes pending, scheduled, retrying, failed, done or cancelled, not {index!r}")
         return self._call("purge", [index, k.stats, k.events], [limit], int)
 
-    def rollup(self, limit: int = 16) -> Call[RollupReply]:
+    def rollup(self, limit: int = 8) -> Call[RollupReply]:
         """Sample the live workers' load into this minute's series (once a minute) and roll up
         at most ``limit`` complete quarter hours (each once, whoever calls)."""
         k = self.keys

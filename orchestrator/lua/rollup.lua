@@ -26,8 +26,8 @@
   `load_max`, `workers` (most live), `samples` (minutes sampled); not written when nothing
   was counted or sampled; expires ROLLUP_TTL_MS after its quarter ended. Cost: O(live
   workers) a minute; one HMGET per minute from the first quarter rolled to the first
-  snapshot after the last (about 16 a quarter when a scheduler runs; a backfill, at most
-  a day's minutes).
+  snapshot after the last (about 16 a quarter when a scheduler runs; a first call or a
+  catch-up after downtime, which reach back BACKFILL_QUARTERS at most, up to 135).
   A series or roll-up hash of another type is skipped (read as empty, not written).
 
   Returns {sampled (1/0), rolled (quarters done by this call), more (1 when complete
@@ -75,7 +75,7 @@ if not seen and not wrong then
   end
 end
 
--- The quarters to roll up: complete ones after the last rolled, at most a day back.
+-- The quarters to roll up: complete ones after the last rolled, at most BACKFILL_QUARTERS back.
 local current = now - now % QUARTER_MS  -- the quarter in progress: not complete yet
 local from = current - BACKFILL_QUARTERS * QUARTER_MS
 local last = redis.call('GET', rolled)

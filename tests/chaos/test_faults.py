@@ -444,7 +444,7 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
         ("pause", q.pause(True)),
         ("run_now", q.run_now(later.id)),
         ("delete", q.delete(leases[2].task_id)),
-        ("rollup", q.rollup(16)),
+        ("rollup", q.rollup(8)),
     ]
 
 
@@ -583,7 +583,7 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
     if name == "rollup":
         run(r, t.heartbeat("w1", 60_000, {"running": 1, "concurrency": 2}, []))
         run(r, late.enqueue([spec("z")], max_payload=MAX_PAYLOAD))
-        return t.rollup(16), [3]
+        return t.rollup(8), [3]
     leases = {x.task_id: x for x in run(r, t.claim("w1", 3, 1000))}  # a, b, f
     run(r, t.fail("f", leases["f"].token, ERROR))
     if name == "heartbeat":

@@ -89,8 +89,8 @@ def test_a_complete_quarter_is_rolled_up_once_with_sums_and_load(q: Q) -> None:
     run(q.r, q.at(shift_into_quarter(q.r, 1, 10)).complete(leases[0].task_id, leases[0].token, b"1", 60_000))
     run(q.r, q.at(shift_into_quarter(q.r, 1, 10)).fail(leases[1].task_id, leases[1].token, ERROR))
     total = 0
-    while True:  # the samples' calls rolled up the day before them (in batches of 16): the rest now
-        reply = run(q.r, q.at().rollup(16))
+    while True:  # the samples' calls rolled up the quarters before them (in batches of 4): the rest now
+        reply = run(q.r, q.at().rollup(4))
         total += reply.rolled
         if not reply.more:
             break
@@ -109,7 +109,7 @@ def test_a_complete_quarter_is_rolled_up_once_with_sums_and_load(q: Q) -> None:
     assert int(q.r.get(q.keys.rolled)) == quarter
     assert q.r.pttl(q.keys.rolled) > 0
     before = snapshot(q.r)
-    second = run(q.r, q.at().rollup(16))  # another scheduler: nothing left to roll up
+    second = run(q.r, q.at().rollup(4))  # another scheduler: nothing left to roll up
     assert (second.rolled, second.more) == (0, False)
     after = snapshot(q.r)
     assert {k: v for k, v in after.items() if b":series:" not in k} == {
@@ -132,7 +132,7 @@ def test_the_next_quarter_is_rolled_up_once_it_is_complete(q: Q) -> None:
     assert run(q.r, q.at().rollup()).rolled == 1  # and the one after, by the real clock
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "97", "x", ""])
+@pytest.mark.parametrize("limit", ["0", "-1", str(BACKFILL_QUARTERS + 1), "x", ""])
 def test_a_bad_limit_is_refused_and_changes_nothing(q: Q, limit: str) -> None:
     good = q.at().rollup()
     before = snapshot(q.r)
@@ -158,9 +158,9 @@ def test_keys_of_another_type_are_refused_and_change_nothing(q: Q, which: str) -
 
 
 def test_a_first_call_backfills_the_series_kept_in_batches(q: Q) -> None:
-    replies = [run(q.r, q.at().rollup(16)) for _ in range(BACKFILL_QUARTERS // 16 + 1)]
-    assert [r.rolled for r in replies] == [16] * (BACKFILL_QUARTERS // 16) + [0]
-    assert [r.more for r in replies] == [True] * (BACKFILL_QUARTERS // 16 - 1) + [False, False]
+    replies = [run(q.r, q.at().rollup(4)) for _ in range(BACKFILL_QUARTERS // 4 + 1)]
+    assert [r.rolled for r in replies] == [4] * (BACKFILL_QUARTERS // 4) + [0]
+    assert [r.more for r in replies] == [True] * (BACKFILL_QUARTERS // 4 - 1) + [False, False]
 
 
 def test_a_series_or_rollup_hash_of_another_type_is_skipped(q: Q) -> None:
