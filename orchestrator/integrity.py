@@ -39,6 +39,7 @@ PRIORITY_SPAN = 10_000_000_000_000  # pending score = priority * span + seq (lua
 KEY_TYPES = {  # every queue-wide key and the type the scripts keep it as
     **{name: "zset" for name in (*INDEXES, "workers")},
     "stats": "hash", "events": "stream", "wake": "list", "tokens": "string",
+    "metrics": "hash", "names": "set",  # (written best effort: a spoiled one costs counts silently)
 }
 
 

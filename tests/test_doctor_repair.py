@@ -247,3 +247,19 @@ def test_a_token_counter_moved_aside_or_deleted_is_set_past_every_token(
     [lease] = claim(app)
     assert int(lease.token) > int(held.token)  # tokens only grow
     assert inspect_queue(r, K) == []
+
+
+@pytest.mark.parametrize(("name", "kind"), [("metrics", "hash"), ("names", "set")])
+def test_a_metrics_key_of_the_wrong_type_is_found_and_moved_aside_so_counting_resumes(
+    app: Orchestrator, r: redis.Redis, name: str, kind: str
+) -> None:
+    """The scripts write metrics best effort (a spoiled key costs the counts, never a task):
+    doctor is where an operator learns the counts stopped."""
+    key = getattr(K, name)
+    r.set(key, "spoiled")
+    app.enqueue("pkg.mod:fn", [1])
+    assert any(f"{key} is a string, not a {kind}" in f.what for f in inspect_queue(r, K))
+    assert any(line.startswith(f"moved {key} (string) aside") for line in fix(app))
+    assert not [f for f in inspect_queue(r, K) if key in f.what]
+    app.enqueue("pkg.mod:fn", [2])
+    assert app.queue("default").metrics().enqueued.get("pkg.mod:fn") == 1  # (names spoiled: the first as __other__)
