@@ -1155,10 +1155,11 @@ def test_completions_trim_the_done_index_of_expired_records(q):
     for lease in q.claim(50):
         run(q.r, q.at().complete(lease.task_id, lease.token, b"1", 1000))
     assert len(q.members("done")) == 50
-    # Much later (records long expired), 300 completions trim on about one call in 16,
-    # 64 entries at a time: the 50 old entries go (the chance one survives is ~1e-8).
+    # Much later (records long expired), 300 completions trim on the calls whose clock ends in
+    # a multiple of 16 ms, 64 entries at a time: the 50 old entries go. Each call is shifted
+    # 1 ms further (a fast machine may run all 300 inside 16 ms, none of them on a multiple).
     later = q.add(300)
-    for lease in q.claim(300):
-        run(q.r, q.at(10_000).complete(lease.task_id, lease.token, b"1", 1000))
+    for i, lease in enumerate(q.claim(300)):
+        run(q.r, q.at(10_000 + i).complete(lease.task_id, lease.token, b"1", 1000))
     done = set(q.members("done"))
     assert done.isdisjoint(old) and done == set(later)
