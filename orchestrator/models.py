@@ -262,7 +262,7 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "result": (Kind.JSON, ""),
     "error": (Kind.JSON, ""),  # blanked by a success, which keeps it as last_error
     "last_error": (Kind.JSON, ""),
-    "ready_at": (Kind.TIME, ""),  # when it last became PENDING (eligible to run): wait time starts here
+    "ready_at": (Kind.TIME, ""),  # when it last became eligible (PENDING, or due when promoted): wait starts here
     "history": (Kind.JSON, ""),  # earlier attempts, a JSON list (records.Attempt; with_attempt in _lib.lua)
 }
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)

@@ -10,7 +10,8 @@
   Returns {moved, more}: how many were promoted, and 1 when more are already due.
   Due tasks of both indexes are taken earliest run-at first (a RETRYING task written
   before the split may still sit in scheduled: it is promoted from there alike).
-  A promoted task goes to the back of its priority level, ready_at = now.
+  A promoted task goes to the back of its priority level, ready_at = its run-at (the index
+  score, at most now): the wait metrics count from when it fell due, a late promotion included.
   Cost: O(limit log n).
   A malformed record is moved aside (FAILED, MalformedRecord); an id whose record is gone
   or not a hash is dropped from scheduled.
@@ -45,7 +46,9 @@ for i = 1, math.min(#due, limit) do
     quarantine(id, f, why, badf, now, failed, stats, events)
   elseif not why and (f.state == 'SCHEDULED' or f.state == 'RETRYING') then
     local score = int(pending_score(stats, tonumber(f.priority)))
-    redis.call('HSET', tkey, 'state', 'PENDING', 'score', score, 'ready_at', now)
+    -- Eligible since it fell due (its run-at, the index score): waiting for a scheduler is wait too.
+    local ready = int(math.max(math.min(due[i][2], now), 0))
+    redis.call('HSET', tkey, 'state', 'PENDING', 'score', score, 'ready_at', ready)
     redis.call('ZADD', pending, score, id)
     emit(events, 'event', 'promoted', 'task', id, 'from', f.state)
     moved = moved + 1

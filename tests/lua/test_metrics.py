@@ -105,6 +105,25 @@ def test_a_delayed_task_waits_from_its_run_at_not_from_its_enqueue(q: Q) -> None
     assert sum(v for k, v in m.items() if k.startswith("wait:")) == 1
 
 
+@pytest.mark.parametrize("state", ["SCHEDULED", "RETRYING"])
+def test_a_task_promoted_late_waits_from_its_run_at_not_from_its_promotion(q: Q, state: str) -> None:
+    """Eligible is when it fell due: the time it then waited for a scheduler (down, or behind)
+    is wait, as it is for a pending task waiting for a worker."""
+    if state == "SCHEDULED":
+        [task_id] = q.add(delay_ms=60_000)
+    else:
+        [task_id] = q.add(backoff_ms=60_000, max_retries=1)
+        [lease] = q.claim()
+        q.run(q.at().fail(task_id, lease.token, ERROR))
+    run_at = int(q.r.hget(q.keys.task(task_id), "run_at"))
+    q.run(q.at(600_000).promote(10))  # due after 1 min, promoted after 10
+    assert int(q.r.hget(q.keys.task(task_id), "ready_at")) == run_at
+    q.claim(offset_ms=600_000)
+    m = metrics(q)
+    assert 500_000 <= m["wait_ms"] <= 600_000 + 30_000
+    assert m.get("wait:900000") == 1
+
+
 def test_complete_counts_the_outcome_its_run_time_bucket_and_the_series(q: Q) -> None:
     [task_id] = q.add()
     [lease] = q.claim()
