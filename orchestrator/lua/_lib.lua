@@ -444,8 +444,9 @@ end
 -- key it may write is absent or of its type (typed: key, type, key, type, ...; an events
 -- stream only when events are written) and that the stats hash is a hash whose counters
 -- the call may bump read as integers (seq: a sequence number). Returns the refusal,
--- CORRUPT <key> <what>, or nil. Cost: one TYPE per key and one HMGET.
-local function corrupt_queue(typed, stats_key, counters)
+-- CORRUPT <key> <what>, or nil and the stats field `also` (read in the same HMGET, not
+-- checked; false when absent). Cost: one TYPE per key and one HMGET.
+local function corrupt_queue(typed, stats_key, counters, also)
   for i = 1, #typed, 2 do
     if typed[i + 1] ~= 'stream' or MAXLEN > 0 then
       local kind = redis.call('TYPE', typed[i]).ok
@@ -455,26 +456,33 @@ local function corrupt_queue(typed, stats_key, counters)
     end
   end
   if #counters == 0 then return nil end
-  local values, wrong = call_typed('HMGET', stats_key, unpack(counters))
+  local values, wrong, off
+  if also then
+    values, wrong = call_typed('HMGET', stats_key, also, unpack(counters))
+    off = 1
+  else
+    values, wrong = call_typed('HMGET', stats_key, unpack(counters))
+    off = 0
+  end
   if wrong then return 'CORRUPT ' .. stats_key .. ' is not a hash' end
   -- Plainly fine: 1 to 15 digits (12 for seq), no leading zero, one anchored find each
   -- and no allocation; anything else ('0' too) is looked at by is_int below.
   local fine = true
   for i = 1, #counters do
-    local v = values[i]
+    local v = values[i + off]
     if v and (#v > 15 or not v:find('^[1-9]%d*$') or (#v > 12 and counters[i] == 'seq')) then
       fine = false
       break
     end
   end
-  if fine then return nil end
+  if fine then return nil, off == 1 and values[1] end
   for i, name in ipairs(counters) do
-    local v = values[i]
+    local v = values[i + off]
     if v and not (is_int(v) and (name ~= 'seq' or is_uint(v, PRIORITY_SPAN - 1000000))) then
       return 'CORRUPT ' .. stats_key .. ' ' .. name .. ' ' .. quote(v) .. ' is not a count'
     end
   end
-  return nil
+  return nil, off == 1 and values[1]
 end
 
 -- ------------------------------------------------------------------ metrics
@@ -544,15 +552,17 @@ end
 -- The stats counters a minute's series keeps (metrics_records.SERIES_FIELDS).
 local SERIES_FIELDS = {'enqueued', 'succeeded', 'failed', 'retried', 'reaped', 'runs', 'runtime_ms'}
 
--- Per-minute series at one HGET a call: the first call of a minute that counts (enqueue,
--- complete, fail, reap) copies the stats counters, as they stand before it counts, into
+-- Per-minute series at one HGET a call (none where the caller read it already): the first
+-- call of a minute that counts (enqueue, complete, fail, reap) copies the stats counters, as they stand before it counts, into
 -- BASE .. 'series:<minute ms>', expiring SERIES_TTL_MS after the minute began, and notes
 -- the minute in stats (series_minute). A minute's figures are the next snapshot (or the
 -- counters now) minus its own: readers subtract. Call it after the script's first write
 -- (a Redis at maxmemory refuses a growing write only before it) and before it counts.
-local function snapshot_series(stats_key, now)
+-- seen: series_minute as the caller read it (corrupt_queue's also: no HGET), nil to read it.
+local function snapshot_series(stats_key, now, seen)
   local minute = now - now % 60000
-  local seen = tonumber(redis.call('HGET', stats_key, 'series_minute'))
+  if seen == nil then seen = redis.call('HGET', stats_key, 'series_minute') end
+  seen = tonumber(seen)
   if seen and seen >= minute then return end
   local key = BASE .. 'series:' .. int(minute)
   local values = {}

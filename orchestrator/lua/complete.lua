@@ -28,8 +28,8 @@ if bad then return redis.error_reply(bad) end
 local running, done, stats, events, failed, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, token, result = ARGV[4], ARGV[5], ARGV[6]
 if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
-local corrupt = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
-                              stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'})
+local corrupt, seen = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
+                                    stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'}, 'series_minute')
 if corrupt then return redis.error_reply(corrupt) end
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
@@ -48,7 +48,7 @@ local now = now_ms()
 -- written nothing yet, so a completion (which frees a lease) still lands on a full Redis.
 local _, wrong = call_typed('ZREM', running, id)
 if wrong then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
-snapshot_series(stats, now)
+snapshot_series(stats, now, seen)
 if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)

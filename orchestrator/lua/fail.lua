@@ -35,8 +35,8 @@ if not is_uint(ARGV[7]) or not is_uint(ARGV[9]) then return redis.error_reply('I
 if mode ~= 'retry' and mode ~= 'fatal' and mode ~= 'cancelled' then
   return redis.error_reply('INVALID mode ' .. mode)
 end
-local corrupt = corrupt_queue({retrying, 'zset', failed, 'zset', cancelled, 'zset', events, 'stream'},  -- (running: by the first write)
-                              stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'})
+local corrupt, seen = corrupt_queue({retrying, 'zset', failed, 'zset', cancelled, 'zset', events, 'stream'},  -- (running: by the first write)
+                                    stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'}, 'series_minute')
 if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
 local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
@@ -54,7 +54,7 @@ math.randomseed(tonumber(ARGV[7]))
 local now = now_ms()
 local _, wrong = call_typed('ZREM', running, id)  -- the first write: nothing is written before a refusal
 if wrong then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
-snapshot_series(stats, now)
+snapshot_series(stats, now, seen)
 if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)

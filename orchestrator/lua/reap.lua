@@ -35,8 +35,9 @@ local running, retrying, failed, stats, events, workers, cancelled, metrics =
 if not is_uint(ARGV[4]) or tonumber(ARGV[4]) < 1 or not is_uint(ARGV[5]) or not is_uint(ARGV[6]) then
   return redis.error_reply('INVALID limit, seed or ttl_ms')
 end
-local corrupt = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset', events, 'stream',
-                                workers, 'zset', cancelled, 'zset'}, stats, {'retried', 'failed', 'reaped', 'cancelled', 'malformed'})
+local corrupt, seen = corrupt_queue({running, 'zset', retrying, 'zset', failed, 'zset', events, 'stream', workers,
+                                      'zset', cancelled, 'zset'}, stats, {'retried', 'failed', 'reaped', 'cancelled', 'malformed'},
+                                      'series_minute')
 if corrupt then return redis.error_reply(corrupt) end
 local limit = tonumber(ARGV[4])
 math.randomseed(tonumber(ARGV[5]))
@@ -59,7 +60,7 @@ for i = 1, math.min(#expired, limit) do
   local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key', 'token', 'started_at', 'history',
                                       'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
   redis.call('ZREM', running, id)
-  if not snapped then snapshot_series(stats, now); snapped = true end  -- (after the first write)
+  if not snapped then snapshot_series(stats, now, seen); snapped = true end  -- (after the first write)
   local state = nil
   if not f then
     dropped(events, id, why)

@@ -235,6 +235,19 @@ def test_a_minute_costs_one_hget_a_call_after_its_snapshot(q: Q) -> None:
     assert calls(q.r, "hget") == 2 + 1  # seq and enqueued (enqueue's own), series_minute
 
 
+@pytest.mark.parametrize("how", ["complete", "fail"])
+def test_complete_and_fail_read_the_minute_in_the_stats_hmget_they_make_anyway(q: Q, how: str) -> None:
+    [first, task_id] = q.add(2)
+    leases = {lease.task_id: lease for lease in q.claim(2)}
+    run(q.r, q.at().complete(first, leases[first].token, b"1", 0))  # the minute's snapshot
+    q.r.config_resetstat()
+    if how == "complete":
+        run(q.r, q.at().complete(task_id, leases[task_id].token, b"1", 0))
+    else:
+        run(q.r, q.at().fail(task_id, leases[task_id].token, ERROR))
+    assert (calls(q.r, "hget"), calls(q.r, "hmget")) == (0, 2)  # stats (series_minute too), the record
+
+
 def test_series_read_zero_for_idle_minutes_and_never_below_zero(q: Q) -> None:
     q.add(3)
     run(q.r, q.at(MINUTE_MS).enqueue([spec()], max_payload=MAX_PAYLOAD))  # snapshot: 3 enqueued
