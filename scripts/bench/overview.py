@@ -6,7 +6,8 @@ Issue #14: the overview costs O(queues), not O(tasks): under 200 ms of server ti
 ``enqueue_many`` in batches of 1,000, registers ``--workers`` live workers per queue and
 runs a few tasks to an end on each, then times, ``--repeat`` times each (median and
 worst): ``app.overview()``, ``GET /api/v1/queues`` (the FastAPI app in process, so the
-figure is the server's time: the operator call, the models and the JSON), one /metrics
+figure is the server's time: the operator call, the models and the JSON), the dashboard's
+overview page ``GET /`` (the same, plus each queue's last hour of series and the HTML), one /metrics
 scrape (``server.metrics.exposition``), and the scheduler's ``rollup`` call (a queue's
 first, which backfills 2 hours, and a steady one). Also prints the Redis commands one
 overview sends (INFO commandstats) beside the same figure with 1,000 tasks in all.
@@ -104,6 +105,12 @@ def measure(label: str, tasks: int, n_queues: int, workers: int, repeat: int) ->
             assert len(response.json()["queues"]) == n_queues
 
         print("  GET /api/v1/queues        median {:.1f} ms, worst {:.1f} ms".format(*timed(api, repeat)))
+
+        def page() -> None:
+            response = http.get("/", headers={"Accept": "text/html"})
+            assert response.status_code == 200 and response.text.count('data-testid="count-') == 7 * n_queues
+
+        print("  GET / (dashboard page)    median {:.1f} ms, worst {:.1f} ms".format(*timed(page, repeat)))
         print("  /metrics scrape           median {:.1f} ms, worst {:.1f} ms".format(
             *timed(lambda: exposition(app), max(3, repeat // 4))))
         t = app._scripts(queues[0])

@@ -107,7 +107,7 @@ def test_queue_page_tabs_actions_filter_search_and_cursor(open_server: Server, a
     with open_server.client() as c:
         page = c.get(f"/queues/{queue}", headers=HTML)
         found = hooks(page)
-        assert {f"count-{queue}-{s}" for s in STATES} <= set(found.testids)
+        assert {f"count-{queue}-{s}" for s in STATES} | {"day-charts"} <= set(found.testids)
         names = {a["data-action"] for a in found.actions}
         assert {"pause", "retry-failed", "purge", "cancel", "delete"} <= names
         assert {a["data-state"] for a in found.actions if a["data-action"] == "purge"} == {"failed", "done"}

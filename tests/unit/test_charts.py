@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from orchestrator.metrics_records import SeriesPoint
+from orchestrator.metrics_records import QueueOverview, RollupPoint, SeriesPoint
 from orchestrator.server.dashboard import views
 from orchestrator.server.dashboard.charts import Line, grid_lines, line_chart, nice_max, short
 
@@ -92,4 +92,23 @@ def test_task_actions_and_times() -> None:
     assert views.ago(now + timedelta(minutes=3), now) == "in 3 min"
     assert views.ago(None, now) == "\u2014"
     assert views.duration(now, now + timedelta(milliseconds=250)) == "250 ms"
-    assert views.day_chart([]) is None
+
+
+
+def test_day_charts_from_rollups_and_the_load_now() -> None:
+    assert views.day_charts([]) == {}
+    start = datetime(2026, 12, 3, 10, 0, tzinfo=timezone.utc)
+    quiet = [RollupPoint(start=start + timedelta(minutes=15 * i), succeeded=i) for i in range(96)]
+    assert list(views.day_charts(quiet)) == ["Tasks per 15 minutes, last 24 hours"]  # no load sampled: no chart
+    sampled = [p.model_copy(update={"load": 0.5, "load_max": 0.75}) for p in quiet]
+    charts = views.day_charts(sampled)
+    assert len(charts) == 2 and all(len(parse(svg).findall(f"{SVG}circle")) in (96 * 2, 96 * 3)
+                                    for svg in charts.values())
+    queues = [QueueOverview(queue="a", counts={}, paused=False, workers=3, load=1.0),
+              QueueOverview(queue="b", counts={}, paused=False, workers=1, load=0.0),
+              QueueOverview(queue="c", counts={}, paused=False, workers=0, load=0.0)]
+    assert views.average_load(queues) == pytest.approx(0.75)
+    assert views.average_load(queues[2:]) is None
+    rows = views.sum_series([[SeriesPoint(minute=start, load=0.2)], [SeriesPoint(minute=start, load=0.6)],
+                             [SeriesPoint(minute=start)]])
+    assert rows[0]["load"] == pytest.approx(0.4)

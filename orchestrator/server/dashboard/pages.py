@@ -38,6 +38,7 @@ from . import views
 P = ParamSpec("P")
 PAGE_SIZE = 50
 SERIES_MINUTES = 60
+DAY_HOURS = 24  # the queue page's charts, from the 15-minute roll-ups
 FEED_EVENTS = 30  # events the live feed starts with
 # Sent with every page: no framing (its buttons act), only this server's own scripts and styles.
 HEADERS = {
@@ -116,13 +117,13 @@ def router() -> APIRouter:
     @page
     def overview(request: Request) -> Response:
         app = _orchestrator(request)
-        stats = app.stats()
-        series = [app.queue(s.queue).series(SERIES_MINUTES) for s in stats]
-        workers = app.workers()
+        queues = app.overview()  # every queue in a few round trips, whatever their number
+        series = [app.queue(q.queue).series(SERIES_MINUTES) for q in queues]
         rows = views.sum_series(series) if series else _empty_hour()
         return render(
-            request, "overview.html", title="Overview", nav="overview", queues=stats, workers=workers,
-            charts=views.overview_charts(rows, views.average_load(workers)), feed_events=FEED_EVENTS, poll="queues",
+            request, "overview.html", title="Overview", nav="overview", queues=queues,
+            live_workers=sum(q.workers for q in queues),
+            charts=views.overview_charts(rows, views.average_load(queues)), feed_events=FEED_EVENTS, poll="queues",
         )
 
     @pages.get("/queues/{queue}", response_class=HTMLResponse)
@@ -145,11 +146,10 @@ def router() -> APIRouter:
             raise ValidationError(f"unknown state {state!r}: use one of {', '.join(STATE_NAMES)}", field="state")
         stats = q.stats()
         tasks = q.tasks(state, limit=PAGE_SIZE, cursor=cursor or None, name=name or None)
-        rollups = getattr(q, "rollups", None)  # the day chart, once the operator API keeps roll-ups
-        day = views.day_chart(rollups(hours=24)) if callable(rollups) else None
+        day = {title: Markup(svg) for title, svg in views.day_charts(q.rollups(hours=DAY_HOURS)).items()}
         return render(
             request, "queue.html", title=f"Queue {q.name}", nav="queues", queue=stats, state=state,
-            page=tasks, name=name or "", cursor=cursor or "", day_chart=Markup(day) if day else None, poll="queues",
+            page=tasks, name=name or "", cursor=cursor or "", day_charts=day, poll="queues",
         )
 
     @pages.get("/queues/{queue}/tasks/{task_id}", response_class=HTMLResponse)

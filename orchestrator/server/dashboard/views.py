@@ -2,7 +2,7 @@
 
 Owns the choices a page makes about the data: the charts of the overview (throughput,
 failure rate and worker load per minute, summed over the queues) and of a queue's day
-(its 15-minute roll-ups, once the operator API has them), which actions each state of a
+(its 15-minute roll-ups), which actions each state of a
 task allows, and how times, durations and JSON values are written for a person. Does no
 I/O (``pages`` reads through the operator API) and draws nothing itself (``charts``).
 See ARCHITECTURE.md for the layers.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from ...metrics_records import SeriesPoint
+from ...metrics_records import QueueOverview, RollupPoint, SeriesPoint
 from .charts import Line, line_chart
 
 # The actions of one task in each state (the data-action hooks; the API routes they call).
@@ -84,7 +84,7 @@ def sum_series(per_queue: Sequence[Sequence[SeriesPoint]]) -> list[dict[str, Any
         row: dict[str, Any] = {"minute": points[0].minute}
         for name in ("enqueued", "succeeded", "failed", "retried", "reaped", "runs", "runtime_ms"):
             row[name] = sum(int(getattr(p, name, 0) or 0) for p in points)
-        loads = [float(p.load) for p in points if getattr(p, "load", None) is not None]  # once rollups sample it
+        loads = [p.load for p in points if p.load is not None]  # sampled each minute by a scheduler
         row["load"] = sum(loads) / len(loads) if loads else None
         totals.append(row)
     return totals
@@ -111,28 +111,28 @@ def overview_charts(rows: Sequence[dict[str, Any]], live_load: float | None) -> 
     }
 
 
-def day_chart(points: Sequence[Any]) -> str | None:
-    """A queue's last day from its roll-ups (records with a start time and counts), or None
-    when there are none. Read by attribute, leniently: the roll-up record is young."""
-    rows: list[tuple[datetime, dict[str, Any]]] = []
-    for point in points:
-        data = point.model_dump() if hasattr(point, "model_dump") else dict(point)
-        start = next((v for v in data.values() if isinstance(v, datetime)), None)
-        if start is not None:
-            rows.append((start, data))
-    if not rows:
-        return None
-    labels = [hhmm(start) for start, _ in rows]
-    lines = [Line(name, [_number(d.get(name)) for _, d in rows]) for name in ("succeeded", "failed", "enqueued")
-             if any(name in d for _, d in rows)]
-    return line_chart(lines, labels, title="Tasks per 15 minutes, last 24 hours")
+def day_charts(points: Sequence[RollupPoint]) -> dict[str, str]:
+    """A queue's last day from its 15-minute roll-ups: tasks per quarter, and the workers'
+    load (mean and highest sample) when a scheduler sampled it."""
+    if not points:
+        return {}
+    labels = [hhmm(p.start) for p in points]
+    charts = {
+        "Tasks per 15 minutes, last 24 hours": line_chart(
+            [Line("succeeded", [p.succeeded for p in points]), Line("failed", [p.failed for p in points]),
+             Line("enqueued", [p.enqueued for p in points])],
+            labels, title="Tasks per 15 minutes, last 24 hours",
+        ),
+    }
+    if any(p.load is not None for p in points):
+        charts["Worker load, last 24 hours"] = line_chart(
+            [Line("mean load", [p.load for p in points]), Line("highest", [p.load_max for p in points])],
+            labels, title="Worker load per 15 minutes, last 24 hours", unit="%", top=1.0,
+        )
+    return charts
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def average_load(workers: Sequence[Any]) -> float | None:
-    """The live workers' mean load now (running / concurrency), or None without any."""
-    loads = [w.load for w in workers if w.alive and w.load is not None]
-    return sum(loads) / len(loads) if loads else None
+def average_load(queues: Sequence[QueueOverview]) -> float | None:
+    """The live workers' load now over every queue (each queue's weighted by its workers), or None without any."""
+    workers = sum(q.workers for q in queues)
+    return sum(q.load * q.workers for q in queues) / workers if workers else None
