@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidTransition, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
-from .metrics_records import QueueOverview
+from .metrics_records import QueueOverview, SeriesPoint
 from .models import Task, TaskState
-from .overview import read_overview
+from .overview import read_activity, read_overview
 from .queues import Queue, refused, translated
 from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
@@ -80,6 +80,12 @@ class Operations:
     def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:
         """Stats of the queues named (QueueNotFound for one never used), or of every known queue."""
         return [queue.stats() for queue in self._resolve(queues)]
+
+    @translated
+    def activity(self, minutes: int = 60, queues: Iterable[str] | None = None) -> list[SeriesPoint]:
+        """The queues' per-minute series summed (every known queue by default; names given are
+        read as they are), oldest first: what the dashboard charts. Two round trips."""
+        return read_activity(self, list(self.queues() if queues is None else queues), minutes)
 
     @translated
     def overview(self) -> list[QueueOverview]:

@@ -2,7 +2,9 @@
 
 Owns reading, for all queues at once, what an overview page or ``GET /api/v1/queues``
 shows: tasks per state, paused or not, live workers and their load (running over
-concurrency, as ``orch_worker_load_ratio`` computes it). Three round trips whatever the
+concurrency, as ``orch_worker_load_ratio`` computes it); and the queues' per-minute
+activity summed (``read_activity``: the dashboard's charts of the last hour, two round
+trips whatever the number of queues). Three round trips whatever the
 number of queues (the known-queues set; every queue's ZCARDs, pause flag and worker set
 with the server clock; the live workers' running and concurrency), so the cost is
 O(queues + workers), never O(tasks). Does not read counters, series or task records
@@ -11,13 +13,16 @@ O(queues + workers), never O(tasks). Does not read counters, series or task reco
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import ValidationError
 from .known_queues import known_queues
-from .metrics_records import QueueOverview
+from .metrics_records import MAX_SERIES_MINUTES, QueueOverview, SeriesPoint, decode_series
+from .metrics_records import minutes as minute_starts
 from .models import STATE_NAMES
 from .queues import INDEX_OF_NAME, _or_note
-from .reading import text, to_float, to_int
+from .reading import redis_time_ms, text, to_float, to_int
 from .transitions import Call, command, run_many
 
 if TYPE_CHECKING:
@@ -76,3 +81,47 @@ def _loads(app: Operations, found: list[tuple[str, dict[str, int], bool, list[st
     for name, total in capacity.items():
         loads[name] = busy[name] / total if total > 0 else 0.0
     return loads
+
+
+def read_activity(app: Operations, names: Sequence[str], minutes: int) -> list[SeriesPoint]:
+    """The per-minute series of ``names`` summed minute by minute (oldest first, the current
+    minute last): counters added up, ``workers`` added, ``load`` the mean of the sampled
+    queues' loads weighted by their workers. Two round trips (the clock; every queue's
+    minute snapshots and counters), each queue decoded as ``Queue.series`` decodes it."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_SERIES_MINUTES:
+        raise ValidationError(f"minutes must be an integer from 1 to {MAX_SERIES_MINUTES}, not {minutes!r}",
+                              field="minutes")
+    starts = minute_starts(redis_time_ms(app.redis), minutes)
+    calls: list[Call[Any]] = []
+    for name in names:
+        k = app.keys(name)
+        calls += [command("HGETALL", k.series(start)) for start in starts]
+        calls.append(command("HGETALL", k.stats))
+    replies = [_mapping(r) for r in run_many(app.redis, calls)] if calls else []
+    per_queue = [
+        decode_series(starts, replies[i : i + minutes], replies[i + minutes] or {})
+        for i in range(0, len(replies), minutes + 1)
+    ]
+    if not per_queue:
+        return decode_series(starts, [None] * minutes, {})  # no queue: zeros
+    return [_summed(points) for points in zip(*per_queue, strict=True)]
+
+
+def _mapping(reply: Any) -> dict[Any, Any] | None:
+    """HGETALL's reply as a dict (RESP2 gives a flat list), None for an error (a key of another type)."""
+    if isinstance(reply, dict):
+        return reply
+    if isinstance(reply, list):
+        return dict(zip(reply[::2], reply[1::2], strict=True))
+    return None
+
+
+def _summed(points: Sequence[SeriesPoint]) -> SeriesPoint:
+    counts = {name: sum(getattr(p, name) for p in points)
+              for name in ("enqueued", "succeeded", "failed", "retried", "reaped", "runtime_ms", "runs")}
+    sampled = [p for p in points if p.load is not None]
+    workers = sum(p.workers or 0 for p in sampled)
+    load = (sum((p.load or 0.0) * (p.workers or 0) for p in sampled) / workers if workers
+            else sum(p.load or 0.0 for p in sampled) / len(sampled) if sampled else None)
+    return SeriesPoint(minute=points[0].minute, **counts, load=load,
+                       workers=workers if sampled else None)

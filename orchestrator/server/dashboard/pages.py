@@ -14,7 +14,6 @@ See ARCHITECTURE.md for the layers.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import wraps
@@ -27,10 +26,7 @@ from markupsafe import Markup
 
 from ...client import Orchestrator
 from ...errors import OrchestratorError, QueueNotFound, TaskNotFound, ValidationError
-from ...metrics_records import SeriesPoint
-from ...metrics_records import minutes as minute_starts
 from ...models import STATE_NAMES
-from ...reading import ms_to_datetime
 from ...sanitize import redact
 from ..session import CSRF_HEADER, principal_of
 from . import views
@@ -118,8 +114,7 @@ def router() -> APIRouter:
     def overview(request: Request) -> Response:
         app = _orchestrator(request)
         queues = app.overview()  # every queue in a few round trips, whatever their number
-        series = [app.queue(q.queue).series(SERIES_MINUTES) for q in queues]
-        rows = views.sum_series(series) if series else _empty_hour()
+        rows = app.activity(SERIES_MINUTES, [q.queue for q in queues])  # and their last hour, in two
         return render(
             request, "overview.html", title="Overview", nav="overview", queues=queues,
             live_workers=sum(q.workers for q in queues),
@@ -190,9 +185,3 @@ def _task_page(request: Request, info: Any) -> Response:
 def _now() -> datetime:
     """This process's clock, for "12 s ago" (Redis's may differ by the hosts' skew: fine for a person)."""
     return datetime.now(timezone.utc)
-
-
-def _empty_hour() -> list[dict[str, Any]]:
-    """No queue yet: an hour of zeros, so the charts keep their shape."""
-    starts = minute_starts(int(time.time() * 1000), SERIES_MINUTES)
-    return views.sum_series([[SeriesPoint.model_validate({"minute": ms_to_datetime(m)}) for m in starts]])

@@ -77,32 +77,18 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
-def sum_series(per_queue: Sequence[Sequence[SeriesPoint]]) -> list[dict[str, Any]]:
-    """Minute by minute totals over the queues (each list covers the same minutes, oldest first)."""
-    totals: list[dict[str, Any]] = []
-    for points in zip(*per_queue, strict=False):
-        row: dict[str, Any] = {"minute": points[0].minute}
-        for name in ("enqueued", "succeeded", "failed", "retried", "reaped", "runs", "runtime_ms"):
-            row[name] = sum(int(getattr(p, name, 0) or 0) for p in points)
-        loads = [p.load for p in points if p.load is not None]  # sampled each minute by a scheduler
-        row["load"] = sum(loads) / len(loads) if loads else None
-        totals.append(row)
-    return totals
-
-
-def overview_charts(rows: Sequence[dict[str, Any]], live_load: float | None) -> dict[str, str]:
-    """The overview's three charts of the last hour: throughput, failure rate, worker load."""
-    labels = [hhmm(r["minute"]) for r in rows]
-    failure = [
-        r["failed"] / (r["succeeded"] + r["failed"]) if r["succeeded"] + r["failed"] else None for r in rows
-    ]
-    loads: list[float | None] = [r["load"] for r in rows]
+def overview_charts(rows: Sequence[SeriesPoint], live_load: float | None) -> dict[str, str]:
+    """The overview's three charts of the last hour (the queues' series summed): throughput,
+    failure rate, worker load (sampled each minute; the load now when nothing was sampled)."""
+    labels = [hhmm(r.minute) for r in rows]
+    failure = [r.failed / (r.succeeded + r.failed) if r.succeeded + r.failed else None for r in rows]
+    loads: list[float | None] = [r.load for r in rows]
     if all(v is None for v in loads) and live_load is not None and rows:
         loads = [None] * (len(rows) - 1) + [live_load]  # no sampled series yet: the load now
     return {
         "throughput": line_chart(
-            [Line("succeeded", [r["succeeded"] for r in rows]), Line("failed", [r["failed"] for r in rows]),
-             Line("enqueued", [r["enqueued"] for r in rows])],
+            [Line("succeeded", [r.succeeded for r in rows]), Line("failed", [r.failed for r in rows]),
+             Line("enqueued", [r.enqueued for r in rows])],
             labels, title="Tasks per minute, last hour",
         ),
         "failure_rate": line_chart([Line("failure rate", failure)], labels, title="Failure rate per minute",
