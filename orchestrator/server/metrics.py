@@ -1,9 +1,10 @@
 """``/metrics``: every known queue's state and counters in the Prometheus text format.
 
 Owns the metric names issue #13 fixes and how each is read from the operator API
-(``app.queues()``, ``Queue.counts()``, ``Queue.is_paused()``, ``Queue.workers()``,
-``Queue.metrics()``): a prometheus-client custom collector, rebuilt per scrape, so the
-values are Redis's (every worker's, surviving restarts), never one process's memory.
+(``app.overview()`` for counts, paused, workers and load of every queue at once;
+``Queue.metrics()`` for each queue's counters and buckets): a prometheus-client custom
+collector, rebuilt per scrape, so the values are Redis's (every worker's, surviving
+restarts), never one process's memory.
 A scrape costs O(queues x task-name labels) reads, never O(tasks). Labels are queue, task
 (a name, capped per queue in Redis; the rest are ``__other__``), outcome and state: never
 a task, worker or tenant id. Does not serve HTTP (``orch serve`` mounts ``exposition``)
@@ -20,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString as _go_float
 
-from ..metrics_records import OUTCOMES, Histogram
+from ..metrics_records import OUTCOMES, Histogram, QueueOverview
 
 if TYPE_CHECKING:
     from ..operations import Operations
@@ -36,8 +37,12 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         f = _Families()
-        for name in self.queues if self.queues is not None else self.app.queues():
-            f.add_queue(self.app.queue(name))
+        # Counts, paused, workers and load of every queue in three round trips (app.overview),
+        # then each queue's counters and buckets (Queue.metrics: two round trips).
+        wanted = None if self.queues is None else set(self.queues)
+        for glance in self.app.overview():
+            if wanted is None or glance.queue in wanted:
+                f.add_queue(self.app.queue(glance.queue), glance)
         yield from f.all()
 
 
@@ -85,7 +90,7 @@ class _Families:
         return [self.enqueued, self.finished, self.run, self.wait, self.tasks, self.oldest, self.paused,
                 self.workers, self.load, self.reaped, self.late]
 
-    def add_queue(self, queue: Queue) -> None:
+    def add_queue(self, queue: Queue, glance: QueueOverview) -> None:
         q = queue.name
         m = queue.metrics()
         for task, n in m.enqueued.items():
@@ -100,15 +105,11 @@ class _Families:
         self.oldest.add_metric([q], m.oldest_pending_seconds or 0.0)
         self.reaped.add_metric([q], m.reaped)
         self.late.add_metric([q], m.late_outcomes_refused)
-        stats = queue.stats()
-        for state, n in stats.counts.items():
+        for state, n in glance.counts.items():
             self.tasks.add_metric([q, state], n)
-        self.paused.add_metric([q], 1.0 if stats.paused else 0.0)
-        live = [w for w in stats.workers if w.alive]
-        self.workers.add_metric([q], len(live))
-        capacity = sum(w.concurrency or 0 for w in live)
-        running = sum(w.running or 0 for w in live)
-        self.load.add_metric([q], running / capacity if capacity else 0.0)
+        self.paused.add_metric([q], 1.0 if glance.paused else 0.0)
+        self.workers.add_metric([q], glance.workers)
+        self.load.add_metric([q], glance.load)
 
 
 _go = cast(Callable[[float], str], _go_float)  # untyped in prometheus-client
