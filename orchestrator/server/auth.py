@@ -13,7 +13,8 @@ The rules (README, "Who may do what"):
   session's ``X-CSRF-Token``. ``/healthz``, ``/readyz`` and ``/metrics`` need nothing
   (``metrics_need_token`` makes ``/metrics`` need the read token).
 - No token configured (``open``): everything is allowed, but only to a request whose Host
-  is a loopback name with the server's port; ``orch serve`` then binds loopback only.
+  is a loopback name with the server's port; ``orch serve`` then binds loopback only. A
+  change sent by a browser still needs the process's CSRF token (``open_csrf``, in the pages).
 - On every request: an Origin must be absent or the server's own (or listed), so no web
   page can make a browser change anything or read an answer.
 
@@ -33,6 +34,7 @@ import hmac
 import ipaddress
 import json
 import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -138,6 +140,8 @@ class AuthConfig:
     cookie_name: str = DEFAULT_COOKIE_NAME
     cookie_secure: bool | None = None
     session_ttl: float = DEFAULT_SESSION_TTL
+    # Open mode's CSRF token: one per process (a restart ends it, as it ends the pages that hold it)
+    open_csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_token(self.token, "token")
@@ -377,6 +381,23 @@ def _credentials(config: AuthConfig, facts: RequestFacts, now: float | None) -> 
     )
 
 
+def _open_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
+    """Open mode: a change sent by a browser (an Origin or Sec-Fetch-Site header says so) must
+    carry this process's CSRF token, which only its own pages hold; so must one from an Origin
+    that ``allowed_origins`` does not name. curl and other clients send neither header."""
+    if facts.method in READ_METHODS or (facts.origin is None and facts.fetch_site is None):
+        return None
+    allowed = {_origin_key(o) for o in config.allowed_origins}
+    if facts.origin is not None and ("*" in config.allowed_origins or _origin_key(facts.origin) in allowed):
+        return None
+    if not facts.csrf:
+        return Refusal(403, "CSRF_MISSING", f"{facts.method} from a browser needs the X-CSRF-Token header of this "
+                       "server's pages")
+    if not hmac.compare_digest(facts.csrf.encode("latin-1"), config.open_csrf.encode("ascii")):
+        return Refusal(403, "CSRF_MISMATCH", "the X-CSRF-Token header does not belong to this server")
+    return None
+
+
 def authorize(config: AuthConfig, facts: RequestFacts, now: float | None = None) -> Principal | Refusal | None:
     """The decision for one request: a ``Refusal``, the ``Principal`` it comes from, or None
     for a public path (health, metrics, log in and out) that needs no credentials."""
@@ -386,7 +407,7 @@ def authorize(config: AuthConfig, facts: RequestFacts, now: float | None = None)
     if _is_public(config, facts):
         return None
     if config.open:
-        return Principal("full", "open")
+        return _open_refusal(config, facts) or Principal("full", "open", config.open_csrf)
     found = _credentials(config, facts, now)
     if isinstance(found, Refusal) or facts.method in READ_METHODS:
         return found

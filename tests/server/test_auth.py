@@ -133,7 +133,10 @@ def expected(mode: str, method: str, credential: str, host: str, origin: str) ->
         return 403, "BAD_HOST"
     if origin == "foreign":
         return 403, "BAD_ORIGIN"
-    if mode == "open":
+    if mode == "open":  # a browser's change (Origin sent) needs the process's CSRF token, which none sends here
+        if method == "POST" and origin == "same":
+            sent = credential in ("cookie", "cookie-bad-csrf", "read-cookie")  # a session's token, not the process's
+            return 403, "CSRF_MISMATCH" if sent else "CSRF_MISSING"
         return 200, None
     if credential == "none":
         return 401, "NO_CREDENTIALS"
@@ -201,9 +204,25 @@ def test_loopback_names_and_ports_when_open(open_client: TestClient) -> None:
         assert open_client.get("/api/v1/queues", headers={"host": host}).status_code == 200, host
     for host in ("localhost:9999", "localhost", "127.0.0.1.nip.io:8000", "10.0.0.1:8000", "localhost:", "[::1"):
         assert_refusal(open_client.get("/api/v1/queues", headers={"host": host}), 403, "BAD_HOST")
-    with TestClient(build(AuthConfig(open=True)), base_url="http://[::1]:8000") as client:
+    config = AuthConfig(open=True)
+    with TestClient(build(config), base_url="http://[::1]:8000") as client:
         assert client.get("/api/v1/queues").status_code == 200
-        assert client.post("/api/v1/queues/q/purge", headers={"origin": "http://[::1]:8000"}).status_code == 200
+        same = {"origin": "http://[::1]:8000", "x-csrf-token": config.open_csrf}
+        assert client.post("/api/v1/queues/q/purge", headers=same).status_code == 200
+
+
+def test_open_mode_changes_from_a_browser_carry_the_process_csrf_token() -> None:
+    config, other = AuthConfig(open=True), AuthConfig(open=True)
+    assert config.open_csrf != other.open_csrf and config.open_csrf not in repr(config)
+    with TestClient(build(config), base_url=BASE) as client:
+        purge = "/api/v1/queues/q/purge"
+        assert client.post(purge).status_code == 200  # curl: no Origin, no Sec-Fetch-Site
+        own = {"origin": BASE}
+        assert_refusal(client.post(purge, headers=own), 403, "CSRF_MISSING")
+        assert_refusal(client.post(purge, headers={"sec-fetch-site": "same-origin"}), 403, "CSRF_MISSING")
+        assert_refusal(client.post(purge, headers={**own, "x-csrf-token": other.open_csrf}), 403, "CSRF_MISMATCH")
+        assert client.post(purge, headers={**own, "x-csrf-token": config.open_csrf}).status_code == 200
+        assert client.get("/api/v1/queues", headers=own).status_code == 200  # reads need none
 
 
 def test_public_paths_need_no_token_but_host_still_counts(token_client: TestClient, open_client: TestClient) -> None:
@@ -483,7 +502,8 @@ def test_under_uvicorn_an_event_stream_flows_through_unbuffered() -> None:
     """The first event reaches the client while the stream is still open: a buffering
     middleware would hold it until the stream ends, which here waits for the client."""
     release = threading.Event()
-    app = build(AuthConfig(open=True))
+    config = AuthConfig(open=True)
+    app = build(config)
 
     @app.get("/api/v1/test-stream")
     async def test_stream() -> StreamingResponse:
@@ -511,7 +531,8 @@ def test_under_uvicorn_an_event_stream_flows_through_unbuffered() -> None:
         rebound = client.get("/api/v1/queues", headers={"host": f"rebind.example:{port}"})
         assert_refusal(rebound, 403, "BAD_HOST")
         assert_refusal(client.post("/api/v1/queues/q/purge", headers={"origin": FOREIGN}), 403, "BAD_ORIGIN")
-        assert client.post("/api/v1/queues/q/purge", headers={"origin": base}).status_code == 200
+        own = {"origin": base, "x-csrf-token": config.open_csrf}
+        assert client.post("/api/v1/queues/q/purge", headers=own).status_code == 200
 
 
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60)
