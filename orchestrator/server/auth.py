@@ -464,7 +464,9 @@ def _wants_page(facts: RequestFacts) -> bool:
 
 async def _to_login(scope: Scope, send: Send, login_path: str, path: str) -> None:
     root = str(scope.get("root_path") or "")
-    location = f"{root}{login_path}?next={quote(path, safe='/')}"
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    back = f"{path}?{query}" if query else path  # the page asked for, filters and tab included
+    location = f"{root}{login_path}?next={quote(back, safe='/')}"
     headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": 303, "headers": headers})
     await send({"type": "http.response.body", "body": b""})

@@ -206,6 +206,10 @@ def test_without_a_session_a_browser_goes_to_the_login_form(api: Server, queue: 
     with httpx.Client(base_url=api.base_url, timeout=10.0) as c:
         page = c.get(f"/queues/{queue}", headers=HTML)
         assert page.status_code == 303 and page.headers["location"] == f"/login?next=/queues/{queue}"
+        page = c.get(f"/queues/{queue}?state=failed&name=jobs:send", headers=HTML)  # back to the same tab and filter
+        assert page.headers["location"] == f"/login?next=/queues/{queue}%3Fstate%3Dfailed%26name%3Djobs%3Asend"
+        login = c.get(page.headers["location"], headers=HTML)
+        assert f'data-next="/queues/{queue}?state=failed&amp;name=jobs:send"' in login.text
         assert c.get(f"/queues/{queue}").status_code == 401  # not a browser: the API's answer
         assert c.get("/api/v1/queues", headers=HTML).status_code == 401
         login = c.get("/login", params={"next": "//evil.example"}, headers=HTML)

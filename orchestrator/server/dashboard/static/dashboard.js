@@ -175,7 +175,7 @@
       });
     }, function (error) {
       polling = false;
-      if (error.status === 401) window.location.assign(base + "/login?next=" + enc(window.location.pathname.slice(base.length) || "/"));
+      if (error.status === 401) window.location.assign(base + "/login?next=" + enc((window.location.pathname.slice(base.length) || "/") + window.location.search));
     });
   }
   if (body.dataset.poll) setInterval(refreshCounts, POLL_MS);
