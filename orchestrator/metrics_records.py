@@ -108,10 +108,9 @@ class QueueMetrics(_Record):
     notes: list[str] = Field(default_factory=list)
 
 
-class SeriesPoint(_Record):
-    """One minute of a queue's activity (kept 24 h; a minute nothing happened in reads as zeros)."""
+class _Activity(_Record):
+    """The counts a minute or a quarter hour of a queue's activity holds."""
 
-    minute: UtcTime
     enqueued: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -119,6 +118,12 @@ class SeriesPoint(_Record):
     reaped: int = 0
     runtime_ms: int = 0
     runs: int = 0
+
+
+class SeriesPoint(_Activity):
+    """One minute of a queue's activity (kept 24 h; a minute nothing happened in reads as zeros)."""
+
+    minute: UtcTime
     load: float | None = Field(
         default=None,
         description="Running over concurrency of the live workers, sampled once in the minute by a scheduler "
@@ -127,18 +132,11 @@ class SeriesPoint(_Record):
     workers: int | None = Field(default=None, description="Live workers when the load was sampled.")
 
 
-class RollupPoint(_Record):
+class RollupPoint(_Activity):
     """One complete quarter hour of a queue's activity, rolled up by a scheduler from the
     series (kept 7 days; a quarter not rolled up, or idle, reads as zeros)."""
 
     start: UtcTime
-    enqueued: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    reaped: int = 0
-    runtime_ms: int = 0
-    runs: int = 0
     load: float | None = Field(default=None, description="Mean of the minutes' load samples (None: none).")
     load_max: float | None = Field(default=None, description="Highest load sample of the quarter.")
     workers: int | None = Field(default=None, description="Most live workers at a sample.")

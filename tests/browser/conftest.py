@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from playwright.sync_api import (
@@ -38,7 +37,7 @@ from orchestrator import Orchestrator, Settings
 from orchestrator.keys import QueueKeys
 from orchestrator.redis_local import LocalRedis, free_port
 from tests.integration.procs import Procs, wait_for
-from tests.server.conftest import TOKENS, Server
+from tests.server.conftest import TOKENS, Server, answers
 
 OUTPUT = Path(__file__).parent / "output"
 CHROMIUM = os.environ.get("ORCH_TEST_CHROMIUM") or "/usr/bin/chromium"
@@ -72,13 +71,6 @@ def _serve(procs: Procs, name: str, env: dict[str, str]) -> Server:
     return Server(proc, f"http://127.0.0.1:{port}")
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Two workers (thread pool, 2 slots each) and a scheduler on every queue of ``QUEUES``,
@@ -94,7 +86,7 @@ def stack(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) ->
         keys = [QueueKeys(q).workers for q in QUEUES]
         wait_for(lambda: all(procs.redis.zscore(k, w) is not None for k in keys for w in workers),
                  "the workers to register", 30, alive=procs.started)
-        wait_for(lambda: all(_answers(s.base_url + "/healthz") for s in (dash, open_dash)), "both servers to answer",
+        wait_for(lambda: all(answers(s.base_url + "/healthz") for s in (dash, open_dash)), "both servers to answer",
                  30, alive=procs.started)
         yield Stack(procs, dash, open_dash)
 

@@ -41,7 +41,8 @@ class Server:
 Serve = Callable[..., Server]
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """The server answers 200 at ``url`` (False while it is starting)."""
     try:
         return httpx.get(url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
@@ -62,7 +63,7 @@ def serve(redis_server: LocalRedis, tmp_path_factory: pytest.TempPathFactory) ->
         procs.redis_url = redis_url or redis_server.url
         proc = procs.start(name, ["serve", "--port", str(port), *args], env=env)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(base + "/healthz"), f"{name} to answer", 20, alive=[proc])
+        wait_for(lambda: answers(base + "/healthz"), f"{name} to answer", 20, alive=[proc])
         return Server(proc, base, dict(headers or {}))
 
     yield start
