@@ -117,7 +117,6 @@ def router() -> APIRouter:
         rows = app.activity(SERIES_MINUTES, [q.queue for q in queues])  # and their last hour, in two
         return render(
             request, "overview.html", title="Overview", nav="overview", queues=queues,
-            live_workers=sum(q.workers for q in queues),
             charts=views.overview_charts(rows, views.average_load(queues)), feed_events=FEED_EVENTS, poll="queues",
         )
 
