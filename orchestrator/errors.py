@@ -9,7 +9,8 @@ to it. Does not raise anything itself.
     │   ├── InvalidQueueName
     │   ├── InvalidPriority
     │   ├── NotSerializable         arguments or a result that are not strict JSON (would not round-trip)
-    │   └── PayloadTooLarge
+    │   ├── PayloadTooLarge
+    │   └── InvalidSchedule         a periodic schedule's declaration: bad cron, unknown time zone, every < 1 s, ...
     ├── TaskNotFound                no such task (or it expired with its retention)
     ├── QueueNotFound               an operator named a queue that was never used
     ├── InvalidTransition           the task's state does not allow the change asked for
@@ -125,6 +126,10 @@ class PayloadTooLarge(ValidationError):
     """Encoded arguments larger than the configured limit."""
 
     code = "TOO_LARGE"
+
+
+class InvalidSchedule(ValidationError):
+    """A periodic schedule that cannot be declared (``field`` names the option): nothing written."""
 
 
 class TaskNotFound(OrchestratorError, LookupError):
