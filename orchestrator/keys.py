@@ -31,6 +31,12 @@ def queues_key(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}:queues"
 
 
+def schedule_ids_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """Hash schedule id -> its queue (outside any hash tag, like the queues set): ids are
+    global to a deployment, so ``orch schedules remove ID`` needs no queue."""
+    return f"{prefix}:schedule_ids"
+
+
 def set_aside(key: str, ms: int) -> str:
     """Where ``orch doctor --repair`` moves ``key`` when it held a type no script writes
     (same hash tag; kept for a person to inspect, never read by orchestrator)."""
@@ -146,6 +152,16 @@ class QueueKeys:
         """One complete quarter hour's roll-up of the series (sums, mean load), expiring 7 days
         after the quarter ended. rollup.lua builds it from the base (``rollup:<quarter ms>``)."""
         return f"{self.base}rollup:{quarter_ms}"
+
+    def schedule(self, schedule_id: str) -> str:
+        """One periodic schedule's record (hash: the spec's fields, last_tick, next_ms, ...).
+        Scripts build it from the base (``schedule:<id>``)."""
+        return f"{self.base}schedule:{schedule_id}"
+
+    @property
+    def schedules(self) -> str:
+        """The queue's schedules by next fire time (ms): the scheduler reads the due ones."""
+        return f"{self.base}schedules"
 
     @property
     def rolled(self) -> str:

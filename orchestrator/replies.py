@@ -155,3 +155,12 @@ def strings(reply: Iterable[bytes | str]) -> list[str]:
 def ms_or_none(value: str) -> int | None:
     """A timestamp read from a record: None when absent or not an integer (written by hand)."""
     return int(value) if value.isdigit() else None
+
+
+class FireReply(NamedTuple):
+    """schedule_fire.lua's answer: outcome 'fired' (created: tasks made), 'stale' (another
+    scheduler fired first; last_tick: the record's) or 'gone' (removed or paused)."""
+
+    outcome: str
+    created: int = 0
+    last_tick: str = ""

@@ -31,6 +31,7 @@ from .models import RECORD, REQUIRED, REQUIRED_FIELDS, FailMode, TaskState
 from .reading import UNREACHABLE
 from .replies import Enqueued as Enqueued
 from .replies import FailReply as FailReply
+from .replies import FireReply as FireReply
 from .replies import HeartbeatReply as HeartbeatReply
 from .replies import Lease as Lease
 from .replies import PromoteReply as PromoteReply
@@ -116,7 +117,7 @@ def script(name: str) -> Script:
 SCRIPT_NAMES = (
     "enqueue", "claim", "heartbeat", "complete", "fail", "release",
     "promote", "reap", "cancel", "retry_failed", "purge", "pause", "run_now", "delete",
-    "rollup",
+    "rollup", "schedule_upsert", "schedule_fire", "schedule_remove", "schedule_pause",
 )
 
 
@@ -511,3 +512,61 @@ class Transitions:
             [limit],
             lambda r: RollupReply(bool(r[0]), int(r[1]), bool(r[2]), int(r[3])),
         )
+
+    # ------------------------------------------------------------ periodic schedules
+
+    def schedule_upsert(
+        self, schedule_id: str, next_ms: int, timing: Mapping[str, str], fields: Mapping[str, str]
+    ) -> Call[str]:
+        """Declare a schedule: 'created', 'updated' or 'unchanged'. ``timing``: the fields
+        that say when it fires (a change moves its ``since`` to now); ``fields``: the rest."""
+        k = self.keys
+        args: list[Arg] = [schedule_id, next_ms, len(timing)]
+        for field, value in (*timing.items(), *fields.items()):
+            args += [field, value]
+        keys = [k.schedule(schedule_id), k.schedules, k.events]
+        return self._call("schedule_upsert", keys, args, strict_text)
+
+    def schedule_fire(
+        self,
+        schedule_id: str,
+        expected: str,
+        next_ms: int,
+        task: TaskSpec,
+        fire: Sequence[tuple[int, str]],
+        skipped: Sequence[int] = (),
+        *,
+        overlap_skip: bool = False,
+        previous: str = "",
+        skipped_count: int | None = None,
+    ) -> Call[FireReply]:
+        """Fire ``fire`` (tick, task id pairs, ascending) if last_tick still is ``expected``;
+        ``skipped``: the ticks the catch-up policy skipped (the newest; ``skipped_count`` in all)."""
+        k = self.keys
+        args: list[Arg] = [schedule_id, expected, next_ms, int(overlap_skip), previous, k.queue]
+        args += [task.name, task.priority, task.args, task.kwargs, task.max_retries, task.timeout_ms]
+        args += [task.backoff_ms, task.backoff_max_ms, int(task.jitter), len(fire)]
+        args.append(len(skipped) if skipped_count is None else max(skipped_count, len(skipped)))
+        for tick, task_id in fire:
+            args += [tick, task_id]
+        args += list(skipped)
+
+        def decode(reply: list[Any]) -> FireReply:
+            outcome = strict_text(reply[0])
+            if outcome == "fired":
+                return FireReply(outcome, int(reply[1]))
+            return FireReply(outcome, 0, strict_text(reply[1]))
+
+        keys = [k.schedule(schedule_id), k.schedules, k.pending, k.stats, k.events, k.wake, k.metrics, k.names]
+        return self._call("schedule_fire", keys, args, decode)
+
+    def schedule_remove(self, schedule_id: str) -> Call[bool]:
+        k = self.keys
+        keys = [k.schedule(schedule_id), k.schedules, k.events]
+        return self._call("schedule_remove", keys, [schedule_id], bool)
+
+    def schedule_pause(self, schedule_id: str, on: bool) -> Call[int]:
+        """1: changed, 0: already so, -1: no such schedule."""
+        k = self.keys
+        keys = [k.schedule(schedule_id), k.events]
+        return self._call("schedule_pause", keys, [schedule_id, 1 if on else 0], int)

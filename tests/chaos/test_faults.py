@@ -34,7 +34,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TaskState
 from orchestrator.redis_local import LocalRedis
-from orchestrator.transitions import SCRIPT_NAMES, Call, Transitions, arun, arun_many, run, script
+from orchestrator.transitions import SCRIPT_NAMES, Call, TaskSpec, Transitions, arun, arun_many, run, script
 from tests.integration.procs import Procs, wait_for
 from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, spec
 from tests.redis_server import snapshot
@@ -429,7 +429,14 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
     pending = [m.decode() for m in r.zrange(q.keys.pending, 0, -1)]
     time.sleep(0.01)  # the delayed task is due
     late = Transitions(q.keys, clock_offset_ms=5000)
+    for sid in ("s1", "s2", "s3"):
+        run(r, q.schedule_upsert(sid, 1, {"every": "60"}, {"task": "tests:add"}))
+    tick_task = TaskSpec("", "tests:add", 5, b"[0,0]", b"{}", 0, 1000, 0, 0, 0, 0)
     return [
+        ("schedule_upsert", q.schedule_upsert("s4", 1, {"every": "60"}, {"task": "tests:add"})),
+        ("schedule_fire", q.schedule_fire("s1", "", 2, tick_task, [(1, "s1@1")])),
+        ("schedule_remove", q.schedule_remove("s2")),
+        ("schedule_pause", q.schedule_pause("s3", True)),
         ("heartbeat", q.heartbeat("w1", 1000, {"host": "h"}, [(leases[0].task_id, leases[0].token)])),
         ("complete", q.complete(leases[0].task_id, leases[0].token, b"1", 0)),
         ("fail", q.fail(leases[1].task_id, leases[1].token, ERROR)),

@@ -101,7 +101,7 @@ class Q:
         for task_id, new in after.items():
             old = before.get(task_id)
             if old is None:
-                assert name == "enqueue", f"{name} created {task_id}"
+                assert name in ("enqueue", "schedule_fire"), f"{name} created {task_id}"
                 assert new in (S.PENDING, S.SCHEDULED)
             elif old is not new:
                 assert can_transition(old, new), f"{name} moved {task_id} {old.value} -> {new.value}"
