@@ -13,6 +13,7 @@ to it. Does not raise anything itself.
     │   └── InvalidSchedule         a periodic schedule's declaration: bad cron, unknown time zone, every < 1 s, ...
     ├── TaskNotFound                no such task (or it expired with its retention)
     ├── QueueNotFound               an operator named a queue that was never used
+    ├── ScheduleNotFound            an operator named a periodic schedule that does not exist
     ├── InvalidTransition           the task's state does not allow the change asked for
     ├── LeaseLost                   the lease token is stale: the task was reaped or released
     ├── TaskFailed                  raised by TaskHandle.result() for a FAILED task
@@ -140,6 +141,10 @@ class TaskNotFound(OrchestratorError, LookupError):
 
 class QueueNotFound(OrchestratorError, LookupError):
     """No queue by that name: nothing was ever enqueued to it (the operator API reads only)."""
+
+
+class ScheduleNotFound(OrchestratorError, LookupError):
+    """No periodic schedule with that id (``orch schedules remove``, pause, resume)."""
 
 
 class InvalidTransition(OrchestratorError):

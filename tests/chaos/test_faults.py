@@ -587,6 +587,16 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
         return t.run_now("c"), []
     if name == "delete":
         return t.delete("a"), []
+    if name.startswith("schedule_"):
+        run(r, t.schedule_upsert("s1", 1, {"every": "60"}, {"task": "tests:add"}))
+        if name == "schedule_upsert":
+            return t.schedule_upsert("s1", 2, {"every": "30"}, {"task": "tests:add"}), [4, 5]
+        if name == "schedule_fire":
+            call = t.schedule_fire("s1", "", 5000, spec("x"), [(1000, "s1@1000")], [500])
+            return call, [4, 5, 6, 10, 13, 14, 15, 16, 17, 18, 19, 20, 22]
+        if name == "schedule_remove":
+            return t.schedule_remove("s1"), []
+        return t.schedule_pause("s1", True), [4]
     if name == "rollup":
         run(r, t.heartbeat("w1", 60_000, {"running": 1, "concurrency": 2}, []))
         run(r, late.enqueue([spec("z")], max_payload=MAX_PAYLOAD))
