@@ -19,14 +19,20 @@ from typing import Any, NamedTuple, TypedDict
 
 from .errors import ConfigurationError, InvalidPriority, PayloadTooLarge, ValidationError
 from .keys import validate_queue_name
-from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, RetryPolicy, dumps
+from .models import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MAX_SECONDS,
+    MIN_PRIORITY,
+    RetryPolicy,
+    dumps,
+)
+from .models import validate_task_name as validate_task_name  # re-exported: defined with the task record
 from .transitions import TaskSpec
 
 DEFAULT_QUEUE = "default"
 DEFAULT_TIMEOUT = 300.0
 MAX_KEY_LENGTH = 256
-MAX_NAME_LENGTH = 256
-MAX_SECONDS = 10 * 365 * 86400  # timeouts, delays and backoffs: ten years (rejects nan and inf)
 Errors = tuple[type[BaseException], ...]
 
 
@@ -99,17 +105,6 @@ class TaskRequest(NamedTuple):
 
 
 # ------------------------------------------------------------------ single values
-
-
-def validate_task_name(name: object) -> str:
-    """A task name: 1-256 printable characters, no whitespace (a name is written into logs)."""
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or not name.isprintable() or " " in name:
-        raise ValidationError(
-            f"invalid task name {name!r}: 1 to {MAX_NAME_LENGTH} printable characters "
-            "without whitespace (e.g. 'pkg.module:function')",
-            field="name",
-        )
-    return name
 
 
 def check_priority(priority: object) -> None:

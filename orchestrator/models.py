@@ -19,12 +19,15 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidPayload, MalformedRecord, NotSerializable
+from .errors import ValidationError as InputError  # pydantic's ValidationError keeps the plain name here
 from .reading import MAX_INT
 from .reading import text as _text
 
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
 DEFAULT_PRIORITY = 5
+MAX_NAME_LENGTH = 256
+MAX_SECONDS = 10 * 365 * 86400  # timeouts, delays, backoffs, schedule intervals: ten years (rejects nan and inf)
 
 
 class TaskState(str, enum.Enum):
@@ -91,6 +94,17 @@ STATE_NAMES = ("pending", "scheduled", "retrying", "running", "success", "failed
 
 def can_transition(old: TaskState, new: TaskState) -> bool:
     return new in TRANSITIONS[old]
+
+
+def validate_task_name(name: object) -> str:
+    """A task name: 1-256 printable characters, no whitespace (a name is written into logs)."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH or not name.isprintable() or " " in name:
+        raise InputError(
+            f"invalid task name {name!r}: 1 to {MAX_NAME_LENGTH} printable characters "
+            "without whitespace (e.g. 'pkg.module:function')",
+            field="name",
+        )
+    return name
 
 
 # Strict JSON: what comes back from Redis equals what went in. Exact types (a str or int

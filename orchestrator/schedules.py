@@ -44,10 +44,9 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticError
 
-from .encoding import MAX_SECONDS, validate_task_name
 from .errors import InvalidSchedule, OrchestratorError
 from .keys import validate_queue_name
-from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, dumps
+from .models import DEFAULT_PRIORITY, MAX_PRIORITY, MAX_SECONDS, MIN_PRIORITY, dumps, validate_task_name
 
 CatchUp = Literal["skip", "latest", "all"]
 Overlap = Literal["allow", "skip"]

@@ -393,3 +393,16 @@ def test_tick_task_ids_are_deterministic_and_distinct():
     assert len(ids) == 9
     assert tick_task_id("r", 1).startswith("s-") and len(tick_task_id("r", 1)) == 34
     assert tick_task_id("a", 11) != tick_task_id("a1", 1)
+
+
+def test_catch_up_through_the_repeated_hour_fires_an_hourly_entry_every_real_hour():
+    s = spec(cron="0 * * * *", tz="Europe/Paris", catch_up="all")
+    due = due_ticks(s, ms(2026, 10, 24, 23, 30), ms(2026, 10, 25, 2, 30))  # 01:30 CEST to 03:30 CET
+    assert due.fire == [ms(2026, 10, 25, 0), ms(2026, 10, 25, 1), ms(2026, 10, 25, 2)]  # 02:00 twice, 03:00
+    assert due.next_ms == ms(2026, 10, 25, 3)
+
+
+def test_schedules_is_pure_foundation():
+    from tests.unit.layers import layer
+
+    assert layer("orchestrator.schedules") == "foundation"  # transitions may take a ScheduleSpec
