@@ -406,3 +406,24 @@ def test_schedules_is_pure_foundation():
     from tests.unit.layers import layer
 
     assert layer("orchestrator.schedules") == "foundation"  # transitions may take a ScheduleSpec
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    cron=st.sampled_from(["*/5 * * * *", "0 * * * *", "30 2 * * *", "0,30 1-3 * * *", "15 */2 * * *"]),
+    tz=st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Lord_Howe"]),
+    policy=st.sampled_from(schedules.CATCH_UP),
+    last=st.sampled_from([ms(2026, 3, 28, 20), ms(2026, 10, 24, 20), ms(2026, 3, 7, 20), ms(2026, 10, 31, 20)]),
+    offset=st.integers(0, 6 * HOUR),
+    gap=st.integers(0, 12 * HOUR),
+)
+def test_due_ticks_agree_with_next_tick_through_dst(cron, tz, policy, last, offset, gap):
+    s = spec(cron=cron, tz=tz, catch_up=policy, max_catch_up=4)
+    last += offset
+    due = due_ticks(s, last, last + gap)
+    expected, tick = [], next_tick(s, last)
+    while tick <= last + gap:
+        expected.append(tick)
+        tick = next_tick(s, tick)
+    assert due.skipped + due.fire == expected and due.skipped_count == len(due.skipped)
+    assert due.next_ms == tick
