@@ -41,6 +41,8 @@ from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
 from .models import DEFAULT_PRIORITY, RetryPolicy
 from .operations import Operations
 from .redis_calls import redis_calls
+from .schedule_ops import ScheduleOperations
+from .schedules import ScheduleSpec
 from .task_function import TaskFunction
 from .transitions import Call, Enqueued, TaskSpec, Transitions, arun_many, command, run_many
 
@@ -56,7 +58,7 @@ Slot = tuple[str, int]  # (queue, position of the first task): one enqueue scrip
 _DEFAULTS = TaskOptions()  # the options of a task name no function was registered for
 
 
-class Orchestrator(Operations):
+class Orchestrator(Operations, ScheduleOperations):
     """A connection to one deployment: registers task functions and enqueues tasks.
 
     ``Orchestrator()`` uses ``ORCH_REDIS_URL`` or ``redis://localhost:6379/0``. The
@@ -78,6 +80,7 @@ class Orchestrator(Operations):
             settings = Settings(**{**settings.model_dump(), "redis_url": redis_url})  # checked, unlike model_copy
         self.settings = settings
         self.registry: dict[str, TaskFunction[..., Any]] = {}
+        self.declared_schedules: dict[str, ScheduleSpec] = {}  # @app.periodic (schedule_ops)
         self._clock_offset_ms = clock_offset_ms
         self._transitions: dict[str, Transitions] = {}
         self._registered: dict[str, float] = {}  # queue -> when this process last sent its SADD

@@ -29,6 +29,7 @@ from .metrics_records import BACKFILL_QUARTERS, MINUTE_MS
 from .models import TaskState
 from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
+from .schedule_engine import fire_due
 from .transitions import PromoteReply, ReapReply, RollupReply, arun
 
 log = get_logger(__name__)
@@ -46,6 +47,7 @@ class PassReport:
     dead_workers: list[tuple[str, str, int | None]] = field(default_factory=list)  # queue, worker, last seen
     sampled: list[str] = field(default_factory=list)  # queues whose minute's load this pass sampled
     rolled: int = 0  # quarter hours rolled up
+    schedule_tasks: int = 0  # tasks created by periodic schedules' ticks
 
 
 class Scheduler:
@@ -131,10 +133,24 @@ class Scheduler:
     async def _serve(self, queue: str, report: PassReport, replies: list[ReapReply]) -> None:
         if self.settings.promote:
             report.promoted += await self._promote(queue)
+            await self._fire_schedules(queue, report)
         if self.settings.reap:
             await self._reap(queue, report, replies)
         if self.settings.rollups:
             await self._rollup(queue, report)
+
+    async def _fire_schedules(self, queue: str, report: PassReport) -> None:
+        """Fire the queue's due periodic schedules (each tick once, whoever fires: schedule_engine)."""
+        fired = await fire_due(self.app, queue, self.settings.batch)
+        report.schedule_tasks += fired.created
+        if fired.created:
+            plural = "" if fired.created == 1 else "s"
+            log.info("[Scheduler] Fired %d periodic task%s in queue %s", fired.created, plural, queue)
+        subject = f"schedules of queue {queue}"
+        if fired.errors:
+            self.complaints.report(subject, "; ".join(fired.errors[:5]))
+        else:
+            self.complaints.clear(subject)
 
     async def _rollup(self, queue: str, report: PassReport) -> None:
         """Sample the load and roll up complete quarters: one call a minute per queue (at the

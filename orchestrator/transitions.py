@@ -568,5 +568,5 @@ class Transitions:
     def schedule_pause(self, schedule_id: str, on: bool) -> Call[int]:
         """1: changed, 0: already so, -1: no such schedule."""
         k = self.keys
-        keys = [k.schedule(schedule_id), k.events]
+        keys = [k.schedule(schedule_id), k.schedules, k.events]
         return self._call("schedule_pause", keys, [schedule_id, 1 if on else 0], int)

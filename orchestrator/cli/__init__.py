@@ -10,6 +10,7 @@ See ARCHITECTURE.md for the layers.
 
 from . import (
     operate,  # noqa: F401  # registers status, tasks, inspect, events, retry, cancel, purge
+    schedules,  # noqa: F401  # registers the schedules group
     serve,  # noqa: F401  # registers serve
     services,  # noqa: F401  # registers worker, scheduler, reaper, doctor on `orch`
 )

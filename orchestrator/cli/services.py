@@ -89,11 +89,34 @@ def _run_scheduler(state: CliState, verbose: bool, log_level: str, **options: An
 
 
 @orch.command()
+@click.option(
+    "-A", "--app", "apps", multiple=True, envvar="ORCH_APP", show_envvar=True, metavar="MODULE",
+    help="Module to import at start: its @app.periodic schedules are declared (repeatable).",
+)
 @_scheduler_options
 @click.pass_obj
-def scheduler(state: CliState, /, **options: Any) -> None:
-    """Run a scheduler: promote due scheduled and retrying tasks, and reap expired leases."""
+def scheduler(state: CliState, /, apps: tuple[str, ...], **options: Any) -> None:
+    """Run a scheduler: promote due scheduled and retrying tasks, fire due periodic
+    schedules, and reap expired leases. With --app, first declare (upsert) the modules'
+    @app.periodic schedules: an unchanged one changes nothing."""
+    if apps:
+        _declare_schedules(state.app(), apps)
     _run_scheduler(state, **options)
+
+
+def _declare_schedules(app: Orchestrator, apps: tuple[str, ...]) -> None:
+    """Import the modules and upsert every @app.periodic declaration of their Orchestrators."""
+    import sys
+
+    _load("orchestrator.worker.registry", "load_tasks")(apps)  # imports them (a bad module: one clear error)
+    for name in apps:
+        for value in vars(sys.modules[name]).values():
+            if isinstance(value, Orchestrator) and value is not app:
+                app.declared_schedules.update(value.declared_schedules)
+    if not app.declared_schedules:
+        click.echo(f"[Scheduler] --app {' '.join(apps)} declares no @app.periodic schedule", err=True)
+    for schedule_id, outcome in app.sync_schedules().items():
+        click.echo(f"[Scheduler] Schedule {schedule_id}: {outcome}", err=True)
 
 
 @orch.command()

@@ -9,7 +9,7 @@
   ARGV[5]  expected    the record's last_tick as the caller read it ('' for none fired)
   ARGV[6]  next_ms     the schedule's next tick after the ones handled here
   ARGV[7]  overlap     1: skip the ticks while the task of the last fired tick is unfinished
-  ARGV[8]  previous    that task's id ('' for none)
+  ARGV[8]  previous    that task's id ('' for none: the record's last_task as read)
   ARGV[9]  queue       the queue's name, stored in each task's record
   ARGV[10..18]  the task: name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries, timeout_ms, backoff_ms, backoff_max_ms, jitter (as enqueue.lua's)
@@ -22,7 +22,8 @@
     {'stale', last}   last_tick is no longer `expected` (another scheduler fired): nothing written
     {'gone', ''}      the schedule was removed, or is paused: nothing written
   Applied: last_tick becomes the newest tick handled (fired or skipped; unchanged when there
-  is none), next_ms is set in the record and the index. Each fired tick's task is created
+  is none), next_ms is set in the record and the index, last_task is the task id of the
+  newest tick fired. Each fired tick's task is created
   PENDING under its id with the fields and validations of enqueue.lua (the newest fired
   tick counts as fired, older ones as caught_up; ticks skipped by the policy or by
   overlap as skipped: per schedule in its record and in the metrics hash as
@@ -98,6 +99,7 @@ local counts = {fired = 0, caught_up = 0, skipped = nskipped}
 local new_last = newest >= 0 and int(newest) or expected
 redis.call('HSET', record, 'last_tick', new_last, 'next_ms', next_ms)
 redis.call('ZADD', index, next_ms, id)
+if #fire > 0 then redis.call('HSET', record, 'last_task', fire[#fire][2]) end
 local ready = {}
 local label = name
 for _, t in ipairs(fire) do

@@ -52,10 +52,10 @@ if redis.call('EXISTS', record) == 0 then
   emit(events, 'event', 'schedule_created', 'schedule', id, 'next_ms', next_ms)
   return 'created'
 end
-local stored = redis.call('HMGET', record, 'next_ms', unpack(fields))
+local stored = redis.call('HMGET', record, 'next_ms', 'paused', unpack(fields))
 local changed, timing = false, false
 for i, field in ipairs(fields) do
-  if stored[i + 1] ~= ARGV[6 + 2 * i] then
+  if stored[i + 2] ~= ARGV[6 + 2 * i] then
     changed = true
     if i <= tonumber(ntiming) then timing = true end
   end
@@ -66,6 +66,6 @@ local new_next = tonumber(next_ms)
 if not timing and old_next and old_next < new_next then new_next = old_next end
 redis.call('HSET', record, 'next_ms', int(new_next), unpack(pairs_))
 if timing then redis.call('HSET', record, 'since', now) end
-redis.call('ZADD', index, int(new_next), id)
+if stored[2] ~= '1' then redis.call('ZADD', index, int(new_next), id) end  -- (paused: out of the index)
 emit(events, 'event', 'schedule_updated', 'schedule', id, 'next_ms', int(new_next))
 return 'updated'

@@ -172,11 +172,15 @@ def test_fire_refusals_change_nothing(q, r):
 def test_remove_then_fire_is_gone_and_pause_stops_firing(q, r):
     upsert(q)
     assert run(r, q.at().schedule_pause(SID, True)) == 1
+    assert r.zcard(q.keys.schedules) == 0  # out of the index while paused: no scheduler reads it
+    assert upsert(q, fields={**FIELDS, "priority": "2"}) == "updated"
+    assert r.zcard(q.keys.schedules) == 0
     assert run(r, q.at().schedule_pause(SID, True)) == 0
     before = snapshot(r)
     assert run(r, fire(q, "", [1000])) == FireReply("gone", 0, "")
     assert snapshot(r) == before
     assert run(r, q.at().schedule_pause(SID, False)) == 1
+    assert r.zscore(q.keys.schedules, SID) is not None and record(q)["paused"] == "0"
     assert run(r, q.at().schedule_remove(SID)) is True
     assert r.exists(q.keys.schedule(SID)) == 0 and r.zcard(q.keys.schedules) == 0
     before = snapshot(r)

@@ -1,0 +1,170 @@
+"""Periodic schedules end to end: a real ``orch scheduler`` fires ``every=1``; passes of
+in-process schedulers with the scripts' clock moved (``clock_offset_ms``) catch up after an
+outage by the policy, and two of them racing fire each tick once; the operator API and
+``orch schedules`` declare, list, pause and remove.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from orchestrator import Orchestrator, SchedulerSettings, Settings
+from orchestrator.cli import orch
+from orchestrator.errors import InvalidSchedule, ScheduleNotFound
+from orchestrator.redis_local import LocalRedis
+from orchestrator.scheduler import PassReport, Scheduler
+from orchestrator.schedules import tick_task_id
+from tests.integration.procs import Procs, wait_for
+
+
+def passes(*schedulers: Scheduler) -> list[PassReport]:
+    async def go() -> list[PassReport]:
+        try:
+            return [await s.run_pass() for s in schedulers]
+        finally:
+            for s in schedulers:
+                await s.app.aclose()
+
+    return asyncio.run(go())
+
+
+def at(redis_server: LocalRedis, offset_ms: int) -> Orchestrator:
+    return Orchestrator(settings=Settings(redis_url=redis_server.url), clock_offset_ms=offset_ms)
+
+
+def scheduler(app: Orchestrator) -> Scheduler:
+    return Scheduler(app, SchedulerSettings(queues=("default",), interval=0.01))
+
+
+def pending(r: redis.Redis, app: Orchestrator) -> list[str]:
+    return sorted(m.decode() for m in r.zrange(app.keys("default").pending, 0, -1))
+
+
+@pytest.fixture
+def clock(redis_server: LocalRedis) -> Iterator[list[Orchestrator]]:
+    made: list[Orchestrator] = []
+    yield made
+    for app in made:
+        app.close()
+
+
+def test_every_one_second_fires_by_a_real_scheduler(app: Orchestrator, redis_server: LocalRedis, tmp_path: Path):
+    assert app.schedule("tick", "tests:add", every=1, args=[1, 2]) == "created"
+    with Procs(redis_server.url, tmp_path) as procs:
+        proc = procs.scheduler()
+        wait_for(lambda: len(app.queue("default").tasks("pending").tasks) >= 2, "two ticks to fire", 10, alive=[proc])
+    [info] = app.schedules()
+    assert info.fired >= 2 and info.last_tick is not None and info.next_ms is not None
+    assert info.next_ms > info.last_tick
+    task = app.get_task(tick_task_id("tick", info.last_tick))
+    assert task.name == "tests:add" and task.args == [1, 2]
+
+
+def test_catch_up_latest_after_an_outage_fires_one_and_skips_the_rest(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    app.schedule("s", "tests:add", every=1)  # catch_up="latest"
+    clock.append(later := at(redis_server, 1_500))
+    passes(scheduler(later))
+    first = app.schedules()[0]
+    assert first.fired == 1 and len(pending(r, app)) == 1
+    clock.append(outage := at(redis_server, 31_500))  # 30 s without a scheduler
+    a, b = scheduler(outage), scheduler(outage)
+    reports = passes(a, b)  # the second finds nothing due (or loses the compare-and-set)
+    assert sum(rep.schedule_tasks for rep in reports) == 1
+    info = app.schedules()[0]
+    assert info.fired == 2 and info.skipped >= 28 and info.caught_up == 0
+    assert len(pending(r, app)) == 2
+
+
+def test_catch_up_all_fires_max_catch_up_and_skip_fires_none(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    app.schedule("all", "tests:add", every=1, catch_up="all", max_catch_up=5)
+    app.schedule("skip", "tests:add", every=1, catch_up="skip", queue="other")
+    clock.append(outage := at(redis_server, 30_500))
+    passes(Scheduler(outage, SchedulerSettings(queues=("default", "other"), interval=0.01)))
+    by_id = {s.id: s for s in app.schedules()}
+    assert (by_id["all"].fired, by_id["all"].caught_up) == (1, 4)
+    assert len(pending(r, app)) == 5
+    assert by_id["skip"].fired + by_id["skip"].caught_up <= 1  # only a tick on time would fire
+
+
+def test_declaring_again_changes_nothing_and_a_removed_schedule_never_fires(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    assert app.schedule("s", "tests:add", every=1) == "created"
+    assert app.schedule("s", "tests:add", every=1) == "unchanged"
+    assert app.schedule("s", "tests:add", every=2) == "updated"
+    with pytest.raises(InvalidSchedule):
+        app.schedule("s", "tests:add", every=1, queue="elsewhere")
+    with pytest.raises(InvalidSchedule):
+        app.schedule("bad", "tests:add", every=0.5)
+    assert app.pause_schedule("s") is True
+    clock.append(later := at(redis_server, 10_000))
+    passes(scheduler(later))
+    assert pending(r, app) == []
+    assert app.resume_schedule("s") is True
+    app.remove_schedule("s")
+    passes(scheduler(later))
+    assert pending(r, app) == [] and app.schedules() == []
+    with pytest.raises(ScheduleNotFound):
+        app.remove_schedule("s")
+
+
+def test_periodic_declarations_sync(app: Orchestrator):
+    @app.periodic(every=60)
+    @app.task(name="tests:periodic")
+    def job() -> None: ...
+
+    @app.periodic(cron="0 3 * * *", tz="Europe/Paris", name="nightly")
+    @app.task(name="tests:nightly")
+    def nightly() -> None: ...
+
+    assert app.sync_schedules() == {"nightly": "created", "tests:periodic": "created"}
+    assert app.sync_schedules() == {"nightly": "unchanged", "tests:periodic": "unchanged"}
+    assert {s.id: s.spec.tz for s in app.schedules()} == {"nightly": "Europe/Paris", "tests:periodic": "UTC"}
+
+
+def test_orch_schedules_commands(app: Orchestrator, redis_server: LocalRedis):
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(orch, ["--redis-url", redis_server.url, "schedules", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "created" in cli("add", "s1", "tests:add", "--every", "5", "--args", "[1, 2]")
+    assert "s1" in cli("list") and "every 5 s" in cli("list")
+    assert "paused" in cli("pause", "s1")
+    assert "resumed" in cli("resume", "s1")
+    assert "removed" in cli("remove", "s1")
+    assert "no schedules" in cli("list")
+    result = runner.invoke(orch, ["--redis-url", redis_server.url, "schedules", "remove", "s1"])
+    assert result.exit_code != 0
+
+
+def test_orch_scheduler_app_declares_the_modules_periodic_schedules(
+    app: Orchestrator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from orchestrator.cli.services import _declare_schedules
+
+    (tmp_path / "periodic_mod.py").write_text(
+        "from orchestrator import Orchestrator\n"
+        "app = Orchestrator()\n"
+        "@app.periodic(every=30, catch_up='all')\n"
+        "@app.task(name='periodic_mod:job')\n"
+        "def job() -> None: ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _declare_schedules(app, ("periodic_mod",))
+    [info] = app.schedules()
+    assert (info.id, info.spec.every, info.spec.catch_up) == ("periodic_mod:job", 30, "all")
+    _declare_schedules(app, ("periodic_mod",))  # again at the next start: unchanged
+    assert app.schedules()[0].created_at == info.created_at
