@@ -48,6 +48,7 @@ WAIT_BUCKETS_MS = (1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
 MAX_NAMES = 100  # task names admitted as labels per queue (orch:{Q}:names); later ones count as OTHER
 OTHER = "__other__"
 OUTCOMES = ("succeeded", "failed", "retried", "cancelled")
+TICK_OUTCOMES = ("fired", "caught_up", "skipped")  # schedule_fire.lua's schedule_ticks:<outcome>:<schedule id>
 SERIES_FIELDS = ("enqueued", "succeeded", "failed", "retried", "reaped", "runtime_ms", "runs")
 MINUTE_MS = 60_000
 SERIES_TTL_MS = 25 * 3_600_000  # each minute's hash expires 25 h after the minute began
@@ -104,6 +105,10 @@ class QueueMetrics(_Record):
     late_outcomes_refused: int = Field(description="Outcomes refused because the lease was lost (fencing).")
     oldest_pending_seconds: float | None = Field(
         description="Age of the oldest pending task since it became eligible (among the first of each priority)."
+    )
+    schedule_ticks: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Periodic schedules' ticks, per schedule id, per outcome (fired, caught_up, skipped).",
     )
     notes: list[str] = Field(default_factory=list)
 
@@ -193,6 +198,7 @@ def decode_metrics(
     run_ms: dict[str, int] = {}
     waits: dict[str, int] = {}
     single = {"wait_ms": 0, "reaped": 0, "late": 0}
+    ticks: dict[str, dict[str, int]] = {}
     notes = list(notes)
     for key, value in raw.items():
         field, number = text(key), to_int(value)
@@ -217,6 +223,8 @@ def decode_metrics(
             outcomes[outcome] = outcomes.get(outcome, 0) + number
         elif kind == "wait" and _bound(rest):
             waits[rest] = number
+        elif kind == "schedule_ticks" and (tick := rest.partition(":"))[0] in TICK_OUTCOMES and tick[2]:
+            ticks.setdefault(tick[2], {})[tick[0]] = number  # (schedule_fire.lua: schedule ids may hold ':')
         else:
             notes.append(f"metrics field {field[:80]!r} is not one orchestrator writes: left out")
     time = ms_to_datetime(now_ms)
@@ -235,6 +243,7 @@ def decode_metrics(
         reaped=single["reaped"],
         late_outcomes_refused=single["late"],
         oldest_pending_seconds=oldest,
+        schedule_ticks=dict(sorted(ticks.items())),
         notes=notes,
     )
 

@@ -80,6 +80,11 @@ class _Families:
         self.reaped = CounterMetricFamily(
             "orch_leases_reaped", "Leases that expired and were taken back by the reaper.", labels=["queue"]
         )
+        self.ticks = CounterMetricFamily(
+            "orch_schedule_ticks",
+            "Periodic schedules' ticks, per schedule and outcome (fired, caught_up, skipped).",
+            labels=["queue", "schedule", "outcome"],
+        )
         self.late = CounterMetricFamily(
             "orch_late_outcomes_refused",
             "Outcomes refused because their lease was lost (reaped or claimed again): fencing at work.",
@@ -88,7 +93,7 @@ class _Families:
 
     def all(self) -> list[Metric]:
         return [self.enqueued, self.finished, self.run, self.wait, self.tasks, self.oldest, self.paused,
-                self.workers, self.load, self.reaped, self.late]
+                self.workers, self.load, self.reaped, self.late, self.ticks]
 
     def add_queue(self, queue: Queue, glance: QueueOverview) -> None:
         q = queue.name
@@ -105,6 +110,9 @@ class _Families:
         self.oldest.add_metric([q], m.oldest_pending_seconds or 0.0)
         self.reaped.add_metric([q], m.reaped)
         self.late.add_metric([q], m.late_outcomes_refused)
+        for schedule, outcomes in m.schedule_ticks.items():
+            for outcome, n in sorted(outcomes.items()):
+                self.ticks.add_metric([q, schedule, outcome], n)
         for state, n in glance.counts.items():
             self.tasks.add_metric([q, state], n)
         self.paused.add_metric([q], 1.0 if glance.paused else 0.0)

@@ -168,3 +168,17 @@ def test_orch_scheduler_app_declares_the_modules_periodic_schedules(
     assert (info.id, info.spec.every, info.spec.catch_up) == ("periodic_mod:job", 30, "all")
     _declare_schedules(app, ("periodic_mod",))  # again at the next start: unchanged
     assert app.schedules()[0].created_at == info.created_at
+
+
+def test_tick_counters_reach_queue_metrics_and_prometheus(
+    app: Orchestrator, redis_server: LocalRedis, clock: list[Orchestrator]
+):
+    from orchestrator.server.metrics import exposition
+
+    app.schedule("m:s", "tests:add", every=1, catch_up="all", max_catch_up=2)
+    clock.append(outage := at(redis_server, 5_500))
+    passes(scheduler(outage))
+    ticks = app.queue("default").metrics().schedule_ticks
+    assert ticks["m:s"]["fired"] == 1 and ticks["m:s"]["caught_up"] == 1 and ticks["m:s"]["skipped"] >= 2
+    body, _ = exposition(app)
+    assert 'orch_schedule_ticks_total{outcome="fired",queue="default",schedule="m:s"} 1.0' in body.decode()
