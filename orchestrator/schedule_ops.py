@@ -12,7 +12,7 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,8 +25,11 @@ from .transitions import command, run, run_many
 
 if TYPE_CHECKING:
     from redis import Redis
+    from typing_extensions import Unpack
 
     from .config import Settings
+    from .encoding import EnqueueOptions
+    from .handle import TaskHandle
     from .transitions import Transitions
 
 TIMING_FIELDS = ("cron", "every", "tz", "enabled")  # a change moves the record's `since` to now
@@ -64,7 +67,7 @@ def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def decode_schedule(raw: dict[bytes, bytes]) -> ScheduleInfo:
+def decode_schedule(raw: Mapping[Any, Any]) -> ScheduleInfo:
     """A schedule record's fields as a ScheduleInfo (InvalidSchedule when the spec does not read)."""
     fields = {text(k): text(v) for k, v in raw.items()}
     return ScheduleInfo(
@@ -93,6 +96,14 @@ class ScheduleOperations:
         def _scripts(self, queue: str) -> Transitions: ...
 
         def task(self, fn: Callable[..., Any], /) -> TaskFunction[..., Any]: ...
+
+        def enqueue(
+            self,
+            name: str,
+            args: Sequence[Any] | None = None,
+            kwargs: dict[str, Any] | None = None,
+            **options: Unpack[EnqueueOptions],
+        ) -> TaskHandle: ...
 
     def schedule(
         self,
@@ -211,6 +222,16 @@ class ScheduleOperations:
                 except InvalidSchedule:
                     continue
         return out
+
+    def run_schedule_now(self, schedule_id: str) -> TaskHandle:
+        """Enqueue the schedule's task once now, apart from its ticks (its last tick is
+        untouched, so the next tick fires as planned). ScheduleNotFound when none."""
+        queue = self._schedule_queue(schedule_id)
+        raw = self.redis.hgetall(self._scripts(queue).keys.schedule(schedule_id))
+        if not raw:
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+        spec = decode_schedule(raw).spec
+        return self.enqueue(spec.task, spec.args, spec.kwargs, queue=spec.queue, priority=spec.priority)
 
     def remove_schedule(self, schedule_id: str) -> None:
         """Delete a schedule: it never fires again (its tasks stay). ScheduleNotFound when none."""

@@ -1,4 +1,4 @@
-"""The ``orch schedules`` commands: ``list``, ``add``, ``remove``, ``pause`` and ``resume``.
+"""The ``orch schedules`` commands: ``list``, ``add``, ``remove``, ``run-now``, ``pause``, ``resume``.
 
 Owns their options and printing; each is a call of the operator API's schedule methods
 (``schedule_ops``): no keys, no script calls here. Registered on the ``orch`` group of
@@ -19,7 +19,7 @@ from .views import iso
 
 @orch.group()
 def schedules() -> None:
-    """Periodic schedules: list, add, remove, pause, resume."""
+    """Periodic schedules: list, add, remove, run-now, pause, resume."""
 
 
 @schedules.command(name="list")
@@ -75,6 +75,14 @@ def remove(state: CliState, /, schedule_id: str) -> None:
     """Delete schedule SCHEDULE_ID: it never fires again (its tasks stay)."""
     state.app().remove_schedule(schedule_id)
     click.echo(f"schedule {schedule_id}: removed")
+
+
+@schedules.command(name="run-now")
+@click.argument("schedule_id")
+@click.pass_obj
+def run_now(state: CliState, /, schedule_id: str) -> None:
+    """Enqueue SCHEDULE_ID's task once now (its ticks go on as planned); prints the task id."""
+    click.echo(state.app().run_schedule_now(schedule_id).id)
 
 
 @schedules.command(name="pause")

@@ -142,6 +142,8 @@ def test_orch_schedules_commands(app: Orchestrator, redis_server: LocalRedis):
 
     assert "created" in cli("add", "s1", "tests:add", "--every", "5", "--args", "[1, 2]")
     assert "s1" in cli("list") and "every 5 s" in cli("list")
+    task_id = cli("run-now", "s1").strip()
+    assert app.get_task(task_id).args == [1, 2]
     assert "paused" in cli("pause", "s1")
     assert "resumed" in cli("resume", "s1")
     assert "removed" in cli("remove", "s1")

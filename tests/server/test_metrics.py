@@ -19,6 +19,7 @@ NAMES = {
     "orch_tasks_enqueued", "orch_tasks_finished", "orch_task_run_seconds", "orch_task_wait_seconds",
     "orch_queue_tasks", "orch_queue_oldest_pending_seconds", "orch_queue_paused", "orch_workers",
     "orch_worker_load_ratio", "orch_leases_reaped", "orch_late_outcomes_refused",
+    "orch_schedule_ticks",
 }
 
 
