@@ -32,7 +32,8 @@ STATES = [*(s.value.lower() for s in TaskState), "done"]
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.pass_obj
 def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
-    """Counts, paused or not, totals, average run time and live workers of each queue.
+    """Counts, paused or not, totals, average run time and live workers of each queue,
+    then the next fire time of each of their periodic schedules.
 
     Counts are the tasks in each state now (success and cancelled ones until their
     retention ends). A paused queue (orch pause) is not claimed from. Totals are counters
@@ -41,12 +42,18 @@ def status(state: CliState, /, queues: Sequence[str], as_json: bool) -> None:
     window is not stored. A worker is live while its heartbeat deadline is ahead. A
     queue named with -q that was never used is an error.
     """
-    statuses = state.app().stats(queues or None)
+    app = state.app()
+    statuses = app.stats(queues or None)
     if as_json:
         _print_json({"queues": {s.queue: s.model_dump(mode="json") for s in statuses}})
         return
     for line in show.status_lines(statuses):
         click.echo(line)
+    shown = {s.queue for s in statuses}
+    for schedule in app.schedules():  # their next fire times (orch schedules list tells more)
+        if schedule.spec.queue in shown:
+            when = "paused" if schedule.paused else f"next {show.iso(schedule.next_ms)}"
+            click.echo(f"schedule {schedule.id} -> {schedule.spec.queue}: {when}")
 
 
 @orch.command()

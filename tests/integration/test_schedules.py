@@ -146,6 +146,8 @@ def test_orch_schedules_commands(app: Orchestrator, redis_server: LocalRedis):
     assert app.get_task(task_id).args == [1, 2]
     assert "paused" in cli("pause", "s1")
     assert "resumed" in cli("resume", "s1")
+    status = runner.invoke(orch, ["--redis-url", redis_server.url, "status"])
+    assert status.exit_code == 0 and "schedule s1 -> default: next 20" in status.output
     assert "removed" in cli("remove", "s1")
     assert "no schedules" in cli("list")
     result = runner.invoke(orch, ["--redis-url", redis_server.url, "schedules", "remove", "s1"])
