@@ -375,10 +375,13 @@ def run_kill(config: KillConfig, workdir: Path) -> KillReport:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="the run's length (at most 1200: the ledger reads the event stream, capped at 10,000)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workdir", type=Path, help="keep the schedulers' logs here")
     args = parser.parse_args(argv)
+    if not 0 < args.seconds <= 1200:
+        parser.error("--seconds must be in (0, 1200]")
     config = KillConfig(seconds=args.seconds, seed=args.seed, blackouts=scaled_blackouts(args.seconds))
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -391,9 +394,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def scaled_blackouts(seconds: float) -> tuple[tuple[float, float], ...]:
-    """The default blackouts for a 60 s run; one 3 s blackout for a shorter one."""
+    """The default blackouts of a 60 s run, in each whole minute of the run; one 3 s blackout
+    in a shorter run."""
     if seconds >= 60:
-        return KillConfig.blackouts
+        return tuple((minute * 60 + at, length) for minute in range(int(seconds // 60))
+                     for at, length in KillConfig.blackouts)
     return ((seconds * 0.4, 3.0),)
 
 
