@@ -23,7 +23,7 @@ from .dashboard import DASHBOARD_PUBLIC, LOGIN_PATH, install_dashboard
 from .deps import App, Registry
 from .metrics import exposition
 from .problems import documented, install_problems
-from .routes import events, queues, tasks, workers
+from .routes import events, queues, schedules, tasks, workers
 from .schemas import Health
 
 API_PREFIX = "/api/v1"
@@ -64,7 +64,7 @@ def create_app(
     api.state.read_only = read_only
     install_problems(api, app.settings.redis_url)
     api.include_router(_health())
-    for part in (queues, tasks, workers, events):
+    for part in (queues, tasks, workers, events, schedules):
         api.include_router(part.router(read_only), prefix=API_PREFIX)
     api.include_router(_metrics())
     if dashboard:

@@ -72,6 +72,35 @@ class WorkerList(Reply):
     workers: list[WorkerInfo]
 
 
+class ScheduleEntry(Reply):
+    """A periodic schedule: its declaration and what the engine keeps (times in Unix ms)."""
+
+    id: str
+    task: str
+    queue: str
+    cron: str | None
+    every: float | None
+    tz: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    catch_up: str
+    max_catch_up: int
+    overlap: str
+    enabled: bool
+    next_ms: int | None
+    last_tick: int | None
+    paused: bool
+    created_at: int | None
+    fired: int
+    caught_up: int
+    skipped: int
+
+
+class ScheduleList(Reply):
+    schedules: list[ScheduleEntry]
+
+
 class TaskDetail(TaskInfo):
     """A task's record and its events still in the queue's capped event stream (oldest first)."""
 
