@@ -201,6 +201,19 @@ class ScheduleOperations:
         'updated' or 'unchanged'. Schedules not declared here are left alone."""
         return {sid: self.upsert_schedule(spec) for sid, spec in sorted(self.declared_schedules.items())}
 
+    def prune_schedules(self, *, dry_run: bool = False) -> list[str]:
+        """Remove every stored schedule this process has not declared (``@app.periodic``):
+        the ids removed (or that would be, ``dry_run``). Refused when it declares none, so a
+        process that imported nothing cannot remove every schedule."""
+        if not self.declared_schedules:
+            raise ConfigurationError("no @app.periodic declaration in this process: nothing to prune against")
+        ids = sorted(text(k) for k in self.redis.hkeys(schedule_ids_key(self.settings.prefix)))
+        stale = [sid for sid in ids if sid not in self.declared_schedules]
+        if not dry_run:
+            for sid in stale:
+                self.remove_schedule(sid)
+        return stale
+
     def _schedule_queue(self, schedule_id: str) -> str:
         held = self.redis.hget(schedule_ids_key(self.settings.prefix), schedule_id)
         if held is None:

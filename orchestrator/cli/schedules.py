@@ -77,6 +77,22 @@ def remove(state: CliState, /, schedule_id: str) -> None:
     click.echo(f"schedule {schedule_id}: removed")
 
 
+@schedules.command(name="prune")
+@click.option("-A", "--app", "apps", multiple=True, required=True, metavar="MODULE",
+              help="Module whose @app.periodic declarations are the ones to keep (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
+@click.pass_obj
+def prune(state: CliState, /, apps: tuple[str, ...], dry_run: bool) -> None:
+    """Remove every schedule the --app modules no longer declare (a declaration dropped from
+    the code is never deleted silently: this is the explicit step)."""
+    from .services import collect_declarations
+
+    app = state.app()
+    collect_declarations(app, apps)
+    for schedule_id in app.prune_schedules(dry_run=dry_run):
+        click.echo(f"schedule {schedule_id}: {'would be removed' if dry_run else 'removed'}")
+
+
 @schedules.command(name="run-now")
 @click.argument("schedule_id")
 @click.pass_obj

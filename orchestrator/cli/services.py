@@ -106,6 +106,15 @@ def scheduler(state: CliState, /, apps: tuple[str, ...], **options: Any) -> None
 
 def _declare_schedules(app: Orchestrator, apps: tuple[str, ...]) -> None:
     """Import the modules and upsert every @app.periodic declaration of their Orchestrators."""
+    collect_declarations(app, apps)
+    if not app.declared_schedules:
+        click.echo(f"[Scheduler] --app {' '.join(apps)} declares no @app.periodic schedule", err=True)
+    for schedule_id, outcome in app.sync_schedules().items():
+        click.echo(f"[Scheduler] Schedule {schedule_id}: {outcome}", err=True)
+
+
+def collect_declarations(app: Orchestrator, apps: tuple[str, ...]) -> None:
+    """Import the modules; their Orchestrators' @app.periodic declarations join ``app``'s."""
     import sys
 
     _load("orchestrator.worker.registry", "load_tasks")(apps)  # imports them (a bad module: one clear error)
@@ -113,10 +122,6 @@ def _declare_schedules(app: Orchestrator, apps: tuple[str, ...]) -> None:
         for value in vars(sys.modules[name]).values():
             if isinstance(value, Orchestrator) and value is not app:
                 app.declared_schedules.update(value.declared_schedules)
-    if not app.declared_schedules:
-        click.echo(f"[Scheduler] --app {' '.join(apps)} declares no @app.periodic schedule", err=True)
-    for schedule_id, outcome in app.sync_schedules().items():
-        click.echo(f"[Scheduler] Schedule {schedule_id}: {outcome}", err=True)
 
 
 @orch.command()

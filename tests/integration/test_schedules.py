@@ -172,6 +172,15 @@ def test_orch_scheduler_app_declares_the_modules_periodic_schedules(
     assert (info.id, info.spec.every, info.spec.catch_up) == ("periodic_mod:job", 30, "all")
     _declare_schedules(app, ("periodic_mod",))  # again at the next start: unchanged
     assert app.schedules()[0].created_at == info.created_at
+    app.schedule("gone", "tests:add", every=5)
+    assert app.prune_schedules(dry_run=True) == ["gone"]
+    assert app.prune_schedules() == ["gone"]
+    assert [s.id for s in app.schedules()] == ["periodic_mod:job"]
+    app.schedule("old", "tests:add", every=5)
+    url = app.settings.redis_url
+    result = CliRunner().invoke(orch, ["--redis-url", url, "schedules", "prune", "-A", "periodic_mod"])
+    assert result.exit_code == 0 and "schedule old: removed" in result.output, result.output
+    assert [s.id for s in app.schedules()] == ["periodic_mod:job"]
 
 
 def test_tick_counters_reach_queue_metrics_and_prometheus(
