@@ -28,7 +28,8 @@
   tick counts as fired, older ones as caught_up; ticks skipped by the policy or by
   overlap as skipped: per schedule in its record and in the metrics hash as
   schedule_ticks:<outcome>:<id>).
-  Errors (nothing written): INVALID <what>; CORRUPT <key> <what>.
+  Errors (nothing written): INVALID <what>; CORRUPT <key> <what> (a key of another type, a
+  counter of stats or of the record that is not an integer).
   Events: enqueued per task created; tick (schedule, tick, outcome, task) per tick.
 ]]
 local bad = bad_call(8, 20, true)
@@ -80,9 +81,13 @@ local corrupt = corrupt_queue({record, 'hash', index, 'zset', pending, 'zset', w
   stats, {'seq', 'enqueued'})
 if corrupt then return redis.error_reply(corrupt) end
 
-local f = redis.call('HMGET', record, 'last_tick', 'paused')
+local f = redis.call('HMGET', record, 'last_tick', 'paused', 'fired', 'caught_up', 'skipped')
 if not f[1] or f[2] == '1' then return {'gone', ''} end
 if f[1] ~= expected then return {'stale', f[1]} end
+for i, counter in ipairs({'fired', 'caught_up', 'skipped'}) do  -- bumped after the first write: checked first
+  local v = f[i + 2]
+  if v and not is_int(v) then return redis.error_reply('CORRUPT ' .. record .. ' ' .. counter .. ' ' .. quote(v) .. ' is not a count') end
+end
 
 local now = now_ms()
 local nskipped = tonumber(ARGV[20])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import ValidationError
+from orchestrator.errors import CorruptQueue, ValidationError
 from orchestrator.models import TaskState
 from orchestrator.transitions import FireReply, run
 from tests.lua.test_scripts import Q, server_ms, spec
@@ -167,6 +167,15 @@ def test_fire_refusals_change_nothing(q, r):
     args = list(bad.args)
     args[10] = "10"  # priority
     q.fails(ValidationError, bad.__class__(bad.script, bad.keys, args, bad.decode), "priority")
+
+
+def test_a_spoiled_tick_counter_refuses_the_fire_before_any_write(q, r):
+    """The counters are bumped after the record's first write: a hand-written one that is not
+    an integer must refuse the call before it, not leave the tick advanced and its task unmade."""
+    upsert(q)
+    q.run(fire(q, "", [2000]))
+    r.hset(q.keys.schedule(SID), "caught_up", "many")
+    q.fails(CorruptQueue, fire(q, "2000", [3000]), "caught_up")
 
 
 def test_remove_then_fire_is_gone_and_pause_stops_firing(q, r):
