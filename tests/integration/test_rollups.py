@@ -8,7 +8,6 @@ redis-py's command and pipeline paths (no MONITOR).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Iterator
@@ -22,8 +21,9 @@ from orchestrator import Orchestrator, SchedulerSettings, Settings
 from orchestrator.errors import ValidationError
 from orchestrator.metrics_records import MINUTE_MS, QUARTER_MS
 from orchestrator.redis_local import LocalRedis
-from orchestrator.scheduler import PassReport, Scheduler
+from orchestrator.scheduler import Scheduler
 from orchestrator.transitions import run
+from tests.integration.passes import scheduler_passes
 
 QUARTER = timedelta(milliseconds=QUARTER_MS)
 
@@ -31,17 +31,6 @@ QUARTER = timedelta(milliseconds=QUARTER_MS)
 def server_ms(r: redis.Redis) -> int:
     seconds, micros = r.time()  # type: ignore[misc]
     return int(seconds) * 1000 + int(micros) // 1000
-
-
-def one_pass(*schedulers: Scheduler) -> list[PassReport]:
-    async def go() -> list[PassReport]:
-        try:
-            return [await s.run_pass() for s in schedulers]
-        finally:
-            for s in schedulers:
-                await s.app.aclose()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture
@@ -65,15 +54,15 @@ def test_two_schedulers_sample_a_minute_once_and_roll_a_quarter_up_once(
         past.enqueue("m:f", queue="q")
     run(r, past._scripts("q").heartbeat("w1", 3_600_000, {"running": 3, "concurrency": 4}, ()))
     first, second = Scheduler(past, settings()), Scheduler(past, settings())
-    reports = one_pass(first, second)
+    reports = scheduler_passes(first, second)
     assert [rep.sampled for rep in reports] == [["q"], []]
     assert first.rollup_due["q"] > time.monotonic()  # its next call waits for the next minute
-    assert one_pass(first)[0].sampled == []  # not even called again this minute
+    assert scheduler_passes(first)[0].sampled == []  # not even called again this minute
     points = [p for p in app.queue("q").series(minutes=40) if p.load is not None]
     assert [(p.load, p.workers, p.enqueued) for p in points] == [(0.75, 1, 3)]
 
     now_a, now_b = Scheduler(app, settings()), Scheduler(app, settings())
-    reports = one_pass(now_a, now_b)
+    reports = scheduler_passes(now_a, now_b)
     assert reports[0].rolled >= 1 and reports[1].rolled == 0
     last = app.queue("q").rollups(hours=1)[-1]
     assert (last.enqueued, last.load, last.load_max, last.workers, last.samples) == (3, 0.75, 0.75, 1, 1)

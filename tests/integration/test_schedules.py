@@ -6,7 +6,6 @@ outage by the policy, and two of them racing fire each tick once; the operator A
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,20 +17,10 @@ from orchestrator import Orchestrator, SchedulerSettings, Settings
 from orchestrator.cli import orch
 from orchestrator.errors import InvalidSchedule, ScheduleNotFound
 from orchestrator.redis_local import LocalRedis
-from orchestrator.scheduler import PassReport, Scheduler
+from orchestrator.scheduler import Scheduler
 from orchestrator.schedules import tick_task_id
+from tests.integration.passes import scheduler_passes
 from tests.integration.procs import Procs, wait_for
-
-
-def passes(*schedulers: Scheduler) -> list[PassReport]:
-    async def go() -> list[PassReport]:
-        try:
-            return [await s.run_pass() for s in schedulers]
-        finally:
-            for s in schedulers:
-                await s.app.aclose()
-
-    return asyncio.run(go())
 
 
 def at(redis_server: LocalRedis, offset_ms: int) -> Orchestrator:
@@ -71,12 +60,12 @@ def test_catch_up_latest_after_an_outage_fires_one_and_skips_the_rest(
 ):
     app.schedule("s", "tests:add", every=1)  # catch_up="latest"
     clock.append(later := at(redis_server, 1_500))
-    passes(scheduler(later))
+    scheduler_passes(scheduler(later))
     first = app.schedules()[0]
     assert first.fired == 1 and len(pending(r, app)) == 1
     clock.append(outage := at(redis_server, 31_500))  # 30 s without a scheduler
     a, b = scheduler(outage), scheduler(outage)
-    reports = passes(a, b)  # the second finds nothing due (or loses the compare-and-set)
+    reports = scheduler_passes(a, b)  # the second finds nothing due (or loses the compare-and-set)
     assert sum(rep.schedule_tasks for rep in reports) == 1
     info = app.schedules()[0]
     assert info.fired == 2 and info.skipped >= 28 and info.caught_up == 0
@@ -89,7 +78,7 @@ def test_catch_up_all_fires_max_catch_up_and_skip_fires_none(
     app.schedule("all", "tests:add", every=1, catch_up="all", max_catch_up=5)
     app.schedule("skip", "tests:add", every=1, catch_up="skip", queue="other")
     clock.append(outage := at(redis_server, 30_500))
-    passes(Scheduler(outage, SchedulerSettings(queues=("default", "other"), interval=0.01)))
+    scheduler_passes(Scheduler(outage, SchedulerSettings(queues=("default", "other"), interval=0.01)))
     by_id = {s.id: s for s in app.schedules()}
     assert (by_id["all"].fired, by_id["all"].caught_up) == (1, 4)
     assert len(pending(r, app)) == 5
@@ -108,11 +97,11 @@ def test_declaring_again_changes_nothing_and_a_removed_schedule_never_fires(
         app.schedule("bad", "tests:add", every=0.5)
     assert app.pause_schedule("s") is True
     clock.append(later := at(redis_server, 10_000))
-    passes(scheduler(later))
+    scheduler_passes(scheduler(later))
     assert pending(r, app) == []
     assert app.resume_schedule("s") is True
     app.remove_schedule("s")
-    passes(scheduler(later))
+    scheduler_passes(scheduler(later))
     assert pending(r, app) == [] and app.schedules() == []
     with pytest.raises(ScheduleNotFound):
         app.remove_schedule("s")
@@ -190,7 +179,7 @@ def test_tick_counters_reach_queue_metrics_and_prometheus(
 
     app.schedule("m:s", "tests:add", every=1, catch_up="all", max_catch_up=2)
     clock.append(outage := at(redis_server, 5_500))
-    passes(scheduler(outage))
+    scheduler_passes(scheduler(outage))
     ticks = app.queue("default").metrics().schedule_ticks
     assert ticks["m:s"]["fired"] == 1 and ticks["m:s"]["caught_up"] == 1 and ticks["m:s"]["skipped"] >= 2
     body, _ = exposition(app)
