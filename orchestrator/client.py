@@ -43,8 +43,9 @@ from .operations import Operations
 from .redis_calls import redis_calls
 from .schedule_ops import ScheduleOperations
 from .schedules import ScheduleSpec
+from .script_calls import Call, arun_many, command, run_many
 from .task_function import TaskFunction
-from .transitions import Call, Enqueued, TaskSpec, Transitions, arun_many, command, run_many
+from .transitions import Enqueued, TaskSpec, Transitions
 
 __all__ = ["DEFAULT_QUEUE", "DEFAULT_TIMEOUT", "Orchestrator", "TaskFunction", "TaskOptions", "TaskRequest"]
 

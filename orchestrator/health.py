@@ -32,7 +32,7 @@ from .known_queues import known_queues
 from .reading import UNREACHABLE, redis_time_ms
 from .reading import text as _text
 from .sanitize import redis_error_text
-from .transitions import SCRIPT_NAMES, script
+from .script_calls import SCRIPT_NAMES, script
 
 LOADING_WAIT = 60.0  # seconds a starting process waits for a Redis that is loading its data
 MIN_REDIS = (6, 2, 0)  # ZRANGE ... BYSCORE LIMIT, used by promote and reap

@@ -25,7 +25,7 @@ from .queues import Queue, refused, translated
 from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
 from .redis_calls import redis_calls
-from .transitions import arun
+from .script_calls import arun
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -23,7 +23,7 @@ from .metrics_records import minutes as minute_starts
 from .models import STATE_NAMES
 from .queues import INDEX_OF_NAME, _or_note
 from .reading import redis_time_ms, text, to_float, to_int
-from .transitions import Call, command, run_many
+from .script_calls import Call, command, run_many
 
 if TYPE_CHECKING:
     from .operations import Operations

@@ -52,7 +52,7 @@ from .records import (
 )
 from .redis_calls import redis_calls
 from .sanitize import escape
-from .transitions import run
+from .script_calls import run
 
 if TYPE_CHECKING:
     from .operations import Operations

@@ -17,7 +17,7 @@ from redis import exceptions as redis_errors
 
 from .errors import OrchestratorError, RedisCommandError, RedisUnavailable
 from .sanitize import redis_error_text
-from .transitions import out_of_memory
+from .script_calls import out_of_memory
 
 
 def translate(exc: redis_errors.RedisError) -> OrchestratorError:

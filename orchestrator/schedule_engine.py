@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from .encoding import new_request
 from .reading import aredis_time_ms, text
 from .schedules import ScheduleSpec, due_ticks, tick_task_id
-from .transitions import Call, FireReply, arun_many
+from .script_calls import Call, arun_many
+from .transitions import FireReply
 
 if TYPE_CHECKING:
     from .client import Orchestrator

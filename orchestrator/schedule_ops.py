@@ -20,8 +20,8 @@ from .errors import ConfigurationError, InvalidSchedule, ScheduleNotFound
 from .keys import queues_key, schedule_ids_key
 from .reading import redis_time_ms, text
 from .schedules import ScheduleSpec, next_tick
+from .script_calls import command, run, run_many
 from .task_function import TaskFunction
-from .transitions import command, run, run_many
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -30,7 +30,8 @@ from .models import TaskState
 from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
 from .schedule_engine import fire_due
-from .transitions import PromoteReply, ReapReply, RollupReply, arun
+from .script_calls import arun
+from .transitions import PromoteReply, ReapReply, RollupReply
 
 log = get_logger(__name__)
 UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)

@@ -20,8 +20,8 @@ from typing import Any
 
 from orchestrator import Orchestrator, Settings
 from orchestrator.redis_local import LocalRedis
+from orchestrator.script_calls import run
 from orchestrator.server.metrics import exposition
-from orchestrator.transitions import run
 
 
 def load(app: Orchestrator, tasks: int, names: int) -> float:

@@ -31,7 +31,8 @@ from orchestrator.cli import orch
 from orchestrator.cli.views import iso
 from orchestrator.reading import redis_time_ms
 from orchestrator.redis_local import LocalRedis, free_port
-from orchestrator.transitions import Lease, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import Lease
 
 ORCH = Path(sys.executable).with_name("orch")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

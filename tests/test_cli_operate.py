@@ -12,7 +12,7 @@ import json
 import redis
 
 from orchestrator import Orchestrator
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.test_cli import Invoke, claim, fail, invoke, ok, one_line_error, state_of
 
 __all__ = ["invoke"]  # the fixture, shared with tests.test_cli

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator import Orchestrator, Settings
 from orchestrator.cli import orch
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.redis_server import RedisServer
 
 

@@ -18,7 +18,7 @@ from orchestrator import Orchestrator, TaskState
 from orchestrator.cli import orch
 from orchestrator.integrity import find_orphans, inspect_known_queues, inspect_queue, repair, repair_queue
 from orchestrator.keys import QueueKeys, queues_key
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.redis_server import RedisServer
 
 K = QueueKeys("default")

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator import Orchestrator, WorkerSettings
 from orchestrator.cli import orch
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from orchestrator.worker.registry import load_tasks
 from tests.redis_server import RedisServer
 

@@ -22,7 +22,8 @@ from ..errors import LeaseLost, MalformedRecord, OrchestratorError, TaskNotFound
 from ..models import FailMode, TaskState, dumps
 from ..reading import RIDE_OUT
 from ..sanitize import get_logger, redis_error_text
-from ..transitions import Call, Lease
+from ..script_calls import Call
+from ..transitions import Lease
 from .pipeline import Pipeliner
 
 log = get_logger("orchestrator.worker.worker")  # the worker's own lines, under the name they always had

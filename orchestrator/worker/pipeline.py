@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis as AsyncRedis
 
-from ..transitions import Call, arun_many
+from ..script_calls import Call, arun_many
 
 T = TypeVar("T")
 

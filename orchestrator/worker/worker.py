@@ -35,8 +35,9 @@ from ..errors import (
 )
 from ..models import FailMode, dumps
 from ..sanitize import get_logger, redis_error_text
+from ..script_calls import arun
 from ..task_function import TaskFunction
-from ..transitions import Lease, arun
+from ..transitions import Lease
 from ..version import __version__
 from .cancels import CancelListener
 from .commit import UNAVAILABLE, Commits, Running

@@ -31,10 +31,10 @@ with warnings.catch_warnings():  # starlette's notice about httpx, the only clie
 
 from orchestrator import Orchestrator, Settings
 from orchestrator.redis_local import LocalRedis
+from orchestrator.script_calls import run
 from orchestrator.server.app import create_app
 from orchestrator.server.auth import AuthConfig
 from orchestrator.server.metrics import exposition
-from orchestrator.transitions import run
 
 TOKEN = "bench-token-overview-0123456789"
 

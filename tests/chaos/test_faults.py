@@ -34,7 +34,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TaskState
 from orchestrator.redis_local import LocalRedis
-from orchestrator.transitions import SCRIPT_NAMES, Call, TaskSpec, Transitions, arun, arun_many, run, script
+from orchestrator.script_calls import SCRIPT_NAMES, Call, arun, arun_many, run, script
+from orchestrator.transitions import TaskSpec, Transitions
 from tests.integration.procs import Procs, wait_for
 from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, spec
 from tests.redis_server import snapshot
@@ -137,7 +138,7 @@ def test_acknowledged_tasks_survive_kill9_of_redis_and_expired_leases_are_reaped
         assert logical_state(r) == before, "an acknowledged write was lost by kill -9 and restart"
         assert not any(r.script_exists(*shas)), "a restart should empty the script cache"
         check_consistent(r, q.keys)
-        # The scripts load themselves again after NOSCRIPT, through transitions.run
+        # The scripts load themselves again after NOSCRIPT, through script_calls.run
         # (deregistering a worker that never registered changes nothing):
         assert run(r, q.deregister("probe")).lost == []
         assert r.script_exists(script("heartbeat").sha) == [True]

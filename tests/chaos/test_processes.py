@@ -18,7 +18,7 @@ import redis
 
 from orchestrator import Orchestrator, Settings, TaskHandle, TaskState
 from orchestrator.redis_local import LocalRedis
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.integration.procs import Procs, wait_for
 
 pytestmark = pytest.mark.slow  # real processes killed, frozen and restarted: seconds each

@@ -21,7 +21,8 @@ from examples.fencing import StaleAttempt, connect, read, set_balance
 from orchestrator import LeaseLost, Orchestrator, TaskState
 from orchestrator.context import TaskContext, _current
 from orchestrator.redis_local import LocalRedis
-from orchestrator.transitions import Lease, Transitions, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import Lease, Transitions
 from tests.integration.procs import ROOT, Procs
 
 EXAMPLE = ROOT / "examples" / "fencing.py"

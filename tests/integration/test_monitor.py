@@ -11,7 +11,7 @@ import redis
 
 from orchestrator import Orchestrator, SchedulerSettings
 from orchestrator.scheduler import PassReport, Scheduler
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 
 
 def wait_past(r: redis.Redis, zsets: list[str], timeout: float = 5.0) -> None:

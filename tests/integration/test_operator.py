@@ -26,7 +26,8 @@ from orchestrator.errors import (
 )
 from orchestrator.queues import Queue
 from orchestrator.records import Event, QueueStats, TaskInfo
-from orchestrator.transitions import Lease, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import Lease
 
 ERROR = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": "Traceback: ..."})
 

@@ -22,7 +22,7 @@ from orchestrator.errors import ValidationError
 from orchestrator.metrics_records import MINUTE_MS, QUARTER_MS
 from orchestrator.redis_local import LocalRedis
 from orchestrator.scheduler import Scheduler
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.integration.passes import scheduler_passes
 
 QUARTER = timedelta(milliseconds=QUARTER_MS)
@@ -85,7 +85,7 @@ def test_rollups_are_the_complete_quarters_oldest_first(app: Orchestrator) -> No
 
 class RoundTrips:
     """Counts round trips: every write of commands to a Redis connection (redis-py's single
-    commands and pipelines, and transitions.run_many, all send through send_packed_command)."""
+    commands and pipelines, and script_calls.run_many, all send through send_packed_command)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0

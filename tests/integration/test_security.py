@@ -39,7 +39,8 @@ from orchestrator import InvalidPayload, NotSerializable, Orchestrator, TaskFail
 from orchestrator.cli.commands import orch
 from orchestrator.errors import RedisCommandError, ValidationError
 from orchestrator.redis_local import LocalRedis
-from orchestrator.transitions import TaskSpec, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import TaskSpec
 from tests.integration.procs import Proc, Procs, wait_for
 
 S = TaskState

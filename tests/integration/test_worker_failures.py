@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from orchestrator import Orchestrator, TaskHandle, TaskState, WorkerSettings
-from orchestrator.transitions import Call
+from orchestrator.script_calls import Call
 from orchestrator.worker.pipeline import Pipeliner
 from orchestrator.worker.worker import Worker
 

@@ -19,7 +19,8 @@ import redis
 
 from orchestrator import Orchestrator, Settings, TaskNotFound, WorkerSettings
 from orchestrator.redis_local import free_port
-from orchestrator.transitions import Call, Lease
+from orchestrator.script_calls import Call
+from orchestrator.transitions import Lease
 from orchestrator.worker import pipeline
 from orchestrator.worker.pipeline import Pipeliner
 from orchestrator.worker.worker import Worker

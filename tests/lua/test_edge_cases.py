@@ -11,7 +11,7 @@ import time
 import pytest
 
 from orchestrator.models import TaskState
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.lua.test_scripts import ERROR, Q, server_ms
 
 S = TaskState

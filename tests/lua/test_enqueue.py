@@ -36,7 +36,8 @@ from orchestrator.client import ENQUEUE_CHUNK
 from orchestrator.config import REDIS_URL_ENV
 from orchestrator.encoding import EnqueueOptions, TaskRequest
 from orchestrator.keys import queues_key
-from orchestrator.transitions import TaskSpec, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import TaskSpec
 from tests.redis_server import snapshot
 
 S = TaskState

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.errors import CorruptQueue, ValidationError
-from orchestrator.transitions import Call, TaskSpec, run
+from orchestrator.script_calls import Call, run
+from orchestrator.transitions import TaskSpec
 from tests.lua.test_scripts import MAX_PAYLOAD, Q, spec
 
 FIELDS = TaskSpec._fields

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from orchestrator.keys import QueueKeys
 from orchestrator.models import RECORD, REQUIRED, REQUIRED_FIELDS, _quote, field_problem
 from orchestrator.reading import MAX_INT
-from orchestrator.transitions import library
+from orchestrator.script_calls import library
 
 KEYS = QueueKeys("fast")
 

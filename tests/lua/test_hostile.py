@@ -20,7 +20,8 @@ import pytest
 
 from orchestrator.errors import CorruptQueue, LeaseLost, MalformedRecord, TaskNotFound, ValidationError
 from orchestrator.models import RECORD, REQUIRED, Task, TaskState, can_transition, record_problems
-from orchestrator.transitions import Call, Transitions, run
+from orchestrator.script_calls import Call, run
+from orchestrator.transitions import Transitions
 from tests.lua.test_scripts import ERROR, Q
 from tests.redis_server import snapshot
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from orchestrator import Orchestrator, Settings, TaskHandle, TaskState, ValidationError
 from orchestrator.cli import orch
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.lua.test_enqueue import ERROR, finish, task_keys
 from tests.redis_server import snapshot
 

@@ -24,7 +24,7 @@ from orchestrator.metrics_records import (
     minutes,
 )
 from orchestrator.models import TaskState
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, Q, server_ms, spec
 
 S = TaskState

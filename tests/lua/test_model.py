@@ -54,7 +54,8 @@ from orchestrator.errors import InvalidTransition, LeaseLost, MalformedRecord, T
 from orchestrator.keys import QueueKeys
 from orchestrator.metrics_records import OUTCOMES, SERIES_FIELDS, decode_metrics, decode_series
 from orchestrator.models import INDEX_OF, INDEXES, RETAINED, TaskState
-from orchestrator.transitions import Call, TaskSpec, Transitions, run
+from orchestrator.script_calls import Call, run
+from orchestrator.transitions import TaskSpec, Transitions
 from tests.lua.test_scripts import ERROR, spec
 from tests.redis_server import late_count, snapshot, without_late
 

@@ -9,7 +9,7 @@ from collections import Counter
 import redis
 
 from orchestrator import Orchestrator, Settings
-from orchestrator.transitions import run
+from orchestrator.script_calls import run
 
 
 def test_priority_then_fifo_across_10000_tasks(app, r):

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli import orch
 from orchestrator.models import TaskState
-from orchestrator.transitions import Transitions, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import Transitions
 from tests.lua.test_scripts import ERROR, Q
 
 S = TaskState

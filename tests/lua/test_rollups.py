@@ -22,7 +22,7 @@ from orchestrator.metrics_records import (
     SERIES_FIELDS,
     SERIES_TTL_MS,
 )
-from orchestrator.transitions import Call, run
+from orchestrator.script_calls import Call, run
 from tests.lua.test_scripts import ERROR, Q, server_ms, spec
 from tests.redis_server import snapshot
 

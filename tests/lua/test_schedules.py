@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.errors import CorruptQueue, ValidationError
 from orchestrator.models import TaskState
-from orchestrator.transitions import FireReply, run
+from orchestrator.script_calls import run
+from orchestrator.transitions import FireReply
 from tests.lua.test_scripts import Q, server_ms, spec
 from tests.redis_server import snapshot
 

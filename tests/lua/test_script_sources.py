@@ -15,7 +15,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from orchestrator.luasource import code_only, literals, parse, references
-from orchestrator.transitions import _RECORD_LUA, SCRIPT_NAMES, build, library, script
+from orchestrator.script_calls import _RECORD_LUA, SCRIPT_NAMES, build, library, script
 
 LUA = resources.files("orchestrator").joinpath("lua")
 LIB = LUA.joinpath("_lib.lua").read_text()
@@ -86,7 +86,7 @@ def test_a_library_of_a_shape_the_builder_does_not_know_is_refused() -> None:
 
 
 def test_a_script_carries_the_record_schema_of_the_fields_it_names_only(r) -> None:
-    """transitions.build cuts RECORD_KIND and RECORD_DEFAULT down to the fields a script
+    """script_calls.build cuts RECORD_KIND and RECORD_DEFAULT down to the fields a script
     names in a string literal (and the required ones); read_task of a field left out fails
     the script loudly instead of reading it unchecked."""
     heartbeat = script("heartbeat").source

@@ -24,7 +24,8 @@ from orchestrator.errors import (
 from orchestrator.keys import QueueKeys
 from orchestrator.models import INDEX_OF, INDEXES, TRANSITIONS, Task, TaskState, can_transition
 from orchestrator.records import decode_task
-from orchestrator.transitions import Call, FailReply, PromoteReply, Reaped, TaskSpec, Transitions, run
+from orchestrator.script_calls import Call, run
+from orchestrator.transitions import FailReply, PromoteReply, Reaped, TaskSpec, Transitions
 from tests.redis_server import late_count, snapshot, without_late
 
 S = TaskState

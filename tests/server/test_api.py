@@ -21,8 +21,8 @@ from orchestrator.errors import (
     TaskNotFound,
     ValidationError,
 )
+from orchestrator.script_calls import run
 from orchestrator.server.problems import status_of
-from orchestrator.transitions import run
 from tests.integration.test_operator import beat, claim, fail
 from tests.redis_server import snapshot
 

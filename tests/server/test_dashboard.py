@@ -20,9 +20,9 @@ from starlette.routing import Mount
 
 from orchestrator import Orchestrator, Settings
 from orchestrator.redis_local import LocalRedis, free_port
+from orchestrator.script_calls import run
 from orchestrator.server import create_app
 from orchestrator.server.auth import AuthConfig
-from orchestrator.transitions import run
 from tests.integration.procs import wait_for
 from tests.integration.test_operator import beat, claim, complete
 

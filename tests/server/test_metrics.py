@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import Orchestrator
 from orchestrator.errors import LeaseLost, ValidationError
+from orchestrator.script_calls import run
 from orchestrator.server.metrics import exposition
-from orchestrator.transitions import run
 
 ERROR = orjson.dumps({"type": "ValueError", "message": "boom", "traceback": ""})
 NAMES = {
