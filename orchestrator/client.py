@@ -94,13 +94,13 @@ class Orchestrator(Operations, ScheduleOperations):
     @property
     def redis(self) -> Redis:
         if self._redis is None:
-            self._redis = sync_client(self.settings.redis_url)
+            self._redis = sync_client(self.settings.redis_url, self.settings.lease_timeout)
         return self._redis
 
     @property
     def aredis(self) -> AsyncRedis:
         if self._aredis is None:
-            self._aredis = async_client(self.settings.redis_url)
+            self._aredis = async_client(self.settings.redis_url, self.settings.lease_timeout)
         return self._aredis
 
     def close(self) -> None:

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from redis.connection import ConnectionPool, parse_url
+from redis.connection import Connection, ConnectionPool, SSLConnection, parse_url
 
+from . import connection
 from .errors import ConfigurationError
 from .keys import DEFAULT_PREFIX
 
@@ -49,7 +50,13 @@ def redis_url_problem(url: str) -> str | None:
     uses database 0). The answer never repeats the URL: it may hold a password.
     """
     if not url.strip():
-        return "it is empty; give a redis://, rediss:// or unix:// URL"
+        return "it is empty; give a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL"
+    try:
+        target = connection.parse(url)
+        if target.kind != "standalone":
+            return _unknown_option(target.options)
+    except ValueError as exc:
+        return f"not a usable Redis URL ({exc})"
     try:
         parse_url(url)  # type: ignore[no-untyped-call]
         path = urlsplit(url).path
@@ -70,6 +77,18 @@ def _unknown_query_option(url: str) -> str | None:
         return f"its query option {unknown.group(1) if unknown else '?'!r} is not a Redis connection option"
     finally:
         pool.disconnect()
+    return None
+
+
+def _unknown_option(options: dict[str, Any]) -> str | None:
+    """``_unknown_query_option`` for the options of a cluster or sentinel URL."""
+    kwargs = dict(options)
+    kind = SSLConnection if kwargs.pop("ssl", False) else Connection
+    try:
+        kind(**kwargs)  # builds a connection object, never connects
+    except TypeError as exc:
+        unknown = re.search(r"argument '(\w+)'", str(exc))
+        return f"its query option {unknown.group(1) if unknown else '?'!r} is not a Redis connection option"
     return None
 
 
@@ -116,7 +135,10 @@ def settings_error(exc: pydantic.ValidationError) -> ConfigurationError:
 class Settings(_Checked):
     """What producers, workers and schedulers share about a deployment."""
 
-    redis_url: str = Field(default=DEFAULT_REDIS_URL, description="Redis to use (redis://, rediss://, unix://).")
+    redis_url: str = Field(
+        default=DEFAULT_REDIS_URL,
+        description="Redis to use (redis://, rediss://, unix://, redis+cluster://, redis+sentinel://).",
+    )
     prefix: str = Field(
         default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_.\-]{1,32}$", description="Start of every key name."
     )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .connection import block_limit
 from .errors import InvalidTransition, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
 from .metrics_records import QueueOverview, SeriesPoint
@@ -117,6 +118,7 @@ class Operations:
             return []
         queue_of = {self.keys(queue).events: queue for queue in after}
         streams = {stream: after[queue] for stream, queue in queue_of.items()}
+        block_ms = min(block_ms, round(block_limit(self.settings.lease_timeout) * 1000))  # below the socket's
         reply: Any = self.redis.xread(streams, block=block_ms)  # type: ignore[arg-type]
         found = [
             decode_event(queue_of[text(stream)], eid, fields)

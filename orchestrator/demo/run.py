@@ -35,6 +35,7 @@ import redis
 
 from ..client import Orchestrator
 from ..config import Settings
+from ..connection import sync_client
 from ..errors import ConfigurationError, DemoError, OutputClosed
 from ..reading import redis_time_ms
 from ..redis_local import LocalRedis
@@ -140,7 +141,7 @@ class Demo:
         self.redis_url = redis_url
         self.prefix = prefix
         self.log_dir = log_dir
-        self.client = redis.Redis.from_url(redis_url)
+        self.client = sync_client(redis_url)
         self.app = Orchestrator(settings=Settings(redis_url=redis_url, prefix=prefix))
         self.app.registry.update(demo_tasks.app.registry)  # the tasks' retry options apply at enqueue
         self.keys = self.app.keys(QUEUE)

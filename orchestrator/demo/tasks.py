@@ -21,6 +21,7 @@ import redis
 
 from ..client import Orchestrator
 from ..config import DEFAULT_REDIS_URL, REDIS_URL_ENV
+from ..connection import sync_client
 from ..errors import TransientError
 from ..keys import DEFAULT_PREFIX
 
@@ -38,7 +39,7 @@ def _redis() -> redis.Redis:
     global _client
     with _client_lock:
         if _client is None:
-            _client = redis.Redis.from_url(os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL)
+            _client = sync_client(os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL)
         return _client
 
 

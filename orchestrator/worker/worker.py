@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from ..client import Orchestrator
 from ..complaints import Complaints, describe, server_wide
 from ..config import WorkerSettings
+from ..connection import block_limit
 from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
@@ -65,6 +66,7 @@ class Worker(Commits):
             app._scripts(queue)  # validates every name before anything runs
         self.lease_ms = round(app.settings.lease_timeout * 1000)
         self.heartbeat = settings.heartbeat_for(app.settings.lease_timeout)  # refuses one that loses leases
+        self._block_s = min(settings.idle_wait, block_limit(app.settings.lease_timeout))  # below the socket timeout
         self.started_at = int(time.time() * 1000)
         self.processed = 0  # tasks that ended here, however: finished, released or dropped
         self.finished = 0  # outcomes recorded (succeeded, failed, retrying, cancelled)
@@ -207,7 +209,7 @@ class Worker(Commits):
         """Block on the queues' wake-up keys; enqueue and promote push a token there."""
         wake = [self.app.keys(q).wake for q, _ in self.settings.queues]
         try:
-            await self.app.aredis.blpop(wake, timeout=self.settings.idle_wait)
+            await self.app.aredis.blpop(wake, timeout=self._block_s)
         except ResponseError as exc:  # a wake-up key of the wrong type: poll instead of blocking
             if server_wide(exc):
                 raise
