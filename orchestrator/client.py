@@ -229,7 +229,7 @@ class Orchestrator(Operations, ScheduleOperations):
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         **options: Unpack[EnqueueOptions],
-    ) -> TaskHandle:
+    ) -> TaskHandle[Any]:
         """Enqueue a task by name (``"pkg.mod:fn"``); the function need not be importable here.
 
         Options: queue, priority (0-9, lower first), delay (seconds), key (while a task
@@ -250,7 +250,7 @@ class Orchestrator(Operations, ScheduleOperations):
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         **options: Unpack[EnqueueOptions],
-    ) -> TaskHandle:
+    ) -> TaskHandle[Any]:
         request = new_request(name, args, kwargs, options)
         queue, call = self._single(request)
         registering = self._registering({queue}, bool(request.delay))
@@ -262,7 +262,7 @@ class Orchestrator(Operations, ScheduleOperations):
         queue, spec = self._spec(request)
         return queue, self._scripts(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
 
-    def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
+    def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle[Any]]:
         """Enqueue many tasks with one script call per queue and per 1,000 tasks, sent together.
 
         Every request is validated before anything is sent. Each call is atomic; if one
@@ -276,7 +276,7 @@ class Orchestrator(Operations, ScheduleOperations):
             results = run_many(self.redis, [*plan.values(), *registering])  # one write; replies decoded as they come
             return self._collect(plan, order, results[: len(plan)])
 
-    async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle]:
+    async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle[Any]]:
         requests = list(requests)
         plan, order = self._plan(requests)  # validates every request before any I/O
         registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
@@ -322,7 +322,7 @@ class Orchestrator(Operations, ScheduleOperations):
 
     def _collect(
         self, plan: dict[Slot, Call[list[Enqueued]]], order: list[Slot], results: list[Any]
-    ) -> list[TaskHandle]:
+    ) -> list[TaskHandle[Any]]:
         """Each request's handle. When a call failed: its error if nothing landed, else
         PartiallyEnqueued with the handles of the tasks that did (all calls went in one write)."""
         replies = {slot: r for slot, r in zip(plan, results, strict=True) if not isinstance(r, BaseException)}
@@ -338,9 +338,9 @@ class Orchestrator(Operations, ScheduleOperations):
             landed,
         ) from errors[0]
 
-    def _handles(self, order: list[Slot], replies: dict[Slot, list[Enqueued]]) -> list[TaskHandle]:
+    def _handles(self, order: list[Slot], replies: dict[Slot, list[Enqueued]]) -> list[TaskHandle[Any]]:
         """The handles of the requests whose call has a reply, in request order."""
-        handles: list[TaskHandle] = []
+        handles: list[TaskHandle[Any]] = []
         append = handles.append
         for queue, position in order:
             start = position - position % ENQUEUE_CHUNK
@@ -371,7 +371,7 @@ class Orchestrator(Operations, ScheduleOperations):
     # ----------------------------------------------------------------- lookup
     # (get_task, find_task, cancel and the rest of the operator API: ``operations.Operations``)
 
-    def handle(self, task_id: str, queue: str | None = None) -> TaskHandle:
+    def handle(self, task_id: str, queue: str | None = None) -> TaskHandle[Any]:
         """A handle on an existing task; without ``queue``, the known queues are searched."""
         return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)
 

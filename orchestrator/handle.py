@@ -1,7 +1,10 @@
 """``TaskHandle``: what ``enqueue`` returns, to follow one task to its end.
 
 Owns reading one task's state and waiting for its outcome (result or error), sync and
-async, by polling its record with backoff. Does not enqueue (``client``) or change a
+async, by polling its record with backoff. Generic in the result's type: a handle from
+``fn.delay`` is a ``TaskHandle[R]`` for the task's return annotation (the awaited type for
+an ``async def``), one from a name (``app.enqueue("mod:fn")``) a ``TaskHandle[Any]``; the
+parameter exists for type checkers only (nothing is checked at run time). Does not enqueue (``client``) or change a
 task's state other than by asking ``Orchestrator.cancel``.
 See ARCHITECTURE.md for the layers.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from .errors import MalformedRecord, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from .models import Task, TaskState
@@ -21,9 +24,11 @@ from .sanitize import escape
 if TYPE_CHECKING:
     from .client import Orchestrator
 
+R_co = TypeVar("R_co", covariant=True)  # the task's result: a handle only hands it out
 
-class TaskHandle:
-    """A reference to an enqueued task."""
+
+class TaskHandle(Generic[R_co]):
+    """A reference to an enqueued task; ``result()`` returns an ``R_co``."""
 
     POLL_MIN = 0.005
     POLL_MAX = 0.2
@@ -75,10 +80,9 @@ class TaskHandle:
     async def acancel(self) -> TaskState:
         return await self.app.acancel(self.id, self.queue)
 
-    @staticmethod
-    def _outcome(task: Task) -> Any:
+    def _outcome(self, task: Task) -> R_co:
         if task.state is TaskState.SUCCESS:
-            return task.result
+            return cast("R_co", task.result)  # decoded JSON: its type is the task's annotation's word
         if task.state is TaskState.FAILED:
             raise TaskFailed(task.id, task.error.model_dump() if task.error else None, queue=task.queue)
         raise TaskCancelled(f"task {task.id} was cancelled", task_id=task.id, queue=task.queue, state=task.state)
@@ -86,7 +90,7 @@ class TaskHandle:
     def _timed_out(self, timeout: float | None) -> ResultTimeout:
         return ResultTimeout(f"task {self.id} did not finish within {timeout} s", task_id=self.id, queue=self.queue)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R_co:
         """Wait for the task to end; return its result or raise its error.
 
         Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
@@ -101,7 +105,7 @@ class TaskHandle:
             time.sleep(pause)
             pause = min(pause * 2, self.POLL_MAX)
 
-    async def aresult(self, timeout: float | None = None) -> Any:
+    async def aresult(self, timeout: float | None = None) -> R_co:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = self.POLL_MIN
         while True:

@@ -103,7 +103,7 @@ class ScheduleOperations:
             args: Sequence[Any] | None = None,
             kwargs: dict[str, Any] | None = None,
             **options: Unpack[EnqueueOptions],
-        ) -> TaskHandle: ...
+        ) -> TaskHandle[Any]: ...
 
     def schedule(
         self,
@@ -236,7 +236,7 @@ class ScheduleOperations:
                     continue
         return out
 
-    def run_schedule_now(self, schedule_id: str) -> TaskHandle:
+    def run_schedule_now(self, schedule_id: str) -> TaskHandle[Any]:
         """Enqueue the schedule's task once now, apart from its ticks (its last tick is
         untouched, so the next tick fires as planned). ScheduleNotFound when none."""
         queue = self._schedule_queue(schedule_id)
