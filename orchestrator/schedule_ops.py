@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from redis.exceptions import ResponseError
+
 from .errors import ConfigurationError, InvalidSchedule, ScheduleNotFound
 from .keys import queues_key, schedule_ids_key
 from .reading import redis_time_ms, text
@@ -228,7 +230,11 @@ class ScheduleOperations:
         for sid in order:
             pipe.hgetall(self._scripts(ids[sid]).keys.schedule(sid))
         out = []
-        for raw in pipe.execute():
+        for raw in pipe.execute(raise_on_error=False):
+            if isinstance(raw, ResponseError) and str(raw).startswith("WRONGTYPE"):
+                continue  # a record overwritten with another type: it does not read either
+            if isinstance(raw, BaseException):
+                raise raw
             if raw:
                 try:
                     out.append(decode_schedule(raw))

@@ -29,7 +29,7 @@ from .metrics_records import BACKFILL_QUARTERS, MINUTE_MS
 from .models import TaskState
 from .reading import RIDE_OUT
 from .sanitize import get_logger, redis_error_text
-from .schedule_engine import fire_due
+from .schedule_engine import SET_ASIDE_MS, fire_due
 from .script_calls import arun
 from .transitions import PromoteReply, ReapReply, RollupReply
 
@@ -49,6 +49,7 @@ class PassReport:
     sampled: list[str] = field(default_factory=list)  # queues whose minute's load this pass sampled
     rolled: int = 0  # quarter hours rolled up
     schedule_tasks: int = 0  # tasks created by periodic schedules' ticks
+    schedules_set_aside: list[tuple[str, str]] = field(default_factory=list)  # queue, schedule: record does not read
 
 
 class Scheduler:
@@ -144,9 +145,15 @@ class Scheduler:
         """Fire the queue's due periodic schedules (each tick once, whoever fires: schedule_engine)."""
         fired = await fire_due(self.app, queue, self.settings.batch)
         report.schedule_tasks += fired.created
+        report.schedules_set_aside += [(queue, sid) for sid, _ in fired.set_aside]
         if fired.created:
             plural = "" if fired.created == 1 else "s"
             log.info("[Scheduler] Fired %d periodic task%s in queue %s", fired.created, plural, queue)
+        for sid, why in fired.set_aside:
+            log.warning(
+                "[Scheduler] Schedule %s of queue %s set aside for %d s, its record does not read: %s "
+                "(fix it, declare it again or remove it)", sid, queue, SET_ASIDE_MS // 1000, why,
+            )
         subject = f"schedules of queue {queue}"
         if fired.errors:
             self.complaints.report(subject, "; ".join(fired.errors[:5]))

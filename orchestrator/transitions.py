@@ -306,3 +306,10 @@ class Transitions:
         k = self.keys
         keys = [k.schedule(schedule_id), k.schedules, k.events]
         return self._call("schedule_pause", keys, [schedule_id, 1 if on else 0], int)
+
+    def schedule_set_aside(self, schedule_id: str, until_ms: int, why: str) -> Call[bool]:
+        """Move a schedule whose record does not read out of the due range until ``until_ms``
+        (True), unless it is no longer due (False): so it fails alone, looked at again then."""
+        k = self.keys
+        keys = [k.schedule(schedule_id), k.schedules, k.events]
+        return self._call("schedule_set_aside", keys, [schedule_id, until_ms, why], bool)

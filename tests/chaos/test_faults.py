@@ -430,7 +430,7 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
     pending = [m.decode() for m in r.zrange(q.keys.pending, 0, -1)]
     time.sleep(0.01)  # the delayed task is due
     late = Transitions(q.keys, clock_offset_ms=5000)
-    for sid in ("s1", "s2", "s3"):
+    for sid in ("s1", "s2", "s3", "s5"):
         run(r, q.schedule_upsert(sid, 1, {"every": "60"}, {"task": "tests:add"}))
     tick_task = TaskSpec("", "tests:add", 5, b"[0,0]", b"{}", 0, 1000, 0, 0, 0, 0)
     return [
@@ -438,6 +438,7 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
         ("schedule_fire", q.schedule_fire("s1", "", 2, tick_task, [(1, "s1@1")])),
         ("schedule_remove", q.schedule_remove("s2")),
         ("schedule_pause", q.schedule_pause("s3", True)),
+        ("schedule_set_aside", q.schedule_set_aside("s5", 10**13, "field 'args' does not read")),
         ("heartbeat", q.heartbeat("w1", 1000, {"host": "h"}, [(leases[0].task_id, leases[0].token)])),
         ("complete", q.complete(leases[0].task_id, leases[0].token, b"1", 0)),
         ("fail", q.fail(leases[1].task_id, leases[1].token, ERROR)),
@@ -597,6 +598,8 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
             return call, [4, 5, 6, 10, 13, 14, 15, 16, 17, 18, 19, 20, 22]
         if name == "schedule_remove":
             return t.schedule_remove("s1"), []
+        if name == "schedule_set_aside":
+            return t.schedule_set_aside("s1", 10**13, "why"), [4]
         return t.schedule_pause("s1", True), [4]
     if name == "rollup":
         run(r, t.heartbeat("w1", 60_000, {"running": 1, "concurrency": 2}, []))

@@ -198,3 +198,35 @@ def test_remove_then_fire_is_gone_and_pause_stops_firing(q, r):
     assert run(r, fire(q, "", [1000])) == FireReply("gone", 0, "")
     assert run(r, q.at().schedule_pause(SID, True)) == -1
     assert snapshot(r) == before
+
+
+def test_set_aside_moves_a_due_schedule_ahead_and_nothing_else(q, r):
+    """A schedule whose record does not read is pushed out of the due range (its record
+    untouched); one not due any more (fired, declared again) or gone is left alone."""
+    upsert(q, next_ms=1000)
+    r.hset(q.keys.schedule(SID), "args", "[1,")  # spoiled by hand
+    rec = r.dump(q.keys.schedule(SID))
+    until = server_ms(r) + 60_000
+    assert run(r, q.at().schedule_set_aside(SID, until, "field 'args' does not read")) is True
+    assert r.zscore(q.keys.schedules, SID) == until and r.dump(q.keys.schedule(SID)) == rec
+    [event] = [e for e in q.events() if e["event"] == "schedule_set_aside"]
+    assert event["schedule"] == SID and event["until"] == str(until) and "args" in event["why"]
+    before = snapshot(r)
+    assert run(r, q.at().schedule_set_aside(SID, until + 1, "again")) is False  # not due: untouched
+    assert run(r, q.at().schedule_set_aside("absent", until, "gone")) is False
+    assert snapshot(r) == before
+    assert run(r, q.at(offset_ms=61_000).schedule_set_aside(SID, until + 61_000, "again")) is True
+
+
+def test_set_aside_refusals_change_nothing(q, r):
+    upsert(q, next_ms=1000)
+    for call, match in (
+        (q.at().schedule_set_aside(SID, -1, "why"), "until"),
+        (q.at().schedule_set_aside(SID, 5, ""), "why"),
+        (q.at().schedule_set_aside(SID, 5, "x" * 501), "why"),
+        (other_record(q.at().schedule_set_aside(SID, 5, "why"), q), "id"),
+    ):
+        q.fails(ValidationError, call, match)
+    r.delete(q.keys.schedules)
+    r.set(q.keys.schedules, "x")
+    q.fails(CorruptQueue, q.at().schedule_set_aside(SID, 5, "why"), "schedules")
