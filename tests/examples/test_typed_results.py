@@ -19,9 +19,9 @@ import pytest
 from mypy import api
 
 from examples import typed_results
-from orchestrator import Orchestrator, Settings
+from orchestrator import Orchestrator
 from orchestrator.redis_local import LocalRedis
-from tests.examples.running import running_worker
+from tests.examples.running import pointed_at, running_worker
 from tests.integration.procs import ROOT
 
 SNIPPET = '''
@@ -107,14 +107,9 @@ def test_the_snippet_less_its_wrong_lines_passes(tmp_path: Path) -> None:
 
 @pytest.fixture
 def example_app(app: Orchestrator, redis_server: LocalRedis) -> Iterator[Orchestrator]:
-    """The example's own ``app`` pointed at the suite's redis-server for one test."""
-    example = typed_results.app
-    original = example.settings
-    example.close()
-    example.settings = Settings(redis_url=redis_server.url)
-    yield example
-    example.close()
-    example.settings = original
+    """The example's own ``app`` pointed at the suite's (emptied) redis-server for one test."""
+    with pointed_at(typed_results.app, redis_server.url) as example:
+        yield example
 
 
 def test_the_example_runs_against_a_worker(example_app: Orchestrator) -> None:

@@ -1,0 +1,122 @@
+"""FastAPI recipe: enqueue from an endpoint, await the result, stream progress.
+
+    POST /reports                     enqueue a report; 202 with the task's id and links
+    GET  /reports/{id}/result?wait=5  await the result up to ``wait`` seconds (aresult):
+                                      200 with it, 202 while it runs, 404, 409 cancelled,
+                                      500 failed
+    GET  /reports/{id}/progress       Server-Sent Events: the task's progress as it comes,
+                                      then its outcome
+
+The endpoints only enqueue and read: the work runs in ``orch worker`` processes, which
+may be on other machines. Everything here is async (``adelay``, ``aresult``), so a
+waiting request holds no thread. The handle is typed from the task's annotation
+(``TaskHandle[Report]``), and mypy checks this file.
+
+Run it (from the repository's root, with a Redis at ORCH_REDIS_URL):
+
+    orch worker --app examples.fastapi_app
+    uvicorn examples.fastapi_app:api --port 8000
+    curl -X POST localhost:8000/reports -H 'content-type: application/json' -d '{"rows": 50}'
+    curl 'localhost:8000/reports/<id>/result?wait=10'
+    curl -N localhost:8000/reports/<id>/progress
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Query, Response
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
+
+from orchestrator import Orchestrator, ResultTimeout, TaskCancelled, TaskFailed, TaskHandle, TaskNotFound
+
+orch = Orchestrator()  # ORCH_REDIS_URL, else redis://localhost:6379/0
+QUEUE = "reports"
+STEP_S = 0.02  # the pretend work of one row
+
+
+class Report(TypedDict):
+    rows: int
+    total: int
+
+
+@orch.task(name="examples.fastapi_app:build_report", queue=QUEUE, timeout=300)
+async def build_report(rows: int) -> Report:
+    """Pretend to build a report row by row."""
+    total = 0
+    for row in range(rows):
+        await asyncio.sleep(STEP_S)
+        total += row
+    return {"rows": rows, "total": total}
+
+
+# ------------------------------------------------------------------------ the API
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    await orch.aclose()  # the async Redis client belongs to the server's event loop
+
+
+api = FastAPI(title="reports", lifespan=lifespan)
+
+TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The id POST /reports answered.")]
+
+
+class ReportRequest(BaseModel):
+    rows: int = Field(ge=1, le=10_000, description="Rows to put in the report.")
+
+
+class Accepted(BaseModel):
+    id: str
+    result: str
+    progress: str
+
+
+class Pending(BaseModel):
+    id: str
+    state: str
+
+
+async def report_handle(task_id: str) -> TaskHandle[Report]:
+    """The handle of a report task: 404 for an unknown id or a task that is not a report."""
+    handle: TaskHandle[Report] = orch.handle(task_id, QUEUE)  # by id: typed here, from the task's annotation
+    try:
+        task = await handle.ainfo()
+    except TaskNotFound:
+        raise HTTPException(404, f"no report {task_id}") from None
+    if task.name != build_report.name:  # only this endpoint's tasks are readable through it
+        raise HTTPException(404, f"no report {task_id}")
+    return handle
+
+
+@api.post("/reports", status_code=202)
+async def create_report(body: ReportRequest) -> Accepted:
+    handle = await build_report.adelay(body.rows)
+    base = f"/reports/{handle.id}"
+    return Accepted(id=handle.id, result=f"{base}/result", progress=f"{base}/progress")
+
+
+@api.get("/reports/{task_id}/result", responses={202: {"model": Pending, "description": "Not done yet."}})
+async def report_result(
+    task_id: TaskId,
+    response: Response,
+    wait: Annotated[float, Query(ge=0, le=30, description="Seconds to wait.")] = 5.0,
+) -> Report | Pending:
+    handle = await report_handle(task_id)
+    try:
+        return await handle.aresult(timeout=wait)  # a Report: mypy knows it from the handle's type
+    except ResultTimeout:
+        response.status_code = 202
+        response.headers["Retry-After"] = "1"
+        return Pending(id=task_id, state=(await handle.astatus()).value)
+    except TaskCancelled:
+        raise HTTPException(409, f"report {task_id} was cancelled") from None
+    except TaskFailed as exc:  # the error's type only: its message and traceback stay in the record
+        raise HTTPException(500, f"report {task_id} failed: {exc.error.get('type', 'Error')}") from None
+

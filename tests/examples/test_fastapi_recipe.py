@@ -1,0 +1,70 @@
+"""examples/fastapi_app.py end to end: uvicorn on a free port, a real worker, the suite's Redis.
+
+Enqueue from the endpoint, await the result (200), answer 202 while a report is not done,
+404 for ids that are not reports, 409 for a cancelled one, 500 for a failed one, 422 for
+bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from examples import fastapi_app
+from orchestrator import Orchestrator
+from orchestrator.redis_local import LocalRedis
+from tests.examples.running import pointed_at, running_worker, serving
+
+MISSING = "0" * 32
+
+
+@pytest.fixture
+def orch(app: Orchestrator, redis_server: LocalRedis) -> Iterator[Orchestrator]:
+    with pointed_at(fastapi_app.orch, redis_server.url) as example:
+        yield example
+
+
+@pytest.fixture
+def client(orch: Orchestrator) -> Iterator[httpx.Client]:
+    with serving(fastapi_app.api) as url, httpx.Client(base_url=url, timeout=20) as c:
+        yield c
+
+
+def test_a_report_is_enqueued_and_its_result_awaited(orch: Orchestrator, client: httpx.Client) -> None:
+    accepted = client.post("/reports", json={"rows": 5})
+    assert accepted.status_code == 202
+    body = accepted.json()
+    assert body["result"] == f"/reports/{body['id']}/result" and body["progress"] == f"/reports/{body['id']}/progress"
+    assert orch.handle(body["id"], fastapi_app.QUEUE).info().name == fastapi_app.build_report.name
+    with running_worker(orch, queues=(fastapi_app.QUEUE,)):
+        done = client.get(body["result"], params={"wait": 10})
+    assert (done.status_code, done.json()) == (200, {"rows": 5, "total": 10})
+
+
+def test_a_report_not_done_within_the_wait_is_202_with_its_state(client: httpx.Client) -> None:
+    body = client.post("/reports", json={"rows": 3}).json()  # no worker: it stays pending
+    waiting = client.get(body["result"], params={"wait": 0.05})
+    assert waiting.status_code == 202 and waiting.headers["retry-after"] == "1"
+    assert waiting.json() == {"id": body["id"], "state": "PENDING"}
+
+
+def test_ids_that_are_not_reports_are_404_and_bad_input_422(orch: Orchestrator, client: httpx.Client) -> None:
+    assert client.get(f"/reports/{MISSING}/result").status_code == 404
+    other = orch.enqueue("somewhere:else", queue=fastapi_app.QUEUE)  # another task of the same queue
+    assert client.get(f"/reports/{other.id}/result").json() == {"detail": f"no report {other.id}"}
+    assert client.get("/reports/not-an-id/result").status_code == 422
+    assert client.post("/reports", json={"rows": 0}).status_code == 422
+    assert client.get(f"/reports/{MISSING}/result", params={"wait": 31}).status_code == 422
+
+
+def test_a_cancelled_report_is_409_and_a_failed_one_500(orch: Orchestrator, client: httpx.Client) -> None:
+    cancelled = client.post("/reports", json={"rows": 3}).json()
+    orch.cancel(cancelled["id"], fastapi_app.QUEUE)
+    answer = client.get(cancelled["result"], params={"wait": 5})
+    assert (answer.status_code, answer.json()) == (409, {"detail": f"report {cancelled['id']} was cancelled"})
+    slow = fastapi_app.build_report.enqueue([500], timeout=0.05, max_retries=0)  # 10 s of rows in 50 ms: fails
+    with running_worker(orch, queues=(fastapi_app.QUEUE,)):
+        failed = client.get(f"/reports/{slow.id}/result", params={"wait": 10})
+    assert (failed.status_code, failed.json()) == (500, {"detail": f"report {slow.id} failed: TaskTimeout"})
