@@ -307,8 +307,10 @@ def _next_seq(client: Redis, keys: QueueKeys) -> int:
 
 
 def _repair_tokens(client: Redis, keys: QueueKeys) -> str:
-    """Past every token in use and past any count of claims ever made: Redis TIME in ms."""
-    value = max(now_ms(client), highest_token(client, keys) + 1)
+    """Past every token in use and past any count of claims ever made: Redis TIME in
+    microseconds (claim.lua's floor for every new token)."""
+    sec, usec = client.time()
+    value = max(int(sec) * 1_000_000 + int(usec), highest_token(client, keys) + 1)
     old = client.get(keys.tokens) if _text(client.type(keys.tokens)) == "string" else None
     kept = client.hget(keys.stats, "tokens") if _text(client.type(keys.stats)) == "hash" else None
     value = max(value, (_int(old) or 0) + 1, (_int(kept) or 0) + 1)  # (kept: stats' count, from before)

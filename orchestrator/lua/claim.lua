@@ -12,8 +12,12 @@
   ARGV[5]  n          most tasks to take (the worker's free slots)
   ARGV[6]  lease_ms   lease length; the running score is now + lease_ms
 
-  Each claimed task becomes RUNNING with a fresh lease token (a per-queue counter, so
-  tokens only grow; a new counter starts from Redis TIME in ms) and its attempt counted. Returns a flat list, 9 values per task:
+  Each claimed task becomes RUNNING with a fresh lease token and its attempt counted. A
+  token is past the counter (so tokens only grow) and at least Redis TIME in microseconds:
+  after a failover that lost the counter's last writes, the promoted replica's clock (later
+  by at least the failover's detection time) still issues tokens past every one used before,
+  so a zombie from before the failover is refused. The counter is SET (it was read anyway).
+  Returns a flat list, 9 values per task:
     id, token, name, args, kwargs, attempts, max_retries, timeout_ms, priority
   Every record taken from pending is read and checked (read_task) before the first write:
   a malformed one is moved aside alone (FAILED, MalformedRecord) and one that is not there
@@ -73,7 +77,8 @@ local waiting, wrong_wake = false, false
 if more then waiting, wrong_wake = call_typed('LLEN', wake) end
 if wrong_wake then return redis.error_reply('CORRUPT ' .. wake .. ' is not a list') end
 
-local now = now_ms()
+local clock = redis.call('TIME')  -- (now_ms's, read once: the token floor needs microseconds)
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + OFFSET
 local deadline = now + lease
 local token = 0
 if #good > 0 then  -- the first write: if running is not a zset, nothing is written
@@ -81,17 +86,18 @@ if #good > 0 then  -- the first write: if running is not a zset, nothing is writ
   for _, g in ipairs(good) do leases[#leases + 1] = deadline; leases[#leases + 1] = g[1] end
   local _, wrong_running = call_typed('ZADD', running, unpack(leases))
   if wrong_running then return redis.error_reply('CORRUPT ' .. running .. ' is not a zset') end
-  token = redis.call('INCRBY', tokens, #good) - #good  -- one token per claimed task
-  if token == 0 then
-    -- A new counter (a fresh queue, or the counter deleted or moved aside by hand): it starts
-    -- past every token issued before, from Redis TIME in ms or the count stats kept before the
-    -- counter had its own key, whichever is higher (integrity._repair_tokens: the same rule).
-    local seed = now - OFFSET
+  -- One token per claimed task, past the counter and from Redis TIME in microseconds up
+  -- (exact in a Lua number until 2255; integrity._repair_tokens: the same rule).
+  local last = tonumber(last_token or 0)
+  if not last_token then
+    -- A new counter (a fresh queue, or the counter deleted or moved aside by hand), or a
+    -- queue from before the counter had its own key (stats kept the count): past either.
     local old = redis.call('HGET', stats, 'tokens')
-    if old and is_uint(old) and tonumber(old) > seed then seed = tonumber(old) end
-    token = redis.call('INCRBY', tokens, int(seed)) - #good
+    if old and is_uint(old) then last = tonumber(old) end
     if old then redis.call('HDEL', stats, 'tokens') end
   end
+  token = math.max(last, tonumber(clock[1]) * 1000000 + tonumber(clock[2]) - 1)
+  redis.call('SET', tokens, int(token + #good))
 end
 redis.call('ZREM', pending, unpack(ids))
 local out = {}

@@ -37,12 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 from redis import Redis  # noqa: E402
 
+from orchestrator import script_calls as sc  # noqa: E402
 from orchestrator import transitions as tr  # noqa: E402
 from orchestrator.keys import QueueKeys  # noqa: E402
 from orchestrator.redis_local import LocalRedis  # noqa: E402
 
-DUMP = (
-    "import json, sys; from orchestrator import transitions as t; "
+DUMP = (  # script_calls.py since ef649d3 (transitions.py before)
+    "import json, sys\ntry:\n    from orchestrator import script_calls as t\n"
+    "except ImportError:\n    from orchestrator import transitions as t\n"
     "json.dump({n: t.script(n).source for n in t.SCRIPT_NAMES}, sys.stdout)"
 )
 Row = tuple[float, float, int, float]  # evalsha usec, its lua part, calls, server CPU usec
@@ -59,10 +61,10 @@ def baseline_sources(rev: str) -> dict[str, str]:
     return dict(json.loads(out))
 
 
-def as_scripts(sources: dict[str, str]) -> dict[str, tr.Script]:
+def as_scripts(sources: dict[str, str]) -> dict[str, sc.Script]:
     out = {}
     for name, source in sources.items():
-        s = tr.Script.__new__(tr.Script)
+        s = sc.Script.__new__(sc.Script)
         s.name, s.source, s.sha = name, source, hashlib.sha1(source.encode()).hexdigest()
         out[name] = s
     return out
@@ -71,18 +73,18 @@ def as_scripts(sources: dict[str, str]) -> dict[str, tr.Script]:
 class Runner:
     """One variant's scripts, and what each phase cost on each repetition."""
 
-    def __init__(self, client: Redis, scripts: dict[str, tr.Script]) -> None:
+    def __init__(self, client: Redis, scripts: dict[str, sc.Script]) -> None:
         self.client = client
         self.scripts = scripts
         self.rows: dict[str, list[Row]] = defaultdict(list)
         self.detail: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
 
-    def run(self, calls: list[tr.Call[Any]], chunk: int = 50) -> list[Any]:
+    def run(self, calls: list[sc.Call[Any]], chunk: int = 50) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(calls), chunk):
             part = calls[i : i + chunk]
             mine = [dataclasses.replace(c, script=self.scripts[c.script.name]) for c in part if c.script]
-            out += tr.run_many(self.client, mine)
+            out += sc.run_many(self.client, mine)
         for r in out:
             if isinstance(r, Exception):
                 raise r
@@ -92,7 +94,7 @@ class Runner:
         info = self.client.info("cpu")
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
-    def phase(self, label: str, calls: list[tr.Call[Any]]) -> list[Any]:
+    def phase(self, label: str, calls: list[sc.Call[Any]]) -> list[Any]:
         for name in {c.script.name for c in calls if c.script}:  # loaded outside the measurement
             self.client.script_load(self.scripts[name].source)
         self.client.config_resetstat()
@@ -149,7 +151,7 @@ def main() -> None:
     p.add_argument("--detail", action="store_true", help="per phase, each command's usec per script call (new)")
     p.add_argument("--json", help="also write every measurement to this file")
     a = p.parse_args()
-    variants = {"base": baseline_sources(a.baseline), "new": {n: tr.script(n).source for n in tr.SCRIPT_NAMES}}
+    variants = {"base": baseline_sources(a.baseline), "new": {n: sc.script(n).source for n in sc.SCRIPT_NAMES}}
     with LocalRedis(appendonly=False) as server:
         client = Redis.from_url(server.url)
         runners = {k: Runner(client, as_scripts(v)) for k, v in variants.items()}

@@ -6,10 +6,9 @@ checks that a refusal changes nothing byte for byte).
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from orchestrator.errors import LeaseLost
 from orchestrator.models import TaskState
 from orchestrator.script_calls import run
 from tests.lua.test_scripts import ERROR, Q, server_ms
@@ -65,19 +64,51 @@ def test_reap_deletes_a_dead_worker_key_of_any_type_in_one_pass(q: Q, r) -> None
 # ------------------------------------------------------------------ the token counter
 
 
+def server_us(r) -> int:
+    sec, usec = r.time()
+    return int(sec) * 1_000_000 + int(usec)
+
+
 def test_a_new_token_counter_starts_from_redis_time_so_tokens_only_grow(q: Q, r) -> None:
     """A counter deleted by hand restarted at 1: a stale holder's token could come back."""
     q.add(2)
-    before = server_ms(r)
+    before = server_us(r)
     [old] = q.claim()
-    assert int(old.token) > before  # a fresh queue too: from Redis TIME in ms
+    assert int(old.token) >= before  # a fresh queue too: from Redis TIME in microseconds
     r.delete(q.keys.tokens)
-    deadline = time.monotonic() + 5
-    while server_ms(r) <= int(old.token) and time.monotonic() < deadline:  # past the ms it was issued in
-        time.sleep(0.001)
     [new] = q.claim()
     assert int(new.token) > int(old.token)
     assert r.get(q.keys.tokens) == new.token.encode()
+
+
+def test_a_token_counter_set_back_by_a_failover_still_issues_unused_tokens(q: Q, r) -> None:
+    """A promoted replica may miss the last writes (the zombie's claim, the counter's INCR
+    among them): its tokens still start at Redis TIME in microseconds, past the zombie's,
+    whose complete is refused."""
+    q.add(id="t")
+    q.add(id="u")
+    [first] = q.claim()  # an earlier claim the replica did get
+    replica = {key: r.dump(key) for key in r.keys("*")}  # what the replica holds at the kill
+    [zombie] = q.claim()  # replicated to nobody: lost in the failover
+    assert (first.task_id, zombie.task_id) == ("t", "u")
+    r.flushdb()
+    for key, value in replica.items():  # the promoted replica serves from here
+        r.restore(key, 0, value)
+    assert int(r.get(q.keys.tokens)) < int(zombie.token)  # the counter was set back
+    [fresh] = q.claim()
+    assert fresh.task_id == zombie.task_id and int(fresh.token) > int(zombie.token)
+    q.fails(LeaseLost, q.at().complete(zombie.task_id, zombie.token, b"1", 0))
+    assert int(r.get(q.keys.tokens)) == int(fresh.token)  # the counter moved on with it
+    q.run(q.at().complete(fresh.task_id, fresh.token, b"1", 0))
+
+
+def test_tokens_stay_past_the_counter_when_it_is_ahead_of_the_clock(q: Q, r) -> None:
+    """A counter ahead of TIME (set by repair, or a faster clock before a failover) still rules."""
+    q.add(3)
+    ahead = server_us(r) + 10**12
+    r.set(q.keys.tokens, ahead)
+    tokens = [int(lease.token) for lease in q.claim(3)]
+    assert tokens == [ahead + 1, ahead + 2, ahead + 3] and int(r.get(q.keys.tokens)) == ahead + 3
 
 
 # ------------------------------------------------------------------ retry_failed paging

@@ -502,7 +502,7 @@ def test_claim_refuses_a_token_counter_that_is_not_a_count(q: HostileQ, r: Any, 
 
 def test_claim_goes_on_from_the_token_counter_stats_kept_before(q: HostileQ, r: Any) -> None:
     q.add(2)
-    kept = 9_000_000_000_041  # past Redis TIME in ms: the higher of the two wins
+    kept = 9_000_000_000_000_041  # past Redis TIME in microseconds: the higher of the two wins
     r.hset(q.keys.stats, "tokens", kept)  # a queue from before the counter had its own key
     [a] = q.claim()
     assert a.token == str(kept + 1) and r.get(q.keys.tokens) == str(kept + 1).encode()

@@ -436,7 +436,7 @@ class ScriptsModel(RuleBasedStateMachine):
         taken, rest = order[:n], order[n:]
         expected = []
         aside = [self.tasks[i] for i in taken if self.tasks[i].malformed]
-        seeded = self.tokens == 0  # a new counter starts from Redis TIME: learnt from the reply
+        first = self.tokens + 1  # model tokens from 1 on; the real ones are learnt from the reply
         for task_id in taken:
             task = self.tasks[task_id]
             if task.malformed:
@@ -454,14 +454,15 @@ class ScriptsModel(RuleBasedStateMachine):
             self.metrics["wait"] += len(taken) - len(aside)
         if len(taken) == n and rest:
             self.wake = True
+        sec, usec = self.r.time()
         reply = self.send(self.t.claim(worker, n, lease))
-        if seeded and expected:
-            seed = int(reply[0].token) - 1
-            assert seed >= self.t0  # Redis TIME in ms, not 0: tokens only grow
+        if expected:  # past the counter and at least Redis TIME in microseconds (claim.lua)
+            shift = int(reply[0].token) - first
+            assert shift >= 0 and int(reply[0].token) >= sec * 1_000_000 + usec, "tokens only grow, from TIME in us"
             for i, (task_id, token, *rest) in enumerate(expected):
-                self.tasks[task_id].token = str(seed + int(token))
+                self.tasks[task_id].token = str(shift + int(token))
                 expected[i] = (task_id, self.tasks[task_id].token, *rest)
-            self.tokens += seed
+            self.tokens += shift
         got = [(x.task_id, x.token, x.attempt, x.max_retries, x.priority) for x in reply]
         assert got == expected
         assert all((x.name, x.args, x.kwargs, x.timeout_ms) == ("m:f", [], {}, 0) for x in reply)
