@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator import Orchestrator, Settings, WorkerSettings
 from orchestrator.redis_local import free_port
+from orchestrator.worker.registry import load_tasks
 from orchestrator.worker.worker import Worker
 from tests.integration.procs import wait_for
 
@@ -55,14 +56,15 @@ def serving(asgi_app: Any) -> Iterator[str]:
 
 @contextmanager
 def running_worker(
-    app: Orchestrator, *, concurrency: int = 4, queues: tuple[str, ...] = ("default",)
+    app: Orchestrator, module: str, *, concurrency: int = 4, queues: tuple[str, ...] = ("default",)
 ) -> Iterator[Worker]:
-    """A Worker running ``app``'s registered tasks until the block ends."""
+    """A Worker running the tasks of ``module`` (found as ``orch worker --app MODULE`` finds
+    them) on ``app``'s Redis until the block ends."""
     settings = WorkerSettings(
         name="recipes-worker", concurrency=concurrency, grace=0, idle_wait=0.05,
         queues=tuple((q, 1) for q in queues),
     )
-    worker = Worker(Orchestrator(settings=app.settings), settings, dict(app.registry))
+    worker = Worker(Orchestrator(settings=app.settings), settings, load_tasks([module]))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(),), daemon=True)
     thread.start()

@@ -38,7 +38,7 @@ def test_a_report_is_enqueued_and_its_result_awaited(orch: Orchestrator, client:
     body = accepted.json()
     assert body["result"] == f"/reports/{body['id']}/result" and body["progress"] == f"/reports/{body['id']}/progress"
     assert orch.handle(body["id"], fastapi_app.QUEUE).info().name == fastapi_app.build_report.name
-    with running_worker(orch, queues=(fastapi_app.QUEUE,)):
+    with running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)):
         done = client.get(body["result"], params={"wait": 10})
     assert (done.status_code, done.json()) == (200, {"rows": 5, "total": 10})
 
@@ -65,6 +65,6 @@ def test_a_cancelled_report_is_409_and_a_failed_one_500(orch: Orchestrator, clie
     answer = client.get(cancelled["result"], params={"wait": 5})
     assert (answer.status_code, answer.json()) == (409, {"detail": f"report {cancelled['id']} was cancelled"})
     slow = fastapi_app.build_report.enqueue([500], timeout=0.05, max_retries=0)  # 10 s of rows in 50 ms: fails
-    with running_worker(orch, queues=(fastapi_app.QUEUE,)):
+    with running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)):
         failed = client.get(f"/reports/{slow.id}/result", params={"wait": 10})
     assert (failed.status_code, failed.json()) == (500, {"detail": f"report {slow.id} failed: TaskTimeout"})

@@ -119,6 +119,6 @@ def test_the_example_runs_against_a_worker(example_app: Orchestrator) -> None:
         finally:
             await example_app.aclose()  # its async client belongs to this loop
 
-    with running_worker(example_app):
+    with running_worker(example_app, "examples.typed_results"):
         assert typed_results.use_sync(timeout=10) == (12, {"width": 20, "height": 30}, "hello ada")
         assert asyncio.run(use_async()) == (30, "hello grace", 56)

@@ -1,0 +1,1 @@
+"""The recipe's Django app: orders, placed in a transaction and shipped by a task."""
