@@ -33,6 +33,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
+from redis.crc import key_slot
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.sentinel import Sentinel
 
@@ -185,3 +186,14 @@ def _sentinel_kwargs(target: Target, options: dict[str, Any]) -> dict[str, Any]:
 def is_cluster(client: Redis | AsyncRedis) -> bool:
     """Whether ``client`` is a Redis Cluster client (calls must then be routed by slot)."""
     return isinstance(client, RedisCluster | AsyncRedisCluster)
+
+
+def wake_groups(client: Redis | AsyncRedis, keys: list[str]) -> list[list[str]]:
+    """``keys`` split into groups a blocking command may wait on together: one group on a
+    standalone Redis; on a Redis Cluster one per slot (a command must not cross slots)."""
+    if not is_cluster(client):
+        return [keys]
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())

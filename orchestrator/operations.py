@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .connection import block_limit
+from .connection import block_limit, wake_groups
 from .errors import InvalidTransition, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
 from .metrics_records import QueueOverview, SeriesPoint
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .config import Settings
     from .keys import QueueKeys
     from .transitions import Transitions
+
+FOLLOW_POLL_S = 0.05  # events on several cluster slots are polled this often while following
 
 
 class Operations:
@@ -117,14 +119,23 @@ class Operations:
         if not after:
             return []
         queue_of = {self.keys(queue).events: queue for queue in after}
-        streams = {stream: after[queue] for stream, queue in queue_of.items()}
         block_ms = min(block_ms, round(block_limit(self.settings.lease_timeout) * 1000))  # below the socket's
-        reply: Any = self.redis.xread(streams, block=block_ms)  # type: ignore[arg-type]
-        found = [
-            decode_event(queue_of[text(stream)], eid, fields)
-            for stream, entries in reply or ()
-            for eid, fields in entries
-        ]
+        groups = wake_groups(self.redis, list(queue_of))  # one XREAD may not cross a cluster's slots
+        deadline = time.monotonic() + block_ms / 1000
+        while True:
+            replies: list[Any] = []
+            for group in groups:
+                streams = {stream: after[queue_of[stream]] for stream in group}
+                wait = block_ms if len(groups) == 1 else None  # streams on several slots: polled
+                replies += self.redis.xread(streams, block=wait) or []  # type: ignore[arg-type]
+            found = [
+                decode_event(queue_of[text(stream)], eid, fields)
+                for stream, entries in replies
+                for eid, fields in entries
+            ]
+            if found or len(groups) == 1 or time.monotonic() >= deadline:
+                break
+            time.sleep(min(FOLLOW_POLL_S, max(0.0, deadline - time.monotonic())))
         found.sort(key=Event.sort_key)
         return found
 

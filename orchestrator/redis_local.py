@@ -1,6 +1,7 @@
 """A private, throw-away redis-server: free port on 127.0.0.1, temporary directory.
 
-Owns starting redis-server processes of our own, the one launcher for ``orch demo``
+Owns starting redis-server processes of our own (one, or a local Redis Cluster of six:
+``LocalCluster``), the one launcher for ``orch demo``
 (when no ``--redis-url`` is given), the test suite, the chaos soak and the benchmarks:
 a free port (never 6379) or a given one, waiting until it answers PING, killing it -9
 and starting it again on the same port and directory (its append-only file), stopping
@@ -174,3 +175,137 @@ class LocalRedis:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+
+
+CLUSTER_NODE_TIMEOUT_MS = 1000  # a dead master is noticed and its replica promoted within ~2-3 s
+CLUSTER_READY_TIMEOUT = 30.0
+
+
+class LocalCluster:
+    """``with LocalCluster() as cluster: cluster.url`` — a Redis Cluster of ``masters``
+    masters with one replica each (six redis-server by default), on free ports in
+    temporary directories, made with ``redis-cli --cluster create`` and returned once every
+    node says ``cluster_state:ok`` and every replica is in sync. ``stop`` kills them all.
+
+    Nodes time out after ``node_timeout_ms`` (small: a killed master's replica takes over
+    within seconds), a replica may always take over (validity factor 0), and the slots of
+    the live masters keep answering while another is down (full coverage not required).
+    """
+
+    def __init__(
+        self, *, masters: int = 3, node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS, appendonly: bool = False
+    ) -> None:
+        self.masters_count = masters
+        extra = [
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms), "--cluster-replica-validity-factor", "0",
+            "--cluster-require-full-coverage", "no", "--cluster-allow-reads-when-down", "no",
+        ]
+        self.nodes = [
+            LocalRedis(appendonly=appendonly, extra=[*extra, "--cluster-port", str(free_port())])
+            for _ in range(masters * 2)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalCluster:
+        """Start the nodes, join them (``--cluster-replicas 1``) and wait until the cluster is ok."""
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise ConfigurationError("redis-cli not found: install Redis (scripts/setup does)")
+        try:
+            for node in self.nodes:
+                node.start()
+            created = subprocess.run(
+                [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "1", "--cluster-yes"],
+                capture_output=True, timeout=CLUSTER_READY_TIMEOUT, check=False,
+            )
+            if created.returncode != 0:
+                raise ConfigurationError(f"redis-cli --cluster create failed: {created.stdout[-300:]!r}")
+            self.wait_ok()
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _client(self, node: LocalRedis) -> redis.Redis:
+        return redis.Redis(port=node.port, socket_connect_timeout=1, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+
+    def live(self) -> list[LocalRedis]:
+        return [node for node in self.nodes if node.proc is not None and node.proc.poll() is None]
+
+    def masters(self) -> list[LocalRedis]:
+        """The live nodes that are masters now (a promoted replica included)."""
+        found = []
+        for node in self.live():
+            with contextlib.suppress(redis.RedisError), self._client(node) as client:
+                if client.info("replication").get("role") == "master":
+                    found.append(node)
+        return found
+
+    def master_of(self, key: str) -> LocalRedis:
+        """The live master serving ``key``'s slot."""
+        for node in self.masters():
+            with self._client(node) as client:
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                if self._owns(client, slot):
+                    return node
+        raise ConfigurationError(f"no live master serves the slot of {key!r}")
+
+    @staticmethod
+    def _owns(client: redis.Redis, slot: int) -> bool:
+        myself = client.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
+        myid = myself.decode() if isinstance(myself, bytes) else str(myself)
+        for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
+            node_id = master[2].decode() if isinstance(master[2], bytes) else str(master[2])
+            if int(start) <= slot <= int(end) and node_id == myid:
+                return True
+        return False
+
+    def wait_ok(self, timeout: float = CLUSTER_READY_TIMEOUT) -> None:
+        """Until every live node says cluster_state:ok, ``masters`` masters serve every slot
+        and each live replica's link to its master is up (ConfigurationError after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ok():
+                return
+            time.sleep(0.05)
+        raise ConfigurationError(f"the local cluster did not become ok within {timeout:g} s")
+
+    def _ok(self) -> bool:
+        try:
+            masters = 0
+            for node in self.live():
+                with self._client(node) as client:
+                    if b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                        return False
+                    replication = client.info("replication")
+                    if replication.get("role") == "master":
+                        masters += 1
+                    elif replication.get("master_link_status") != "up":
+                        return False
+            return masters == self.masters_count
+        except redis.RedisError:
+            return False
+
+    def flush(self) -> None:
+        """FLUSHALL on every master (the replicas follow)."""
+        for node in self.masters():
+            with self._client(node) as client:
+                client.flushall()
+
+    def stop(self) -> None:
+        """Stop every node and remove their directories. Idempotent."""
+        for node in self.nodes:
+            node.stop()

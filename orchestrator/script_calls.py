@@ -3,7 +3,8 @@
 Owns loading ``lua/*.lua`` (each prefixed with the ``lua/_lib.lua`` definitions it uses,
 see luasource.py), the ``Call`` value (one script invocation as data, with its reply
 decoder), sending calls in one round trip (``run``, ``run_many`` and their async twins),
-mapping the scripts' error codes to exceptions, and recovering from NOSCRIPT. Does not
+mapping the scripts' error codes to exceptions, and recovering from NOSCRIPT; on a Redis
+Cluster client the calls are routed by slot (``cluster_calls``). Does not
 build any script's KEYS and ARGV (``transitions``). See ARCHITECTURE.md for the layers.
 """
 
@@ -19,8 +20,11 @@ from typing import Any, Generic, TypeVar, cast
 import hiredis
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
+from . import cluster_calls
 from .errors import OutOfMemory, from_script_error
 from .luasource import Library, join, literals, parse
 from .metrics_records import lua_constants
@@ -130,6 +134,8 @@ def command(*args: Arg) -> Call[Any]:
 
 
 _pack = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)  # its stub types a 1-tuple
+_ASKING = _pack(("ASKING",))
+MAX_PASSES = 5  # a NOSCRIPT, a MOVED, an ASK and a lost connection each cost a pass
 
 
 def out_of_memory(exc: Exception) -> OutOfMemory:
@@ -159,10 +165,19 @@ class _Exchange:
     def done(self) -> bool:
         return not self.todo
 
-    def packed(self) -> bytes:
+    def begin_pass(self) -> None:
         self.passes += 1
-        if self.passes > 4:
-            raise RuntimeError("scripts keep vanishing from Redis (NOSCRIPT after loading them)")
+        if self.passes > MAX_PASSES:
+            raise RuntimeError("scripts keep vanishing from Redis (NOSCRIPT after loading them), or redirects loop")
+
+    def pack(self, indices: Sequence[int], asking: Collection[int] = ()) -> bytes:
+        """The calls ``indices``, packed; those in ``asking`` behind an ASKING (cluster)."""
+        if asking:
+            return b"".join((_ASKING if i in asking else b"") + _pack(self.calls[i].command) for i in indices)
+        return b"".join(_pack(self.calls[i].command) for i in indices)
+
+    def packed(self) -> bytes:
+        self.begin_pass()
         return b"".join(_pack(self.calls[i].command) for i in self.todo)
 
     def lost(self, exc: Exception) -> None:
@@ -209,6 +224,9 @@ def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
     command path costs about twice the round trip itself.
     """
     exchange = _Exchange(calls)
+    if isinstance(client, RedisCluster):  # typed as Redis by connection.py
+        cluster_calls.run_many(client, exchange)
+        return exchange.results
     while not exchange.done:
         packed = exchange.packed()
         pool = client.connection_pool
@@ -234,6 +252,9 @@ def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
 async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]:
     """``run_many`` for an asyncio client."""
     exchange = _Exchange(calls)
+    if isinstance(client, AsyncRedisCluster):
+        await cluster_calls.arun_many(client, exchange)
+        return exchange.results
     while not exchange.done:
         packed = exchange.packed()
         pool = client.connection_pool

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from orchestrator import Orchestrator, Settings
-from orchestrator.redis_local import LocalRedis
+from orchestrator.redis_local import LocalCluster, LocalRedis
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,11 @@ def app(r: redis.Redis, redis_server: LocalRedis) -> Iterator[Orchestrator]:
     orch = Orchestrator(settings=Settings(redis_url=redis_server.url))
     yield orch
     orch.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One local Redis Cluster (3 masters, 3 replicas) for the whole session: ~6 s to start."""
+    cluster = LocalCluster().start()
+    yield cluster
+    cluster.stop()

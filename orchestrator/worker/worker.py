@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 from ..client import Orchestrator
 from ..complaints import Complaints, describe, server_wide
 from ..config import WorkerSettings
-from ..connection import block_limit
+from ..connection import block_limit, wake_groups
 from ..context import TaskContext
 from ..encoding import TaskOptions
 from ..errors import (
@@ -66,6 +66,7 @@ class Worker(Commits):
             app._scripts(queue)  # validates every name before anything runs
         self.lease_ms = round(app.settings.lease_timeout * 1000)
         self.heartbeat = settings.heartbeat_for(app.settings.lease_timeout)  # refuses one that loses leases
+        self._wake: list[list[str]] | None = None  # the wake-up keys, grouped per BLPOP
         self._block_s = min(settings.idle_wait, block_limit(app.settings.lease_timeout))  # below the socket timeout
         self.started_at = int(time.time() * 1000)
         self.processed = 0  # tasks that ended here, however: finished, released or dropped
@@ -207,14 +208,36 @@ class Worker(Commits):
 
     async def _wait_for_work(self) -> None:
         """Block on the queues' wake-up keys; enqueue and promote push a token there."""
-        wake = [self.app.keys(q).wake for q, _ in self.settings.queues]
         try:
-            await self.app.aredis.blpop(wake, timeout=self._block_s)
+            await self._block(self._wake_groups())
         except ResponseError as exc:  # a wake-up key of the wrong type: poll instead of blocking
             if server_wide(exc):
                 raise
             self._complaints.report("wake-up keys", describe(exc))
             await asyncio.sleep(self.settings.idle_wait)
+
+    def _wake_groups(self) -> list[list[str]]:
+        """The wake-up keys, one BLPOP's worth each: all of them on one Redis; on a Redis
+        Cluster one group per slot (a BLPOP must not cross slots), the queues' hash tags."""
+        if self._wake is None:
+            wake = [self.app.keys(q).wake for q, _ in self.settings.queues]
+            self._wake = wake_groups(self.app.aredis, wake)
+        return self._wake
+
+    async def _block(self, groups: list[list[str]]) -> None:
+        """BLPOP each group at once (one connection each); the first to wake ends the others."""
+        if len(groups) == 1:
+            await self.app.aredis.blpop(groups[0], timeout=self._block_s)
+            return
+        waits = [asyncio.ensure_future(self.app.aredis.blpop(g, timeout=self._block_s)) for g in groups]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()  # a token it popped unread is a lost hint: claim looks at every queue anyway
+            await asyncio.gather(*waits, return_exceptions=True)
+        for wait in done:
+            wait.result()  # its error, if it failed
 
     async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
         """Await ``awaitable`` unless stop() comes first (then cancel it)."""

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import redis
-
+from orchestrator.connection import sync_client
 from orchestrator.keys import QueueKeys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +140,7 @@ class Procs:
         self.logdir = logdir
         self.queue = queue
         self.keys = QueueKeys(queue)
-        self.redis = redis.Redis.from_url(redis_url)
+        self.redis = sync_client(redis_url)
         self.started: list[Proc] = []
 
     def __enter__(self) -> Procs:

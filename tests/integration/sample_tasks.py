@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from orchestrator import Orchestrator
+from orchestrator.connection import sync_client
 from orchestrator.context import current_task
 
 app = Orchestrator()
@@ -23,7 +24,7 @@ _r: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _r
     if _r is None:
-        _r = redis.Redis.from_url(os.environ["ORCH_REDIS_URL"])
+        _r = sync_client(os.environ["ORCH_REDIS_URL"])
     return _r
 
 

@@ -24,7 +24,7 @@ FOUNDATION = {
     "errors", "config", "models", "keys", "context", "version", "redis_local", "connection", "sanitize", "reading",
     "records", "metrics_records", "schedules",
 }
-SCRIPTS = {"transitions", "script_calls", "replies", "luasource"}
+SCRIPTS = {"transitions", "script_calls", "cluster_calls", "replies", "luasource"}
 FACES = {"cli", "demo", "server", "testing", "__main__", ""}  # "": the package's __init__
 
 
