@@ -34,7 +34,7 @@ from .errors import (
     ValidationError,
 )
 from .handle import TaskHandle
-from .models import RetryPolicy, Task, TaskError, TaskState
+from .models import Progress, RetryPolicy, Task, TaskError, TaskState
 from .queues import Queue
 from .records import Attempt, Event, QueueStats, TaskInfo, TaskPage, WorkerInfo
 from .version import __version__
@@ -57,6 +57,7 @@ __all__ = [
     "OutOfMemory",
     "PartiallyEnqueued",
     "PayloadTooLarge",
+    "Progress",
     "Queue",
     "QueueNotFound",
     "QueueStats",

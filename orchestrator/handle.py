@@ -1,11 +1,17 @@
 """``TaskHandle``: what ``enqueue`` returns, to follow one task to its end.
 
-Owns reading one task's state and waiting for its outcome (result or error), sync and
-async, by polling its record with backoff. Generic in the result's type: a handle from
-``fn.delay`` is a ``TaskHandle[R]`` for the task's return annotation (the awaited type for
-an ``async def``), one from a name (``app.enqueue("mod:fn")``) a ``TaskHandle[Any]``; the
-parameter exists for type checkers only (nothing is checked at run time). Does not enqueue (``client``) or change a
-task's state other than by asking ``Orchestrator.cancel``.
+Owns reading one task's state and progress and waiting for its outcome (result or
+error), sync and async. Waiting subscribes to the task's shard channel
+(``QueueKeys.finished``; the scripts that end a task publish there) before it first
+looks at the state, so an end between the look and the wait is never missed, and looks
+again at least every FALLBACK_POLL seconds in case a message is lost (a reconnect, a
+failover). Where the channel cannot be subscribed (an ACL without the channel, a
+client without pub/sub) it polls with backoff instead. Generic in the result's type: a
+handle from ``fn.delay`` is a ``TaskHandle[R]`` for the task's return annotation (the
+awaited type for an ``async def``), one from a name (``app.enqueue("mod:fn")``) a
+``TaskHandle[Any]``; the parameter exists for type checkers only (nothing is checked at
+run time). Does not enqueue (``client``) or change a task's state other than by asking
+``Orchestrator.cancel``.
 See ARCHITECTURE.md for the layers.
 """
 
@@ -13,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from redis import exceptions as redis_errors
 
 from .errors import MalformedRecord, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
-from .models import Task, TaskState
+from .models import PROGRESS_FIELDS, Progress, Task, TaskState, decode_progress
 from .reading import text
 from .redis_calls import redis_calls
 from .sanitize import escape
@@ -30,8 +38,9 @@ R_co = TypeVar("R_co", covariant=True)  # the task's result: a handle only hands
 class TaskHandle(Generic[R_co]):
     """A reference to an enqueued task; ``result()`` returns an ``R_co``."""
 
-    POLL_MIN = 0.005
+    POLL_MIN = 0.005  # polling (no channel): the first pause, doubling up to POLL_MAX
     POLL_MAX = 0.2
+    FALLBACK_POLL = 1.0  # subscribed: the longest wait between two looks at the state
 
     def __init__(self, app: Orchestrator, task_id: str, queue: str, *, created: bool = True) -> None:
         self.app = app
@@ -80,6 +89,22 @@ class TaskHandle(Generic[R_co]):
     async def acancel(self) -> TaskState:
         return await self.app.acancel(self.id, self.queue)
 
+    def _progress(self, values: list[Any]) -> Progress | None:
+        self._state(values[0])  # TaskNotFound, MalformedRecord
+        fraction, data, at = values[1:]
+        return decode_progress(text(fraction), data or b"", text(at)) if fraction else None
+
+    def progress(self) -> Progress | None:
+        """The last progress the task reported (``current_task().progress``), or None."""
+        with redis_calls():
+            values = self.app.redis.hmget(self.app.keys(self.queue).task(self.id), "state", *PROGRESS_FIELDS)
+        return self._progress(values)
+
+    async def aprogress(self) -> Progress | None:
+        with redis_calls():
+            values = await self.app.aredis.hmget(self.app.keys(self.queue).task(self.id), "state", *PROGRESS_FIELDS)
+        return self._progress(values)
+
     def _outcome(self, task: Task) -> R_co:
         if task.state is TaskState.SUCCESS:
             return cast("R_co", task.result)  # decoded JSON: its type is the task's annotation's word
@@ -93,26 +118,89 @@ class TaskHandle(Generic[R_co]):
     def result(self, timeout: float | None = None) -> R_co:
         """Wait for the task to end; return its result or raise its error.
 
+        Returns within a few ms of the end (a message on the task's channel wakes it).
         Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        listener = self._listen()
         pause = self.POLL_MIN
-        while True:
-            if self.status().is_final:
-                return self._outcome(self.info())
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timed_out(timeout)
-            time.sleep(pause)
-            pause = min(pause * 2, self.POLL_MAX)
+        try:
+            while True:
+                if self.status().is_final:
+                    return self._outcome(self.info())
+                wait = self._wait(deadline, timeout, listener is not None, pause)
+                if listener is None:
+                    time.sleep(wait)
+                    pause = min(pause * 2, self.POLL_MAX)
+                    continue
+                try:
+                    listener.get_sharded_message(timeout=wait)
+                except redis_errors.RedisError:  # the connection dropped: look, then wait by polling
+                    listener.close()
+                    listener = None
+        finally:
+            if listener is not None:
+                listener.close()
 
     async def aresult(self, timeout: float | None = None) -> R_co:
+        """``result`` for asyncio programs."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        listener = await self._alisten()
         pause = self.POLL_MIN
-        while True:
-            if (await self.astatus()).is_final:
-                return self._outcome(await self.ainfo())
-            if deadline is not None and time.monotonic() >= deadline:
-                raise self._timed_out(timeout)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.POLL_MAX)
+        try:
+            while True:
+                if (await self.astatus()).is_final:
+                    return self._outcome(await self.ainfo())
+                wait = self._wait(deadline, timeout, listener is not None, pause)
+                if listener is None:
+                    await asyncio.sleep(wait)
+                    pause = min(pause * 2, self.POLL_MAX)
+                    continue
+                try:
+                    await listener.get_message(timeout=wait)
+                except redis_errors.RedisError:
+                    await listener.aclose()
+                    listener = None
+        finally:
+            if listener is not None:
+                await listener.aclose()
 
+    def _wait(self, deadline: float | None, timeout: float | None, subscribed: bool, pause: float) -> float:
+        """How long to wait before the next look (raises ResultTimeout when the time is up)."""
+        wait = self.FALLBACK_POLL if subscribed else pause
+        if deadline is None:
+            return wait
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timed_out(timeout)
+        return min(wait, left)
+
+    def _listen(self) -> Any:
+        """A pub/sub connection subscribed to the task's channel (the subscription confirmed),
+        or None when it cannot be had: the caller polls."""
+        channel = self.app.keys(self.queue).finished(self.id)
+        listener = None
+        try:
+            listener = self.app.redis.pubsub()  # type: ignore[no-untyped-call]
+            listener.ssubscribe(channel)
+            if listener.get_sharded_message(timeout=self.FALLBACK_POLL) is not None:
+                return listener
+        except (redis_errors.RedisError, AttributeError, NotImplementedError):  # no rights, no pub/sub
+            pass
+        if listener is not None:
+            listener.close()
+        return None
+
+    async def _alisten(self) -> Any:
+        channel = self.app.keys(self.queue).finished(self.id)
+        listener = None
+        try:
+            listener = self.app.aredis.pubsub()  # (redis-py's async Cluster client has none)
+            await listener.ssubscribe(channel)
+            if await listener.get_message(timeout=self.FALLBACK_POLL) is not None:
+                return listener
+        except (redis_errors.RedisError, AttributeError, NotImplementedError):
+            pass
+        if listener is not None:
+            await listener.aclose()  # type: ignore[no-untyped-call]
+        return None

@@ -128,6 +128,12 @@ class QueueKeys:
         """A pub/sub channel, not a key: cancel.lua publishes the id of a RUNNING task asked to stop."""
         return f"{self.base}cancels"
 
+    def finished(self, task_id: str) -> str:
+        """A shard pub/sub channel, not a key: the scripts that end a task (complete, a final
+        fail or reap, cancel, delete) SPUBLISH its state there, so ``TaskHandle.result`` wakes
+        at once. Scripts build it from the base (``finished:<id>``), like ``task:<id>``."""
+        return f"{self.base}finished:{task_id}"
+
     @property
     def tokens(self) -> str:
         """The lease-token counter: its own key, so a producer's ACL can leave it read-only."""

@@ -13,12 +13,13 @@ import enum
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InvalidPayload, MalformedRecord, NotSerializable
+from .errors import InvalidPayload, MalformedRecord, NotSerializable, PayloadTooLarge
 from .errors import ValidationError as InputError  # pydantic's ValidationError keeps the plain name here
 from .reading import MAX_INT
 from .reading import text as _text
@@ -221,6 +222,49 @@ class RetryPolicy(BaseModel):
     jitter: bool = Field(default=True, description="Spread retries randomly over [delay/2, delay].")
 
 
+MAX_PROGRESS_BYTES = 16 * 1024  # largest encoded ``data`` of one progress report (it rides in the event too)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a running task got, as it last reported (``current_task().progress``).
+
+    ``fraction`` is 0 to 1; ``data`` the JSON value it came with (None when none);
+    ``at_ms`` when it was reported (Redis's clock). Kept through a retry: a new attempt
+    overwrites it when it reports (compare ``at_ms`` with the task's ``started_at``)."""
+
+    fraction: float
+    data: Any = None
+    at_ms: int = 0
+
+
+def encode_progress(fraction: object, data: Any = None, max_bytes: int = MAX_PROGRESS_BYTES) -> tuple[str, bytes]:
+    """A progress report as the progress script takes it: the fraction as a decimal
+    string and the data as JSON. Raises ValidationError (field ``fraction``),
+    NotSerializable or PayloadTooLarge (field ``data``) before anything is sent."""
+    if not (type(fraction) in (int, float) and 0 <= cast(float, fraction) <= 1):  # (not bool; nan fails)
+        raise InputError(f"progress fraction {fraction!r} is not a number from 0 to 1", field="fraction")
+    encoded = dumps(data, "data")
+    if len(encoded) > max_bytes:
+        raise PayloadTooLarge(
+            f"progress data is {len(encoded)} bytes encoded, more than {max_bytes}", field="data"
+        )
+    return repr(float(cast(float, fraction))), encoded
+
+
+def decode_progress(fraction: str, data: bytes | str, at: str) -> Progress | None:
+    """A record's progress fields as a Progress, or None: none reported, or spoiled (a
+    progress that does not read is only that: the task's state still reads)."""
+    try:
+        value = orjson.loads(fraction) if fraction else None
+        payload = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        return None
+    if not (type(value) in (int, float) and 0 <= cast(float, value) <= 1):
+        return None
+    return Progress(float(cast(float, value)), payload, int(at) if at.isdigit() else 0)
+
+
 class TaskError(BaseModel):
     """What went wrong in an attempt."""
 
@@ -278,7 +322,11 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "last_error": (Kind.JSON, ""),
     "ready_at": (Kind.TIME, ""),  # when it last became eligible (PENDING, or due when promoted): wait starts here
     "history": (Kind.JSON, ""),  # earlier attempts, a JSON list (records.Attempt; with_attempt in _lib.lua)
+    "progress": (Kind.JSON, ""),  # the last progress a RUNNING task reported (progress.lua): a number, 0 to 1
+    "progress_data": (Kind.JSON, ""),  # ... the JSON data it came with
+    "progress_at": (Kind.TIME, ""),  # ... and when (ms)
 }
+PROGRESS_FIELDS = ("progress", "progress_data", "progress_at")
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)
 
 _DIGITS = re.compile(r"[0-9]{1,16}")
@@ -358,6 +406,7 @@ class Task(BaseModel):
     last_error: TaskError | None = None  # a SUCCESS record keeps its earlier attempt's error here
     ready_at: int | None = None  # when it last became PENDING
     history: list[Any] = Field(default_factory=list)  # its last attempts (records.Attempt's fields), newest last
+    progress: Progress | None = None  # the last progress reported (progress, progress_data, progress_at)
 
     @classmethod
     def from_redis(cls, record: Mapping[bytes | str, bytes | str]) -> Task:
@@ -372,7 +421,12 @@ class Task(BaseModel):
             raise MalformedRecord(f"task {_text(task_id)} is malformed: {'; '.join(problems)}")
         fields = {k: _text(v) for k, v in raw.items() if k in RECORD}
         data: dict[str, Any] = {}
+        if "progress" in fields:
+            data["progress"] = decode_progress(fields["progress"], raw.get("progress_data", b""),
+                                               fields.get("progress_at", ""))
         for name, value in fields.items():
+            if name in PROGRESS_FIELDS:
+                continue
             kind = RECORD[name][0]
             if value == "" and kind in (Kind.TIME, Kind.TEXT, Kind.JSON):
                 continue  # scripts blank a field rather than delete it (worker on retry, ...)

@@ -20,7 +20,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from .errors import InvalidPayload, MalformedRecord, ValidationError
-from .models import INDEX_OF, STATE_NAMES, Task, TaskState
+from .models import INDEX_OF, STATE_NAMES, Progress, Task, TaskState, decode_progress
 from .reading import iso, ms_to_datetime, text, to_float, to_int
 
 UtcTime = Annotated[datetime, PlainSerializer(iso, return_type=str, when_used="json")]
@@ -307,6 +307,7 @@ class TaskInfo(_Record):
     last_error: dict[str, Any] | None = None  # a SUCCESS's earlier attempt's error
     ready_at: UtcTime | None = None
     history: list[Attempt] = Field(default_factory=list, description="The last attempts, oldest first.")
+    progress: Progress | None = Field(default=None, description="The last progress the task reported.")
     notes: list[str] = Field(default_factory=list)
 
     @classmethod
@@ -348,6 +349,9 @@ def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Excepti
             data[name] = value if isinstance(value, shape) else None
     history, history_notes = decode_history(data.get("history"))
     data["history"] = with_last_attempt(history, data.get("state"), data)
+    if fields.get("progress"):
+        data["progress"] = decode_progress(fields["progress"], fields.get("progress_data", ""),
+                                           fields.get("progress_at", ""))
     return TaskInfo.model_validate({**data, "notes": notes + history_notes})
 
 

@@ -103,6 +103,11 @@ class Transitions:
             int,
         )
 
+    def progress(self, task_id: str, token: str, fraction: str, data: bytes, *, max_bytes: int) -> Call[int]:
+        """A RUNNING task's progress report under its lease token (``models.encode_progress``
+        makes ``fraction`` and ``data``); the reply is its time (ms)."""
+        return self._call("progress", [self.keys.events], [task_id, token, fraction, data, max_bytes], int)
+
     def fail(
         self,
         task_id: str,

@@ -19,6 +19,7 @@
   Error after a change: MALFORMED <id> <why>: a waiting task's record is malformed and was
   moved aside instead (FAILED, MalformedRecord); a RUNNING one is left to its worker.
   Events: cancelled or cancel_requested, or malformed.
+  Notifies: CANCELLED on the channel finished:<id> of a waiting task it cancels (notify_final).
 ]]
 local bad = bad_call(8, 6)
 if bad then return redis.error_reply(bad) end
@@ -60,5 +61,6 @@ redis.call('HINCRBY', stats, 'cancelled', 1)
 redis.pcall('HINCRBY', metrics, 'cancelled:' .. (f.label ~= '' and f.label or f.name), 1)
 release_unique(id)
 retire(cancelled, id, now, tonumber(ARGV[5]))
+notify_final(id, 'CANCELLED')
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

@@ -26,6 +26,7 @@
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> when a key it writes holds
   another type, or a counter (or the token counter) is not an integer.
   Events: claimed, malformed, dropped.
+  Notifies: FAILED on the channel finished:<id> of a record it moves aside (notify_final).
   When tasks remain pending it leaves a wake-up token, so the next idle worker starts.
   Metrics (per call): wait:<bucket> per task claimed and wait_ms, the time since it became
   eligible (ready_at, else the later of created_at and run_at).

@@ -18,6 +18,7 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: succeeded, or malformed.
+  Notifies: SUCCESS (or FAILED, moved aside) on the channel finished:<id> (notify_final).
   Metrics: run:<le>:succeeded:<label> (its run-time bucket) and run_ms:<label>; the
   minute's series snapshot when it is the minute's first. A LEASE_LOST refusal changes one
   thing, the metrics field late (+1), except when the record is SUCCESS under this very
@@ -59,6 +60,7 @@ count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)
 release_unique(id, f.unique_key)
 retire(done, id, now, tonumber(ARGV[7]), f.key)
+notify_final(id, 'SUCCESS')
 local counts = {}
 tally_outcome(counts, f, 'SUCCESS', now, true)
 add_counts(metrics, counts)

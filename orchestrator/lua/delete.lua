@@ -15,6 +15,7 @@
   (cancel it first: its worker holds it); INVALID <what>; CORRUPT <key> <what> (a key it
   writes of another type, a counter not an integer).
   Events: deleted.
+  Notifies: DELETED on the channel finished:<id> (notify_final).
 ]]
 local bad = bad_call(8, 4)
 if bad then return redis.error_reply(bad) end
@@ -30,5 +31,6 @@ drop_keys(id)
 redis.call('DEL', task_key(id))
 for i = 1, 6 do redis.call('ZREM', KEYS[i], id) end
 redis.call('HINCRBY', stats, 'deleted', 1)
+notify_final(id, 'DELETED')
 emit(events, 'event', 'deleted', 'task', id, 'state', f.state or '')
 return f.state or ''

@@ -21,6 +21,7 @@
   Error after a change: MALFORMED <id> <why>: the record (held under this token) is
   malformed and was moved aside instead (FAILED, MalformedRecord).
   Events: retrying, failed or cancelled, or malformed.
+  Notifies: FAILED or CANCELLED on the channel finished:<id> when the task ends (notify_final).
   Metrics: run:<le>:<outcome>:<label> (retried, failed or cancelled: its run-time bucket) and
   run_ms:<label>; the minute's series snapshot when it is the minute's first. A LEASE_LOST
   refusal changes one thing, the metrics field late (+1), except when the record holds this

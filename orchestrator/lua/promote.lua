@@ -17,6 +17,7 @@
   or not a hash is dropped from scheduled.
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
   another type, a counter not an integer). Events: promoted, malformed, dropped.
+  Notifies: FAILED on the channel finished:<id> of a record it moves aside (notify_final).
 ]]
 local bad = bad_call(7, 4)
 if bad then return redis.error_reply(bad) end

@@ -24,6 +24,7 @@
   Cost: proportional to the expired entries, not to the size of the queue.
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
   another type, a counter not an integer). Events: reaped, worker_lost, malformed, dropped.
+  Notifies: FAILED or CANCELLED on the channel finished:<id> of each task that ends (notify_final).
   Metrics (per call): reaped, and retried:<label>, failed:<label> or cancelled:<label> per
   task (no run time: nobody timed the attempt); the minute's series snapshot when it is the
   minute's first.

@@ -17,6 +17,7 @@
   raised, since a shutting-down worker has nothing to do about it).
   Errors (nothing changed): INVALID <what>; CORRUPT <key> <what> (a key it writes of
   another type, a counter not an integer). Events: released, cancelled, malformed.
+  Notifies: CANCELLED on the channel finished:<id> of a task whose cancel was requested (notify_final).
 ]]
 local bad = bad_call(8, 4, true)
 if bad then return redis.error_reply(bad) end

@@ -1,7 +1,8 @@
 """A process pool that can kill one task: for ``orch worker --pool process``.
 
 Owns child processes that each run one task at a time. Messages cross the pipe as
-JSON (no pickle of payloads). A task that passes its timeout has its child killed and
+JSON (no pickle of payloads); a task's progress reports come up the same pipe and are
+answered on it (``progress``) while the task runs. A task that passes its timeout has its child killed and
 replaced; a child that dies mid-task (segfault, os._exit, OOM kill) is replaced and the
 task's attempt fails with ``ProcessCrashed``. Does not talk to Redis.
 See ARCHITECTURE.md for the layers.
@@ -21,8 +22,10 @@ from typing import Any
 
 import orjson
 
+from ..context import TaskContext
 from ..errors import ProcessCrashed
 from ..errors import RemoteError as RemoteError  # re-exported: the worker catches it from here
+from .progress import PROGRESS, answer
 
 
 def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
@@ -30,6 +33,7 @@ def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
     from ..models import dumps
     from ..redis_local import die_with_parent
     from .outcome import verdict
+    from .progress import PipeReporter
     from .registry import load_tasks
 
     # A child of a worker that was killed -9 must not go on running (or start) tasks whose
@@ -49,7 +53,7 @@ def _child_main(conn: Connection, apps: tuple[str, ...], parent: int) -> None:
             if task is None:
                 raise KeyError(message["name"])
             if message.get("context"):
-                _current.set(TaskContext(**message["context"]))
+                _current.set(TaskContext(**message["context"], reporter=PipeReporter(conn)))
             result = task.fn(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = asyncio.run(_await(result))
@@ -104,26 +108,36 @@ class ProcessPool:
         args: list[Any],
         kwargs: dict[str, Any],
         timeout: float | None,
-        context: dict[str, Any] | None = None,
+        context: TaskContext | None = None,
     ) -> Any:
         child = await self._idle.get()
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bytes] = loop.create_future()
+        outcome: asyncio.Future[bytes] = loop.create_future()
+        reports: set[asyncio.Task[None]] = set()
 
         def readable() -> None:
-            loop.remove_reader(child.conn.fileno())
             try:
-                answer.set_result(child.conn.recv_bytes())
+                data = child.conn.recv_bytes()
             except (EOFError, OSError) as exc:
-                answer.set_exception(ProcessCrashed(f"task process exited ({exc or 'EOF'})"))
+                loop.remove_reader(child.conn.fileno())
+                outcome.set_exception(ProcessCrashed(f"task process exited ({exc or 'EOF'})"))
+                return
+            if context is not None and data.startswith(b'{"%s":' % PROGRESS.encode()):  # the task reports progress
+                report = loop.create_task(answer(child.conn, context, orjson.loads(data)))
+                reports.add(report)
+                report.add_done_callback(reports.discard)
+                return
+            loop.remove_reader(child.conn.fileno())
+            outcome.set_result(data)
 
         healthy = False
         try:
-            message = {"name": name, "args": args, "kwargs": kwargs, "context": context}
+            fields = None if context is None else context.fields()
+            message = {"name": name, "args": args, "kwargs": kwargs, "context": fields}
             child.conn.send_bytes(orjson.dumps(message))
             loop.add_reader(child.conn.fileno(), readable)
             try:
-                data = await asyncio.wait_for(answer, timeout)
+                data = await asyncio.wait_for(outcome, timeout)
             finally:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(child.conn.fileno())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import inspect
 import sys
@@ -89,8 +88,7 @@ class Runner:
             finally:
                 _current.reset(reset)
         if self._processes is not None:
-            fields = dataclasses.asdict(context)
-            return await self._processes.run(lease.name, lease.args, lease.kwargs, None, fields)
+            return await self._processes.run(lease.name, lease.args, lease.kwargs, None, context)
         call = functools.partial(fn, *lease.args, **lease.kwargs)
         ctx = contextvars.copy_context()
         ctx.run(_current.set, context)

@@ -44,6 +44,7 @@ from .cancels import CancelListener
 from .commit import UNAVAILABLE, Commits, Running
 from .outcome import judge
 from .pipeline import Pipeliner
+from .progress import Reporter
 from .runner import Runner, within
 
 log = get_logger(__name__)
@@ -81,6 +82,7 @@ class Worker(Commits):
         self._tag = f"[Worker {self.id}]"
         self._complaints = Complaints(log, self._tag)  # queues whose keys or records are broken
         self._claim_failed: Exception | None = None  # Redis failed after some queues' claims (_claim)
+        self._reporter = Reporter(app)  # what current_task().progress() sends through
 
     # ---------------------------------------------------------------- control
 
@@ -284,7 +286,9 @@ class Worker(Commits):
                         task_id=lease.task_id, queue=lease.queue,
                     )
                 assert self._runner is not None  # made by run() before any claim
-                context = TaskContext(lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id)
+                context = TaskContext(
+                    lease.task_id, lease.queue, lease.name, lease.attempt, lease.token, self.id, self._reporter
+                )
                 result = await within(self._runner.invoke(task.fn, lease, context), timeout)
                 payload = dumps(result, "result")
             except asyncio.CancelledError:

@@ -51,11 +51,12 @@ DEMO_APP = "orchestrator.demo.tasks"  # demo:work sleeps, demo:doomed always fai
 # These tuples render the README's ACL lines (see acl_line); test_acl_recipe_* keeps them
 # equal to what the scripts and the Python code run.
 
-PRODUCER_DIRECT = ("evalsha", "script|load", "sadd", "hget", "hgetall")  # enqueue, status, result
+PRODUCER_DIRECT = ("evalsha", "script|load", "sadd", "hget", "hgetall", "hmget", "ssubscribe")  # enqueue, status,
+# progress, result (woken on the task's channel orch:{Q}:finished:<id>)
 WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers", "subscribe")  # wake-up, commit check,
 # scheduler, cancel requests (channels orch:{Q}:cancels)
 PRODUCER_SCRIPTS = ("enqueue",)
-WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap", "rollup")
+WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap", "rollup", "progress")
 PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
     "sismember", "scard", "hdel", "pexpireat",  # metrics: a task name's label, a series minute's expiry
@@ -63,33 +64,38 @@ PRODUCER_COMMANDS = (
 WORKER_COMMANDS = (
     *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush", "set",  # set: the scheduler's last roll-up
+    "spublish",  # a task's end, on its channel orch:{Q}:finished:<id>
 )
-CANCEL_EXTRA = ("hmget", "zrem", "zrange", "del", "publish")  # for producers that may cancel
+CANCEL_EXTRA = ("zrem", "zrange", "del", "publish", "spublish")  # for producers that may cancel
 READER_COMMANDS = ("@read", "time")  # orch status, events, inspect: read-only commands, on orch:* keys only
 # Keys a producer writes (enqueue); it reads every orch:* key. Not the lease-token counter
 # (tokens), nor running, workers, failed or done: a producer cannot reset or forge those.
 PRODUCER_WRITES = ("queues", "{*}:task:*", "{*}:key:*", "{*}:unique:*", "{*}:pending", "{*}:scheduled", "{*}:stats",
                    "{*}:events", "{*}:wake", "{*}:metrics", "{*}:names", "{*}:series:*")
+PRODUCER_CHANNELS = ("{*}:finished:*",)  # result(): a task's end (without it, result() polls)
 CANCEL_WRITES = ("{*}:cancelled", "{*}:retrying", "{*}:failed")  # cancel retires a record, or moves a bad one aside
 PASSWORDS = {"producer": "producer-secret", "worker": "worker-secret", "reader": "reader-secret",
              "admin": "admin-secret"}
 
 
-def acl_line(user: str, commands: Sequence[str], writes: Sequence[str] | None = None, prefix: str = "orch") -> str:
+def acl_line(
+    user: str, commands: Sequence[str], writes: Sequence[str] | None = None, prefix: str = "orch",
+    channels: Sequence[str] = (),
+) -> str:
     """One user of the recipe: ``writes`` None reads and writes every key under the prefix
-    (and may subscribe to its channels: a worker hears cancel requests there); else it
-    reads them all (%R~) and writes only those patterns (~: a key a command both reads and
-    writes, as a script's KEYS are, needs one pattern granting both)."""
+    (and may use all its channels: a worker hears cancel requests there); else it reads
+    them all (%R~), writes only those patterns (~: a key a command both reads and writes,
+    as a script's KEYS are, needs one pattern granting both) and uses only ``channels``."""
     allowed = " ".join(f"+{c}" for c in commands)
     keys = f"~{prefix}:*" if writes is None else " ".join([f"%R~{prefix}:*", *(f"~{prefix}:{w}" for w in writes)])
-    channels = f" &{prefix}:*" if writes is None else ""
-    return f"user {user} on >{PASSWORDS[user]} resetchannels{channels} resetkeys {keys} -@all {allowed}"
+    rights = "".join(f" &{prefix}:{c}" for c in (("*",) if writes is None else channels))
+    return f"user {user} on >{PASSWORDS[user]} resetchannels{rights} resetkeys {keys} -@all {allowed}"
 
 
 ACL_FILE = "\n".join(
     [
         "user default off",
-        acl_line("producer", PRODUCER_COMMANDS, PRODUCER_WRITES),
+        acl_line("producer", PRODUCER_COMMANDS, PRODUCER_WRITES, channels=PRODUCER_CHANNELS),
         acl_line("worker", WORKER_COMMANDS),
         acl_line("reader", READER_COMMANDS, ()),
         f"user admin on >{PASSWORDS['admin']} ~* &* +@all",  # the test's own eyes; not part of the recipe
@@ -241,10 +247,20 @@ def test_producer_enqueues_and_reads_results(producer: Orchestrator, worker_app:
     bulk = producer.enqueue_many([producer.request("demo:work", [i], queue="bulk") for i in range(3)])
     assert (handle.status(), later.status(), bulk[2].status()) == (S.PENDING, S.SCHEDULED, S.PENDING)
 
-    # The worker user does what a worker does; the producer reads the outcomes.
+    # The worker user does what a worker does; the producer reads the outcomes, woken on
+    # the task's channel (the producer may subscribe to it, the worker's script publish there).
     queue = worker_app._scripts("default")
     [lease] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
-    run(worker_app.redis, queue.complete(lease.task_id, lease.token, b'"done"', 60_000))
+    run(worker_app.redis, queue.progress(lease.task_id, lease.token, "0.5", b'"half"', max_bytes=100))
+    assert handle.progress().data == "half"
+    listener = handle._listen()
+    assert listener is not None, "the producer cannot subscribe to the task's channel"
+    try:
+        run(worker_app.redis, queue.complete(lease.task_id, lease.token, b'"done"', 60_000))
+        message = listener.get_sharded_message(timeout=5)
+        assert message is not None and message["data"] == b"SUCCESS", "the worker's complete published nothing"
+    finally:
+        listener.close()
     assert handle.result(timeout=5) == "done"
     assert handle.info().state is S.SUCCESS
     bulk_queue = worker_app._scripts("bulk")
@@ -354,9 +370,10 @@ def test_each_user_runs_only_its_own_transitions(producer: Orchestrator, worker_
 
 def test_the_readme_gives_the_recipe_as_tested() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    for user, commands, writes in (("producer", PRODUCER_COMMANDS, PRODUCER_WRITES),
-                                   ("worker", WORKER_COMMANDS, None), ("reader", READER_COMMANDS, ())):
-        line = acl_line(user, commands, writes).replace(PASSWORDS[user], f"{user.upper()}-PASSWORD")
+    users = (("producer", PRODUCER_COMMANDS, PRODUCER_WRITES, PRODUCER_CHANNELS),
+             ("worker", WORKER_COMMANDS, None, ()), ("reader", READER_COMMANDS, (), ()))
+    for user, commands, writes, channels in users:
+        line = acl_line(user, commands, writes, channels=channels).replace(PASSWORDS[user], f"{user.upper()}-PASSWORD")
         assert line in readme, line
     assert " ".join(f"~orch:{w}" for w in CANCEL_WRITES) in readme
     assert " ".join(f"+{c}" for c in CANCEL_EXTRA) in readme

@@ -50,6 +50,7 @@ def test_public_api_is_pinned():
         "OutOfMemory",
         "PartiallyEnqueued",
         "PayloadTooLarge",
+        "Progress",
         "Queue",
         "QueueNotFound",
         "QueueStats",
