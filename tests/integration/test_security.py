@@ -62,7 +62,7 @@ PRODUCER_COMMANDS = (
     "sismember", "scard", "hdel", "pexpireat",  # metrics: a task name's label, a series minute's expiry
 )
 WORKER_COMMANDS = (
-    *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "incrby", "pexpire", "pexpireat",
+    *WORKER_DIRECT, "type", "time", "get", "del", "hget", "hset", "hdel", "hincrby", "pexpire", "pexpireat",
     "zadd", "zcard", "zrange", "zrem", "xadd", "llen", "rpush", "set",  # set: the scheduler's last roll-up
     "spublish",  # a task's end, on its channel orch:{Q}:finished:<id>
 )
