@@ -1,8 +1,9 @@
 """Model-based test of the Lua scripts: random call sequences checked against a plain model.
 
 A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
-cancel, promote, reap, retry_failed, purge, pause and resume, run_now, delete, and time
-passing against the real
+cancel, promote, reap, retry_failed, purge, pause and resume, run_now, delete, periodic
+schedules (upsert, fire a tick by compare-and-set, a racing scheduler's stale fire,
+overlap=skip, remove, pause and resume) and time passing against the real
 redis-server; every reply is checked against what the model predicts, and after every
 step the whole database is compared with the model (``ScriptsModel``): each task's
 record, which index holds it and with what score, the pending order (priority, then
@@ -11,6 +12,10 @@ FIFO), lease tokens, the idempotency entries of both kinds (``key``: as long as 
 the event stream, the wake-up list, which records expire, and the metrics (counters per
 label, histogram counts, per-minute series and their expiry). Refused calls must change
 nothing, but for the one counter a LEASE_LOST refusal adds to (metrics field late).
+Schedules: each schedule's record and index entry are checked against the model, and three
+invariants hold whatever happened: a (schedule, tick) fires at most once (the ticks of the
+tick events fired or caught up are strictly increasing per schedule), a removed or paused
+schedule never fires (its fire changes nothing), and a schedule's last tick only grows.
 Two rules go beyond the scripts' headers: a task asked to cancel is never retried again,
 and a task an operator retries does not carry an old cancel request.
 How often the done index is trimmed is the scripts' housekeeping: the model only checks
@@ -54,8 +59,9 @@ from orchestrator.errors import InvalidTransition, LeaseLost, MalformedRecord, T
 from orchestrator.keys import QueueKeys
 from orchestrator.metrics_records import OUTCOMES, SERIES_FIELDS, decode_metrics, decode_series
 from orchestrator.models import INDEX_OF, INDEXES, RETAINED, TaskState
+from orchestrator.schedules import tick_task_id
 from orchestrator.script_calls import Call, run
-from orchestrator.transitions import TaskSpec, Transitions
+from orchestrator.transitions import FireReply, TaskSpec, Transitions
 from tests.lua.test_scripts import ERROR, spec
 from tests.redis_server import late_count, snapshot, without_late
 
@@ -69,6 +75,9 @@ IDEMPOTENCY_KEYS = ("", "", "k1", "k2", "k3")  # drawn for key= and for unique_k
 WORKERS = ("w1", "w2")
 WAITING = (S.PENDING, S.SCHEDULED, S.RETRYING)
 FINAL = (S.SUCCESS, S.FAILED, S.CANCELLED)
+
+SCHEDULES = ("s1", "s2")
+EVERIES = (UNIT, 2 * UNIT)  # a schedule's ticks: multiples of its every on the model clock
 
 durations = st.sampled_from([HALF, UNIT + HALF, 2 * UNIT + HALF])
 delays = st.sampled_from([0, 0, HALF, UNIT + HALF])
@@ -111,6 +120,22 @@ class MWorker:
     deadline: int
     last_seen: int
     info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MSchedule:
+    """What the model knows of one periodic schedule; times are model ms."""
+
+    every: int
+    priority: int
+    since: int  # its first tick is after this (declared, its timing changed, resumed)
+    created: int
+    next_ms: int  # the record's next_ms (exact: the caller computes it)
+    index: tuple[str, int]  # its score in the index: ("exact", ms) or ("near", model ms of a resume)
+    last_tick: int | None = None
+    paused: bool = False
+    last_task: str | None = None
+    counts: Counter[str] = field(default_factory=Counter)
 
 
 MALFORMED = "field name is missing"  # why a script moves aside a record that lost its name
@@ -164,6 +189,8 @@ class ScriptsModel(RuleBasedStateMachine):
         self.ids = itertools.count(1)
         self.errors = itertools.count(1)
         self.retires = 0  # retire() calls with a ttl during the current script call
+        self.schedules: dict[str, MSchedule] = {}
+        self.last_ticks: dict[str, int] = {}  # the last tick each live schedule's record showed
 
     # ------------------------------------------------------------------ plumbing
 
@@ -818,6 +845,153 @@ class ScriptsModel(RuleBasedStateMachine):
             self.wake = self.wake or not on  # resuming wakes an idle worker
         assert self.send(self.t.pause(on)) is changed
 
+    # ------------------------------------------------------------ periodic schedules
+
+    @initialize()
+    def first_schedule(self) -> None:
+        self.upsert("s1", UNIT, 5)  # every example has a schedule to fire
+
+    @rule(sid=st.sampled_from(SCHEDULES), every=st.sampled_from(EVERIES), priority=st.sampled_from([3, 5]))
+    def schedule_upsert(self, sid: str, every: int, priority: int) -> None:
+        self.upsert(sid, every, priority)
+
+    def upsert(self, sid: str, every: int, priority: int) -> None:
+        next_ms = (self.now // every + 1) * every  # its first tick after now
+        fields = {"task": "m:f", "priority": str(priority)}
+        call = self.t.schedule_upsert(sid, next_ms, {"every": str(every // 1000)}, fields)
+        sched = self.schedules.get(sid)
+        if sched is None:
+            self.schedules[sid] = MSchedule(every, priority, self.now, self.now, next_ms, ("exact", next_ms))
+            self.emit("schedule_created", schedule=sid, next_ms=next_ms)
+            assert self.send(call) == "created"
+            return
+        if (sched.every, sched.priority) == (every, priority):
+            before = snapshot(self.r)
+            assert self.send(call) == "unchanged"
+            assert snapshot(self.r) == before, "an unchanged declaration wrote"
+            return
+        if sched.every != every:  # its timing changed: from its next tick, no catch-up of the old one's
+            sched.since, sched.next_ms = self.now, next_ms
+        else:  # a tick due but not yet fired keeps its turn
+            sched.next_ms = min(sched.next_ms, next_ms)
+        sched.every, sched.priority = every, priority
+        if not sched.paused:
+            sched.index = ("exact", sched.next_ms)
+        self.emit("schedule_updated", schedule=sid, next_ms=sched.next_ms)
+        assert self.send(call) == "updated"
+
+    @rule(data=st.data())
+    def schedule_fire(self, data: st.DataObject) -> None:
+        self.fire(data)
+
+    @rule(data=st.data())
+    def schedule_fire_more(self, data: st.DataObject) -> None:
+        self.fire(data)  # a second rule: fires are drawn twice as often
+
+    def fire(self, data: st.DataObject) -> None:
+        """A scheduler fires a schedule's due ticks at the model's now: the newest ``n`` (a
+        catch-up policy), the older ones skipped; now and then a racing scheduler's call that
+        read the record before another fired (stale), or a call for a schedule gone or paused."""
+        paused = sorted(sid for sid, sched in self.schedules.items() if sched.paused)
+        sid = data.draw(st.sampled_from([*sorted(self.schedules) * 3, *paused * 2, *SCHEDULES]), label="schedule")
+        self.now += data.draw(st.sampled_from([0, 1, 1, 2, 4]), label="units waited") * UNIT  # ticks fall due
+        sched = self.schedules.get(sid)
+        n = data.draw(st.integers(1, 3), label="fire at most")
+        overlap = data.draw(st.booleans(), label="overlap skip")
+        stale = data.draw(st.integers(0, 4), label="stale?") == 0 and sched is not None
+        every = sched.every if sched else UNIT
+        last = sched.last_tick if sched and sched.last_tick is not None else -1
+        lower = max(last, sched.since if sched else self.now - UNIT)
+        due = list(range(lower // every * every + every, self.now + 1, every))  # ticks in (lower, now]
+        fire, skipped = due[-n:], due[:-n]
+        next_ms = (self.now // every + 1) * every
+        expected = "" if last < 0 else str(last)
+        if stale:  # what the record held before the last fire (another scheduler fired since)
+            expected = "0" if last < 0 else ("" if last - every < 0 else str(last - every))
+        previous = (sched.last_task or "") if sched else ""
+        task = TaskSpec("", "m:f", sched.priority if sched else 5, b"[]", b"{}", 0, 0, 0, 0, False, 0, "", "")
+        pairs = [(tick, tick_task_id(sid, tick)) for tick in fire]
+        call = self.t.schedule_fire(
+            sid, expected, next_ms, task, pairs, skipped, overlap_skip=overlap, previous=previous
+        )
+        if sched is None or sched.paused or stale:  # nothing written: a removed or paused schedule never fires
+            before = snapshot(self.r)
+            reply = self.send(call)
+            assert snapshot(self.r) == before, f"a fire of {sid} that is not its turn wrote"
+            if sched is None or sched.paused:
+                assert reply == FireReply("gone", 0, "")
+            else:
+                assert reply == FireReply("stale", 0, "" if sched.last_tick is None else str(sched.last_tick))
+            return
+        unfinished = previous in self.tasks and self.tasks[previous].state not in FINAL
+        if overlap and previous and fire and unfinished:
+            skipped, fire = skipped + fire, []
+        created = 0
+        for tick, task_id in ((t, tick_task_id(sid, t)) for t in fire):
+            kind = "fired" if tick == fire[-1] else "caught_up"
+            if task_id not in self.tasks:
+                self.stats["seq"] += 1
+                self.tasks[task_id] = MTask(
+                    id=task_id, priority=sched.priority, max_retries=0, backoff=0, key="", unique_key="",
+                    state=S.PENDING, created=self.now, run_at=self.now,
+                    score=sched.priority * SPAN + self.stats["seq"],
+                )
+                self.emit("enqueued", task=task_id, name="m:f", priority=sched.priority, state="PENDING")
+                created += 1
+            self.emit("tick", schedule=sid, tick=tick, outcome=kind, task=task_id)
+            sched.counts[kind] += 1
+            self.metrics[f"schedule_ticks:{kind}:{sid}"] += 1
+        if len(skipped) <= 100:
+            for tick in skipped:
+                self.emit("tick", schedule=sid, tick=tick, outcome="skipped")
+        sched.counts["skipped"] += len(skipped)
+        self.metrics[f"schedule_ticks:skipped:{sid}"] += len(skipped)
+        if fire or skipped:
+            sched.last_tick = max(fire + skipped)
+        if fire:
+            sched.last_task = tick_task_id(sid, fire[-1])
+        sched.next_ms = next_ms
+        sched.index = ("exact", next_ms)
+        if created:
+            self.stats["enqueued"] += created
+            self.metrics["enqueued:m:f"] += created
+            self.wake = True
+        assert self.send(call) == FireReply("fired", created)
+
+    @rule(sid=st.sampled_from(SCHEDULES))
+    def schedule_remove(self, sid: str) -> None:
+        call = self.t.schedule_remove(sid)
+        if self.schedules.pop(sid, None) is None:
+            before = snapshot(self.r)
+            assert self.send(call) is False
+            assert snapshot(self.r) == before
+            return
+        self.last_ticks.pop(sid, None)  # (its tick counters in the metrics hash stay)
+        self.emit("schedule_removed", schedule=sid)
+        assert self.send(call) is True
+
+    @rule(sid=st.sampled_from(SCHEDULES), on=st.booleans())
+    def schedule_pause(self, sid: str, on: bool) -> None:
+        self.pause_schedule(sid, on)
+
+    @rule(sid=st.sampled_from(SCHEDULES))
+    def schedule_pause_more(self, sid: str) -> None:
+        self.pause_schedule(sid, True)  # pausing drawn more often: a paused schedule's fire is then tried
+
+    def pause_schedule(self, sid: str, on: bool) -> None:
+        call = self.t.schedule_pause(sid, on)
+        sched = self.schedules.get(sid)
+        if sched is None or sched.paused == on:
+            before = snapshot(self.r)
+            assert self.send(call) == (-1 if sched is None else 0)
+            assert snapshot(self.r) == before
+            return
+        sched.paused = on
+        if not on:  # back in the index due now; the ticks of the pause are not caught up
+            sched.since, sched.index = self.now, ("near", self.now)
+        self.emit("schedule_paused" if on else "schedule_resumed", schedule=sid)
+        assert self.send(call) == 1
+
     @rule(units=st.integers(1, 3))
     def time_passes(self, units: int) -> None:
         self.now += units * UNIT
@@ -883,8 +1057,12 @@ class ScriptsModel(RuleBasedStateMachine):
 
         assert r.llen(k.wake) == int(self.wake), "wake-up list"
         series_keys = self.check_metrics(runtime or 0)
+        self.check_schedules(events, drift)
         expected_keys = {k.task(i) for i in self.tasks} | {k.unique(key) for key in self.unique}
         expected_keys |= series_keys
+        expected_keys |= {k.schedule(sid) for sid in self.schedules}
+        if any(not sched.paused for sched in self.schedules.values()):
+            expected_keys.add(k.schedules)
         if self.metrics["wait"] or any(n for name, n in self.metrics.items() if name != "wait"):
             expected_keys.add(k.metrics)
         if self.metrics["enqueued:m:f"]:
@@ -901,6 +1079,42 @@ class ScriptsModel(RuleBasedStateMachine):
         if self.paused:
             expected_keys.add(k.paused)
         assert {key.decode() for key in r.scan_iter(count=1000)} == expected_keys, "the set of keys"
+
+    def check_schedules(self, events: list[dict[str, str]], drift: int) -> None:
+        """Each schedule's record and index entry against the model, and the three invariants
+        that hold whatever the model says: ticks fired once, last ticks that only grow."""
+        r, k = self.r, self.k
+        fired: dict[str, list[int]] = {}
+        for event in events:
+            if event.get("event") == "tick" and event.get("outcome") in ("fired", "caught_up"):
+                fired.setdefault(event["schedule"], []).append(int(event["tick"]))
+        for sid, ticks in fired.items():  # (a schedule removed and declared again goes on after its old ticks)
+            assert ticks == sorted(set(ticks)), f"schedule {sid} fired a tick twice, or out of order: {ticks}"
+        index = {m.decode(): s for m, s in r.zrange(k.schedules, 0, -1, withscores=True)}
+        assert index.keys() == {sid for sid, sched in self.schedules.items() if not sched.paused}, "schedules index"
+        for sid, sched in self.schedules.items():
+            what = f"schedule {sid}"
+            f = {a.decode(): b.decode() for a, b in r.hgetall(k.schedule(sid)).items()}
+            expected = {
+                "id": None, "task": "m:f", "every": str(sched.every // 1000), "priority": str(sched.priority),
+                "last_tick": "" if sched.last_tick is None else str(sched.last_tick), "next_ms": str(sched.next_ms),
+                "paused": "1" if sched.paused else "0", "last_task": sched.last_task,
+                **{kind: str(sched.counts[kind]) if sched.counts[kind] else None
+                   for kind in ("fired", "caught_up", "skipped")},
+            }
+            assert {name: f.get(name) for name in expected} == expected, what
+            self.near(f.get("since"), sched.since, f"{what} since", drift)
+            self.near(f.get("created_at"), sched.created, f"{what} created_at", drift)
+            if not sched.paused:
+                kind, ms = sched.index
+                if kind == "exact":
+                    assert index[sid] == ms, f"{what} index score"
+                else:
+                    self.near(index[sid], ms, f"{what} index score", drift)
+            if f["last_tick"]:
+                shown = int(f["last_tick"])
+                assert shown >= self.last_ticks.get(sid, shown), f"{what}: last tick went back"
+                self.last_ticks[sid] = shown
 
     def check_metrics(self, runtime: int) -> set[str]:
         """The metrics hash against the model (run times: their sum is the stats' runtime_ms),
