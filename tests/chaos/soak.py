@@ -35,8 +35,9 @@ from typing import Any
 import orjson
 import redis
 
+from orchestrator.connection import sync_client
 from orchestrator.keys import QueueKeys
-from orchestrator.redis_local import LocalRedis
+from orchestrator.redis_local import LocalCluster, LocalRedis
 
 from .soak_check import Report, check
 from .soak_evidence import Collected, load, save
@@ -68,6 +69,7 @@ class SoakConfig:
     drain_timeout: float = 180.0
     workdir: Path | None = None  # logs and evidence; a new temporary directory by default
     progress_every: float = 30.0
+    cluster: bool = False  # a local Redis Cluster (3 masters, 3 replicas); the Redis fault kills a master
 
     @classmethod
     def short(cls, **changes: Any) -> SoakConfig:
@@ -104,14 +106,16 @@ class SoakResult:
     def render(self) -> str:
         c = self.report.counts
         cfg = self.config
-        actions = ", ".join(f"{k} {self.actions[k]}" for k in (*ACTIONS, "redis_restart"))
+        redis_fault = "master_failover" if cfg.cluster else "redis_restart"
+        actions = ", ".join(f"{k} {self.actions[k]}" for k in (*ACTIONS, redis_fault))
         failed = ", ".join(f"{k.split(': ', 1)[1]} {v}" for k, v in sorted(c.items()) if k.startswith("failed: "))
         zombies = ", ".join(f"{k.split('lease ')[1].rstrip(')')} {v}" for k, v in sorted(c.items())
                             if k.startswith("zombie overlaps"))
         drain = f"{self.drain:.1f} s" if self.drain is not None else f"NOT within {cfg.drain_timeout:g} s"
         lines = [
             f"== chaos soak: {cfg.seconds:g} s of faults, seed {self.seed}, {self.elapsed:.0f} s in all ==",
-            f"setup      redis-server appendonly yes, appendfsync everysec; lease {cfg.lease:g} s, heartbeat "
+            f"setup      {'Redis Cluster (3 masters, 3 replicas), ' if cfg.cluster else ''}redis-server appendonly "
+            f"yes, appendfsync everysec; lease {cfg.lease:g} s, heartbeat "
             f"{cfg.heartbeat:g} s; {SCHEDULERS} schedulers, workers {', '.join(POOLS)}, {PRODUCERS} producers",
             "processes  started: workers " + ", ".join(f"{p} {self.started[p]}" for p in POOLS)
             + f"; schedulers {self.started['scheduler']}"
@@ -169,19 +173,23 @@ class Soak:
 
     def run(self) -> SoakResult:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        server = LocalRedis(appendonly=True).start()
+        server: LocalRedis | LocalCluster
+        server = LocalCluster(appendonly=True).start() if self.config.cluster else LocalRedis(appendonly=True).start()
         try:
             return self._run(server)
         except BaseException:
+            if isinstance(server, LocalCluster):
+                server.stop()
+                raise
             server.kill()
             self.say(f"[soak] aborted; the Redis data directory is kept in {server.dir}")
             raise
 
-    def _run(self, server: LocalRedis) -> SoakResult:
+    def _run(self, server: LocalRedis | LocalCluster) -> SoakResult:
         cfg = self.config
-        self.say(f"[soak] seed {self.seed}, Redis on port {server.port}, evidence in {self.workdir}")
+        self.say(f"[soak] seed {self.seed}, Redis at {server.url}, evidence in {self.workdir}")
         fleet = Fleet(server.url, self.workdir / "logs", lease=cfg.lease, heartbeat=cfg.heartbeat, rate=cfg.rate)
-        self._clock = redis.Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+        self._clock = sync_client(server.url)
         tailer = EventTailer(server.url, self.workdir / "events.jsonl")
         drain: float | None = None
         try:
@@ -212,7 +220,7 @@ class Soak:
         report = check(data)
         passed = report.passed
         redis_dir = None
-        if passed:
+        if passed or isinstance(server, LocalCluster):
             server.stop()
         else:
             server.kill()
@@ -264,7 +272,7 @@ class Soak:
             self._fault("thaw", member.name)
             self._note(f"SIGCONT {member.name}")
 
-    def _chaos(self, fleet: Fleet, server: LocalRedis, until: float) -> None:
+    def _chaos(self, fleet: Fleet, server: LocalRedis | LocalCluster, until: float) -> None:
         cfg = self.config
         rng = self.rng
         redis_at = self.t0 + cfg.seconds * rng.uniform(*cfg.redis_at)
@@ -278,7 +286,10 @@ class Soak:
             self._sample_running()
             fleet.replace_exited()
             if not redis_done and now >= redis_at:
-                self._restart_redis(server)
+                if isinstance(server, LocalCluster):
+                    self._fail_over(server)
+                else:
+                    self._restart_redis(server)
                 redis_done = True
             elif now >= next_at:
                 kind = first.pop(0) if first else rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
@@ -317,7 +328,7 @@ class Soak:
     @staticmethod
     def _busy(url: str, workers: list[Member]) -> list[Member]:
         """The workers whose last heartbeat reported running tasks (none when Redis cannot say)."""
-        client = redis.Redis.from_url(url, socket_timeout=2)
+        client = sync_client(url)
         try:
             pipe = client.pipeline(transaction=False)
             for member in workers:
@@ -341,9 +352,24 @@ class Soak:
         self.actions["redis_restart"] += 1
         self._note(f"redis-server back after {self.outage:.1f} s")
 
+    def _fail_over(self, cluster: LocalCluster) -> None:
+        """kill -9 the master of the busiest queue; its replica takes over; the old master
+        comes back as a replica once the cluster is whole again."""
+        victim = cluster.master_of(QueueKeys(QUEUES[0]).pending)
+        started = time.monotonic()
+        self._fault("redis_down", f"master :{victim.port}")
+        victim.kill()
+        self._note(f"kill -9 the master of {QUEUES[0]} (port {victim.port}); waiting for its replica")
+        cluster.wait_ok()
+        self.outage = time.monotonic() - started
+        self._fault("redis_up", "promoted replica")
+        self.actions["master_failover"] += 1
+        self._note(f"a replica took over after {self.outage:.1f} s; the old master restarts as a replica")
+        victim.start()
+
     def _progress(self, url: str) -> None:
         try:
-            client = redis.Redis.from_url(url, socket_timeout=2)
+            client = sync_client(url)
             try:
                 totals: Counter[str] = Counter()
                 for queue in QUEUES:
@@ -372,7 +398,7 @@ class Soak:
         """Seconds until pending, scheduled and running are empty twice in a row; None past the deadline."""
         start = time.monotonic()
         deadline = start + self.config.drain_timeout
-        client = redis.Redis.from_url(url, socket_timeout=5)
+        client = sync_client(url)
         empty = 0
         try:
             while time.monotonic() < deadline:
@@ -403,7 +429,7 @@ class Soak:
             path = self.workdir / f"producer-{i + 1}.jsonl"
             if path.exists():
                 requests += [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-        client = redis.Redis.from_url(url, socket_timeout=30)
+        client = sync_client(url)
         try:
             records: dict[str, dict[str, str]] = {}
             indexes: dict[str, dict[str, dict[str, float]]] = {}
@@ -455,6 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="Seed of the fault schedule and the task mix (default random).")
     parser.add_argument("--rate", type=float, default=SoakConfig.rate, help="Tasks a second per producer.")
     parser.add_argument("--workdir", type=Path, help="Where logs and evidence go (default a new temporary dir).")
+    parser.add_argument("--cluster", action="store_true",
+                        help="Run on a local Redis Cluster (3 masters, 3 replicas); the Redis fault kills a master.")
     parser.add_argument("--recheck", type=Path, metavar="DIR", help="Only check the evidence of an earlier run's DIR.")
     args = parser.parse_args(argv)
     if args.recheck is not None:
@@ -467,9 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.minutes * 60
     if seconds < 60:
         config = SoakConfig.short(seconds=seconds, seed=args.seed, rate=args.rate, workdir=args.workdir,
-                                  quiet=min(6.0, seconds / 4))
+                                  quiet=min(6.0, seconds / 4), cluster=args.cluster)
     else:
-        config = SoakConfig(seconds=seconds, seed=args.seed, rate=args.rate, workdir=args.workdir)
+        config = SoakConfig(seconds=seconds, seed=args.seed, rate=args.rate, workdir=args.workdir,
+                            cluster=args.cluster)
     result = run_soak(config)
     print(result.render(), flush=True)
     return 0 if result.passed else 1

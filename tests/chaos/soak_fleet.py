@@ -27,6 +27,7 @@ import orjson
 import redis
 
 from orchestrator.cli.commands import EXIT_UNREACHABLE
+from orchestrator.connection import is_cluster, sync_client
 from orchestrator.keys import QueueKeys
 from tests.integration.procs import ROOT, Proc, orch_command
 
@@ -218,7 +219,7 @@ class EventTailer(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        client = sync_client(self.redis_url)
         try:
             with open(self.path, "ab") as out:
                 while not self._stop_event.is_set():
@@ -230,7 +231,12 @@ class EventTailer(threading.Thread):
             client.close()
 
     def poll(self, client: redis.Redis, out: Any, block_ms: int | None) -> int:
-        reply = client.xread(dict(self.last), count=5000, block=block_ms)
+        if is_cluster(client):  # the streams sit on different slots: one XREAD each, polled
+            reply = [found for key in self.streams for found in client.xread({key: self.last[key]}, count=5000)]
+            if not reply and block_ms:
+                time.sleep(0.05)
+        else:
+            reply = client.xread(dict(self.last), count=5000, block=block_ms)
         n = 0
         for stream, entries in reply or []:
             key = stream.decode()
@@ -249,7 +255,7 @@ class EventTailer(threading.Thread):
         """Stop the thread, then read whatever is left."""
         self._stop_event.set()
         self.join(timeout=30)
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        client = sync_client(self.redis_url)
         try:
             with open(self.path, "ab") as out:
                 while self.poll(client, out, block_ms=None):

@@ -31,6 +31,7 @@ import redis
 import redis.asyncio as aredis
 
 from orchestrator import Orchestrator
+from orchestrator.connection import async_client, sync_client
 from orchestrator.context import current_task
 from orchestrator.keys import QueueKeys
 
@@ -102,7 +103,7 @@ _local = threading.local()
 def _redis() -> redis.Redis:
     client: redis.Redis | None = getattr(_local, "client", None)
     if client is None:
-        client = redis.Redis.from_url(os.environ["ORCH_REDIS_URL"], socket_timeout=5)
+        client = sync_client(os.environ["ORCH_REDIS_URL"])
         _local.client = client
     return client
 
@@ -176,7 +177,7 @@ def _aredis() -> aredis.Redis:
     loop = id(asyncio.get_running_loop())
     client = _aclients.get(loop)
     if client is None:
-        client = aredis.Redis.from_url(os.environ["ORCH_REDIS_URL"], socket_timeout=5)
+        client = async_client(os.environ["ORCH_REDIS_URL"])
         _aclients[loop] = client
     return client
 

@@ -219,3 +219,16 @@ def test_short_chaos_soak_holds_every_invariant(tmp_path: Path) -> None:
     assert counts["state SUCCESS"] > 0 and counts["state FAILED"] > 0 and counts["retried tasks"] > 0, counts
     assert counts["acknowledged existing (key)"] > 0, "no idempotency key was repeated while its task ran"
     assert counts["reaped"] > 0, "no lease expired: the kills and freezes missed every running task"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_short_chaos_soak_on_a_cluster_survives_a_master_killed(tmp_path: Path) -> None:
+    """kill -9 the master of the busiest queue while producers and workers run: its replica
+    takes over, work goes on, every invariant holds (worker and scheduler faults as well)."""
+    result = run_soak(SoakConfig.short(workdir=tmp_path, cluster=True, seconds=30.0))
+    print(result.render())
+    assert result.passed, result.render()
+    assert result.actions["master_failover"] == 1
+    counts = result.report.counts
+    assert counts["state SUCCESS"] > 0 and counts["retried tasks"] > 0, counts
