@@ -37,6 +37,7 @@ from .encoding import (
 )
 from .errors import ConfigurationError, PartiallyEnqueued, ValidationError
 from .handle import TaskHandle
+from .in_process import InProcess
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
 from .models import DEFAULT_PRIORITY, RetryPolicy
 from .operations import Operations
@@ -59,12 +60,13 @@ Slot = tuple[str, int]  # (queue, position of the first task): one enqueue scrip
 _DEFAULTS = TaskOptions()  # the options of a task name no function was registered for
 
 
-class Orchestrator(Operations, ScheduleOperations):
+class Orchestrator(Operations, ScheduleOperations, InProcess):
     """A connection to one deployment: registers task functions and enqueues tasks.
 
     ``Orchestrator()`` uses ``ORCH_REDIS_URL`` or ``redis://localhost:6379/0``. The
     operator API (``queue(name)``, ``stats()``, ``events()``, ``get_task(id)``, ``cancel``,
-    ...) is inherited from ``operations.Operations``.
+    ...) is inherited from ``operations.Operations``; ``run_until_idle()`` and the movable
+    ``clock_offset_ms`` (for tests) from ``in_process.InProcess``.
     """
 
     def __init__(

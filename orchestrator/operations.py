@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from .config import Settings
     from .keys import QueueKeys
+    from .task_function import TaskFunction
     from .transitions import Transitions
 
 FOLLOW_POLL_S = 0.05  # events on several cluster slots are polled this often while following
@@ -44,6 +45,7 @@ class Operations:
 
     if TYPE_CHECKING:  # what it uses of Orchestrator
         settings: Settings
+        registry: dict[str, TaskFunction[..., Any]]  # read by worker.registry, which knows an app by this base
 
         @property
         def redis(self) -> Redis: ...

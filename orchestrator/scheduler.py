@@ -18,8 +18,8 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from .client import Orchestrator
 from .complaints import Complaints, describe, server_wide
 from .config import SchedulerSettings
 from .health import first_contact, startup_checks
@@ -32,6 +32,9 @@ from .sanitize import get_logger, redis_error_text
 from .schedule_engine import SET_ASIDE_MS, fire_due
 from .script_calls import arun
 from .transitions import PromoteReply, ReapReply, RollupReply
+
+if TYPE_CHECKING:  # not at run time: Orchestrator.run_until_idle imports this module
+    from .client import Orchestrator
 
 log = get_logger(__name__)
 UNAVAILABLE = RIDE_OUT  # ridden out with a backoff (see reading.RIDE_OUT)

@@ -38,6 +38,17 @@ class Transitions:
         self.keys = keys
         self._common: tuple[Arg, ...] = (keys.base, clock_offset_ms, events_maxlen)
 
+    @property
+    def clock_offset_ms(self) -> int:
+        """Added to Redis TIME by every script built from now on (tests move the queue's clock)."""
+        offset = self._common[1]
+        assert isinstance(offset, int)
+        return offset
+
+    @clock_offset_ms.setter
+    def clock_offset_ms(self, offset: int) -> None:
+        self._common = (self._common[0], offset, self._common[2])
+
     def _call(
         self,
         name: str,

@@ -14,9 +14,8 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ..client import Orchestrator
 from ..complaints import Complaints, describe
 from ..errors import LeaseLost, MalformedRecord, OrchestratorError, TaskNotFound
 from ..models import FailMode, TaskState, dumps
@@ -25,6 +24,9 @@ from ..sanitize import get_logger, redis_error_text
 from ..script_calls import Call
 from ..transitions import Lease
 from .pipeline import Pipeliner
+
+if TYPE_CHECKING:  # not at run time: Orchestrator.run_until_idle imports the worker
+    from ..client import Orchestrator
 
 log = get_logger("orchestrator.worker.worker")  # the worker's own lines, under the name they always had
 T = TypeVar("T")

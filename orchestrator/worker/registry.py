@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from logging import Logger
 from typing import Any
 
-from ..client import Orchestrator, TaskFunction
 from ..errors import ConfigurationError
+from ..operations import Operations
+from ..task_function import TaskFunction
 
 # Imported later than the task modules (the worker's event loop): imported first instead.
 OPTIONAL_DEPENDENCIES = ("uvloop",)
@@ -45,7 +46,9 @@ def load_tasks(modules: Iterable[str]) -> dict[str, TaskFunction[..., Any]]:
         except Exception as exc:  # any import-time failure is a start-up error
             raise ConfigurationError(f"cannot import task module {name!r}: {type(exc).__name__}: {exc}") from None
         for value in vars(module).values():
-            if isinstance(value, Orchestrator):
+            # An Orchestrator, known by its base: importing client here would close an import cycle
+            # (Orchestrator.run_until_idle runs tasks through the worker, whose process pool loads these)
+            if isinstance(value, Operations):
                 tasks.update(value.registry)
             elif isinstance(value, TaskFunction):
                 tasks[value.name] = value

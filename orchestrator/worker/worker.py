@@ -20,11 +20,10 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from ..client import Orchestrator
 from ..complaints import Complaints, describe, server_wide
 from ..config import WorkerSettings
 from ..connection import block_limit, wake_groups
@@ -46,6 +45,9 @@ from .outcome import judge
 from .pipeline import Pipeliner
 from .progress import Reporter
 from .runner import Runner, within
+
+if TYPE_CHECKING:  # not at run time: Orchestrator.run_until_idle imports this module
+    from ..client import Orchestrator
 
 log = get_logger(__name__)
 
@@ -98,7 +100,8 @@ class Worker(Commits):
         if self._stop_event is not None:
             self._stop_event.set()
 
-    async def run(self) -> None:
+    def _prepare(self) -> None:
+        """What running tasks needs, made on the running loop (``run``; ``drain.DrainingWorker``)."""
         self._stop_event = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._pipeliner = Pipeliner(self.app.aredis)
@@ -107,6 +110,10 @@ class Worker(Commits):
         self._runner = Runner(
             self.settings.concurrency, self.settings.pool, self.settings.apps, self.id, self._slot_freed.set
         )
+
+    async def run(self) -> None:
+        self._prepare()
+        assert self._runner is not None
         queues = ", ".join(q for q, _ in self.settings.queues)
         loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
         log.info(
