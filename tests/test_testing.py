@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator import ConfigurationError, Orchestrator, TaskState
 from orchestrator.testing import assert_enqueued, assert_not_enqueued, enqueued
-from orchestrator.testing.backend import Unavailable, start
+from orchestrator.testing.backend import start, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,11 +106,13 @@ def test_the_plugin_loads_by_its_entry_point_and_leaves_a_users_app_as_it_was(tm
 
 
 def test_fakeredis_is_used_when_it_can_be_else_the_reason_is_given() -> None:
-    try:
-        backend = start("fakeredis")
-    except Unavailable as exc:  # the fakeredis:// backend or its extra is not installed here
-        assert "redis-server" in str(exc) and "orchestrator-queue[testing]" in str(exc), exc
+    problem = unavailable("fakeredis")
+    if problem is not None:  # the fakeredis:// backend or its extra is not installed here
+        assert "redis-server" in problem and "orchestrator-queue[testing]" in problem, problem
+        with pytest.raises(ConfigurationError, match="fakeredis"):
+            start("fakeredis")
         return
+    backend = start("fakeredis")
     app = Orchestrator(backend.url)
     try:
         app.redis.flushdb()

@@ -4,7 +4,7 @@ Owns choosing and starting the test session's Redis: ``redis-server`` on PATH gi
 private server (``redis_local.LocalRedis``: a free port, a temporary directory, no
 persistence), else the in-process fakeredis backend (the ``fakeredis://`` URL, extra
 ``[testing]``), which runs the same Lua. ``--orch-backend`` forces one. When neither can
-be had, ``Unavailable`` says why (the plugin skips the tests that need it). Does not
+be had, ``unavailable`` says why (the plugin skips the tests that need it). Does not
 flush, run or assert anything (``plugin``).
 See ARCHITECTURE.md for the layers.
 """
@@ -17,15 +17,12 @@ from typing import Literal
 
 from ..client import Orchestrator
 from ..config import Settings
+from ..errors import ConfigurationError
 from ..redis_local import LocalRedis
 
 Choice = Literal["auto", "redis-server", "fakeredis"]
 CHOICES: tuple[Choice, ...] = ("auto", "redis-server", "fakeredis")
 FAKE_URL = "fakeredis://orchestrator-pytest"  # one in-process fake server per name
-
-
-class Unavailable(Exception):
-    """No test Redis can be had; the message says what to install."""
 
 
 @dataclass
@@ -41,19 +38,28 @@ class Backend:
             self.server.stop()
 
 
-def start(choice: Choice = "auto") -> Backend:
-    """A private redis-server when one is installed (or asked for), else fakeredis."""
+def unavailable(choice: Choice = "auto") -> str | None:
+    """Why no test Redis of ``choice`` can be had here (what to install), or None."""
     if choice == "redis-server" or (choice == "auto" and shutil.which("redis-server")):
-        if not shutil.which("redis-server"):
-            raise Unavailable("--orch-backend=redis-server: redis-server is not on PATH")
+        return None if shutil.which("redis-server") else "--orch-backend=redis-server: redis-server is not on PATH"
+    problem = _fake_problem()
+    if problem is None:
+        return None
+    return (
+        f"orch_app needs redis-server on PATH or the fakeredis backend "
+        f"(pip install 'orchestrator-queue[testing]'): {problem}"
+    )
+
+
+def start(choice: Choice = "auto") -> Backend:
+    """A private redis-server when one is installed (or asked for), else fakeredis; call
+    ``unavailable`` first (a redis-server that fails to start raises ConfigurationError)."""
+    problem = unavailable(choice)
+    if problem is not None:
+        raise ConfigurationError(problem)
+    if choice == "redis-server" or (choice == "auto" and shutil.which("redis-server")):
         server = LocalRedis(appendonly=False).start()
         return Backend("redis-server", server.url, server)
-    problem = _fake_problem()
-    if problem is not None:
-        raise Unavailable(
-            f"orch_app needs redis-server on PATH or the fakeredis backend "
-            f"(pip install 'orchestrator-queue[testing]'): {problem}"
-        )
     return Backend("fakeredis", FAKE_URL)
 
 

@@ -36,12 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def orch_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The session's test Redis: a private redis-server on a free port, else fakeredis."""
-    from .backend import Unavailable, start
+    from .backend import start, unavailable
 
-    try:
-        backend = start(request.config.getoption("orch_backend"))
-    except Unavailable as exc:
-        pytest.skip(str(exc))
+    choice = request.config.getoption("orch_backend")
+    problem = unavailable(choice)
+    if problem is not None:
+        pytest.skip(problem)
+    backend = start(choice)
     try:
         yield backend
     finally:
