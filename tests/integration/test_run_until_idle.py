@@ -188,3 +188,22 @@ def test_the_clock_moves_calls_of_queues_already_in_use(orch_app: Orchestrator, 
     assert queue.counts()["failed"] == 1
     with pytest.raises(ValueError, match="seconds >= 0"):
         orch_clock.advance(-1)
+
+
+def test_progress_reports_of_sync_and_async_tasks_reach_redis(orch_app: Orchestrator) -> None:
+    @orch_app.task(name="t:steps")
+    def steps() -> None:
+        ctx = current_task()
+        assert ctx is not None
+        ctx.progress(0.5, data={"step": "half"})
+
+    @orch_app.task(name="t:asteps")
+    async def asteps() -> None:
+        ctx = current_task()
+        assert ctx is not None
+        await ctx.aprogress(0.25)
+
+    handles = [steps.delay(), asteps.delay()]
+    assert [r.state for r in orch_app.run_until_idle()] == [S.SUCCESS, S.SUCCESS]
+    shown = [h.progress() for h in handles]
+    assert [(p.fraction, p.data) for p in shown if p is not None] == [(0.5, {"step": "half"}), (0.25, None)]
