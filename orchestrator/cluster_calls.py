@@ -182,7 +182,10 @@ def run_many(client: RedisCluster, exchange: Exchange) -> None:
 
 async def arun_many(client: AsyncRedisCluster, exchange: Exchange) -> None:
     """``run_many`` for an asyncio cluster client."""
-    await client.initialize()  # a no-op once the slot map is read
+    try:
+        await client.initialize()  # a no-op once the slot map is read
+    except RedisClusterException as exc:  # not a RedisError: the callers' backoff would not know it
+        raise RedisConnectionError(f"Redis Cluster: {exc}") from exc
     asking: dict[int, tuple[str, int]] = {}
     manager = client.nodes_manager
 

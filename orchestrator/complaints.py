@@ -3,7 +3,7 @@
 Owns two decisions of the worker and the scheduler when a call about one queue fails:
 whether the failure is that queue's alone (a corrupted queue-wide key, a script refusing
 what it read, a reply that does not decode) so the other queues go on being served, or
-the server's (unreachable, loading, read-only, out of memory, busy), which the caller rides
+the server's (unreachable, loading, read-only, out of memory, busy, cluster down), which the caller rides
 out with its backoff; and how a queue's problem is logged: once when it appears, again at
 most every ``REPEAT_S`` seconds while it lasts, and once when it clears. Does not retry
 anything nor decide what to skip: the callers do.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, ClusterError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -27,8 +27,9 @@ REPEAT_S = 60.0  # a problem that lasts is logged again this often
 SERVER_WIDE = (
     RedisConnectionError, RedisTimeoutError, OSError, RedisUnavailable,
     BusyLoadingError, ReadOnlyError, RedisOutOfMemoryError, OutOfMemory,
+    ClusterError, TryAgainError,  # a Redis Cluster failing over or moving slots
 )
-_SERVER_WIDE_CODES = ("BUSY", "MASTERDOWN", "NOAUTH", "LOADING", "READONLY", "OOM")
+_SERVER_WIDE_CODES = ("BUSY", "MASTERDOWN", "NOAUTH", "LOADING", "READONLY", "OOM", "CLUSTERDOWN", "TRYAGAIN")
 
 
 def server_wide(exc: BaseException) -> bool:

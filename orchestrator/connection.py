@@ -34,6 +34,8 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import parse_url
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.sentinel import Sentinel
 
@@ -154,7 +156,10 @@ def sync_client(url: str, lease_timeout: float | None = None) -> Redis:
     options = _defaults(lease_timeout) | target.options  # the URL's options win
     if target.kind == "cluster":
         nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
-        return cast(Redis, RedisCluster(startup_nodes=nodes, **options))
+        try:
+            return cast(Redis, RedisCluster(startup_nodes=nodes, **options))
+        except RedisClusterException as exc:  # not a RedisError: callers would not know it as "unreachable"
+            raise RedisConnectionError(f"no node of the Redis Cluster answered ({len(nodes)} listed): {exc}") from exc
     options.pop("maint_notifications_config")
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **options)  # type: ignore[no-untyped-call]
     return cast(Redis, sentinel.master_for(target.master, db=target.db))  # type: ignore[no-untyped-call]
@@ -197,3 +202,12 @@ def wake_groups(client: Redis | AsyncRedis, keys: list[str]) -> list[list[str]]:
     for key in keys:
         groups.setdefault(key_slot(key.encode()), []).append(key)
     return list(groups.values())
+
+
+def node_client(client: Redis, key: str) -> Redis:
+    """The client of the one Redis holding ``key``: ``client`` itself unless it is a cluster
+    client (then the master owning the key's slot), for commands that walk one node (SCAN)."""
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(key)
+        return client.get_redis_connection(node)
+    return client

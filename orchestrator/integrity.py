@@ -26,6 +26,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError, WatchError
 
+from .connection import node_client
 from .health import Check, Status
 from .keys import QueueKeys, queues_key, set_aside
 from .known_queues import known_queues, parse_members
@@ -159,8 +160,9 @@ def _scan_tasks(client: Redis, keys: QueueKeys, batch: int) -> Iterator[list[str
     prefix = keys.task("")
     for_glob = re.sub(r"([*?\[\]\\])", r"\\\1", prefix)
     cursor = 0
+    node = node_client(client, keys.pending)  # a queue's keys share one slot: one node holds them all
     while True:
-        cursor, found = client.scan(cursor, match=for_glob + "*", count=batch)
+        cursor, found = node.scan(cursor, match=for_glob + "*", count=batch)
         ids = _ids([k[len(prefix):] for k in found])
         if ids:
             yield ids

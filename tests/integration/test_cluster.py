@@ -139,3 +139,21 @@ def test_operator_views_gather_every_shard(capp: Orchestrator, cluster: LocalClu
     result = CliRunner().invoke(orch, ["status"], env={"ORCH_REDIS_URL": cluster.url, "ORCH_PREFIX": None})
     assert result.exit_code == 0, result.output
     assert all(q in result.output for q in queues)
+
+
+def test_orch_doctor_checks_and_repairs_every_queue_on_its_master(capp: Orchestrator, cluster: LocalCluster) -> None:
+    queues = spread(capp.redis)
+    capp.enqueue_many(capp.request("tests:add", [1, 1], queue=q) for q in queues)
+    env = {"ORCH_REDIS_URL": cluster.url, "ORCH_PREFIX": None}
+    for args in (["doctor", "--json"], ["doctor", "--repair"]):
+        result = CliRunner().invoke(orch, args, env=env)
+        assert result.exit_code in (0, 1), result.output  # 1: warnings (no worker), not an error
+    checks = CliRunner().invoke(orch, ["doctor", "--json"], env=env).output
+    assert all(f'"data {q}"' in checks for q in queues)
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_code_3() -> None:
+    result = CliRunner().invoke(orch, ["status"], env={"ORCH_REDIS_URL": "redis+cluster://127.0.0.1:1,127.0.0.1:2"})
+    assert result.exit_code == 3
+    assert "no node of the Redis Cluster answered (2 listed)" in result.output
+    assert "Traceback" not in result.output
