@@ -83,6 +83,7 @@ FULL = {
     "scale": {"n": 4_000, "cap": 3.0, "procs": [2, 4]},
     "depth": {"small": 1_000, "big": 1_000_000, "fill_cap": 8.0, "fill_cap_ours": 90.0, "k": 1_000, "reps": 3,
               "cap": 5.0},
+    "incr": {"n": 20_000, "cap": 5.0, "enqueue_cap": 5.0, "scale_n": 4_000, "scale_cap": 3.0, "procs": [2, 4]},
 }
 QUICK = {
     "ceiling": {"n": 5_000},
@@ -92,8 +93,9 @@ QUICK = {
     "scale": {"n": 2_000, "cap": 2.0, "procs": [2, 4]},
     "depth": {"small": 1_000, "big": 100_000, "fill_cap": 3.0, "fill_cap_ours": 10.0, "k": 300, "reps": 1,
               "cap": 3.0},
+    "incr": {"n": 3_000, "cap": 2.5, "enqueue_cap": 2.0, "scale_n": 2_000, "scale_cap": 2.0, "procs": [2, 4]},
 }
-REPEATED = ("drain", "latency", "io")  # per row, per repetition
+REPEATED = ("drain", "latency", "io", "incr")  # per row, per repetition
 ONCE_PER_LIBRARY = ("scale", "depth")  # on the library's main row; scale per repetition, depth repeats inside
 
 
@@ -203,7 +205,7 @@ def parse_args() -> tuple[argparse.Namespace, list[Row], list[str]]:
     parser.add_argument("--quick", action="store_true", help="one repetition, smaller N (a few minutes)")
     parser.add_argument("--only", default="", help="comma-separated libraries or row labels to run")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, or 1 with --quick)")
-    parser.add_argument("--workloads", default="drain,latency,io,scale,depth", help="comma-separated subset")
+    parser.add_argument("--workloads", default="drain,latency,io,scale,depth,incr", help="comma-separated subset")
     parser.add_argument("--baseline", metavar="REV", default=None,
                         help="also run each orchestrator row on commit REV (its own venv, this harness), "
                              "right after the current one, and compare the two")

@@ -2,7 +2,8 @@
 
 Owns turning the raw runs that ``driver.py`` collected into one summary (per row and
 column: the values, the median, min and max, and why a cell is empty) and rendering it as
-markdown. Does not run anything. Standard library only, so the chart's venv can import it.
+markdown; the one-round-trip workload's own table is ``report_rtt``'s. Does not run anything.
+Standard library only, so the chart's venv can import it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import report_rtt
 
 ORCH = "orchestrator"
 MAIN_ONLY = "main-row-only"  # scale and depth run once per library, on its main row
@@ -42,7 +45,8 @@ COLUMNS = (
     Column("memory", "Redis B/task", False),
     Column("redis_cpu", "Redis CPU µs/task", False),
 )
-WORKLOADS = ("drain", "latency", "io", "scale", "depth")
+ALL_COLUMNS = COLUMNS + report_rtt.COLUMNS  # the main table's, then the incr table's
+WORKLOADS = ("drain", "latency", "io", "scale", "depth", "incr")
 FROM = {"p50": ("latency",), "p99": ("latency",), "io": ("io",), "scale2": ("scale",), "scale4": ("scale",),
         "depth_enqueue": ("depth",), "depth_drain": ("depth",), "memory": ("depth", "drain")}  # else drain
 
@@ -176,15 +180,17 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         cells.update(_io_cells(runs))
         cells.update(_scale_cells(runs, row["main"]))
         cells.update(_depth_cells(runs, row["main"], cells["memory_queued"]))
-        for col in COLUMNS:
-            if not set(FROM.get(col.key, ("drain",))) & set(data.get("workloads", WORKLOADS)):
+        cells.update(report_rtt.cells(runs, _cell))
+        for col in ALL_COLUMNS:
+            wanted = ("incr",) if col.key.startswith("rtt_") else FROM.get(col.key, ("drain",))
+            if not set(wanted) & set(data.get("workloads", WORKLOADS)):
                 cells[col.key] = _cell([], na=NOT_RUN)
         rows[label] = cells
     ceiling = {k: _cell([c[k] for c in data["ceiling"]]) for k in ("ping", "evalsha", "pipelined")}
     libraries = {r["label"]: r["library"] for r in data["rows"]}
     baselines = _baseline_labels(data)
     ratios = {}
-    for col in COLUMNS:
+    for col in ALL_COLUMNS:
         ours = _best(rows, col, lambda label: libraries[label] == ORCH and label not in baselines)
         peers = _best(rows, col, lambda label: libraries[label] != ORCH)
         if ours and peers:
@@ -210,7 +216,7 @@ def versus(current: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[
     Worse means below 1 - TOLERANCE in a ↑ column, above 1 + TOLERANCE in a ↓ one.
     """
     out = {}
-    for col in COLUMNS:
+    for col in ALL_COLUMNS:
         now, before = (cells.get(col.key, {}).get("median") for cells in (current, baseline))
         if now is None or not before:
             continue
@@ -240,6 +246,7 @@ def versus_lines(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
              f"Current checkout {base['current']} ÷ baseline {base['sha']}, per column (medians of the same run); "
              f"**worse** marks a figure more than {TOLERANCE:.0%} worse than the baseline's.", ""]
     headers = {c.key: c.header.split(" /")[0] for c in COLUMNS}
+    headers.update({c.key: "INCR " + c.header for c in report_rtt.COLUMNS})
     for label, got in summary["versus"].items():
         cols = got["columns"]
         if not cols:
@@ -253,7 +260,8 @@ def versus_lines(data: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _best(rows: dict[str, dict[str, Any]], col: Column, keep: Callable[[str], bool]) -> tuple[str, float] | None:
+def _best(rows: dict[str, dict[str, Any]], col: Column | report_rtt.Column,
+          keep: Callable[[str], bool]) -> tuple[str, float] | None:
     found = [(label, cells[col.key]["median"]) for label, cells in rows.items()
              if keep(label) and col.key in cells and "median" in cells[col.key]]
     if not found:
@@ -335,6 +343,7 @@ def markdown(data: dict[str, Any], summary: dict[str, Any]) -> str:
     lines += ["", "Round-trip ceiling, one redis-py client with hiredis, same run: "
               + ", ".join(f"{k} {render_cell(c[k], notes, f'ceiling {k}')}/s"
                           for k in ("ping", "evalsha", "pipelined")) + "."]
+    lines += report_rtt.summary_lines(summary["rows"], data, render_cell, notes, summary["ratios"])
     lines += versus_lines(data, summary)
     lines += ["", "## Targets (issue 6)", ""] + [f"- {t}" for t in targets(data, summary)]
     lines += ["", "## Sizes", "", sizes(params)]

@@ -1,4 +1,5 @@
-"""scripts/bench/report.py with a baseline (``scripts/bench/run --baseline REV``): the ratios and the flags."""
+"""scripts/bench/report.py: the ratios and flags with a baseline (``scripts/bench/run --baseline REV``), and
+the one-round-trip (``incr``) table's derived figures: net of the job, lifecycle, tasks/s per Redis core."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from typing import Any
 
 import pytest
 
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench"
+
 
 def _load_report() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "report.py"
+    if str(BENCH) not in sys.path:
+        sys.path.append(str(BENCH))  # report.py imports report_rtt, as the driver's directory gives it
+    path = BENCH / "report.py"
     spec = importlib.util.spec_from_file_location("bench_report", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -98,3 +103,61 @@ def test_a_baseline_that_failed_to_install_fails_its_rows_alone() -> None:
     assert "median" in summary["rows"]["orchestrator"]["drain"]
     assert summary["versus"]["orchestrator"]["columns"] == {}
     assert "- orchestrator vs orchestrator (31e3130): nothing to compare\n" in report.markdown(data, summary)
+
+
+def _incr(drain_rate: float, enqueue_us: float, task_us: float, job_us: float) -> dict[str, Any]:
+    def drain(rate: float, cpu: float) -> dict[str, Any]:
+        return {"rate": rate, "partial": False, "startup": 0.5, "redis": {"cpu_us": cpu, "script_calls": 2,
+                                                                           "commands": {}}}
+
+    return {"ok": True, "result": {
+        "job_us": job_us,
+        "enqueue": {"rate": 4000.0, "done": 10, "of": 10, "partial": False, "cpu_us": enqueue_us},
+        "drain": drain(drain_rate, task_us), "tuned": drain(drain_rate * 2, task_us / 2),
+        "procs2": {"rate": drain_rate * 1.5, "partial": True}, "procs4": {"rate": drain_rate * 1.2, "partial": False},
+    }}
+
+
+def test_incr_figures_are_net_of_the_job_and_give_what_one_redis_core_carries() -> None:
+    got = report.report_rtt.per_run(_incr(2000.0, enqueue_us=60.0, task_us=75.0, job_us=35.0)["result"])
+    assert got["rtt_net"] == pytest.approx(40.0)
+    assert got["rtt_lifecycle"] == pytest.approx(100.0)
+    assert got["rtt_core"] == pytest.approx(10_000.0)
+    assert got["rtt_cpu_tuned"] == pytest.approx(37.5)
+    assert got["rtt_procs4"] == pytest.approx(2400.0)
+
+
+def test_incr_figures_missing_a_phase_leave_their_derived_cells_empty() -> None:
+    run = _incr(2000.0, enqueue_us=60.0, task_us=75.0, job_us=35.0)["result"]
+    del run["job_us"]
+    run["tuned"] = {"na": "one job at a time per worker process"}
+    got = report.report_rtt.per_run(run)
+    assert got["rtt_net"] is None and got["rtt_lifecycle"] is None and got["rtt_core"] is None
+    assert got["rtt_tuned"] is None and got["rtt_cpu_drain"] == pytest.approx(75.0)
+
+
+def test_incr_table_targets_and_baseline_comparison() -> None:
+    data = _data({})
+    data["workloads"] = ["incr"]
+    data["params"] = dict(PARAMS, incr={"n": 10, "cap": 1, "enqueue_cap": 1, "scale_n": 5, "scale_cap": 1,
+                                        "procs": [2, 4]})
+    data["runs"] = {"orchestrator": {"incr": [_incr(5000.0, 50.0, 70.0, 35.0)]},
+                    "orchestrator (31e3130)": {"incr": [_incr(2000.0, 100.0, 150.0, 35.0)]},
+                    "RQ SimpleWorker": {"incr": [_incr(1000.0, 40.0, 100.0, 35.0)]}}
+    summary = report.summarize(data)
+    rows = summary["rows"]
+    assert rows["orchestrator"]["drain"]["na"] == report.NOT_RUN  # --workloads incr
+    assert rows["orchestrator"]["rtt_lifecycle"]["median"] == pytest.approx(85.0)
+    assert rows["RQ SimpleWorker"]["rtt_procs2"]["partial"]
+    assert summary["ratios"]["rtt_drain"]["ratio"] == pytest.approx(5.0)  # the baseline row is no peer
+    assert summary["versus"]["orchestrator"]["columns"]["rtt_cpu_enqueue"] == {"ratio": pytest.approx(0.5),
+                                                                               "worse": False}
+    text = report.markdown(data, summary)
+    assert "## One Redis round trip per job (INCR)" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| orchestrator * | 4,000 | 5,000 | 10,000 |"))
+    assert line.endswith("| 35.0 | 85.0 | 11,765 |")
+    assert "- INCR drain, default settings, orchestrator ≥ 2x the fastest peer: met, 5.00x" in text
+    assert "- Redis CPU per claim + complete, net of the job's INCR ≤ 40 µs (orchestrator): met, 35 µs" in text
+    assert "- Redis CPU per lifecycle, net of the job ≤ 100 µs (orchestrator): met, 85 µs" in text
+    assert "orchestrator 11,765, RQ SimpleWorker 9,524" in text
+    assert "INCR drain /s (1 proc) 2.50x" in text  # the vs-baseline line covers the incr columns

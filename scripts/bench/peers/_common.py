@@ -293,6 +293,13 @@ class Bench:
         self.flush()
         return out
 
+    def w_incr(self) -> dict[str, Any]:
+        """7: the one-round-trip job (an INCR of its own): enqueue, drain, c=100, 2 and 4 processes,
+        with Redis CPU per phase (``_roundtrip``)."""
+        from peers._roundtrip import workload  # its jobs import this module
+
+        return workload(self)
+
     def w_latency(self) -> dict[str, Any]:
         """3: an idle worker; enqueue one task, time until the function runs."""
         argv = self.argv("default")
@@ -441,7 +448,7 @@ def percentile(values: list[float], q: float) -> float:
 def main(adapter: Adapter, argv: list[str] | None = None) -> None:
     """``python -m peers PEER WORKLOAD[,...] --variant V --url URL --params JSON``: a JSON line per workload."""
     parser = argparse.ArgumentParser(prog="python -m peers")
-    parser.add_argument("workloads", help="comma-separated: drain, latency, io, scale, depth")
+    parser.add_argument("workloads", help="comma-separated: drain, latency, io, scale, depth, incr")
     parser.add_argument("--variant", default="")
     parser.add_argument("--url", default="")
     parser.add_argument("--params", default="{}")

@@ -15,7 +15,8 @@ from typing import Protocol, TypeVar
 
 
 class Producer(Protocol):
-    """What an adapter gives the harness; ``kind`` is "noop" or "sleep" (10 ms)."""
+    """What an adapter gives the harness; ``kind`` is "noop", "sleep" (10 ms) or "incr" (one Redis
+    request of its own, ``_roundtrip``)."""
 
     bulk: bool  # whether the library has a bulk-enqueue API
 

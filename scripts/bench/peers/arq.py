@@ -14,6 +14,7 @@ from arq.connections import RedisSettings
 
 from peers._common import record, redis_url
 from peers._producer import AsyncProducer
+from peers._roundtrip import aincr_job
 
 VARIANTS = {"default": "asyncio worker"}
 
@@ -27,7 +28,11 @@ async def sleep(ctx: dict[str, Any]) -> None:
     record()
 
 
-settings = {"functions": [noop, sleep], "redis_settings": RedisSettings.from_dsn(redis_url())}
+async def incr(ctx: dict[str, Any]) -> None:
+    await aincr_job()
+
+
+settings = {"functions": [noop, sleep, incr], "redis_settings": RedisSettings.from_dsn(redis_url())}
 tuned = {**settings, "max_jobs": 100}
 
 

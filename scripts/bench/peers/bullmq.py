@@ -16,12 +16,16 @@ from bullmq import Queue, Worker
 
 from peers._common import record, redis_url
 from peers._producer import AsyncProducer
+from peers._roundtrip import aincr_job
 
 VARIANTS = {"default": "asyncio Worker"}
 QUEUE = "bench"
 
 
 async def process(job: Any, token: str) -> None:
+    if job.name == "incr":
+        await aincr_job()
+        return
     if job.name == "sleep":
         await asyncio.sleep(0.01)
     record()

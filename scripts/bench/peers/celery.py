@@ -14,6 +14,7 @@ from celery import Celery
 
 from peers._common import record, redis_url
 from peers._producer import SyncProducer
+from peers._roundtrip import incr_job
 
 VARIANTS = {"prefork": "prefork pool, -c 1 (tuned -c 2)", "threads": "threads pool (tuned -c 100)"}
 
@@ -31,7 +32,12 @@ def sleep() -> None:
     record()
 
 
-JOBS = {"noop": noop, "sleep": sleep}
+@app.task
+def incr() -> None:
+    incr_job()
+
+
+JOBS = {"noop": noop, "sleep": sleep, "incr": incr}
 
 
 class Producer(SyncProducer):

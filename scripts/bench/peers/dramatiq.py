@@ -14,6 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from peers._common import record, redis_url
 from peers._producer import SyncProducer
+from peers._roundtrip import incr_job
 
 VARIANTS = {"default": "1 process, threads"}
 
@@ -32,7 +33,12 @@ def sleep() -> None:
     record()
 
 
-JOBS = {"noop": noop, "sleep": sleep}
+@dramatiq.actor
+def incr() -> None:
+    incr_job()
+
+
+JOBS = {"noop": noop, "sleep": sleep, "incr": incr}
 
 
 class Producer(SyncProducer):

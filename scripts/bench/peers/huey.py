@@ -13,6 +13,7 @@ from huey import RedisHuey
 
 from peers._common import record, redis_url
 from peers._producer import SyncProducer
+from peers._roundtrip import incr_job
 
 VARIANTS = {"default": "consumer, threads"}
 
@@ -30,7 +31,12 @@ def sleep() -> None:
     record()
 
 
-JOBS = {"noop": noop, "sleep": sleep}
+@huey.task()
+def incr() -> None:
+    incr_job()
+
+
+JOBS = {"noop": noop, "sleep": sleep, "incr": incr}
 
 
 class Producer(SyncProducer):

@@ -16,6 +16,7 @@ from pathlib import Path
 from orchestrator import Orchestrator
 from peers._common import record, redis_url
 from peers._producer import SyncProducer
+from peers._roundtrip import aincr_job, incr_job
 
 VARIANTS = {"thread": "def tasks, thread pool (default)", "async": "async def tasks"}
 
@@ -34,6 +35,11 @@ def sleep() -> None:
 
 
 @app.task
+def incr() -> None:
+    incr_job()
+
+
+@app.task
 async def anoop() -> None:
     record()
 
@@ -44,13 +50,18 @@ async def asleep() -> None:
     record()
 
 
+@app.task
+async def aincr() -> None:
+    await aincr_job()
+
+
 class Producer(SyncProducer):
     bulk = True
 
     def __init__(self, url: str, variant: str) -> None:
         self.app = Orchestrator(url)
         prefix = "a" if variant == "async" else ""
-        self.names = {kind: globals()[f"{prefix}{kind}"].name for kind in ("noop", "sleep")}
+        self.names = {kind: globals()[f"{prefix}{kind}"].name for kind in ("noop", "sleep", "incr")}
 
     def enqueuer(self, kind: str) -> Callable[[], object]:
         return partial(self.app.enqueue, self.names[kind])

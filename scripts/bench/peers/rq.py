@@ -17,6 +17,7 @@ from rq import Queue
 
 from peers._common import record, redis_url
 from peers._producer import SyncProducer
+from peers._roundtrip import incr_job
 
 VARIANTS = {"fork": "Worker (forks per job, default)", "simple": "SimpleWorker (no fork)"}
 WORKER_CLASS = {"fork": "rq.worker.Worker", "simple": "rq.worker.SimpleWorker"}
@@ -31,7 +32,11 @@ def sleep() -> None:
     record()
 
 
-JOBS = {"noop": noop, "sleep": sleep}
+def incr() -> None:
+    incr_job()
+
+
+JOBS = {"noop": noop, "sleep": sleep, "incr": incr}
 
 
 class Producer(SyncProducer):

@@ -13,6 +13,7 @@ from saq import Queue
 
 from peers._common import record, redis_url
 from peers._producer import AsyncProducer
+from peers._roundtrip import aincr_job
 
 VARIANTS = {"default": "asyncio worker"}
 
@@ -26,7 +27,11 @@ async def sleep(ctx: dict[str, Any]) -> None:
     record()
 
 
-settings = {"queue": Queue.from_url(redis_url()), "functions": [noop, sleep]}
+async def incr(ctx: dict[str, Any]) -> None:
+    await aincr_job()
+
+
+settings = {"queue": Queue.from_url(redis_url()), "functions": [noop, sleep, incr]}
 tuned = {**settings, "concurrency": 100}
 
 
