@@ -168,6 +168,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
     """{row label: {column key: cell}} plus the ceiling and the ratios."""
     rows: dict[str, dict[str, Any]] = {}
     asked = data["params"]["latency"]["samples"]
+    job = report_rtt.job_cost(data)
     for row in data["rows"]:
         label = row["label"]
         failed = data["install_failed"].get(label) or data["install_failed"].get(row["library"])
@@ -180,7 +181,7 @@ def summarize(data: dict[str, Any]) -> dict[str, Any]:
         cells.update(_io_cells(runs))
         cells.update(_scale_cells(runs, row["main"]))
         cells.update(_depth_cells(runs, row["main"], cells["memory_queued"]))
-        cells.update(report_rtt.cells(runs, _cell))
+        cells.update(report_rtt.cells(runs, _cell, job))
         for col in ALL_COLUMNS:
             wanted = ("incr",) if col.key.startswith("rtt_") else FROM.get(col.key, ("drain",))
             if not set(wanted) & set(data.get("workloads", WORKLOADS)):
