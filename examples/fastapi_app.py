@@ -4,17 +4,21 @@
     GET  /reports/{id}/result?wait=5  await the result up to ``wait`` seconds (aresult):
                                       200 with it, 202 while it runs, 404, 409 cancelled,
                                       500 failed
-    GET  /reports/{id}/progress       Server-Sent Events: the task's progress as it comes,
-                                      then its outcome
+    GET  /reports/{id}/progress       Server-Sent Events: the task's progress as it comes
+                                      (``progress`` events), then its outcome (one ``result``,
+                                      ``failed`` or ``cancelled`` event)
 
 The endpoints only enqueue and read: the work runs in ``orch worker`` processes, which
-may be on other machines. Everything here is async (``adelay``, ``aresult``), so a
-waiting request holds no thread. The handle is typed from the task's annotation
-(``TaskHandle[Report]``), and mypy checks this file.
+may be on other machines. Everything here is async (``adelay``, ``aresult``,
+``aprogress``), so a waiting request holds no thread. The task reports its progress with
+``current_task().aprogress(fraction, data)``; the stream looks at it every
+PROGRESS_EVERY_S and ends within a few ms of the task's end (``aresult`` wakes on it).
+The handle is typed from the task's annotation (``TaskHandle[Report]``), and mypy checks
+this file.
 
 Run it (from the repository's root, with a Redis at ORCH_REDIS_URL):
 
-    orch worker --app examples.fastapi_app
+    orch worker --app examples.fastapi_app -q reports
     uvicorn examples.fastapi_app:api --port 8000
     curl -X POST localhost:8000/reports -H 'content-type: application/json' -d '{"rows": 50}'
     curl 'localhost:8000/reports/<id>/result?wait=10'
@@ -24,19 +28,31 @@ Run it (from the repository's root, with a Redis at ORCH_REDIS_URL):
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict  # pydantic reads typing's only from Python 3.12
 
-from orchestrator import Orchestrator, ResultTimeout, TaskCancelled, TaskFailed, TaskHandle, TaskNotFound
+from orchestrator import (
+    Orchestrator,
+    Progress,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskHandle,
+    TaskNotFound,
+    current_task,
+)
 
 orch = Orchestrator()  # ORCH_REDIS_URL, else redis://localhost:6379/0
 QUEUE = "reports"
 STEP_S = 0.02  # the pretend work of one row
+PROGRESS_EVERY_S = 0.25  # how often a progress stream looks at its task
 
 
 class Report(TypedDict):
@@ -46,11 +62,16 @@ class Report(TypedDict):
 
 @orch.task(name="examples.fastapi_app:build_report", queue=QUEUE, timeout=300)
 async def build_report(rows: int) -> Report:
-    """Pretend to build a report row by row."""
+    """Pretend to build a report row by row, reporting progress every tenth of the way."""
+    task = current_task()  # None when called directly, outside a worker
+    every = max(1, rows // 10)
     total = 0
     for row in range(rows):
         await asyncio.sleep(STEP_S)
         total += row
+        done = row + 1
+        if task is not None and (done % every == 0 or done == rows):
+            await task.aprogress(done / rows, data={"rows_done": done})  # LeaseLost: this attempt was reaped
     return {"rows": rows, "total": total}
 
 
@@ -120,3 +141,41 @@ async def report_result(
     except TaskFailed as exc:  # the error's type only: its message and traceback stay in the record
         raise HTTPException(500, f"report {task_id} failed: {exc.error.get('type', 'Error')}") from None
 
+
+
+@api.get(
+    "/reports/{task_id}/progress",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "progress events, then the outcome"}},
+)
+async def report_progress(task_id: TaskId) -> StreamingResponse:
+    handle = await report_handle(task_id)  # 404 here, before the stream starts
+    return StreamingResponse(
+        progress_events(handle), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+async def progress_events(handle: TaskHandle[Report]) -> AsyncIterator[str]:
+    """Each new progress report, then the outcome; ends when the task does."""
+    last: Progress | None = None
+    while True:
+        try:
+            outcome: tuple[str, object] | None = ("result", await handle.aresult(timeout=PROGRESS_EVERY_S))
+        except ResultTimeout:  # still running: the time between two looks at its progress
+            outcome = None
+        except TaskCancelled:
+            outcome = ("cancelled", {"id": handle.id})
+        except TaskFailed as exc:
+            outcome = ("failed", {"id": handle.id, "error": exc.error.get("type", "Error")})
+        progress = await handle.aprogress()
+        if progress is not None and progress != last:
+            last = progress
+            yield sse("progress", {"fraction": progress.fraction, "data": progress.data})
+        if outcome is not None:
+            yield sse(*outcome)
+            return
+
+
+def sse(event: str, data: object) -> str:
+    """One Server-Sent Event: its type, and its data as one line of JSON."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"

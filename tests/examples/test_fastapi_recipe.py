@@ -2,18 +2,20 @@
 
 Enqueue from the endpoint, await the result (200), answer 202 while a report is not done,
 404 for ids that are not reports, 409 for a cancelled one, 500 for a failed one, 422 for
-bad input.
+bad input; stream a running report's progress (Server-Sent Events, read as they arrive)
+and then its outcome.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from examples import fastapi_app
-from orchestrator import Orchestrator
+from orchestrator import Orchestrator, TaskState
 from orchestrator.redis_local import LocalRedis
 from tests.examples.running import pointed_at, running_worker, serving
 
@@ -68,3 +70,60 @@ def test_a_cancelled_report_is_409_and_a_failed_one_500(orch: Orchestrator, clie
     with running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)):
         failed = client.get(f"/reports/{slow.id}/result", params={"wait": 10})
     assert (failed.status_code, failed.json()) == (500, {"detail": f"report {slow.id} failed: TaskTimeout"})
+
+
+def read_events(
+    response: httpx.Response, on_event: Callable[[str, object], None] | None = None
+) -> list[tuple[str, object]]:
+    """The (event, data) pairs of a Server-Sent Events response, read as they arrive;
+    ``on_event(event, data)`` is called on each as it comes."""
+    events: list[tuple[str, object]] = []
+    fields: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line:
+            name, _, value = line.partition(": ")
+            fields[name] = value
+            continue
+        event = (fields.pop("event"), json.loads(fields.pop("data")))
+        if on_event is not None:
+            on_event(*event)
+        events.append(event)
+    return events
+
+
+def test_progress_streams_while_the_report_runs_then_its_result(orch: Orchestrator, client: httpx.Client) -> None:
+    body = client.post("/reports", json={"rows": 60}).json()  # 1.2 s of rows, progress every 6
+    handle = orch.handle(body["id"], fastapi_app.QUEUE)
+    states_seen: list[TaskState] = []
+
+    def on_event(event: str, data: object) -> None:
+        if event == "progress":
+            states_seen.append(handle.status())  # the task still runs: the stream is not buffered to the end
+
+    with (
+        running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)),
+        client.stream("GET", body["progress"]) as stream,
+    ):
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        events = read_events(stream, on_event)
+    assert events[-1] == ("result", {"rows": 60, "total": 1770})
+    progress = [data for event, data in events[:-1]]
+    assert {event for event, _ in events[:-1]} == {"progress"} and len(progress) >= 2
+    fractions = [p["fraction"] for p in progress]  # type: ignore[index]
+    assert fractions == sorted(set(fractions)) and 0 < fractions[0] < 1 and fractions[-1] == 1
+    assert progress[-1] == {"fraction": 1, "data": {"rows_done": 60}}
+    assert states_seen[0] is TaskState.RUNNING
+
+
+def test_the_stream_of_an_ended_report_is_its_outcome(orch: Orchestrator, client: httpx.Client) -> None:
+    assert client.get(f"/reports/{MISSING}/progress").status_code == 404
+    cancelled = client.post("/reports", json={"rows": 3}).json()
+    orch.cancel(cancelled["id"], fastapi_app.QUEUE)
+    with client.stream("GET", cancelled["progress"]) as stream:
+        assert read_events(stream) == [("cancelled", {"id": cancelled["id"]})]
+    slow = fastapi_app.build_report.enqueue([500], timeout=0.05, max_retries=0)
+    with (
+        running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)),
+        client.stream("GET", f"/reports/{slow.id}/progress") as stream,
+    ):
+        assert read_events(stream) == [("failed", {"id": slow.id, "error": "TaskTimeout"})]
