@@ -51,6 +51,10 @@ def redis_url_problem(url: str) -> str | None:
     """
     if not url.strip():
         return "it is empty; give a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// URL"
+    if url.startswith("fakeredis://"):  # an in-process fake (tests): fakes.py checks its syntax
+        from . import fakes
+
+        return fakes.url_problem(url)
     try:
         target = connection.parse(url)
         if target.kind != "standalone":

@@ -150,6 +150,10 @@ def _defaults(lease_timeout: float | None) -> dict[str, Any]:
 def sync_client(url: str, lease_timeout: float | None = None) -> Redis:
     """A client of the Redis at ``url`` (standalone and Sentinel connect on first use; a
     cluster client reads the slot map at once)."""
+    if url.startswith("fakeredis://"):  # an in-process fake (tests): fakes.py, imported only then
+        from . import fakes
+
+        return fakes.sync_client(url)
     target = parse(url)
     if target.kind == "standalone":
         return Redis.from_url(url, **_defaults(lease_timeout))
@@ -167,6 +171,10 @@ def sync_client(url: str, lease_timeout: float | None = None) -> Redis:
 
 def async_client(url: str, lease_timeout: float | None = None) -> AsyncRedis:
     """An asyncio client of the Redis at ``url`` (connections are made on first use)."""
+    if url.startswith("fakeredis://"):  # an in-process fake (tests): fakes.py, imported only then
+        from . import fakes
+
+        return fakes.async_client(url)
     target = parse(url)
     if target.kind == "standalone":
         return AsyncRedis.from_url(url, **_defaults(lease_timeout))

@@ -26,11 +26,12 @@ end
 
 -- redis.call, except that a key of the wrong type answers false, true instead of failing
 -- the script (a record someone overwrote with a string is not ours to trip on). Any other
--- error (an ACL refusal, OOM) still fails the script.
+-- error (an ACL refusal, OOM) still fails the script. (tostring: fakeredis hands the
+-- error's text over as a Python string, which has no :find; Redis's is a Lua string already.)
 local function call_typed(...)
   local reply = redis.pcall(...)
   if type(reply) == 'table' and reply.err then
-    if reply.err:find('WRONGTYPE', 1, true) then return false, true end
+    if tostring(reply.err):find('WRONGTYPE', 1, true) then return false, true end
     error(reply)
   end
   return reply

@@ -82,7 +82,7 @@ end
 local function counter(name)
   local v = redis.pcall('HGET', stats, name)
   if type(v) == 'table' and v.err then
-    if v.err:find('WRONGTYPE', 1, true) then return nil end
+    if tostring(v.err):find('WRONGTYPE', 1, true) then return nil end  -- (tostring: call_typed says why)
     error(v)  -- an ACL refusal, say: not ours to hide
   end
   return v

@@ -11,6 +11,7 @@ import pytest
 from orchestrator.errors import LeaseLost
 from orchestrator.models import TaskState
 from orchestrator.script_calls import run
+from tests.lua.limits import NO_COMMANDSTATS
 from tests.lua.test_scripts import ERROR, Q, server_ms
 
 S = TaskState
@@ -159,6 +160,7 @@ def _commands(r, call_script) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k not in skip}
 
 
+@pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
 def test_an_idle_claim_costs_one_call_and_complete_reads_the_record_once(q: Q, r) -> None:
     """Idle polling made 3 calls; complete re-read error, unique_key and key with 3 HGETs.
     (An idle claim reads the pause flag too: two calls.)"""

@@ -474,8 +474,8 @@ def test_enqueue_options_are_the_task_request_fields(app):
     assert app.request(job.name) == TaskRequest(job.name)
 
 
-def test_payload_over_the_client_limit(redis_server, r):
-    app = Orchestrator(settings=Settings(redis_url=redis_server.url, max_payload_bytes=100))
+def test_payload_over_the_client_limit(backend, r):
+    app = Orchestrator(settings=Settings(redis_url=backend.url, max_payload_bytes=100))
     try:
         before = snapshot(r)
         with pytest.raises(PayloadTooLarge, match="over the limit of 100"):
@@ -524,16 +524,16 @@ def test_bad_task_options_raise_at_registration(app, r, options, exc_type):
     assert snapshot(r) == before
 
 
-def test_unknown_orchestrator_option(redis_server):
+def test_unknown_orchestrator_option(backend):
     with pytest.raises(TypeError, match="redis_uri"):
-        Orchestrator(redis_uri=redis_server.url)
+        Orchestrator(redis_uri=backend.url)
 
 
-def test_orchestrator_reads_the_url_from_the_environment(monkeypatch, redis_server):
-    monkeypatch.setenv(REDIS_URL_ENV, redis_server.url)
+def test_orchestrator_reads_the_url_from_the_environment(monkeypatch, backend):
+    monkeypatch.setenv(REDIS_URL_ENV, backend.url)
     app = Orchestrator()
     try:
-        assert app.settings.redis_url == redis_server.url
+        assert app.settings.redis_url == backend.url
         assert app.redis.ping()
     finally:
         app.close()

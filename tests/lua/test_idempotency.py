@@ -52,14 +52,14 @@ def assert_same_expiry(r, key: str, record: str) -> None:
 
 
 @pytest.mark.parametrize("option", ["key", "unique_key"])
-def test_concurrent_enqueues_with_one_key_make_one_task(app, r, redis_server, option):
+def test_concurrent_enqueues_with_one_key_make_one_task(app, r, backend, option):
     n = 50
     barrier = threading.Barrier(n)
     handles: list[TaskHandle | None] = [None] * n
     errors: list[BaseException] = []
 
     def producer(i: int) -> None:
-        mine = Orchestrator(settings=Settings(redis_url=redis_server.url))
+        mine = Orchestrator(settings=Settings(redis_url=backend.url))
         try:
             barrier.wait(timeout=10)
             handles[i] = mine.enqueue("billing:charge", [i], **{option: "invoice-42"})
@@ -249,9 +249,9 @@ def test_a_bad_unique_key_is_refused_before_anything_is_written(app, r, value):
     assert snapshot(r) == before
 
 
-def test_orch_enqueue_takes_both_options(app, redis_server):
+def test_orch_enqueue_takes_both_options(app, backend):
     runner = CliRunner()
-    env = {"ORCH_REDIS_URL": redis_server.url, "ORCH_PREFIX": None}
+    env = {"ORCH_REDIS_URL": backend.url, "ORCH_PREFIX": None}
 
     def enqueue(*options: str) -> str:
         result = runner.invoke(orch, ["enqueue", "billing:charge", *options], env=env)

@@ -6,9 +6,8 @@ import random
 import threading
 from collections import Counter
 
-import redis
-
 from orchestrator import Orchestrator, Settings
+from orchestrator.connection import sync_client
 from orchestrator.script_calls import run
 
 
@@ -41,7 +40,7 @@ def test_fifo_holds_across_separate_enqueue_calls(app, r):
     assert [lease.task_id for lease in leases] == [task_id for _, _, task_id in sorted(order)]
 
 
-def test_concurrent_claimers_never_share_or_skip_a_task(app, redis_server):
+def test_concurrent_claimers_never_share_or_skip_a_task(app, backend):
     total, claimers, batch = 5000, 8, 17
     handles = app.enqueue_many(app.request("tests.jobs:job", [i]) for i in range(total))
     t = app._scripts("default")
@@ -50,7 +49,7 @@ def test_concurrent_claimers_never_share_or_skip_a_task(app, redis_server):
     errors: list[BaseException] = []
 
     def claimer(n: int) -> None:
-        client = redis.Redis(port=redis_server.port)
+        client = sync_client(backend.url)
         try:
             barrier.wait(timeout=10)
             while leases := run(client, t.claim(f"w{n}", batch, 60_000)):
@@ -82,8 +81,8 @@ def test_concurrent_claimers_never_share_or_skip_a_task(app, redis_server):
             assert app.redis.hget(app.keys("default").task(lease.task_id), "worker") == f"w{n}".encode()
 
 
-def test_claimers_on_separate_orchestrators_share_one_queue(redis_server, r):
-    apps = [Orchestrator(settings=Settings(redis_url=redis_server.url)) for _ in range(3)]
+def test_claimers_on_separate_orchestrators_share_one_queue(backend, r):
+    apps = [Orchestrator(settings=Settings(redis_url=backend.url)) for _ in range(3)]
     try:
         apps[0].enqueue_many(apps[0].request("tests.jobs:job", [i]) for i in range(30))
         seen = []

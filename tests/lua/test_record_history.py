@@ -73,7 +73,7 @@ def test_a_retried_record_names_no_worker_until_it_runs_again(q):
     assert q.task(task_id).worker == "w2"
 
 
-def test_the_operator_api_and_orch_inspect_show_the_history(app, redis_server):
+def test_the_operator_api_and_orch_inspect_show_the_history(app, backend):
     handle = app.enqueue("tests.jobs:job", unique_key="u", max_retries=1)
     t = app._scripts("default")
     [lease] = run(app.redis, t.claim("w1", 1, 60_000))
@@ -83,7 +83,7 @@ def test_the_operator_api_and_orch_inspect_show_the_history(app, redis_server):
     run(app.redis, t.complete(handle.id, lease.token, b"1", 0))
     info = app.task_info(handle.id)
     assert (info.error, info.unique_key, info.last_error["message"]) == (None, "u", "boom")
-    result = CliRunner().invoke(orch, ["inspect", handle.id, "--json"], env={"ORCH_REDIS_URL": redis_server.url})
+    result = CliRunner().invoke(orch, ["inspect", handle.id, "--json"], env={"ORCH_REDIS_URL": backend.url})
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert (shown["error"], shown["unique_key"], shown["last_error"]["type"]) == (None, "u", "ValueError")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 LAYERS = ("foundation", "scripts", "api", "faces")
 FOUNDATION = {
     "errors", "config", "models", "keys", "context", "version", "redis_local", "connection", "sanitize", "reading",
-    "records", "metrics_records", "schedules",
+    "records", "metrics_records", "schedules", "fakes",
 }
 SCRIPTS = {"transitions", "script_calls", "cluster_calls", "replies", "luasource"}
 FACES = {"cli", "demo", "server", "testing", "__main__", ""}  # "": the package's __init__

@@ -1,0 +1,15 @@
+"""fakeredis's differences from Redis that the contract suite meets: the reasons of ``fakeredis_limit``.
+
+Owns the text of each known limit; a test marked ``@pytest.mark.fakeredis_limit(REASON)``
+must fail on fakeredis (strict xfail, tests/lua/conftest.py), so a fakeredis release that
+closes the gap shows up as a failure here. README "On fakeredis" lists every one
+(tests/unit/test_fakes.py checks it). Differences the scripts work around are not here:
+they are tested like any behaviour, on both backends.
+"""
+
+from __future__ import annotations
+
+NO_COMMANDSTATS = "no INFO commandstats nor CONFIG RESETSTAT: the commands a script makes are counted on Redis only"
+NO_OBJECT_ENCODING = "no OBJECT ENCODING: a record's compact encoding (listpack) is checked on Redis only"
+
+LIMITS = (NO_COMMANDSTATS, NO_OBJECT_ENCODING)
