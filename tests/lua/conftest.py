@@ -48,12 +48,17 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The fakeredis run of a test marked ``fakeredis_limit(reason)`` must fail (strict xfail)."""
+    """On fakeredis, a test marked ``fakeredis_limit(reason)`` must fail (strict xfail) and one
+    marked ``fakeredis_slow`` is ``slow`` (its Redis run stays in the quick loop)."""
     for item in items:
-        limit = item.get_closest_marker("fakeredis_limit")
         callspec = getattr(item, "callspec", None)
-        if limit is not None and callspec is not None and callspec.params.get("backend") == "fakeredis":
+        if callspec is None or callspec.params.get("backend") != "fakeredis":
+            continue
+        limit = item.get_closest_marker("fakeredis_limit")
+        if limit is not None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"fakeredis: {limit.args[0]}"))
+        if item.get_closest_marker("fakeredis_slow") is not None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

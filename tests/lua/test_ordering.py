@@ -6,11 +6,14 @@ import random
 import threading
 from collections import Counter
 
+import pytest
+
 from orchestrator import Orchestrator, Settings
 from orchestrator.connection import sync_client
 from orchestrator.script_calls import run
 
 
+@pytest.mark.fakeredis_slow  # 30 s there; the order at small scale runs on it in the quick loop (below)
 def test_priority_then_fifo_across_10000_tasks(app, r):
     rng = random.Random(7)
     priorities = [rng.randrange(10) for _ in range(10_000)]
@@ -40,6 +43,7 @@ def test_fifo_holds_across_separate_enqueue_calls(app, r):
     assert [lease.task_id for lease in leases] == [task_id for _, _, task_id in sorted(order)]
 
 
+@pytest.mark.fakeredis_slow  # 10 s there (5,000 tasks); claims from several clients: the last test
 def test_concurrent_claimers_never_share_or_skip_a_task(app, backend):
     total, claimers, batch = 5000, 8, 17
     handles = app.enqueue_many(app.request("tests.jobs:job", [i]) for i in range(total))
