@@ -1156,15 +1156,16 @@ def test_heartbeat_rejects_a_field_count_past_the_arguments(q):
 def test_completions_trim_the_done_index_of_expired_records(q):
     old = q.add(50)
     for lease in q.claim(50):
-        run(q.r, q.at().complete(lease.task_id, lease.token, b"1", 1000))
+        run(q.r, q.at().complete(lease.task_id, lease.token, b"1", 60_000))
     assert len(q.members("done")) == 50
-    # Much later (records long expired), 300 completions trim on the calls whose clock ends in
-    # a multiple of 16 ms, 64 entries at a time: the 50 old entries go. Each call is shifted
-    # 1 ms further (a fast machine may run all 300 inside 16 ms, none of them on a multiple).
-    # They keep their records a minute: the 300 calls may take seconds (fakeredis on a loaded
-    # machine took 3 s), and a retention of 1 s trimmed the first of them too.
+    # Much later on the scripts' clock (the old records' minute long past), 300 completions
+    # trim on the calls whose clock ends in a multiple of 16 ms, 64 entries at a time: the 50
+    # old entries go. Each call is shifted 1 ms further (a fast machine may run all 300 inside
+    # 16 ms, none of them on a multiple). Retentions are seconds of real time too: the test may
+    # take seconds (fakeredis on a loaded machine took 3 s), and with 1 s the old records
+    # expired for real in the middle of it.
     later = q.add(300)
     for i, lease in enumerate(q.claim(300)):
-        run(q.r, q.at(100_000 + i).complete(lease.task_id, lease.token, b"1", 60_000))
+        run(q.r, q.at(100_000 + i).complete(lease.task_id, lease.token, b"1", 30_000))
     done = set(q.members("done"))
     assert done.isdisjoint(old) and done == set(later)
