@@ -57,7 +57,7 @@ def test_sync_and_async_tasks_run_in_priority_order_with_their_context(orch_app:
 
 
 def test_a_retry_waits_for_its_backoff_on_the_moved_clock(orch_app: Orchestrator, orch_clock: Clock) -> None:
-    @orch_app.task(name="t:flaky", max_retries=2, backoff=30)
+    @orch_app.task(name="t:flaky", max_retries=2, backoff=60)
     def flaky() -> str:
         ctx = current_task()
         assert ctx is not None
@@ -68,13 +68,13 @@ def test_a_retry_waits_for_its_backoff_on_the_moved_clock(orch_app: Orchestrator
     flaky.delay()
     [first] = orch_app.run_until_idle()
     assert (first.state, first.attempt, first.error and first.error["message"]) == (S.RETRYING, 1, "down (1)")
-    orch_clock.advance(14)  # the first retry waits 15-30 s (jitter)
+    orch_clock.advance(20)  # the first retry waits 30-60 s (jitter): 10 s of real time to spare
     assert orch_app.run_until_idle() == []
-    orch_clock.advance(16)
+    orch_clock.advance(40)
     assert summary(orch_app.run_until_idle()) == [("t:flaky", 2, S.RETRYING, "ConnectionError")]
-    orch_clock.advance(60)  # the second waits 30-60 s
+    orch_clock.advance(120)  # the second waits 60-120 s
     assert summary(orch_app.run_until_idle()) == [("t:flaky", 3, S.SUCCESS, "up")]
-    assert orch_clock.offset == 90
+    assert orch_clock.offset == 180
 
 
 def test_failures_are_judged_as_a_worker_judges_them(orch_app: Orchestrator) -> None:
@@ -99,7 +99,7 @@ def test_delayed_tasks_and_what_tasks_enqueue_run_once_due(orch_app: Orchestrato
     @orch_app.task(name="t:parent")
     def parent(n: int) -> int:
         child.delay(n + 1)
-        child.enqueue([n + 2], delay=60)
+        child.enqueue([n + 2], delay=600)
         return n
 
     @orch_app.task(name="t:child")
@@ -108,9 +108,9 @@ def test_delayed_tasks_and_what_tasks_enqueue_run_once_due(orch_app: Orchestrato
 
     parent.delay(1)
     assert summary(orch_app.run_until_idle()) == [("t:parent", 1, S.SUCCESS, 1), ("t:child", 1, S.SUCCESS, 2)]
-    orch_clock.advance(59)
+    orch_clock.advance(590)  # 10 s of real time to spare
     assert orch_app.run_until_idle() == []
-    orch_clock.advance(1)
+    orch_clock.advance(10)
     assert summary(orch_app.run_until_idle()) == [("t:child", 1, S.SUCCESS, 3)]
 
 
