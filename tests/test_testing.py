@@ -44,9 +44,13 @@ def readme_example() -> str:
 # --------------------------------------------------------------- the README
 
 
-def test_the_readme_example_passes_as_a_user_runs_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["redis-server", "fakeredis"])
+def test_the_readme_example_passes_as_a_user_runs_it(tmp_path: Path, backend: str) -> None:
+    problem = unavailable(backend)  # type: ignore[arg-type]  # one of backend.CHOICES
+    if problem is not None:
+        pytest.skip(problem)
     (tmp_path / "test_billing.py").write_text(readme_example(), encoding="utf-8")
-    done = pytest_in(tmp_path, "-W", "error")
+    done = pytest_in(tmp_path, "-W", "error", f"--orch-backend={backend}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout, done.stdout
 
