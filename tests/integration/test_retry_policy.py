@@ -56,15 +56,14 @@ class InProcess:
         pass
 
 
-class InThread:
-    """A Worker with a process pool, on its own event loop in a thread of the test process."""
+class Running:
+    """A Worker on its own event loop in a thread of the test process (also test_cancel_push's)."""
 
-    pool = "process"
-
-    def __init__(self, redis_url: str, heartbeat: float = 5.0) -> None:
+    def __init__(self, redis_url: str, pool: str, heartbeat: float = 5.0) -> None:
+        self.pool = pool
         app = Orchestrator(settings=Settings(redis_url=redis_url, lease_timeout=max(30.0, 3 * heartbeat)))
         settings = WorkerSettings(
-            name="policy-process", pool="process", concurrency=4, grace=0, idle_wait=0.05,
+            name=f"policy-{pool}", pool=pool, concurrency=4, grace=0, idle_wait=0.05,
             apps=("tests.integration.policy_tasks",), heartbeat_interval=heartbeat,
         )
         self.worker = Worker(app, settings, dict(policy_tasks.app.registry))
@@ -82,12 +81,13 @@ class InThread:
         self.loop.close()
 
 
-Runner = InProcess | InThread
+Runner = InProcess | Running
 
 
 @pytest.fixture(params=["thread", pytest.param("process", marks=pytest.mark.slow)])  # process: ~5-10 s
 def worker(request: pytest.FixtureRequest, orch_app: Orchestrator) -> Iterator[Runner]:
-    running: Runner = InProcess(orch_app) if request.param == "thread" else InThread(orch_app.settings.redis_url)
+    url = orch_app.settings.redis_url
+    running: Runner = InProcess(orch_app) if request.param == "thread" else Running(url, "process")
     yield running
     running.stop()
 
