@@ -2,8 +2,9 @@
 
 Owns reading one task's state and progress and waiting for its outcome (result or
 error), sync and async. Waiting subscribes to the task's shard channel
-(``QueueKeys.finished``; the scripts that end a task publish there) before it first
-looks at the state, so an end between the look and the wait is never missed, and looks
+(``QueueKeys.finished``), then marks the record as waited for and reads its state in
+one script call (watch.lua; the scripts that end a task publish there only when it is
+marked), so an end between the look and the wait is never missed, and looks
 again at least every FALLBACK_POLL seconds in case a message is lost (a reconnect, a
 failover). Where the channel cannot be subscribed (an ACL without the channel, a
 client without pub/sub) it polls with backoff instead. Generic in the result's type: a
@@ -23,11 +24,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from redis import exceptions as redis_errors
 
-from .errors import MalformedRecord, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from .errors import MalformedRecord, RedisCommandError, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
 from .models import PROGRESS_FIELDS, Progress, Task, TaskState, decode_progress
 from .reading import text
 from .redis_calls import redis_calls
 from .sanitize import escape
+from .script_calls import arun, run
 
 if TYPE_CHECKING:
     from .client import Orchestrator
@@ -122,22 +124,30 @@ class TaskHandle(Generic[R_co]):
         Raises TaskFailed, TaskCancelled, or ResultTimeout when ``timeout`` seconds pass first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self.status().is_final:  # ended already: no channel needed
+            return self._outcome(self.info())
         listener = self._listen()
+        state = self._watch() if listener is not None else None  # marked: its end is published
+        if state is None and listener is not None:
+            listener.close()  # the mark was refused (an ACL): poll
+            listener = None
         pause = self.POLL_MIN
         try:
             while True:
-                if self.status().is_final:
+                if (state or self.status()).is_final:
                     return self._outcome(self.info())
                 wait = self._wait(deadline, timeout, listener is not None, pause)
                 if listener is None:
                     time.sleep(wait)
                     pause = min(pause * 2, self.POLL_MAX)
+                    state = None
                     continue
                 try:
-                    listener.get_sharded_message(timeout=wait)
+                    state = self._heard(listener.get_sharded_message(timeout=wait))
                 except redis_errors.RedisError:  # the connection dropped: look, then wait by polling
                     listener.close()
                     listener = None
+                    state = None
         finally:
             if listener is not None:
                 listener.close()
@@ -145,25 +155,62 @@ class TaskHandle(Generic[R_co]):
     async def aresult(self, timeout: float | None = None) -> R_co:
         """``result`` for asyncio programs."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if (await self.astatus()).is_final:
+            return self._outcome(await self.ainfo())
         listener = await self._alisten()
+        state = await self._awatch() if listener is not None else None
+        if state is None and listener is not None:
+            await listener.aclose()
+            listener = None
         pause = self.POLL_MIN
         try:
             while True:
-                if (await self.astatus()).is_final:
+                if (state or await self.astatus()).is_final:
                     return self._outcome(await self.ainfo())
                 wait = self._wait(deadline, timeout, listener is not None, pause)
                 if listener is None:
                     await asyncio.sleep(wait)
                     pause = min(pause * 2, self.POLL_MAX)
+                    state = None
                     continue
                 try:
-                    await listener.get_message(timeout=wait)
+                    state = self._heard(await listener.get_message(timeout=wait))
                 except redis_errors.RedisError:
                     await listener.aclose()
                     listener = None
+                    state = None
         finally:
             if listener is not None:
                 await listener.aclose()
+
+    @staticmethod
+    def _heard(message: Any) -> TaskState | None:
+        """The final state a message on the task's channel announces (None: look it up)."""
+        if message is None or message.get("type") != "smessage":
+            return None
+        try:
+            state = TaskState(text(message["data"]))
+        except ValueError:  # DELETED: the look-up says TaskNotFound
+            return None
+        return state if state.is_final else None
+
+    def _watch(self) -> TaskState | None:
+        """Mark the task as waited for (watch.lua) and return its state; None when the
+        mark is refused (a user without the right: the caller polls)."""
+        try:
+            with redis_calls():
+                raw = run(self.app.redis, self.app._scripts(self.queue).watch(self.id))
+        except RedisCommandError:
+            return None
+        return self._state(raw)
+
+    async def _awatch(self) -> TaskState | None:
+        try:
+            with redis_calls():
+                raw = await arun(self.app.aredis, self.app._scripts(self.queue).watch(self.id))
+        except RedisCommandError:
+            return None
+        return self._state(raw)
 
     def _wait(self, deadline: float | None, timeout: float | None, subscribed: bool, pause: float) -> float:
         """How long to wait before the next look (raises ResultTimeout when the time is up)."""

@@ -325,6 +325,7 @@ RECORD: dict[str, tuple[Kind, str | None]] = {
     "progress": (Kind.JSON, ""),  # the last progress a RUNNING task reported (progress.lua): a number, 0 to 1
     "progress_data": (Kind.JSON, ""),  # ... the JSON data it came with
     "progress_at": (Kind.TIME, ""),  # ... and when (ms)
+    "waiting": (Kind.BOOL, "0"),  # someone waits for its end (watch.lua): its end is published (QueueKeys.finished)
 }
 PROGRESS_FIELDS = ("progress", "progress_data", "progress_at")
 REQUIRED_FIELDS = tuple(name for name, (_, default) in RECORD.items() if default is REQUIRED)

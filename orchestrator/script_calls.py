@@ -107,7 +107,7 @@ SCRIPT_NAMES = (
     "enqueue", "claim", "heartbeat", "complete", "fail", "release",
     "promote", "reap", "cancel", "retry_failed", "purge", "pause", "run_now", "delete",
     "rollup", "schedule_upsert", "schedule_fire", "schedule_remove", "schedule_pause",
-    "schedule_set_aside", "progress",
+    "schedule_set_aside", "progress", "watch",
 )
 
 

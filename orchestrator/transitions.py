@@ -119,6 +119,10 @@ class Transitions:
         makes ``fraction`` and ``data``); the reply is its time (ms)."""
         return self._call("progress", [self.keys.events], [task_id, token, fraction, data, max_bytes], int)
 
+    def watch(self, task_id: str) -> Call[str]:
+        """Mark the task as waited for (its end is then published on ``keys.finished``); its state."""
+        return self._call("watch", [self.keys.task(task_id)], [task_id], strict_text)
+
     def fail(
         self,
         task_id: str,

@@ -297,6 +297,17 @@ def test_inspect_json_with_queue(invoke: Invoke, app: Orchestrator) -> None:
     assert record["started_at"] <= record["completed_at"]
 
 
+def test_inspect_shows_the_last_progress(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    task_id = app.enqueue("pkg.mod:fn").id
+    assert re.fullmatch(r"progress\s+-", next(x for x in ok(invoke("inspect", task_id)) if x.startswith("progress")))
+    (lease,) = claim(app)
+    at = run(app.redis, app._scripts("default").progress(task_id, lease.token, "0.42", b'{"step":3}', max_bytes=100))
+    line = next(x for x in ok(invoke("inspect", task_id)) if x.startswith("progress"))
+    assert re.fullmatch(r'progress\s+42% \{"step": 3\} at ' + re.escape(iso(at)), line)
+    record = json.loads(invoke("inspect", task_id, "--json").stdout)
+    assert record["progress"] == {"fraction": 0.42, "data": {"step": 3}, "at_ms": at}
+
+
 def test_inspect_shows_the_error_and_its_traceback(invoke: Invoke, app: Orchestrator) -> None:
     app.enqueue("pkg.mod:fn")
     (lease,) = claim(app)

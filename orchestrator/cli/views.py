@@ -123,6 +123,8 @@ def task_lines(record: Mapping[str, Any]) -> list[str]:
             shown = "-"
         elif name in ("args", "kwargs", "result"):
             shown = json.dumps(value)
+        elif name == "progress":
+            shown = progress_text(value)
         else:
             shown = str(value)
         lines.append(f"{name:<{width}}{escape(shown)}")
@@ -135,6 +137,13 @@ def task_lines(record: Mapping[str, Any]) -> list[str]:
         lines.append(f"{'error':<{width}}{kind}: {message}")
         lines.extend(f"  {escape(line)}" for line in str(error.get("traceback", "")).splitlines())
     return lines
+
+
+def progress_text(progress: Mapping[str, Any]) -> str:
+    """A task's last progress report: ``42% {"step": 3} at 2026-12-03T09:00:00.000Z``."""
+    data = progress.get("data")
+    shown = f"{float(progress.get('fraction') or 0):.0%}" + ("" if data is None else f" {json.dumps(data)}")
+    return f"{shown} at {iso_time(ms_to_datetime(progress.get('at_ms'))) or '-'}"
 
 
 def attempt_line(attempt: Mapping[str, Any]) -> str:

@@ -57,12 +57,14 @@ end
 
 -- A task ended (SUCCESS, FAILED, CANCELLED) or its record was deleted (DELETED): tell
 -- whoever waits for it (TaskHandle.result) on its shard channel BASE .. 'finished:' .. id
--- (QueueKeys.finished; a channel, not a key). SPUBLISH, so on Redis Cluster the message
--- stays on the queue's shard; with nobody subscribed it costs one dictionary lookup.
--- Best effort (pcall): a user the ACL denies the channel still ends the task, and waiters
--- look again now and then in case a message is lost.
-local function notify_final(id, state)
-  redis.pcall('SPUBLISH', BASE .. 'finished:' .. id, state)
+-- (QueueKeys.finished; a channel, not a key), if anyone said so: a waiter sets the
+-- record's field waiting (watch.lua) after subscribing. waiting: that field as the caller
+-- read it ('0' or absent: nobody waits, nothing is sent; nil, not read: sent). So a task
+-- nobody waits for costs nothing here. SPUBLISH: on Redis Cluster the message stays on
+-- the queue's shard. Best effort (pcall): a user the ACL denies the channel still ends
+-- the task, and waiters look again now and then in case a message is lost.
+local function notify_final(id, state, waiting)
+  if waiting ~= '0' then redis.pcall('SPUBLISH', BASE .. 'finished:' .. id, state) end
 end
 
 -- Integers as exact decimal strings (tostring() would print 1e+13 for big ones).
@@ -217,7 +219,7 @@ local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed
   redis.call('ZADD', failed_key, now, id)
   redis.call('HINCRBY', stats_key, 'failed', 1)
   release_unique(id, f.unique_key)
-  notify_final(id, 'FAILED')
+  notify_final(id, 'FAILED', f.waiting)
   return 'FAILED', ''
 end
 
@@ -230,7 +232,7 @@ local function finish_cancelled(id, now, err, cancelled_key, stats_key, ttl_ms, 
   redis.call('HINCRBY', stats_key, 'cancelled', 1)
   release_unique(id, f.unique_key)
   retire(cancelled_key, id, now, ttl_ms, f.key)
-  notify_final(id, 'CANCELLED')
+  notify_final(id, 'CANCELLED', f.waiting)
 end
 
 -- Runtime bookkeeping of one finished attempt.
@@ -405,7 +407,7 @@ local function quarantine(id, rec, why, bad, now, failed_key, stats_key, events_
   redis.call('HINCRBY', stats_key, 'failed', 1)
   redis.call('HINCRBY', stats_key, 'malformed', 1)
   release_unique(id)  -- (a unique_key field that did not read was reset to '' above)
-  notify_final(id, 'FAILED')
+  notify_final(id, 'FAILED', rec.waiting)
   emit(events_key, 'event', 'malformed', 'task', id, 'from', rec.state or '?', 'error', why)
 end
 

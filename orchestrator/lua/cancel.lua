@@ -32,7 +32,7 @@ local corrupt = corrupt_queue({pending, 'zset', scheduled, 'zset', cancelled, 'z
                                 failed, 'zset', retrying, 'zset'}, stats, {'cancelled', 'failed', 'malformed'})
 if corrupt then return redis.error_reply(corrupt) end
 local tkey = task_key(id)
-local f, why, badf = read_task(id, {'key', 'label'})
+local f, why, badf = read_task(id, {'waiting', 'key', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 local state = f.state
 if why and (state == 'PENDING' or state == 'SCHEDULED' or state == 'RETRYING' or badf.state) then
@@ -61,6 +61,6 @@ redis.call('HINCRBY', stats, 'cancelled', 1)
 redis.pcall('HINCRBY', metrics, 'cancelled:' .. (f.label ~= '' and f.label or f.name), 1)
 release_unique(id)
 retire(cancelled, id, now, tonumber(ARGV[5]))
-notify_final(id, 'CANCELLED')
+notify_final(id, 'CANCELLED', f.waiting)
 emit(events, 'event', 'cancelled', 'task', id, 'from', state)
 return 'CANCELLED'

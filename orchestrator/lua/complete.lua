@@ -32,7 +32,7 @@ if not is_uint(ARGV[7]) then return redis.error_reply('INVALID ttl_ms') end
 local corrupt, seen = corrupt_queue({done, 'zset', events, 'stream'},  -- (running: by the first write)
                                     stats, {'succeeded', 'runs', 'runtime_ms', 'failed', 'malformed'}, 'series_minute')
 if corrupt then return redis.error_reply(corrupt) end
-local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label'})
+local f, why, badf = read_task(id, {'waiting', 'token', 'started_at', 'worker', 'key', 'unique_key', 'error', 'label'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state ~= 'RUNNING' or f.token ~= token or badf.token then
   if not (f.state == 'SUCCESS' and f.token == token) then redis.pcall('HINCRBY', metrics, 'late', 1) end
@@ -60,7 +60,7 @@ count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)
 release_unique(id, f.unique_key)
 retire(done, id, now, tonumber(ARGV[7]), f.key)
-notify_final(id, 'SUCCESS')
+notify_final(id, 'SUCCESS', f.waiting)
 local counts = {}
 tally_outcome(counts, f, 'SUCCESS', now, true)
 add_counts(metrics, counts)

@@ -24,13 +24,13 @@ local id = ARGV[4]
 local corrupt = corrupt_queue({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'zset',
                                 KEYS[5], 'zset', KEYS[6], 'zset', events, 'stream'}, stats, {'deleted'})
 if corrupt then return redis.error_reply(corrupt) end
-local f = read_task(id, {})
+local f = read_task(id, {'waiting'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end
 if f.state == 'RUNNING' then return redis.error_reply('BAD_STATE RUNNING') end
 drop_keys(id)
 redis.call('DEL', task_key(id))
 for i = 1, 6 do redis.call('ZREM', KEYS[i], id) end
 redis.call('HINCRBY', stats, 'deleted', 1)
-notify_final(id, 'DELETED')
+notify_final(id, 'DELETED', f.waiting)
 emit(events, 'event', 'deleted', 'task', id, 'state', f.state or '')
 return f.state or ''

@@ -40,7 +40,7 @@ local corrupt, seen = corrupt_queue({retrying, 'zset', failed, 'zset', cancelled
                                     stats, {'retried', 'failed', 'cancelled', 'runs', 'runtime_ms', 'malformed'}, 'series_minute')
 if corrupt then return redis.error_reply(corrupt) end
 -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
-local f, why, badf = read_task(id, {'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
+local f, why, badf = read_task(id, {'waiting', 'token', 'started_at', 'worker', 'attempts', 'key', 'cancel_requested',
                                     'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label',
                                     'history'})
 if not f then return redis.error_reply('NOT_FOUND ' .. id) end

@@ -58,7 +58,7 @@ local counts, snapped = {}, false  -- metrics written once for the call
 for i = 1, math.min(#expired, limit) do
   local id = expired[i]
   -- (settle_failure is given attempts, max_retries, backoff_ms, backoff_max_ms, jitter and unique_key.)
-  local f, why, badf = read_task(id, {'worker', 'attempts', 'cancel_requested', 'key', 'token', 'started_at', 'history',
+  local f, why, badf = read_task(id, {'waiting', 'worker', 'attempts', 'cancel_requested', 'key', 'token', 'started_at', 'history',
                                       'max_retries', 'backoff_ms', 'backoff_max_ms', 'jitter', 'unique_key', 'label'})
   redis.call('ZREM', running, id)
   if not snapped then snapshot_series(stats, now, seen); snapped = true end  -- (after the first write)

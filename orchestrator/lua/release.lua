@@ -33,7 +33,7 @@ local counts = {}
 for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tkey = task_key(id)
-  local f, why, badf = read_task(id, {'token', 'attempts', 'score', 'priority', 'worker', 'cancel_requested', 'key', 'label',
+  local f, why, badf = read_task(id, {'waiting', 'token', 'attempts', 'score', 'priority', 'worker', 'cancel_requested', 'key', 'label',
                                       'started_at', 'history'})
   local held = f and f.state == 'RUNNING' and f.token == token and not badf.token
   if held and why then

@@ -55,7 +55,7 @@ PRODUCER_DIRECT = ("evalsha", "script|load", "sadd", "hget", "hgetall", "hmget",
 # progress, result (woken on the task's channel orch:{Q}:finished:<id>)
 WORKER_DIRECT = ("evalsha", "script|load", "blpop", "hmget", "smembers", "subscribe")  # wake-up, commit check,
 # scheduler, cancel requests (channels orch:{Q}:cancels)
-PRODUCER_SCRIPTS = ("enqueue",)
+PRODUCER_SCRIPTS = ("enqueue", "watch")
 WORKER_SCRIPTS = ("claim", "heartbeat", "complete", "fail", "release", "promote", "reap", "rollup", "progress")
 PRODUCER_COMMANDS = (
     *PRODUCER_DIRECT, "type", "time", "exists", "get", "set", "hset", "hincrby", "zadd", "xadd", "llen", "rpush",
@@ -256,6 +256,7 @@ def test_producer_enqueues_and_reads_results(producer: Orchestrator, worker_app:
     listener = handle._listen()
     assert listener is not None, "the producer cannot subscribe to the task's channel"
     try:
+        assert handle._watch() is S.RUNNING, "the producer cannot mark the task as waited for"
         run(worker_app.redis, queue.complete(lease.task_id, lease.token, b'"done"', 60_000))
         message = listener.get_sharded_message(timeout=5)
         assert message is not None and message["data"] == b"SUCCESS", "the worker's complete published nothing"

@@ -1,10 +1,11 @@
-"""progress.lua's contract, and the finished:<id> notice of the scripts that end a task.
+"""progress.lua's and watch.lua's contracts, and the finished:<id> notice of the scripts that end a task.
 
 Progress: only the holder of a RUNNING task's current lease writes it; every refusal
 (zombie, bad fraction, data that is not JSON or too large) changes nothing, byte for byte
 (``Q.fails``; a refused progress counts nothing as late). The notice: each script that
-ends a task (or deletes its record) SPUBLISHes the new state on the task's shard channel,
-and a retry publishes nothing.
+ends a task (or deletes its record) SPUBLISHes the new state on the task's shard channel
+when the task is watched (watch.lua: someone waits); a retry, or a task nobody watches,
+publishes nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from orchestrator.errors import (
     ValidationError,
 )
 from orchestrator.models import MAX_PROGRESS_BYTES, Progress, Task, TaskState, encode_progress
-from orchestrator.script_calls import Call
+from orchestrator.script_calls import Call, run
 from tests.lua.test_scripts import ERROR, Q, server_ms, spec
+from tests.redis_server import snapshot
 
 S = TaskState
 
@@ -170,12 +172,14 @@ def messages(q: Q, listener: redis.client.PubSub) -> list[tuple[str, str]]:
     return out
 
 
-def test_each_end_of_a_task_is_published_on_its_channel(q: Q, r: redis.Redis) -> None:
-    ids = ["ok", "bad", "again", "waiting", "gone", "lost"]
+def test_each_end_of_a_watched_task_is_published_on_its_channel(q: Q, r: redis.Redis) -> None:
+    ids = ["ok", "bad", "again", "waiting", "gone", "lost", "unwatched"]
     for task_id in ids:
         q.run(q.at().enqueue([spec(task_id, max_retries=3 if task_id == "again" else 0)], max_payload=1 << 20))
     listener = listen(q, r, ids)
     try:
+        for task_id in ids[:-1]:
+            assert q.run(q.at().watch(task_id)) == "PENDING"
         leases = {lease.task_id: lease for lease in q.claim(3)}  # ok, bad, again
         q.run(q.at().complete("ok", leases["ok"].token, b"1", 0))
         q.run(q.at().fail("bad", leases["bad"].token, ERROR))
@@ -185,16 +189,52 @@ def test_each_end_of_a_task_is_published_on_its_channel(q: Q, r: redis.Redis) ->
         [lost] = q.claim(lease_ms=1000)
         assert lost.task_id == "lost"
         q.run(q.at(2000).reap(10))
+        [unwatched] = q.claim()
+        q.run(q.at().complete("unwatched", unwatched.token, b"1", 0))  # nobody waits: no message
         assert messages(q, listener) == [("ok", "SUCCESS"), ("bad", "FAILED"), ("waiting", "CANCELLED"),
                                          ("gone", "DELETED"), ("lost", "FAILED")]
     finally:
         listener.close()
 
 
-def test_the_notice_costs_nothing_in_the_database(q: Q, r: redis.Redis) -> None:
-    """Nobody subscribed: the record and indexes change as before, no key is added."""
+def test_watch_marks_an_unfinished_record_once_and_leaves_a_final_one_alone(q: Q, r: redis.Redis) -> None:
     [task_id] = q.add()
+    assert q.run(q.at().watch(task_id)) == "PENDING"
+    assert r.hget(q.keys.task(task_id), "waiting") == b"1"
+    before = snapshot(r)
+    assert q.run(q.at().watch(task_id)) == "PENDING"  # marked already: nothing written
+    assert snapshot(r) == before
     [lease] = q.claim()
     q.run(q.at().complete(task_id, lease.token, b"1", 0))
+    [done] = q.add()
+    [lease] = q.claim()
+    q.run(q.at().complete(done, lease.token, b"1", 0))
+    before = snapshot(r)
+    assert q.run(q.at().watch(done)) == "SUCCESS"
+    assert snapshot(r) == before
+    r.hset(q.keys.task(done), "state", "RUNNING")
+    r.hdel(q.keys.task(done), "name")  # malformed: read, not marked
+    before = snapshot(r)
+    assert run(r, q.at().watch(done)) == "RUNNING"
+    assert snapshot(r) == before
+
+
+def test_watch_refuses_a_missing_task_or_a_key_that_is_not_its_record(q: Q) -> None:
+    [task_id] = q.add()
+    q.fails(TaskNotFound, q.at().watch("ghost"), "ghost")
+    call = q.at().watch(task_id)
+    q.fails(ValidationError, Call(call.script, [q.keys.task("other")], call.args, call.decode), "record")
+    q.fails(ValidationError, Call(call.script, [q.keys.pending], call.args, call.decode), "record")
+
+
+def test_a_final_task_nobody_watches_costs_no_message_and_no_key(q: Q, r: redis.Redis) -> None:
+    [task_id] = q.add()
+    listener = listen(q, r, [task_id])
+    try:
+        [lease] = q.claim()
+        q.run(q.at().complete(task_id, lease.token, b"1", 0))
+        assert messages(q, listener) == []
+    finally:
+        listener.close()
     assert not any(b"finished" in key for key in r.scan_iter(count=1000))
     assert Task.from_redis(r.hgetall(q.keys.task(task_id))).state is S.SUCCESS

@@ -169,6 +169,12 @@ def test_one_task_with_its_events_under_both_paths(client: httpx.Client, app: Or
     assert in_queue == by_id
     assert (by_id["id"], by_id["queue"], by_id["args"]) == (task_id, queue, [1])
     assert [e["event"] for e in by_id["events"]] == ["enqueued"]
+    assert by_id["progress"] is None
+    (lease,) = claim(app, 1, queue)
+    at = run(app.redis, app._scripts(queue).progress(task_id, lease.token, "0.5", b'{"step":2}', max_bytes=100))
+    reply = client.get(f"/api/v1/tasks/{task_id}").json()
+    assert reply["progress"] == {"fraction": 0.5, "data": {"step": 2}, "at_ms": at}
+    assert [e["event"] for e in reply["events"]][-1] == "progress"
     assert error_of(client.get(f"/api/v1/tasks/{'0' * 32}"), 404)["code"] == "NOT_FOUND"
     assert error_of(client.get(f"/api/v1/queues/{queue}/tasks/{'0' * 32}"), 404)["task_id"] == "0" * 32
 

@@ -143,6 +143,7 @@ def test_task_page_shows_arguments_error_traceback_and_attempts(
     failed = failed_task(app, queue)
     done = app.enqueue("jobs:send", queue=queue).id
     (lease,) = claim(app, 1, queue)
+    run(app.redis, app._scripts(queue).progress(done, lease.token, "0.25", b'"<step>"', max_bytes=100))
     complete(app, lease)
     with open_server.client() as c:
         for path in (f"/tasks/{failed}", f"/queues/{queue}/tasks/{failed}"):
@@ -156,6 +157,8 @@ def test_task_page_shows_arguments_error_traceback_and_attempts(
             assert {a["data-action"] for a in found.actions} == {"retry", "delete"}
         success = c.get(f"/tasks/{done}", headers=HTML)
         assert "result" in hooks(success).testids and "&#34;ok&#34;" in success.text
+        assert re.search(r'data-testid="progress">\s*<meter min="0" max="1" value="0.25"></meter> 25%', success.text)
+        assert "progress-data" in hooks(success).testids and "&lt;step&gt;" in success.text  # escaped
         assert {a["data-action"] for a in hooks(success).actions} == {"delete"}
 
 

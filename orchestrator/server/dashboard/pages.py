@@ -55,6 +55,7 @@ templates = Environment(
 )
 templates.filters["when"] = views.when
 templates.filters["pretty"] = views.pretty
+templates.filters["when_ms"] = views.when_ms
 templates.globals.update(
     states=STATE_NAMES, labels=views.ACTION_LABELS, confirmed=views.CONFIRMED, task_actions=views.task_actions,
     purge_states=views.PURGE_STATES, duration=views.duration, ago=views.ago, csrf_header=CSRF_HEADER,

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...metrics_records import QueueOverview, RollupPoint, SeriesPoint
+from ...reading import ms_to_datetime
 from .charts import Line, line_chart
 
 # The actions of one task in each state (the data-action hooks; the API routes they call).
@@ -50,6 +51,11 @@ def when(moment: datetime | None) -> str:
     if moment is None:
         return "\u2014"
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def when_ms(ms: int | None) -> str:
+    """``when`` of a time in milliseconds (a task's progress report)."""
+    return when(ms_to_datetime(ms))
 
 
 def ago(moment: datetime | None, now: datetime) -> str:
