@@ -1,9 +1,9 @@
 """Model-based test of the Lua scripts: random call sequences checked against a plain model.
 
 A Hypothesis state machine drives enqueue, claim, heartbeat, complete, fail, release,
-cancel, promote, reap, retry_failed, purge, pause and resume, run_now, delete, periodic
-schedules (upsert, fire a tick by compare-and-set, a racing scheduler's stale fire,
-overlap=skip, remove, pause and resume) and time passing against the real
+cancel, promote, reap, retry_failed, purge, pause and resume, run_now, delete, progress,
+watch, periodic schedules (upsert, fire a tick by compare-and-set, a racing scheduler's
+stale fire, overlap=skip, remove, pause and resume) and time passing against the real
 redis-server; every reply is checked against what the model predicts, and after every
 step the whole database is compared with the model (``ScriptsModel``): each task's
 record, which index holds it and with what score, the pending order (priority, then
@@ -113,6 +113,8 @@ class MTask:
     last_error: dict[str, str] | None = None  # a SUCCESS keeps its earlier attempt's error here
     malformed: bool = False  # its record lost its name (a required field) while PENDING
     outcomes: list[str] = field(default_factory=list)  # the stored history's outcomes (the last 10 kept)
+    progress: tuple[str, str, int] | None = None  # the last report kept: fraction, data, model time (survives retries)
+    waiting: bool = False  # watched (watch.lua): its end is published
 
 
 @dataclass
@@ -836,6 +838,39 @@ class ScriptsModel(RuleBasedStateMachine):
         self.emit("deleted", task=task_id, state=task.state.value)
         assert self.send(call) is task.state
 
+    @precondition(lambda self: self.has(S.RUNNING))
+    @rule(data=st.data(), fraction=st.sampled_from(["0.0", "0.5", "1.0", "1e-05", "1.5", "-0.5"]))
+    def progress(self, data: st.DataObject, fraction: str) -> None:
+        """Only the holder of the current lease writes; anything refused writes nothing at all
+        (not even the late counter). A report stays on the record through retries."""
+        task_id = self.pick_task(data, (S.RUNNING,))
+        task = self.tasks.get(task_id)
+        token = self.token_for(data, task)
+        payload = orjson.dumps({"n": next(self.errors)})
+        call = self.t.progress(task_id, token, fraction, payload, max_bytes=100)
+        if not 0 <= float(fraction) <= 1:
+            return self.refused(ValidationError, call, "fraction")
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state is not S.RUNNING or task.token != token:
+            return self.refused(LeaseLost, call, task_id, late=0)
+        task.progress = (fraction, payload.decode(), self.now)
+        self.emit("progress", task=task_id, fraction=fraction, data=payload.decode())
+        self.near(self.send(call), self.now, "progress time", self.server_ms() - self.t0)
+
+    @precondition(lambda self: bool(self.tasks))
+    @rule(data=st.data())
+    def watch(self, data: st.DataObject) -> None:
+        """Someone waits for a task: an unfinished, readable record is marked; nothing else changes."""
+        task_id = self.pick_task(data, (*WAITING, S.RUNNING))
+        task = self.tasks.get(task_id)
+        call = self.t.watch(task_id)
+        if task is None:
+            return self.refused(TaskNotFound, call, task_id)
+        if task.state not in FINAL and not task.malformed:
+            task.waiting = True
+        assert self.send(call) == task.state.value
+
     @rule(on=st.booleans())
     def pause(self, on: bool) -> None:
         changed = on != self.paused
@@ -1199,6 +1234,12 @@ class ScriptsModel(RuleBasedStateMachine):
         assert (pttl > 0) == task.has_ttl, f"{what} ttl {pttl}"
         history = orjson.loads(f.get("history") or "[]")
         assert [entry["outcome"] for entry in history] == task.outcomes[-10:], f"{what} history"
+        if task.progress is None:
+            assert not {"progress", "progress_data", "progress_at"} & f.keys(), f"{what} progress"
+        else:
+            assert (f.get("progress"), f.get("progress_data")) == task.progress[:2], f"{what} progress"
+            self.near(f.get("progress_at"), task.progress[2], f"{what} progress_at", drift)
+        assert f.get("waiting") == ("1" if task.waiting else None), f"{what} waiting"
 
 
 @pytest.mark.slow
