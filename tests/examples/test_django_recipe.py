@@ -32,6 +32,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """Django set up once for this process (its settings are global), on a fresh SQLite file;
     yields the recipe's ``worker`` module (its tasks registered)."""
     os.environ["ORDERS_DB"] = str(tmp_path_factory.mktemp("django") / "orders.sqlite3")
+    set_here = "DJANGO_SETTINGS_MODULE" not in os.environ
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
     from django.core.management import call_command
 
@@ -40,6 +41,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     call_command("migrate", run_syncdb=True, verbosity=0)  # the app has no migrations: its table, made here
     yield worker
     del os.environ["ORDERS_DB"]
+    if set_here:
+        del os.environ["DJANGO_SETTINGS_MODULE"]
 
 
 @pytest.fixture
