@@ -174,7 +174,7 @@ class TaskHandle(Generic[R_co]):
                     state = None
                     continue
                 try:
-                    state = self._heard(await listener.get_message(timeout=wait))
+                    state = self._heard(await _anext(listener, wait))
                 except redis_errors.RedisError:
                     await listener.aclose()
                     listener = None
@@ -244,10 +244,17 @@ class TaskHandle(Generic[R_co]):
         try:
             listener = self.app.aredis.pubsub()  # (redis-py's async Cluster client has none)
             await listener.ssubscribe(channel)
-            if await listener.get_message(timeout=self.FALLBACK_POLL) is not None:
+            if await _anext(listener, self.FALLBACK_POLL) is not None:
                 return listener
-        except (redis_errors.RedisError, AttributeError, NotImplementedError):
+        except (redis_errors.RedisError, AttributeError, NotImplementedError, RuntimeError):
             pass
         if listener is not None:
             await listener.aclose()  # type: ignore[no-untyped-call]
         return None
+
+
+async def _anext(listener: Any, timeout: float) -> Any:
+    """The next message of an asyncio pub/sub connection, or None after ``timeout`` seconds
+    (a Cluster client's reads its shard channels' nodes: ``get_sharded_message``)."""
+    read = getattr(listener, "get_sharded_message", None) or listener.get_message
+    return await read(timeout=timeout)

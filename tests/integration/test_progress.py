@@ -98,11 +98,15 @@ def test_a_refused_report_raises_in_the_task(worker: Running, app: Orchestrator,
 # ------------------------------------------------------------------ prompt results
 
 
-def finish_later(app: Orchestrator, task_id: str, after: float, how: str = "complete") -> threading.Thread:
-    """Claim the task and end it ``after`` seconds later, from another thread, through the scripts."""
-    scripts = app._scripts("default")
+def finish_later(
+    app: Orchestrator, task_id: str, after: float, how: str = "complete", queue: str = "default"
+) -> threading.Thread:
+    """Claim the task, report half of it done, and end it ``after`` seconds later, from
+    another thread, through the scripts."""
+    scripts = app._scripts(queue)
     [lease] = run(app.redis, scripts.claim("w1", 1, 60_000))
     assert lease.task_id == task_id
+    run(app.redis, scripts.progress(task_id, lease.token, "0.5", b"null", max_bytes=100))
 
     def end() -> None:
         time.sleep(after)
@@ -112,7 +116,7 @@ def finish_later(app: Orchestrator, task_id: str, after: float, how: str = "comp
             run(app.redis, scripts.fail(task_id, lease.token, b'{"type":"E","message":"no","traceback":""}',
                                         mode="fatal"))
         else:  # the record changes without a notice (as if the message were lost)
-            app.redis.hset(QueueKeys("default").task(task_id), mapping={"state": "SUCCESS", "result": '"ok"'})
+            app.redis.hset(QueueKeys(queue).task(task_id), mapping={"state": "SUCCESS", "result": '"ok"'})
 
     thread = threading.Thread(target=end)
     thread.start()
