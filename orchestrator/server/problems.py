@@ -29,6 +29,7 @@ from ..errors import (
     QueueNotFound,
     RedisCommandError,
     RedisUnavailable,
+    ScheduleNotFound,
     TaskNotFound,
     UnknownTask,
     ValidationError,
@@ -40,6 +41,7 @@ from .schemas import ErrorDetail, ErrorReply
 STATUS: tuple[tuple[type[OrchestratorError], int], ...] = (
     (TaskNotFound, 404),
     (QueueNotFound, 404),
+    (ScheduleNotFound, 404),
     (InvalidTransition, 409),
     (LeaseLost, 409),
     (MalformedRecord, 409),  # the record was written by hand: doctor names it

@@ -101,6 +101,12 @@ class ScheduleList(Reply):
     schedules: list[ScheduleEntry]
 
 
+class SchedulePaused(Reply):
+    schedule: str
+    paused: bool
+    changed: bool = Field(description="False when the schedule was already so.")
+
+
 class TaskDetail(TaskInfo):
     """A task's record and its events still in the queue's capped event stream (oldest first)."""
 

@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 EXPECT_TIMEOUT_MS = 15_000  # a page waits this long for a condition before the test fails
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-QUEUES = ("counts", "failures", "retries", "pausing", "reading")
+QUEUES = ("counts", "failures", "retries", "pausing", "reading", "periodic")
 _CONSOLE: pytest.StashKey[Console] = pytest.StashKey()
 
 

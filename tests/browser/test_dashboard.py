@@ -202,6 +202,40 @@ def test_a_read_only_token_sees_no_buttons_and_forged_posts_are_refused(
     assert status == 200, text
 
 
+def test_a_schedule_is_paused_resumed_and_run_now_from_its_page(
+    pages: Pages, open_dash: Server, orch: Orchestrator, stack: Stack
+) -> None:
+    """The schedules page (docs/dashboard-schedules.png): the scheduler fires ``every=1``
+    while the page shows it; Pause, Run now and Resume act through the API."""
+    orch.schedule("heartbeat", "tests:add", every=1, args=[1, 2], queue="periodic")
+    orch.schedule("nightly-report", "tests:add", cron="30 2 * * *", tz="Europe/Paris", queue="periodic",
+                  catch_up="all", max_catch_up=3, overlap="skip")
+    try:
+        wait_for(lambda: {s.id: s for s in orch.schedules()}["heartbeat"].fired >= 2, "two ticks to fire", 15,
+                 alive=stack.procs.started)
+        page = pages.new(open_dash)
+        page.goto("/")
+        page.get_by_test_id("nav-schedules").click()
+        expect(page.get_by_role("heading", name="Schedules")).to_be_visible()
+        row = page.locator('tr[data-schedule="heartbeat"]')
+        expect(row).to_contain_text("every 1 s")
+        expect(page.locator('tr[data-schedule="nightly-report"]')).to_contain_text("cron 30 2 * * * (Europe/Paris)")
+        shot(page, "schedules")
+        row.locator('[data-action="schedule-pause"]').click()
+        expect(row.get_by_test_id("schedule-paused")).to_be_visible()
+        assert {s.id: s for s in orch.schedules()}["heartbeat"].paused
+        fired = {s.id: s for s in orch.schedules()}["heartbeat"].fired
+        row.locator('[data-action="schedule-run-now"]').click()
+        expect(page.get_by_test_id("flash")).to_contain_text("Enqueued task")
+        row.locator('[data-action="schedule-resume"]').click()
+        expect(row.get_by_test_id("schedule-paused")).to_have_count(0)
+        info = {s.id: s for s in orch.schedules()}["heartbeat"]
+        assert not info.paused and info.fired >= fired  # run-now is not a tick
+    finally:
+        orch.remove_schedule("heartbeat")
+        orch.remove_schedule("nightly-report")
+
+
 def test_pages_for_the_readme(pages: Pages, dash: Server, orch: Orchestrator, stack: Stack) -> None:
     """The three screenshots of docs/ (copied by hand from output/ to docs/dashboard-*.png)."""
     [task_id] = enqueue(orch, "failures", "tests:always_fail", max_retries=1)
@@ -225,7 +259,7 @@ def test_every_page_fits_a_phones_width(pages: Pages, open_dash: Server, orch: O
     wait_states(orch, "failures", [task_id], "failed", stack)
     page = pages.new(open_dash, "phone")
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in ("/", "/queues/failures?state=failed", f"/tasks/{task_id}", "/workers"):
+    for path in ("/", "/queues/failures?state=failed", f"/tasks/{task_id}", "/workers", "/schedules"):
         page.goto(path)
         expect(page.locator("main h1")).to_be_visible()
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

@@ -185,13 +185,39 @@ def test_workers_page(open_server: Server, app: Orchestrator, queue: str) -> Non
         assert value in row[:2000], value
 
 
+def test_schedules_page_lists_every_schedule_with_its_actions(
+    open_server: Server, app: Orchestrator, queue: str
+) -> None:
+    app.schedule("nightly", "jobs:report", cron="30 2 * * *", tz="Europe/Paris", queue=queue, catch_up="all",
+                 max_catch_up=3, overlap="skip")
+    app.schedule("ping", "jobs:ping", every=10, queue=queue)
+    app.pause_schedule("ping")
+    with open_server.client() as c:
+        page = c.get("/schedules", headers=HTML)
+        assert page.status_code == 200 and "nav-schedules" in hooks(page).testids
+        found = hooks(page)
+        assert found.testids.count("schedule") == 2 and found.testids.count("schedule-paused") == 1
+        nightly = page.text[page.text.index('data-schedule="nightly"'):page.text.index('data-schedule="ping"')]
+        for shown in ("jobs:report", queue, "cron 30 2 * * * (Europe/Paris)", "all (≤ 3) · skip", "0 / 0 / 0"):
+            assert shown in nightly, shown
+        actions = {(a["data-action"], a["data-schedule"]) for a in found.actions}
+        assert actions == {("schedule-pause", "nightly"), ("schedule-run-now", "nightly"),
+                           ("schedule-resume", "ping"), ("schedule-run-now", "ping")}
+        queue_page = hooks(c.get(f"/queues/{queue}", headers=HTML))  # the queue's own schedules
+        assert "queue-schedules" in queue_page.testids and queue_page.testids.count("schedule") == 2
+        app.remove_schedule("nightly")
+        app.remove_schedule("ping")
+        assert "no-schedules" in hooks(c.get("/schedules", headers=HTML)).testids
+
+
 def test_read_only_pages_show_no_action(
     api: Server, read_only_server: Server, app: Orchestrator, queue: str
 ) -> None:
     failed = failed_task(app, queue)
     app.enqueue("jobs:send", queue=queue, delay=60)
+    app.schedule("ro", "jobs:send", every=60, queue=queue)
     paths = ["/", f"/queues/{queue}", f"/queues/{queue}?state=failed", f"/queues/{queue}?state=scheduled",
-             f"/tasks/{failed}", "/workers"]
+             f"/tasks/{failed}", "/workers", "/schedules"]
     read_token = {"Authorization": f"Bearer {READ_TOKEN}"}
     for server, headers in ((api, read_token), (read_only_server, BEARER)):
         with httpx.Client(base_url=server.base_url, headers={**HTML, **headers}, timeout=10.0) as c:

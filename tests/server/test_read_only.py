@@ -33,6 +33,7 @@ def test_the_openapi_document_has_no_mutating_route(read_only: Server, api: Serv
 
 def test_mutating_requests_find_no_route_and_change_nothing(read_only: Server, app: Orchestrator, queue: str) -> None:
     task_id = app.enqueue("m:f", queue=queue).id
+    app.schedule("ro", "m:f", every=60, queue=queue)
     with read_only.client() as c:
         for method, path in [
             ("POST", f"/api/v1/queues/{queue}/tasks"),
@@ -42,9 +43,12 @@ def test_mutating_requests_find_no_route_and_change_nothing(read_only: Server, a
             ("POST", f"/api/v1/queues/{queue}/tasks/{task_id}/cancel"),
             ("POST", f"/api/v1/tasks/{task_id}/cancel"),
             ("DELETE", f"/api/v1/tasks/{task_id}"),
+            ("POST", "/api/v1/schedules/ro/pause"),
+            ("POST", "/api/v1/schedules/ro/run-now"),
         ]:
             response = c.request(method, path, json={"name": "m:f", "state": "pending"})
             assert response.status_code in (404, 405), (method, path, response.text)
             assert response.json()["error"]["code"] in ("NOT_FOUND", "METHOD_NOT_ALLOWED")
         assert c.get(f"/api/v1/queues/{queue}/tasks/{task_id}").json()["state"] == "PENDING"
         assert c.get(f"/api/v1/queues/{queue}").json()["counts"]["pending"] == 1
+        assert c.get("/api/v1/schedules").json()["schedules"][0]["paused"] is False

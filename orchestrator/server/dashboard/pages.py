@@ -1,7 +1,7 @@
 """The dashboard's pages: overview, queue, task, workers and login, rendered with Jinja2.
 
 Owns the page routes (``/``, ``/queues/{queue}``, ``/queues/{queue}/tasks/{id}``,
-``/tasks/{id}``, ``/workers``, ``/login``), what each reads through the operator API, the
+``/tasks/{id}``, ``/workers``, ``/schedules``, ``/login``), what each reads through the operator API, the
 HTML error pages (a missing queue or task is a 404 page, Redis unreachable a 503 one), and
 what every page is given: the mount's root path, the CSRF token of a cookie session, and
 whether actions are shown at all (never with ``--read-only`` or a read token: no button
@@ -56,9 +56,12 @@ templates = Environment(
 templates.filters["when"] = views.when
 templates.filters["pretty"] = views.pretty
 templates.filters["when_ms"] = views.when_ms
+templates.filters["from_ms"] = views.from_ms
+templates.filters["short"] = views.short
 templates.globals.update(
     states=STATE_NAMES, labels=views.ACTION_LABELS, confirmed=views.CONFIRMED, task_actions=views.task_actions,
     purge_states=views.PURGE_STATES, duration=views.duration, ago=views.ago, csrf_header=CSRF_HEADER,
+    timing=views.timing,
 )
 
 
@@ -142,9 +145,11 @@ def router() -> APIRouter:
         stats = q.stats()
         tasks = q.tasks(state, limit=PAGE_SIZE, cursor=cursor or None, name=name or None)
         day = {title: Markup(svg) for title, svg in views.day_charts(q.rollups(hours=DAY_HOURS)).items()}
+        schedules = [s for s in app.schedules() if s.spec.queue == q.name]  # few, declared by operators
         return render(
             request, "queue.html", title=f"Queue {q.name}", nav="queues", queue=stats, state=state,
             page=tasks, name=name or "", cursor=cursor or "", day_charts=day, poll="queues",
+            schedules=schedules, now=_now(),
         )
 
     @pages.get("/queues/{queue}/tasks/{task_id}", response_class=HTMLResponse)
@@ -164,6 +169,13 @@ def router() -> APIRouter:
         app = _orchestrator(request)
         workers = app.workers()
         return render(request, "workers.html", title="Workers", nav="workers", workers=workers,
+                      now=_now())
+
+    @pages.get("/schedules", response_class=HTMLResponse)
+    @page
+    def schedules_page(request: Request) -> Response:
+        app = _orchestrator(request)
+        return render(request, "schedules.html", title="Schedules", nav="schedules", schedules=app.schedules(),
                       now=_now())
 
     @pages.get("/login", response_class=HTMLResponse)

@@ -32,6 +32,7 @@ TASK_ACTIONS: dict[str, tuple[str, ...]] = {
 ACTION_LABELS = {
     "retry": "Retry", "cancel": "Cancel", "run-now": "Run now", "delete": "Delete",
     "retry-failed": "Retry all failed", "purge": "Purge", "pause": "Pause", "resume": "Resume",
+    "schedule-pause": "Pause", "schedule-resume": "Resume", "schedule-run-now": "Run now",
 }
 # Actions that ask first (the confirm dialog); the others act at once.
 CONFIRMED = frozenset({"cancel", "delete", "retry-failed", "purge"})
@@ -58,6 +59,13 @@ def when_ms(ms: int | None) -> str:
     return when(ms_to_datetime(ms))
 
 
+def short(moment: datetime | None) -> str:
+    """``2026-12-03 09:00:00`` (UTC, said once on the page), or an em dash."""
+    if moment is None:
+        return "\u2014"
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def ago(moment: datetime | None, now: datetime) -> str:
     """``12 s ago``, ``in 3 min`` (relative to the server's clock), or an em dash."""
     if moment is None:
@@ -69,6 +77,18 @@ def ago(moment: datetime | None, now: datetime) -> str:
         if span >= size:
             return f"{prefix}{span / size:.0f} {unit}{suffix}"
     return f"{prefix}{span:.0f} s{suffix}"
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    """A Unix time in ms (a schedule's next fire time, its last tick) as a datetime."""
+    return ms_to_datetime(ms)
+
+
+def timing(cron: str | None, every: float | None, tz: str) -> str:
+    """When a schedule fires, for a person: ``cron 30 2 * * * (Europe/Paris)``, ``every 10 s``."""
+    if cron is not None:
+        return f"cron {cron}" + ("" if tz == "UTC" else f" ({tz})")
+    return f"every {every:g} s"
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:

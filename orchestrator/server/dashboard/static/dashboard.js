@@ -78,6 +78,13 @@
     "resume": function (b) {
       return api("POST", "/queues/" + enc(b.dataset.queue) + "/resume").then(function () { return "Resumed " + b.dataset.queue; });
     },
+    "schedule-pause": function (b) { return scheduleCall(b, "/pause", "Paused schedule"); },
+    "schedule-resume": function (b) { return scheduleCall(b, "/resume", "Resumed schedule"); },
+    "schedule-run-now": function (b) {
+      return api("POST", "/schedules/" + enc(b.dataset.schedule) + "/run-now").then(function (done) {
+        return "Enqueued task " + done.id + " of schedule " + b.dataset.schedule;
+      });
+    },
     "retry-failed": function (b) {
       var path = "/queues/" + enc(b.dataset.queue) + "/retry-failed";
       return api("POST", path, { dry_run: true }).then(function (counted) {
@@ -102,6 +109,10 @@
       });
     }
   };
+
+  function scheduleCall(b, suffix, said) {
+    return api("POST", "/schedules/" + enc(b.dataset.schedule) + suffix).then(function () { return said + " " + b.dataset.schedule; });
+  }
 
   function taskCall(b, method, suffix, said) {
     var path = "/queues/" + enc(b.dataset.queue) + "/tasks/" + enc(b.dataset.task) + suffix;
