@@ -10,6 +10,8 @@ they are tested like any behaviour, on both backends.
 from __future__ import annotations
 
 NO_COMMANDSTATS = "no INFO commandstats nor CONFIG RESETSTAT: the commands a script makes are counted on Redis only"
+# Not a fakeredis limit: what a test means nothing for on Redis Cluster (``cluster_skip``).
+ONE_SERVER_STATS = "INFO commandstats is per server: the commands a script makes are counted on one Redis"
 NO_OBJECT_ENCODING = "no OBJECT ENCODING: a record's compact encoding (listpack) is checked on Redis only"
 
 LIMITS = (NO_COMMANDSTATS, NO_OBJECT_ENCODING)

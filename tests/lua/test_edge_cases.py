@@ -11,7 +11,7 @@ import pytest
 from orchestrator.errors import LeaseLost
 from orchestrator.models import TaskState
 from orchestrator.script_calls import run
-from tests.lua.limits import NO_COMMANDSTATS
+from tests.lua.limits import NO_COMMANDSTATS, ONE_SERVER_STATS
 from tests.lua.test_scripts import ERROR, Q, server_ms
 
 S = TaskState
@@ -89,7 +89,7 @@ def test_a_token_counter_set_back_by_a_failover_still_issues_unused_tokens(q: Q,
     q.add(id="t")
     q.add(id="u")
     [first] = q.claim()  # an earlier claim the replica did get
-    replica = {key: r.dump(key) for key in r.keys("*")}  # what the replica holds at the kill
+    replica = {key: r.dump(key) for key in r.scan_iter()}  # what the replica holds at the kill
     [zombie] = q.claim()  # replicated to nobody: lost in the failover
     assert (first.task_id, zombie.task_id) == ("t", "u")
     r.flushdb()
@@ -161,6 +161,7 @@ def _commands(r, call_script) -> dict[str, int]:
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 def test_an_idle_claim_costs_one_call_and_complete_reads_the_record_once(q: Q, r) -> None:
     """Idle polling made 3 calls; complete re-read error, unique_key and key with 3 HGETs.
     (An idle claim reads the pause flag too: two calls.)"""

@@ -25,7 +25,7 @@ from orchestrator.metrics_records import (
 )
 from orchestrator.models import TaskState
 from orchestrator.script_calls import run
-from tests.lua.limits import NO_COMMANDSTATS
+from tests.lua.limits import NO_COMMANDSTATS, ONE_SERVER_STATS
 from tests.lua.test_scripts import ERROR, MAX_PAYLOAD, Q, server_ms, spec
 
 S = TaskState
@@ -229,6 +229,7 @@ def test_series_snapshot_the_counters_once_a_minute_and_expire_after_25_hours(q:
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 def test_a_minute_costs_one_hget_a_call_after_its_snapshot(q: Q) -> None:
     q.add()
     q.r.config_resetstat()
@@ -238,6 +239,7 @@ def test_a_minute_costs_one_hget_a_call_after_its_snapshot(q: Q) -> None:
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 @pytest.mark.parametrize("how", ["complete", "fail"])
 def test_complete_and_fail_read_the_minute_in_the_stats_hmget_they_make_anyway(q: Q, how: str) -> None:
     [first, task_id] = q.add(2)
@@ -259,6 +261,7 @@ def test_series_read_zero_for_idle_minutes_and_never_below_zero(q: Q) -> None:
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 def test_claim_and_enqueue_write_one_hincrby_per_distinct_field(q: Q) -> None:
     specs = [spec(name=f"job{i % 3}") for i in range(300)]
     q.r.config_resetstat()
@@ -273,6 +276,7 @@ def test_claim_and_enqueue_write_one_hincrby_per_distinct_field(q: Q) -> None:
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 def test_a_known_name_costs_one_hincrby_and_a_name_past_the_cap_leaves_no_field(q: Q) -> None:
     q.add()
     q.r.config_resetstat()
@@ -285,6 +289,7 @@ def test_a_known_name_costs_one_hincrby_and_a_name_past_the_cap_leaves_no_field(
 
 
 @pytest.mark.fakeredis_limit(NO_COMMANDSTATS)
+@pytest.mark.cluster_skip(ONE_SERVER_STATS)
 def test_reap_writes_its_metrics_once_per_call(q: Q) -> None:
     q.add(20, max_retries=1)
     q.claim(20, lease_ms=1000)
