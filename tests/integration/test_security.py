@@ -380,6 +380,23 @@ def test_the_readme_gives_the_recipe_as_tested() -> None:
     assert " ".join(f"+{c}" for c in CANCEL_EXTRA) in readme
 
 
+def test_a_producer_without_the_channel_still_gets_results(producer: Orchestrator, worker_app: Orchestrator,
+                                                           admin: redis.Redis) -> None:
+    """An ACL written before the channel (no &orch:{*}:finished:*, no +ssubscribe): result()
+    polls instead of failing."""
+    admin.execute_command("ACL", "SETUSER", "producer", "resetchannels", "-ssubscribe")
+    try:
+        handle = producer.enqueue("demo:work", [1])
+        assert handle._listen() is None
+        queue = worker_app._scripts("default")
+        [lease] = run(worker_app.redis, queue.claim("w1", 1, 60_000))
+        run(worker_app.redis, queue.complete(lease.task_id, lease.token, b'"polled"', 60_000))
+        assert handle.result(timeout=5) == "polled"
+    finally:
+        admin.execute_command("ACL", "LOAD")  # back to the file (this drops every connection)
+        admin.connection_pool.disconnect()
+
+
 def test_a_producer_cannot_reset_the_lease_tokens(producer: Orchestrator, worker_app: Orchestrator,
                                                  admin: redis.Redis) -> None:
     """Tokens only grow: the counter has its own key, which the producer can read, not write.
