@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator import Orchestrator
 from orchestrator.keys import QueueKeys
-
-pytest.importorskip("orchestrator.schedules", reason="orchestrator/schedules.py (issue #15, owner CRON) not landed")
-
 from orchestrator.schedules import tick_task_id
 from tests.chaos.schedule_kill import (
     SCHEDULES,
@@ -28,13 +24,6 @@ from tests.chaos.schedule_kill import (
     ledger,
     run_kill,
     scaled_blackouts,
-)
-
-needs_engine = pytest.mark.skipif(
-    not hasattr(Orchestrator, "schedule"), reason="Orchestrator.schedule (issue #15, owner ENGINE) not landed"
-)
-needs_keys = pytest.mark.skipif(
-    not hasattr(QueueKeys, "schedule"), reason="QueueKeys.schedule (issue #15, owner ENGINE) not landed"
 )
 
 
@@ -48,12 +37,10 @@ def check(seconds: float, tmp_path: Path) -> None:
     assert latest.skipped, "catch_up=latest must have skipped ticks during the blackouts:\n" + summary
 
 
-@needs_engine
 def test_schedulers_killed_for_10_s_fire_each_tick_once(tmp_path: Path) -> None:
     check(10.0, tmp_path)
 
 
-@needs_engine
 @pytest.mark.slow
 def test_schedulers_killed_for_60_s_fire_each_tick_once(tmp_path: Path) -> None:
     check(60.0, tmp_path)
@@ -90,31 +77,26 @@ def figures(found: Ledger) -> tuple[int, int, int, int, int]:
     return found.expected, found.fired, found.skipped, found.duplicates, found.missing
 
 
-@needs_keys
 def test_ledger_of_a_correct_trace(r: redis.Redis) -> None:
     found = write(r, GOOD)
     assert (figures(found), found.problems) == ((10, 8, 2, 0, 0), [])
 
 
-@needs_keys
 def test_ledger_counts_a_duplicate(r: redis.Redis) -> None:
     found = write(r, GOOD, extra_enqueued=BASE + 7000)
     assert figures(found) == (10, 8, 2, 1, 0) and found.problems
 
 
-@needs_keys
 def test_ledger_counts_a_missing_tick(r: redis.Redis) -> None:
     found = write(r, {t: o for t, o in GOOD.items() if t != BASE + 8000})
     assert figures(found) == (10, 7, 2, 0, 1) and found.problems
 
 
-@needs_keys
 def test_ledger_refuses_more_skips_than_the_policy_makes(r: redis.Redis) -> None:
     found = write(r, GOOD | {BASE + 6000: "skipped"})  # latest fires the newest missed tick
     assert figures(found) == (10, 7, 3, 0, 0) and any("the policy keeps the 1 newest" in p for p in found.problems)
 
 
-@needs_keys
 def test_ledger_refuses_fewer_skips_than_the_policy_makes(r: redis.Redis) -> None:
     found = write(r, GOOD | {BASE + 4000: "caught_up", BASE + 5000: "caught_up"})
     assert figures(found) == (10, 10, 0, 0, 0) and any("certainly missed" in p for p in found.problems)

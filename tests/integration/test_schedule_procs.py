@@ -3,7 +3,8 @@ by ``procs.py``, ``every=1`` in real time, each test a few seconds.
 
 - Two schedulers whose wall clocks disagree by twenty minutes (one 600 s ahead, one 600 s
   behind, through the sitecustomize of the clock-skew fault test) fire each tick once, on
-  Redis's clock: the tick ledger has consecutive seconds, each once, each fired when it fell.
+  Redis's clock: the tick ledger has consecutive seconds, each once, each fired when it fell;
+  a worker 600 s behind runs the ticks' tasks as they come.
 - ``overlap="skip"`` with a task that runs 2.5 s: the ticks while it runs are skipped
   (counted as skipped), and no two runs overlap (their start and end, pushed to one Redis
   list in the order they happen, alternate).
@@ -39,19 +40,28 @@ def test_schedulers_with_skewed_clocks_fire_each_tick_once_on_redis_time(
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    app.schedule("skewed", "tests:add", every=1, args=[1, 1])
     with Procs(redis_server.url, tmp_path) as procs:
         started = []
         for name, skew in (("ahead", 600), ("behind", -600)):
             monkeypatch.setenv("TEST_CLOCK_SKEW", str(skew))
             started.append(procs.scheduler(f"scheduler-{name}", interval=0.02))
+        started.append(procs.worker("worker-behind", ready=False))  # (TEST_CLOCK_SKEW still -600)
         for proc in started:
             wait_for(lambda p=proc: "clock skewed by" in p.log(), f"{proc.name} to skew its clock", alive=[proc])
-        wait_for(lambda: len(fired_ticks(procs, "skewed")) >= 4, "four ticks to fire", 10, alive=started)
-        for proc in started:
+        wait_for(lambda: all("Started" in p.log() for p in started[:2]), "both schedulers to start", alive=started)
+        app.schedule("skewed", "tests:add", every=1, args=[1, 1])  # from here on a scheduler is always up
+
+        def done() -> list[int]:
+            ticks = fired_ticks(procs, "skewed")
+            ids = [tick_task_id("skewed", t) for t in ticks]
+            return ticks if len(ticks) >= 4 and procs.all_in(ids, "SUCCESS") else []
+
+        wait_for(done, "four ticks to fire and their tasks to succeed", 10, alive=started)
+        for proc in started[:2]:
             proc.kill9()
         ticks = fired_ticks(procs, "skewed")
         skipped = [e for e in procs.events("tick") if e["outcome"] == "skipped"]
+        ran = {t: procs.record(tick_task_id("skewed", t)) for t in ticks}
     assert skipped == [], "a tick was skipped though two schedulers ran all along"
     assert ticks == sorted(set(ticks)), f"a tick fired twice: {ticks}"
     assert [b - a for a, b in itertools.pairwise(ticks)] == [1000] * (len(ticks) - 1), f"ticks missed: {ticks}"
@@ -61,6 +71,9 @@ def test_schedulers_with_skewed_clocks_fire_each_tick_once_on_redis_time(
         assert 0 <= created - tick < bound, f"tick {tick} fired {created - tick} ms after it fell"
     [info] = app.schedules()
     assert info.fired == len(ticks) and info.caught_up == 0 and info.skipped == 0
+    for tick, record in ran.items():  # the skewed worker ran them, on Redis's clock too
+        if record.get("state") == "SUCCESS":
+            assert 0 <= int(record["started_at"]) - int(record["created_at"]) < 5_000, (tick, record)
 
 
 def test_overlap_skip_skips_the_ticks_while_a_slow_run_lasts(

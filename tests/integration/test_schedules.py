@@ -184,3 +184,57 @@ def test_tick_counters_reach_queue_metrics_and_prometheus(
     assert ticks["m:s"]["fired"] == 1 and ticks["m:s"]["caught_up"] == 1 and ticks["m:s"]["skipped"] >= 2
     body, _ = exposition(app)
     assert 'orch_schedule_ticks_total{outcome="fired",queue="default",schedule="m:s"} 1.0' in body.decode()
+
+
+def redis_ms(r: redis.Redis) -> int:
+    seconds, micros = r.time()
+    return seconds * 1000 + micros // 1000
+
+
+def test_catch_up_skip_after_a_30_s_outage_fires_the_current_tick_only_when_on_time(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    """catch_up="skip": after 30 s without a scheduler, the newest tick fires when it is at
+    most 5 s late (every=1: it fell under a second ago), and nothing fires when it is later
+    (every=20, the pass 10 s after its newest tick); every missed tick is counted skipped."""
+    app.schedule("on-time", "tests:add", every=1, catch_up="skip")
+    app.schedule("late", "tests:add", every=20, catch_up="skip", queue="other")
+    now = redis_ms(r)
+    offset = 30_000 + (10_000 - (now + 30_000) % 20_000) % 20_000  # 30-50 s on, 10 s after a 20 s tick
+    clock.append(outage := at(redis_server, offset))
+    scheduler_passes(Scheduler(outage, SchedulerSettings(queues=("default", "other"), interval=0.01)))
+    by_id = {s.id: s for s in app.schedules()}
+    assert (by_id["on-time"].fired, by_id["on-time"].caught_up) == (1, 0)
+    assert by_id["on-time"].skipped >= 29
+    assert (by_id["late"].fired, by_id["late"].caught_up) == (0, 0)
+    assert by_id["late"].skipped >= 1 and by_id["late"].last_tick is not None
+    assert (now + offset - by_id["late"].last_tick) >= 9_000  # its newest tick, skipped as late
+    assert len(pending(r, app)) == 1 and r.zcard(app.keys("other").pending) == 0
+
+
+def test_an_upsert_changing_the_cron_takes_effect_at_the_next_tick(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    """*/10 then */3 minutes: after the change the next tick is the new cron's first one
+    after the change; the new cron's ticks before the change are not caught up, and the
+    last fired tick is kept (no reset, no duplicate)."""
+    app.schedule("c", "tests:add", cron="*/10 * * * *")
+    now = redis_ms(r)
+    ten = (now // 600_000 + 1) * 600_000  # the old cron's first tick
+    clock.append(first := at(redis_server, ten - now + 500))
+    scheduler_passes(scheduler(first))
+    assert [s.last_tick for s in app.schedules()] == [ten] and pending(r, app) == [tick_task_id("c", ten)]
+    change = ten + 7 * 60_000  # seven minutes on, two */3 ticks have passed since the old cron's tick
+    clock.append(deploy := at(redis_server, change - now))
+    assert deploy.schedule("c", "tests:add", cron="*/3 * * * *") == "updated"
+    [info] = app.schedules()
+    three = (change // 180_000 + 1) * 180_000  # the new cron's first tick after the change
+    assert info.last_tick == ten and info.next_ms == three
+    clock.append(before := at(redis_server, change - now + 1_000))
+    scheduler_passes(scheduler(before))  # a pass right after the change: nothing due
+    assert len(pending(r, app)) == 1
+    clock.append(after := at(redis_server, three - now + 500))
+    scheduler_passes(scheduler(after))
+    [info] = app.schedules()
+    assert (info.fired, info.caught_up, info.skipped, info.last_tick) == (2, 0, 0, three)
+    assert pending(r, app) == sorted([tick_task_id("c", ten), tick_task_id("c", three)])
