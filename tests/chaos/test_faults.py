@@ -440,6 +440,8 @@ def _oom_calls(app: Orchestrator) -> list[tuple[str, Call[Any]]]:
         ("schedule_pause", q.schedule_pause("s3", True)),
         ("schedule_set_aside", q.schedule_set_aside("s5", 10**13, "field 'args' does not read")),
         ("heartbeat", q.heartbeat("w1", 1000, {"host": "h"}, [(leases[0].task_id, leases[0].token)])),
+        ("progress", q.progress(leases[0].task_id, leases[0].token, "0.5", b"null", max_bytes=1000)),
+        ("watch", q.watch(pending[0])),
         ("complete", q.complete(leases[0].task_id, leases[0].token, b"1", 0)),
         ("fail", q.fail(leases[1].task_id, leases[1].token, ERROR)),
         ("release", q.release([(leases[2].task_id, leases[2].token)])),
@@ -612,6 +614,10 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
         return t.heartbeat("w1", 60_000, {"host": "h"}, [("a", leases["a"].token)]), [4, 5]
     if name == "complete":
         return t.complete("a", leases["a"].token, b"1", 60_000), [6]
+    if name == "progress":
+        return t.progress("a", leases["a"].token, "0.5", b'{"step": 1}', max_bytes=1000), [5, 7]
+    if name == "watch":
+        return t.watch("b"), []
     if name == "fail":
         return t.fail("a", leases["a"].token, ERROR, mode="cancelled", ttl_ms=60_000, seed=1), [6, 7, 8]
     if name == "release":
