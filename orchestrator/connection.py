@@ -219,3 +219,13 @@ def node_client(client: Redis, key: str) -> Redis:
         node = client.get_node_from_key(key)
         return client.get_redis_connection(node)
     return client
+
+
+async def aready(client: AsyncRedis) -> None:
+    """Read an asyncio cluster client's slot map now (its pub/sub cannot find a node before);
+    nothing to do for other clients. RedisClusterException leaves as a ConnectionError."""
+    if isinstance(client, AsyncRedisCluster):
+        try:
+            await client.initialize()
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"Redis Cluster: {exc}") from exc

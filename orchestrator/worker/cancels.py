@@ -18,6 +18,7 @@ from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 
+from ..connection import aready
 from ..sanitize import get_logger
 
 log = get_logger(__name__)
@@ -58,6 +59,7 @@ class CancelListener:
                 self._pause = min(self._pause * 2, RETRY_S[1])
 
     async def _listen(self) -> None:
+        await aready(self._redis)  # a cluster's pub/sub needs the slot map first
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(*self._channels)

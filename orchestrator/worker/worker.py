@@ -70,6 +70,7 @@ class Worker(Commits):
         self.lease_ms = round(app.settings.lease_timeout * 1000)
         self.heartbeat = settings.heartbeat_for(app.settings.lease_timeout)  # refuses one that loses leases
         self._wake: list[list[str]] | None = None  # the wake-up keys, grouped per BLPOP
+        self._blocking: dict[int, asyncio.Future[Any]] = {}  # cluster: each group's BLPOP in flight
         self._block_s = min(settings.idle_wait, block_limit(app.settings.lease_timeout))  # below the socket timeout
         self.started_at = int(time.time() * 1000)
         self.processed = 0  # tasks that ended here, however: finished, released or dropped
@@ -137,6 +138,7 @@ class Worker(Commits):
                 await self._end(heartbeat)
                 await self._deregister()
                 self._runner.close()
+                await self._end_blocking()
                 await self.app.aclose()
         p = self._pipeliner
         dropped = self.processed - self.finished - self.released
@@ -234,19 +236,27 @@ class Worker(Commits):
         return self._wake
 
     async def _block(self, groups: list[list[str]]) -> None:
-        """BLPOP each group at once (one connection each); the first to wake ends the others."""
+        """BLPOP each group at once (one connection each) until one wakes. The others keep
+        waiting for the next idle spell (cancelling a blocked read would cost a reconnection
+        each time); a token one of them pops meanwhile only makes that wait end at once."""
         if len(groups) == 1:
             await self.app.aredis.blpop(groups[0], timeout=self._block_s)
             return
-        waits = [asyncio.ensure_future(self.app.aredis.blpop(g, timeout=self._block_s)) for g in groups]
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()  # a token it popped unread is a lost hint: claim looks at every queue anyway
-            await asyncio.gather(*waits, return_exceptions=True)
-        for wait in done:
-            wait.result()  # its error, if it failed
+        for i, group in enumerate(groups):
+            if i not in self._blocking:
+                self._blocking[i] = asyncio.ensure_future(self.app.aredis.blpop(group, timeout=self._block_s))
+        await asyncio.wait(self._blocking.values(), return_when=asyncio.FIRST_COMPLETED)
+        for i, wait in list(self._blocking.items()):
+            if wait.done():
+                del self._blocking[i]
+                wait.result()  # its error, if it failed
+
+    async def _end_blocking(self) -> None:
+        waits = list(self._blocking.values())
+        self._blocking.clear()
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
     async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
         """Await ``awaitable`` unless stop() comes first (then cancel it)."""

@@ -2,8 +2,9 @@
 
 Script calls routed by their queue's slot, one packed write per master; NOSCRIPT reloaded
 on the node that answered; a stale slot map corrected by MOVED; a worker serving queues on
-three masters (claims, blocking per slot, cancels by pub/sub) and the operator views that
-gather every shard (status, events, finding a task by id).
+three masters (claims, blocking per slot without reconnecting, cancels by pub/sub, delayed
+tasks promoted by the scheduler) and the operator views that gather every shard (status,
+events, finding a task by id, doctor).
 """
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ def procs(cluster: LocalCluster, tmp_path: Path) -> Iterator[Procs]:
         yield started
 
 
-def test_a_worker_serves_queues_on_three_masters(procs: Procs, capp: Orchestrator) -> None:
+def connections_received(masters: list[redis.Redis]) -> int:
+    """Connections the masters accepted so far (``masters``: clients kept open meanwhile)."""
+    return sum(int(client.info("stats")["total_connections_received"]) for client in masters)
+
+
+def test_a_worker_serves_queues_on_three_masters(procs: Procs, capp: Orchestrator, cluster: LocalCluster) -> None:
     queues = spread(capp.redis)
     worker = procs.worker("w1", concurrency=4, queues=queues, idle_wait=0.2)
     handles = capp.enqueue_many(capp.request("tests:add", [i, 1], queue=q) for i, q in enumerate(queues * 3))
@@ -120,6 +126,20 @@ def test_a_worker_serves_queues_on_three_masters(procs: Procs, capp: Orchestrato
     late = capp.enqueue("tests:add", [5, 5], queue=queues[2])
     wait_for(lambda: late.status().is_final, "the idle worker to wake", 10, alive=[worker])
     assert late.result() == 10
+    masters = [redis.Redis(port=node.port) for node in cluster.masters()]
+    before = connections_received(masters)
+    for i in range(6):  # each one wakes the idle worker: the other slots' BLPOPs go on waiting
+        time.sleep(0.05)
+        woke = capp.enqueue("tests:add", [i, 0], queue=queues[i % 3])
+        wait_for(lambda h=woke: h.status().is_final, "the idle worker to wake", 10, alive=[worker])  # type: ignore[misc]
+    assert connections_received(masters) - before <= 2, "a wake-up cost reconnections"
+    for client in masters:
+        client.close()
+    procs.scheduler(queues=queues)
+    delayed = capp.enqueue_many(capp.request("tests:add", [i, 2], queue=q, delay=0.2) for i, q in enumerate(queues))
+    for handle in delayed:  # promoted by the scheduler on each master, then run
+        wait_for(lambda h=handle: h.status().is_final, f"delayed task {handle.id}", 20, alive=[worker])  # type: ignore[misc]
+    assert [h.status() for h in delayed] == [S.SUCCESS] * 3
     long = capp.enqueue("tests:asleep", [30], queue=queues[1])
     wait_for(lambda: long.status() is S.RUNNING, "the long task to start", 10, alive=[worker])
     assert capp.cancel(long.id) is S.RUNNING  # published; the worker hears it on its shard's channel
