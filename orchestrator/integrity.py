@@ -9,7 +9,8 @@ index (orphans: put back into the index their state names, a RUNNING one with an
 lease so the reaper counts the attempt), RETRYING and CANCELLED tasks left in scheduled
 and done from before those states had their own indexes (moved there, score kept),
 index entries whose record is gone (dropped, with a ``dropped`` event), and the
-known-queues set (bad entries removed, queues found by their keys added). Everything is
+known-queues set (bad entries removed, queues found by their keys added). Periodic
+schedules whose records do not read are named (``broken_schedules``), not repaired. Everything is
 read in bounded SCAN / ZSCAN batches. Malformed records are not repaired here: the scripts
 move them aside (FAILED, with the reason) when they meet them. Does not print (``cli``)
 and does not check the server (``health``).
@@ -27,12 +28,14 @@ from redis import Redis
 from redis.exceptions import ResponseError, WatchError
 
 from .connection import node_client
+from .errors import ValidationError
 from .health import Check, Status
-from .keys import QueueKeys, queues_key, set_aside
+from .keys import QueueKeys, queues_key, schedule_ids_key, set_aside
 from .known_queues import known_queues, parse_members
 from .models import DEFAULT_PRIORITY, INDEX_OF, INDEXES, RETAINED, TaskState
 from .reading import redis_time_ms, text, to_int
 from .sanitize import escape
+from .schedule_engine import record_problem
 
 SCAN_BATCH = 500  # keys or entries read per SCAN / ZSCAN call
 MAX_SHOWN = 5  # findings shown per queue by `orch doctor` (all are repaired)
@@ -368,7 +371,39 @@ def integrity_checks(client: Redis, prefix: str, batch: int = SCAN_BATCH) -> lis
         more = f"; and {len(found) - MAX_SHOWN} more" if len(found) > MAX_SHOWN else ""
         detail = shown + more if found else "keys, counters and indexes consistent"
         checks.append(Check(f"data {queue}", Status.FAIL if found else Status.OK, detail))
+    broken = broken_schedules(client, prefix)
+    if broken:
+        shown = "; ".join(
+            f"schedule {escape(sid)} of queue {escape(q)}: {escape(why)}" for q, sid, why in broken[:MAX_SHOWN]
+        )
+        more = f"; and {len(broken) - MAX_SHOWN} more" if len(broken) > MAX_SHOWN else ""
+        checks.append(Check("schedules", Status.WARN, f"{shown}{more} (the scheduler sets each aside: fix the "
+                            "record, declare the schedule again or `orch schedules remove` it)"))
     return checks
+
+
+def broken_schedules(client: Redis, prefix: str) -> list[tuple[str, str, str]]:
+    """(queue, schedule id, why) of each schedule whose record does not read: spoiled by hand,
+    what the scheduler sets aside. Not repaired: only its declaration can say what it was."""
+    ids = sorted((_text(k), _text(v)) for k, v in client.hgetall(schedule_ids_key(prefix)).items())
+    found, read = [], []
+    pipe = client.pipeline(transaction=False)
+    for sid, queue in ids:
+        try:
+            pipe.hgetall(QueueKeys(queue, prefix).schedule(sid))
+            read.append((sid, queue))
+        except ValidationError:
+            found.append((queue, sid, "its queue is not a valid queue name"))
+    for (sid, queue), raw in zip(read, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(raw, ResponseError) and str(raw).startswith("WRONGTYPE"):
+            why: str | None = "the record is not a hash"
+        elif isinstance(raw, BaseException):
+            raise raw
+        else:
+            why = record_problem(raw, sid, queue) if raw else "listed in the schedule ids, but it has no record"
+        if why:
+            found.append((queue, sid, why))
+    return found
 
 
 def repair(client: Redis, prefix: str, *, events_maxlen: int, batch: int = SCAN_BATCH) -> list[str]:

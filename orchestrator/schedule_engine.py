@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .complaints import describe, server_wide
 from .encoding import new_request
@@ -135,15 +135,31 @@ def _check_engine_fields(fields: Mapping[str, str]) -> None:
             raise InvalidSchedule(f"schedule record field {name!r} is not a count", field=name)
 
 
+def read_record(fields: Mapping[str, str], sid: str, queue: str) -> ScheduleSpec:
+    """The spec of schedule ``sid``'s record in ``queue``, its engine fields checked too:
+    InvalidSchedule when the record does not read (what the scheduler sets aside)."""
+    spec = ScheduleSpec.from_redis(fields)
+    _check_engine_fields(fields)
+    if spec.id != sid or spec.queue != queue:
+        raise InvalidSchedule(f"schedule record names {spec.id!r} in queue {spec.queue!r}", field="id")
+    return spec
+
+
+def record_problem(raw: Mapping[Any, Any], sid: str, queue: str) -> str | None:
+    """Why schedule ``sid``'s record (HGETALL's reply) does not read, or None (``orch doctor``)."""
+    try:
+        read_record({text(k): text(v) for k, v in raw.items()}, sid, queue)
+    except InvalidSchedule as exc:
+        return exc.message
+    return None
+
+
 def _fire_call(
     app: Orchestrator, queue: str, sid: str, fields: dict[str, str], now: int, report: FireReport
 ) -> Call[FireReply] | None:
     if fields.get("paused") == "1":
         return None
-    spec = ScheduleSpec.from_redis(fields)
-    _check_engine_fields(fields)
-    if spec.id != sid or spec.queue != queue:
-        raise InvalidSchedule(f"schedule record names {spec.id!r} in queue {spec.queue!r}", field="id")
+    spec = read_record(fields, sid, queue)
     last = fields.get("last_tick", "")
     lower = max(int(last or 0), int(fields.get("since") or 0))
     _, task = app._spec(new_request(spec.task, spec.args, spec.kwargs, {"queue": queue, "priority": spec.priority}))

@@ -107,3 +107,23 @@ def test_broken_schedules_beyond_the_batch_do_not_stop_a_healthy_one(
     again = one_pass(base + 4 * EVERY_MS + 300 + SET_ASIDE_MS)
     assert sorted(sid for _, sid in again.schedules_set_aside) == broken[1:]
     assert again.schedule_tasks == 2  # the healthy one and the fixed one
+
+
+def test_orch_doctor_names_the_schedules_that_do_not_read(app: Orchestrator, r: redis.Redis):
+    from orchestrator.health import Status
+    from orchestrator.integrity import broken_schedules, integrity_checks
+
+    keys = app.keys("default")
+    app.schedule("fine", "tests:add", every=60)
+    assert broken_schedules(r, "orch") == []
+    assert "schedules" not in {c.name for c in integrity_checks(r, "orch")}
+    spoilers = _spoilers(r, keys.schedule)
+    for spoil in spoilers:
+        app.schedule(spoil.__name__, "tests:add", every=60)
+        spoil(spoil.__name__)
+    found = {sid: why for _, sid, why in broken_schedules(r, "orch")}
+    assert set(found) == {s.__name__ for s in spoilers}, found
+    assert "args" in found["bad_json"] and "task" in found["missing_field"] and "not a hash" in found["not_a_hash"]
+    [check] = [c for c in integrity_checks(r, "orch") if c.name == "schedules"]
+    assert check.status is Status.WARN and "and 2 more" in check.detail and "fine" not in check.detail
+    assert "bad_json" in check.detail  # by id: the first five named
