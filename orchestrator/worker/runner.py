@@ -3,7 +3,8 @@
 Owns the worker's execution pools and what a task function sees while it runs: async
 functions run on the event loop, sync ones in a thread pool (or inline with
 ``pool="asyncio"``, or in a process pool that can kill a task at its timeout), each with
-``current_task()`` set; ``within`` bounds a call by the task's timeout. Keeps count of
+``current_task()`` set (the thread pool is ``threads.ThreadLane``); ``within`` bounds a call by
+the task's timeout. Keeps count of
 threads that run on after their task was abandoned: a thread cannot be stopped, so it
 keeps its slot until it returns. Does not talk to Redis (``worker``) nor decide what an
 outcome means.
@@ -13,14 +14,11 @@ See ARCHITECTURE.md for the layers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
 import sys
-import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -29,6 +27,7 @@ from ..errors import Deadline as Deadline  # re-exported: the worker catches it 
 from ..sanitize import get_logger
 from ..transitions import Lease
 from .pool import ProcessPool
+from .threads import Call, ThreadLane
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -64,10 +63,9 @@ class Runner:
         self.pool = pool
         self._tag = f"[Worker {worker_id}]"
         self._on_slot_freed = on_slot_freed
-        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix=f"orch-{worker_id}")
+        self._threads = ThreadLane(concurrency, f"orch-{worker_id}")
         self._processes = ProcessPool(concurrency, apps) if pool == "process" else None
-        self._stuck: set[Future[Any]] = set()  # threads of abandoned tasks, still holding their slot
-        self._thread_of: dict[str, int] = {}  # task id -> the thread running it
+        self._stuck: set[Call] = set()  # threads of abandoned tasks, still holding their slot
         self.stopped_in: dict[str, FrameType] = {}  # task id -> its thread's frame when it was abandoned
 
     @property
@@ -76,7 +74,7 @@ class Runner:
         return len(self._stuck)
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.close()
         if self._processes is not None:
             self._processes.close()
 
@@ -97,36 +95,23 @@ class Runner:
         return await self._in_thread(ctx, call, lease)
 
     async def _in_thread(self, ctx: contextvars.Context, call: Callable[[], T], lease: Lease) -> T:
-        """Run ``call`` in the thread pool. A thread cannot be stopped: when its task is
-        abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot until it returns,
-        so the worker never claims a task it has no thread for."""
-        future = self._threads.submit(self._in_this_thread, lease.task_id, ctx, call)
+        """Run ``call`` in the thread pool (``threads.ThreadLane``). A thread cannot be stopped:
+        when its task is abandoned (timeout, cancel, lost lease, shutdown) it keeps its slot
+        until it returns, so the worker never claims a task it has no thread for."""
+        handed = self._threads.submit(ctx, call)
         try:
-            return await asyncio.wrap_future(future)
+            result: T = await handed.future
+            return result
         except asyncio.CancelledError:
-            ident = self._thread_of.get(lease.task_id)
+            ident = self._threads.thread_of(handed)
             frame = sys._current_frames().get(ident) if ident is not None else None
             if frame is not None:  # where the task was (a timeout's record shows it)
                 self.stopped_in[lease.task_id] = frame
-            if not future.cancel() and not future.done():
+            if self._threads.abandon(handed, functools.partial(self._thread_returned, handed)):
                 log.warning("%s Task %s stopped, but its thread runs on and keeps its slot", self._tag, lease.task_id)
-                self._stuck.add(future)
-                loop = asyncio.get_running_loop()
-                future.add_done_callback(lambda f: self._call_soon(loop, self._thread_returned, f))
+                self._stuck.add(handed)
             raise
 
-    def _in_this_thread(self, task_id: str, ctx: contextvars.Context, call: Callable[[], T]) -> T:
-        self._thread_of[task_id] = threading.get_ident()
-        try:
-            return ctx.run(call)
-        finally:
-            self._thread_of.pop(task_id, None)
-
-    @staticmethod
-    def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[Future[Any]], None], arg: Future[Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop already closed: the worker is exiting
-            loop.call_soon_threadsafe(fn, arg)
-
-    def _thread_returned(self, future: Future[Any]) -> None:
-        self._stuck.discard(future)
+    def _thread_returned(self, handed: Call) -> None:
+        self._stuck.discard(handed)
         self._on_slot_freed()

@@ -218,6 +218,8 @@ def versus(current: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[
     """
     out = {}
     for col in ALL_COLUMNS:
+        if col.key in report_rtt.NOT_COMPARED:
+            continue
         now, before = (cells.get(col.key, {}).get("median") for cells in (current, baseline))
         if now is None or not before:
             continue

@@ -85,6 +85,7 @@ def per_run(r: dict[str, Any], job: float | None) -> dict[str, float | None]:
     }
 
 
+NOT_COMPARED = {"rtt_job"}  # the job's own request: a fact of the Redis and the run, not of the engine
 PARTIAL = {"rtt_enqueue": ("enqueue",), "rtt_drain": ("drain",), "rtt_tuned": ("tuned",),
            "rtt_procs2": ("procs2",), "rtt_procs4": ("procs4",)}
 

@@ -160,3 +160,4 @@ def test_incr_table_targets_and_baseline_comparison() -> None:
     assert "- Redis CPU per lifecycle, net of the job ≤ 100 µs (orchestrator): met, 85 µs" in text
     assert "orchestrator 11,765, RQ SimpleWorker 9,524" in text
     assert "INCR drain /s (1 proc) 2.50x" in text  # the vs-baseline line covers the incr columns
+    assert "rtt_job" not in summary["versus"]["orchestrator"]["columns"]  # the job's INCR is no engine figure
