@@ -225,7 +225,7 @@ class LocalCluster:
             raise ConfigurationError("redis-cli not found: install Redis (scripts/setup does)")
         try:
             for node in self.nodes:
-                node.start()
+                self._start_node(node)
             created = subprocess.run(
                 [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
                  "--cluster-replicas", "1", "--cluster-yes"],
@@ -238,6 +238,19 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    @staticmethod
+    def _start_node(node: LocalRedis) -> None:
+        """Start one node; its cluster-bus port (the last argument) is chosen again when
+        someone took it meanwhile (the client port is, by LocalRedis itself)."""
+        for attempt in range(START_ATTEMPTS):
+            try:
+                node.start()
+                return
+            except ConfigurationError:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                node.extra[-1] = str(free_port())
 
     def _client(self, node: LocalRedis) -> redis.Redis:
         return redis.Redis(port=node.port, socket_connect_timeout=1, socket_timeout=2, retry=Retry(NoBackoff(), 0))
