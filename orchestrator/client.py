@@ -35,7 +35,7 @@ from .encoding import (
     retry_policy,
     validate_task_name,
 )
-from .errors import ConfigurationError, PartiallyEnqueued, ValidationError
+from .errors import ConfigurationError, NotReplicated, PartiallyEnqueued, ValidationError
 from .handle import TaskHandle
 from .in_process import InProcess
 from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
@@ -243,7 +243,8 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         queue, call = self._single(request)
         registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
-            [reply] = _first(run_many(self.redis, [call, *registering]))  # one round trip
+            results = run_many(self.redis, [call, *registering], self.settings.replication)  # one round trip
+        [reply] = _first(results, queue)
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     async def aenqueue(
@@ -257,7 +258,8 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         queue, call = self._single(request)
         registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
-            [reply] = _first(await arun_many(self.aredis, [call, *registering]))
+            results = await arun_many(self.aredis, [call, *registering], self.settings.replication)
+        [reply] = _first(results, queue)
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
@@ -275,7 +277,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         plan, order = self._plan(requests)  # validates every request before any I/O
         registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
-            results = run_many(self.redis, [*plan.values(), *registering])  # one write; replies decoded as they come
+            results = run_many(self.redis, [*plan.values(), *registering], self.settings.replication)  # one write
             return self._collect(plan, order, results[: len(plan)])
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle[Any]]:
@@ -283,7 +285,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         plan, order = self._plan(requests)  # validates every request before any I/O
         registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
-            results = await arun_many(self.aredis, [*plan.values(), *registering])
+            results = await arun_many(self.aredis, [*plan.values(), *registering], self.settings.replication)
             return self._collect(plan, order, results[: len(plan)])
 
     def _registering(self, queues: set[str], delayed: bool) -> list[Call[Any]]:
@@ -326,9 +328,19 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         self, plan: dict[Slot, Call[list[Enqueued]]], order: list[Slot], results: list[Any]
     ) -> list[TaskHandle[Any]]:
         """Each request's handle. When a call failed: its error if nothing landed, else
-        PartiallyEnqueued with the handles of the tasks that did (all calls went in one write)."""
+        PartiallyEnqueued with the handles of the tasks that did (all calls went in one write).
+        Written but not confirmed by the replicas (durability replicated): NotReplicated, whose
+        ``reply`` is every handle."""
+        short = [r for r in results if isinstance(r, NotReplicated)]
+        results = [r.reply if isinstance(r, NotReplicated) else r for r in results]
         replies = {slot: r for slot, r in zip(plan, results, strict=True) if not isinstance(r, BaseException)}
         errors = [r for r in results if isinstance(r, BaseException)]
+        if short and not errors:
+            handles = self._handles(order, replies)
+            raise NotReplicated(
+                f"{len(handles)} tasks {short[0]}; enqueue them again with the same keys",
+                acked=short[0].acked, wanted=short[0].wanted, reply=handles,
+            )
         if not errors:
             return self._handles(order, replies)
         if not replies:
@@ -378,8 +390,16 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)
 
 
-def _first(results: list[Any]) -> Any:
-    """The enqueue's reply (its error raised); a registering SADD's reply after it is ignored."""
-    if isinstance(results[0], BaseException):
-        raise results[0]
-    return results[0]
+def _first(results: list[Any], queue: str) -> Any:
+    """The enqueue's reply (its error raised); a registering SADD's reply after it is ignored.
+    Not confirmed by the replicas: NotReplicated naming the task (``reply``: its handle's reply)."""
+    first = results[0]
+    if isinstance(first, NotReplicated):
+        [reply] = first.reply
+        raise NotReplicated(
+            f"task {reply.id} was {first.message}; enqueue it again with the same key",
+            acked=first.acked, wanted=first.wanted, reply=first.reply, task_id=reply.id, queue=queue,
+        ) from None
+    if isinstance(first, BaseException):
+        raise first
+    return first

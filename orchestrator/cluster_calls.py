@@ -53,6 +53,9 @@ class Exchange(Protocol):
     def pack(self, indices: Sequence[int], asking: Sequence[int] = ()) -> bytes: ...
     def settle(self, i: int, reply: Any) -> None: ...
     def lost(self, exc: Exception) -> None: ...
+    @property
+    def wait_command(self) -> bytes: ...  # WAIT after each master's calls (durability replicated), or b""
+    def settle_wait(self, reply: Any) -> None: ...
 
 
 def route_key(call: Call[Any]) -> str | bytes | None:
@@ -146,7 +149,8 @@ def run_many(client: RedisCluster, exchange: Exchange) -> None:
             pool = client.get_redis_connection(node).connection_pool
             conn = pool.get_connection()
             try:
-                conn.send_packed_command([exchange.pack(indices, [i for i in indices if i in asking])])  # type: ignore[no-untyped-call]
+                packed = exchange.pack(indices, [i for i in indices if i in asking]) + exchange.wait_command
+                conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
                 sent.append((node, indices, pool, conn))
             except UNREACHABLE as exc:
                 conn.disconnect()  # type: ignore[no-untyped-call]
@@ -160,6 +164,8 @@ def run_many(client: RedisCluster, exchange: Exchange) -> None:
                         _reply(conn.read_response)  # ASKING's +OK
                     state.reply(exchange, node, i, _reply(conn.read_response))
                     done += 1
+                if exchange.wait_command:  # WAIT counts the replicas of this master that have the writes
+                    exchange.settle_wait(_reply(conn.read_response))
             except UNREACHABLE as exc:
                 conn.disconnect()  # type: ignore[no-untyped-call]
                 state.unreachable(exchange, exc, indices[done:])
@@ -206,7 +212,8 @@ async def arun_many(client: AsyncRedisCluster, exchange: Exchange) -> None:
         for node, indices in groups.items():
             conn = node.acquire_connection()
             try:
-                await conn.send_packed_command([exchange.pack(indices, [i for i in indices if i in asking])])
+                await conn.send_packed_command([exchange.pack(indices, [i for i in indices if i in asking])
+                                                + exchange.wait_command])
                 sent.append((node, indices, conn))
             except UNREACHABLE as exc:
                 await conn.disconnect()
@@ -220,6 +227,8 @@ async def arun_many(client: AsyncRedisCluster, exchange: Exchange) -> None:
                         await _aread(conn)
                     state.reply(exchange, node, i, await _aread(conn))
                     done += 1
+                if exchange.wait_command:
+                    exchange.settle_wait(await _aread(conn))
             except UNREACHABLE as exc:
                 await conn.disconnect()
                 state.unreachable(exchange, exc, indices[done:])

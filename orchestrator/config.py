@@ -136,6 +136,11 @@ def settings_error(exc: pydantic.ValidationError) -> ConfigurationError:
     return ConfigurationError(text, field=problems[0][0] if problems else None)
 
 
+Durability = Literal["fast", "replicated"]
+MAX_REPLICAS = 64
+MAX_REPLICA_TIMEOUT = 1.5  # seconds: WAIT must end before the socket times out (2 s at least)
+
+
 class Settings(_Checked):
     """What producers, workers and schedulers share about a deployment."""
 
@@ -160,6 +165,27 @@ class Settings(_Checked):
         default=30.0, ge=MIN_LEASE, le=MAX_LEASE,
         description="Seconds a claim stays valid without a heartbeat before the reaper requeues it.",
     )
+    durability: Durability = Field(
+        default="fast",
+        description="fast: a write is acknowledged once the primary has it (replication is asynchronous: "
+        "a failover can lose the last ones). replicated: enqueue, complete, fail and cancel also wait "
+        "(WAIT) until `replicas` replicas have it, else raise NotReplicated.",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=MAX_REPLICAS, description="Replicas that must confirm a write (durability replicated)."
+    )
+    replica_timeout: float = Field(
+        default=1.0, ge=MIN_INTERVAL, le=MAX_REPLICA_TIMEOUT,
+        description="Seconds a write waits for the replicas' confirmation (durability replicated); "
+        "at most 1.5, below the connections' socket timeout.",
+    )
+
+    @property
+    def replication(self) -> tuple[int, int] | None:
+        """(replicas, timeout ms) for WAIT after acknowledged writes; None with fast durability."""
+        if self.durability == "fast":
+            return None
+        return self.replicas, max(1, round(self.replica_timeout * 1000))
 
     @field_validator("redis_url")
     @classmethod

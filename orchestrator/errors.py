@@ -28,6 +28,7 @@ to it. Does not raise anything itself.
     │   └── InvalidPayload          its args/kwargs are not JSON
     ├── CorruptQueue                a key or counter of a queue holds what no script writes: refused, nothing written
     ├── PartiallyEnqueued           enqueue_many: some script calls landed, others failed
+    ├── NotReplicated               durability="replicated": written on the primary, not confirmed by enough replicas
     ├── Deadline                    a task's own timeout fired (recorded as TaskTimeout)
     ├── ProcessCrashed              the child process running a task (--pool process) died
     ├── RemoteError                 a task raised in a child process; carries its error record
@@ -210,6 +211,26 @@ class PartiallyEnqueued(OrchestratorError):
     def __init__(self, message: str, handles: list[Any]) -> None:
         super().__init__(message)
         self.handles = handles
+
+
+class NotReplicated(OrchestratorError):
+    """``durability="replicated"``: the call was written on the primary, but WAIT heard from
+    only ``acked`` of the ``wanted`` replicas within the replica timeout, so a failover now
+    could lose it. ``reply`` is what the call returned (an enqueue's task, a complete's
+    reply). The write stands on the primary: retrying an enqueue with the same ``key`` (or
+    ``unique_key``) returns the task, never a second one."""
+
+    def __init__(
+        self, message: str, *, acked: int, wanted: int, reply: Any = None,
+        task_id: str | None = None, queue: str | None = None,
+    ) -> None:
+        super().__init__(message, task_id=task_id, queue=queue)
+        self.acked = acked
+        self.wanted = wanted
+        self.reply = reply
+
+    def fields(self) -> dict[str, str]:
+        return {**super().fields(), "acked": str(self.acked), "wanted": str(self.wanted)}
 
 
 class MalformedRecord(OrchestratorError):

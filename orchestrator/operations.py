@@ -17,12 +17,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .connection import block_limit, wake_groups
-from .errors import InvalidTransition, QueueNotFound, TaskNotFound
+from .errors import InvalidTransition, NotReplicated, QueueNotFound, TaskNotFound
 from .known_queues import aknown_queues, known_queues
 from .metrics_records import QueueOverview, SeriesPoint
 from .models import Task, TaskState
 from .overview import read_activity, read_overview
-from .queues import Queue, refused, translated
+from .queues import Queue, not_replicated, refused, translated
 from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
 from .redis_calls import redis_calls
@@ -235,9 +235,12 @@ class Operations:
         name = queue if queue is not None else await self._afind(task_id)
         try:
             with redis_calls():
-                return await arun(self.aredis, self._scripts(name).cancel(task_id, self.ttl_ms))
+                call = self._scripts(name).cancel(task_id, self.ttl_ms)
+                return await arun(self.aredis, call, self.settings.replication)
         except (TaskNotFound, InvalidTransition) as exc:
             raise refused(exc, "cancel", task_id, name) from None
+        except NotReplicated as exc:
+            raise not_replicated(exc, "cancel", task_id, name) from None
 
     async def _afind(self, task_id: str) -> str:
         with redis_calls():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from .errors import InvalidTransition, OrchestratorError, TaskNotFound, ValidationError
+from .errors import InvalidTransition, NotReplicated, OrchestratorError, TaskNotFound, ValidationError
 from .keys import queues_key, validate_queue_name
 from .metrics_records import (
     MAX_ROLLUP_HOURS,
@@ -309,9 +309,11 @@ class Queue:
     def cancel(self, task_id: str) -> TaskState:
         """CANCELLED at once, or the task's state when it is RUNNING (its worker stops it)."""
         try:
-            return run(self._redis, self._scripts.cancel(task_id, self.app.ttl_ms))
+            return run(self._redis, self._scripts.cancel(task_id, self.app.ttl_ms), self.app.settings.replication)
         except (TaskNotFound, InvalidTransition) as exc:
             raise refused(exc, "cancel", task_id, self.name) from None
+        except NotReplicated as exc:
+            raise not_replicated(exc, "cancel", task_id, self.name) from None
 
     @translated
     def retry(self, task_id: str) -> None:
@@ -393,6 +395,14 @@ def refused(exc: TaskNotFound | InvalidTransition, action: str, task_id: str, qu
         "delete": f"it is {exc.state}: cancel it first",
     }.get(action, f"it is already {exc.state}")
     return InvalidTransition(f"cannot {action} task {task_id}: {why}", task_id=task_id, queue=queue, state=exc.state)
+
+
+def not_replicated(exc: NotReplicated, action: str, task_id: str, queue: str) -> NotReplicated:
+    """``action`` done on the primary but not confirmed by the replicas, naming the task."""
+    return NotReplicated(
+        f"{action} of task {task_id} {exc.message}", acked=exc.acked, wanted=exc.wanted, reply=exc.reply,
+        task_id=task_id, queue=queue,
+    )
 
 
 class _Scan:

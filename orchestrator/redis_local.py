@@ -3,10 +3,10 @@
 Owns starting redis-server processes of our own (one, or a local Redis Cluster of six:
 ``LocalCluster``), the one launcher for ``orch demo``
 (when no ``--redis-url`` is given), the test suite, the chaos soak and the benchmarks:
-a free port (never 6379) or a given one, waiting until it answers PING, killing it -9
-and starting it again on the same port and directory (its append-only file), stopping
-it and removing its directory. It never touches any other Redis. Does not print or
-configure logging. See ARCHITECTURE.md for the layers.
+a free port (never 6379 nor 26379) or a given one, waiting until it answers PING, killing
+it -9 and starting it again on the same port and directory (its append-only file),
+stopping it and removing its directory. It never touches any other Redis. Does not print
+or configure logging; a Sentinel set is ``local_sentinel.LocalSentinel``. See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ STOP_TIMEOUT = 5.0  # seconds a SIGTERM gets before SIGKILL
 START_ATTEMPTS = 3  # a free port can be taken by someone else before the server binds it
 PR_SET_PDEATHSIG = 1  # prctl option (Linux)
 SHARED_PORT = 6379  # the machine's own Redis: never ours
+SHARED_PORTS = (SHARED_PORT, 26379)  # ...nor its Sentinel's
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -46,12 +47,12 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (never 6379)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (never 6379 nor 26379)."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port != SHARED_PORT:
+        if port not in SHARED_PORTS:
             return port
 
 

@@ -3,8 +3,9 @@
 Owns loading ``lua/*.lua`` (each prefixed with the ``lua/_lib.lua`` definitions it uses,
 see luasource.py), the ``Call`` value (one script invocation as data, with its reply
 decoder), sending calls in one round trip (``run``, ``run_many`` and their async twins),
-mapping the scripts' error codes to exceptions, and recovering from NOSCRIPT; on a Redis
-Cluster client the calls are routed by slot (``cluster_calls``). Does not
+mapping the scripts' error codes to exceptions, recovering from NOSCRIPT, and WAIT for
+replicas after the calls on their own connection (``wait``: durability "replicated"); on a
+Redis Cluster client the calls are routed by slot (``cluster_calls``). Does not
 build any script's KEYS and ARGV (``transitions``). See ARCHITECTURE.md for the layers.
 """
 
@@ -25,7 +26,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from . import cluster_calls
-from .errors import OutOfMemory, from_script_error
+from .errors import NotReplicated, OutOfMemory, from_script_error
 from .luasource import Library, join, literals, parse
 from .metrics_records import lua_constants
 from .models import RECORD, REQUIRED, REQUIRED_FIELDS, TaskState
@@ -33,6 +34,7 @@ from .reading import UNREACHABLE
 
 T = TypeVar("T")
 Arg = str | bytes | int | float
+Wait = tuple[int, int]  # (replicas, timeout ms): WAIT after a pass's calls, on their connection
 
 
 def _record_lua(fields: Collection[str] = RECORD.keys()) -> str:
@@ -153,8 +155,10 @@ class _Exchange:
     once if every one of them is safe to resend, else the error propagates.
     """
 
-    def __init__(self, calls: Sequence[Call[Any]]) -> None:
+    def __init__(self, calls: Sequence[Call[Any]], wait: Wait | None = None) -> None:
         self.calls = calls
+        self.wait = wait
+        self.acked: int | None = None  # the fewest replicas a pass's WAIT heard from
         self.results: list[Any] = [None] * len(calls)
         self.todo = list(range(len(calls)))
         self.passes = 0
@@ -203,6 +207,31 @@ class _Exchange:
             except Exception as exc:
                 self.results[i] = exc
 
+    @property
+    def wait_command(self) -> bytes:
+        """WAIT, packed, to write after a pass's calls on the same connection (WAIT counts
+        the replicas that have this connection's last write); empty without ``wait``."""
+        return _pack(("WAIT", *self.wait)) if self.wait is not None else b""
+
+    def settle_wait(self, reply: Any) -> None:
+        """WAIT's reply (an error reply, from a server that refuses WAIT, counts as none)."""
+        got = reply if isinstance(reply, int) else 0
+        self.acked = got if self.acked is None else min(self.acked, got)
+
+    def confirmed(self) -> list[Any]:
+        """The results; when WAIT heard from fewer replicas than wanted, every script call's
+        reply becomes NotReplicated carrying it (a refused call wrote nothing: its error stays)."""
+        if self.wait is None or self.acked is None or self.acked >= self.wait[0]:
+            return self.results
+        wanted, ms = self.wait
+        return [
+            NotReplicated(
+                f"written on the primary, but {self.acked} of {wanted} replicas confirmed it within {ms} ms: "
+                "a failover now could lose it", acked=self.acked, wanted=wanted, reply=result,
+            ) if call.script is not None and not isinstance(result, BaseException) else result
+            for call, result in zip(self.calls, self.results, strict=True)
+        ]
+
     def end_pass(self) -> set[str]:
         """After every reply of a pass: the sources of the scripts Redis lacked."""
         self.todo, self.missing = self.missing, []
@@ -216,25 +245,29 @@ def _reply(read: Callable[[], Any]) -> Any:
         return exc
 
 
-def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
+def run_many(client: Redis, calls: Sequence[Call[Any]], wait: Wait | None = None) -> list[Any]:
     """Send ``calls`` in one round trip on a sync client. Each result is that call's
     decoded reply, or the exception it raised (script errors mapped to OrchestratorError).
 
     Commands are packed by hiredis and written on one pooled connection: redis-py's own
-    command path costs about twice the round trip itself.
+    command path costs about twice the round trip itself. With ``wait`` (replicas, ms) a
+    WAIT follows the calls in the same write; should it hear from fewer replicas, each
+    script call's result is NotReplicated (``reply``: what the call returned).
     """
-    exchange = _Exchange(calls)
+    exchange = _Exchange(calls, wait)
     if isinstance(client, RedisCluster):  # typed as Redis by connection.py
         cluster_calls.run_many(client, exchange)
-        return exchange.results
+        return exchange.confirmed()
     while not exchange.done:
-        packed = exchange.packed()
+        packed = exchange.packed() + exchange.wait_command
         pool = client.connection_pool
         conn = pool.get_connection()
         try:
             conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
             for i in exchange.todo:
                 exchange.settle(i, _reply(conn.read_response))
+            if wait is not None:
+                exchange.settle_wait(_reply(conn.read_response))
         except UNREACHABLE as exc:
             conn.disconnect()  # type: ignore[no-untyped-call]
             exchange.lost(exc)
@@ -246,17 +279,17 @@ def run_many(client: Redis, calls: Sequence[Call[Any]]) -> list[Any]:
             pool.release(conn)
         for source in exchange.end_pass():
             client.script_load(source)
-    return exchange.results
+    return exchange.confirmed()
 
 
-async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]:
+async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]], wait: Wait | None = None) -> list[Any]:
     """``run_many`` for an asyncio client."""
-    exchange = _Exchange(calls)
+    exchange = _Exchange(calls, wait)
     if isinstance(client, AsyncRedisCluster):
         await cluster_calls.arun_many(client, exchange)
-        return exchange.results
+        return exchange.confirmed()
     while not exchange.done:
-        packed = exchange.packed()
+        packed = exchange.packed() + exchange.wait_command
         pool = client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
@@ -267,6 +300,12 @@ async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]
                 except ResponseError as exc:
                     reply = exc
                 exchange.settle(i, reply)
+            if wait is not None:
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:
+                    reply = exc
+                exchange.settle_wait(reply)
         except UNREACHABLE as exc:
             await conn.disconnect()
             exchange.lost(exc)
@@ -278,7 +317,7 @@ async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]]) -> list[Any]
             await pool.release(conn)
         for source in exchange.end_pass():
             await client.script_load(source)
-    return exchange.results
+    return exchange.confirmed()
 
 
 def _one(result: Any) -> Any:
@@ -287,13 +326,13 @@ def _one(result: Any) -> Any:
     return result
 
 
-def run(client: Redis, call: Call[T]) -> T:
+def run(client: Redis, call: Call[T], wait: Wait | None = None) -> T:
     """Send one call on a sync client; return its decoded reply or raise its error."""
-    result: T = _one(run_many(client, [call])[0])
+    result: T = _one(run_many(client, [call], wait)[0])
     return result
 
 
-async def arun(client: AsyncRedis, call: Call[T]) -> T:
+async def arun(client: AsyncRedis, call: Call[T], wait: Wait | None = None) -> T:
     """Send one call on an asyncio client; return its decoded reply or raise its error."""
-    result: T = _one((await arun_many(client, [call]))[0])
+    result: T = _one((await arun_many(client, [call], wait))[0])
     return result

@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 import click
 import pydantic
@@ -28,10 +28,12 @@ from ..config import (
     DEFAULT_REDIS_URL,
     PREFIX_ENV,
     REDIS_URL_ENV,
+    Durability,
     Settings,
 )
 from ..errors import (
     ConfigurationError,
+    NotReplicated,
     OrchestratorError,
     OutOfMemory,
     RedisCommandError,
@@ -48,6 +50,7 @@ from .options import (
     optional_queue,
     queue_option,
     redis_url,
+    setting,
 )
 
 EXIT_PROBLEM = 1  # the command ran and found something wrong (doctor; a worker not alive)
@@ -91,10 +94,12 @@ class CliState:
     redis_url: str
     prefix: str
     _app: Orchestrator | None = None
+    durability: dict[str, Any] = field(default_factory=dict)  # durability, replicas, replica_timeout: as given
 
     def app(self, **settings: Any) -> Orchestrator:
         """The Orchestrator; ``settings`` (e.g. lease_timeout) apply when it is first built."""
         if self._app is None:
+            settings = {**self.durability, **settings}
             app = Orchestrator(settings=Settings(redis_url=self.redis_url, prefix=self.prefix, **settings))
             try:
                 app.redis  # noqa: B018 - builds the client: a malformed URL fails here, not mid-command
@@ -122,6 +127,8 @@ def _one_line(exc: Exception, ctx: click.Context) -> CliError:
         return RedisUnreachable(f"cannot reach Redis at {url}: {exc}")
     if isinstance(exc, (redis.RedisError, RedisCommandError, RedisUnavailable, OutOfMemory)):
         return RedisFailure(f"Redis at {url} answered: {redis_error_text(exc)}")
+    if isinstance(exc, NotReplicated):
+        return RedisFailure(str(exc))
     if isinstance(exc, ConfigurationError) and isinstance(exc.__cause__, pydantic.ValidationError):
         exc = exc.__cause__  # settings built from options: name the options
     if isinstance(exc, pydantic.ValidationError):  # settings built from options (or a malformed record)
@@ -203,11 +210,14 @@ def _print_json(data: Any) -> None:
     "--prefix", envvar=PREFIX_ENV, show_envvar=True, default=DEFAULT_PREFIX, show_default=True,
     help="Start of every key name.",
 )
+@setting(Settings, "durability", "--durability", envvar="ORCH_DURABILITY", type=click.Choice(get_args(Durability)))
+@setting(Settings, "replicas", "--replicas", envvar="ORCH_REPLICAS", type=int)
+@setting(Settings, "replica_timeout", "--replica-timeout", envvar="ORCH_REPLICA_TIMEOUT", type=float)
 @click.version_option(__version__, prog_name="orch")
 @click.pass_context
-def orch(ctx: click.Context, redis_url: str, prefix: str) -> None:
+def orch(ctx: click.Context, /, redis_url: str, prefix: str, **durability: Any) -> None:
     """orchestrator: a Redis-backed, persistent, priority job queue."""
-    state = CliState(redis_url, prefix)
+    state = CliState(redis_url, prefix, durability=given(**durability))
     ctx.obj = state
     ctx.call_on_close(state.close)
 

@@ -4,7 +4,10 @@ Owns ``Running`` (what the worker knows of one task it runs) and the ``Commits``
 ``Worker``: complete or fail under the lease token, retried with a backoff while Redis is
 unavailable or a script refuses (a queue key spoiled by hand, repairable meanwhile) and the
 lease may still hold; a lost lease drops the result (after checking that an earlier try
-did not land). Does not claim, run or heartbeat (``worker``), nor batch calls (``pipeline``).
+did not land). With durability "replicated" an outcome the replicas did not confirm in time
+is logged and counted as recorded (it is, on the primary; a failover before the replicas
+catch up runs the task again: at least once). Does not claim, run or heartbeat
+(``worker``), nor batch calls (``pipeline``).
 See ARCHITECTURE.md for the layers.
 """
 
@@ -14,10 +17,10 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from ..complaints import Complaints, describe
-from ..errors import LeaseLost, MalformedRecord, OrchestratorError, TaskNotFound
+from ..errors import LeaseLost, MalformedRecord, NotReplicated, OrchestratorError, TaskNotFound
 from ..models import FailMode, TaskState, dumps
 from ..reading import RIDE_OUT
 from ..sanitize import get_logger, redis_error_text
@@ -93,9 +96,15 @@ class Commits:
         failures = 0
         while True:
             try:
-                reply = await self._pipeliner.call(call)
+                reply = await self._pipeliner.call(call, durable=True)
                 self.finished += 1
                 return reply
+            except NotReplicated as exc:
+                self._complaints.report(
+                    "replication", f"task {running.lease.task_id}'s outcome: {exc} (it may run again after a failover)"
+                )
+                self.finished += 1
+                return cast(T, exc.reply)
             except LeaseLost:
                 if failures and await self._landed(running):
                     self.finished += 1

@@ -105,7 +105,7 @@ class Worker(Commits):
         """What running tasks needs, made on the running loop (``run``; ``drain.DrainingWorker``)."""
         self._stop_event = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._pipeliner = Pipeliner(self.app.aredis)
+        self._pipeliner = Pipeliner(self.app.aredis, self.app.settings.replication)
         if self._stopping:
             self._stop_event.set()
         self._runner = Runner(

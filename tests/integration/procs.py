@@ -192,6 +192,7 @@ class Procs:
         queues: Iterable[str] = ("default",),
         apps: Iterable[str] = (SAMPLE_APP,),
         ready: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Proc:
         """``orch worker``; with ``ready`` wait until it has registered (its first heartbeat)."""
         args = ["worker", "--name", name, "--concurrency", str(concurrency), "--pool", pool, "--loop", loop]
@@ -203,7 +204,7 @@ class Procs:
             args += ["-q", queue]
         for app in apps:
             args += ["--app", app]
-        proc = self.start(name, args)
+        proc = self.start(name, args, env)
         if ready:
             keys = [QueueKeys(q).workers for q in queues]
             wait_for(lambda: all(self.redis.zscore(k, name) is not None for k in keys), f"{name} to register", 20,
@@ -218,13 +219,14 @@ class Procs:
         batch: int = 100,
         reaper_only: bool = False,
         queues: Iterable[str] = ("default",),
+        env: dict[str, str] | None = None,
     ) -> Proc:
         """``orch scheduler`` (or ``orch reaper``): stateless, so nothing to wait for."""
         args = ["reaper" if reaper_only else "scheduler", "--interval", f"{interval:g}"]
         args += ["--batch", str(batch)]
         for queue in queues:
             args += ["-q", queue]
-        return self.start(name, args)
+        return self.start(name, args, env)
 
     # ------------------------------------------------------------ reading back
 

@@ -46,12 +46,12 @@ def spy_on_calls(monkeypatch: pytest.MonkeyPatch, fault: Callable[[Call[Any]], E
     real = Pipeliner.call
     called: list[str] = []
 
-    async def call(self: Pipeliner, c: Call[Any]) -> Any:
+    async def call(self: Pipeliner, c: Call[Any], durable: bool = False) -> Any:
         called.append(c.script.name if c.script is not None else "")
         error = fault(c)
         if error is not None:
             raise error
-        return await real(self, c)
+        return await real(self, c, durable)
 
     monkeypatch.setattr(Pipeliner, "call", call)
     return called

@@ -98,9 +98,9 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     sizes: list[int] = []
     real = pipeline.arun_many
 
-    async def spy(client: Any, calls: Sequence[Call[Any]]) -> list[Any]:
+    async def spy(client: Any, calls: Sequence[Call[Any]], wait: Any = None) -> list[Any]:
         sizes.append(len(calls))
-        return await real(client, calls)
+        return await real(client, calls, wait)
 
     monkeypatch.setattr(pipeline, "arun_many", spy)
     yield sizes
@@ -131,11 +131,11 @@ def test_calls_made_during_a_round_trip_go_together_in_the_next(
     async def scenario() -> list[list[Lease]]:
         in_flight, release = hold(), hold()
 
-        async def slow_first(client: Any, calls: Sequence[Call[Any]]) -> list[Any]:
+        async def slow_first(client: Any, calls: Sequence[Call[Any]], wait: Any = None) -> list[Any]:
             if not in_flight.is_set():
                 in_flight.set()
                 await release.wait()  # the first round trip is on the wire until released
-            return await spy(client, calls)
+            return await spy(client, calls, wait)
 
         monkeypatch.setattr(pipeline, "arun_many", slow_first)
         p = Pipeliner(app.aredis)

@@ -167,10 +167,10 @@ def test_enqueue_many_reports_which_tasks_landed_when_a_call_fails(app, r, monke
     real = client_module.run_many
     refused = OutOfMemory("refused for the test")
 
-    def one_call_refused(client, calls):
+    def one_call_refused(client, calls, wait=None):
         if failing == "first":
-            return [refused, *real(client, calls[1:])]
-        return [*real(client, calls[:1]), refused, *real(client, calls[2:])]
+            return [refused, *real(client, calls[1:], wait)]
+        return [*real(client, calls[:1], wait), refused, *real(client, calls[2:], wait)]
 
     monkeypatch.setattr(client_module, "run_many", one_call_refused)
     requests = [app.request("tests.jobs:job", [i]) for i in range(ENQUEUE_CHUNK + 10)]  # two calls
@@ -185,7 +185,7 @@ def test_enqueue_many_reports_which_tasks_landed_when_a_call_fails(app, r, monke
     first = ENQUEUE_CHUNK if failing == "first" else 0
     assert args == list(range(first, first + len(landed)))
 
-    monkeypatch.setattr(client_module, "run_many", lambda client, calls: [refused] * len(calls))
+    monkeypatch.setattr(client_module, "run_many", lambda client, calls, wait=None: [refused] * len(calls))
     with pytest.raises(OutOfMemory):  # nothing landed: the error itself
         app.enqueue_many(requests)
 

@@ -44,6 +44,7 @@ def test_public_api_is_pinned():
         "InvalidTransition",
         "LeaseLost",
         "MalformedRecord",
+        "NotReplicated",
         "NotSerializable",
         "Orchestrator",
         "OrchestratorError",
