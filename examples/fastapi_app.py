@@ -11,7 +11,7 @@
 The endpoints only enqueue and read: the work runs in ``orch worker`` processes, which
 may be on other machines. Everything here is async (``adelay``, ``aresult``,
 ``aprogress``), so a waiting request holds no thread. The task reports its progress with
-``current_task().aprogress(fraction, data)``; the stream looks at it every
+``current_task().aprogress(fraction, data)``; the stream reads it every
 PROGRESS_EVERY_S and ends within a few ms of the task's end (``aresult`` wakes on it).
 The handle is typed from the task's annotation (``TaskHandle[Report]``), and mypy checks
 this file.
@@ -156,24 +156,34 @@ async def report_progress(task_id: TaskId) -> StreamingResponse:
 
 
 async def progress_events(handle: TaskHandle[Report]) -> AsyncIterator[str]:
-    """Each new progress report, then the outcome; ends when the task does."""
+    """Each new progress report, then the outcome; ends when the task does.
+
+    One ``aresult()`` waits for the end the whole time (one subscription; it wakes within
+    ms of the end) while the progress is read every PROGRESS_EVERY_S (one HMGET). A
+    client that goes away closes this generator, and the wait is cancelled with it."""
+    ending = asyncio.ensure_future(handle.aresult())
     last: Progress | None = None
-    while True:
-        try:
-            outcome: tuple[str, object] | None = ("result", await handle.aresult(timeout=PROGRESS_EVERY_S))
-        except ResultTimeout:  # still running: the time between two looks at its progress
-            outcome = None
-        except TaskCancelled:
-            outcome = ("cancelled", {"id": handle.id})
-        except TaskFailed as exc:
-            outcome = ("failed", {"id": handle.id, "error": exc.error.get("type", "Error")})
-        progress = await handle.aprogress()
-        if progress is not None and progress != last:
-            last = progress
-            yield sse("progress", {"fraction": progress.fraction, "data": progress.data})
-        if outcome is not None:
-            yield sse(*outcome)
-            return
+    try:
+        while True:
+            await asyncio.wait([ending], timeout=PROGRESS_EVERY_S)
+            progress = await handle.aprogress()
+            if progress is not None and progress != last:
+                last = progress
+                yield sse("progress", {"fraction": progress.fraction, "data": progress.data})
+            if ending.done():
+                yield outcome_event(handle.id, ending)
+                return
+    finally:
+        ending.cancel()
+
+
+def outcome_event(task_id: str, ending: asyncio.Future[Report]) -> str:
+    try:
+        return sse("result", ending.result())
+    except TaskCancelled:
+        return sse("cancelled", {"id": task_id})
+    except TaskFailed as exc:  # the error's type only, as GET .../result
+        return sse("failed", {"id": task_id, "error": exc.error.get("type", "Error")})
 
 
 def sse(event: str, data: object) -> str:

@@ -18,6 +18,7 @@ from examples import fastapi_app
 from orchestrator import Orchestrator, TaskState
 from orchestrator.redis_local import LocalRedis
 from tests.examples.running import pointed_at, running_worker, serving
+from tests.integration.procs import wait_for
 
 MISSING = "0" * 32
 
@@ -127,3 +128,20 @@ def test_the_stream_of_an_ended_report_is_its_outcome(orch: Orchestrator, client
         client.stream("GET", f"/reports/{slow.id}/progress") as stream,
     ):
         assert read_events(stream) == [("failed", {"id": slow.id, "error": "TaskTimeout"})]
+
+
+def test_a_client_that_leaves_the_stream_ends_its_wait(orch: Orchestrator, client: httpx.Client) -> None:
+    body = client.post("/reports", json={"rows": 500}).json()  # 10 s of rows
+    channel = orch.keys(fastapi_app.QUEUE).finished(body["id"])
+
+    def listeners() -> int:
+        reply = orch.redis.execute_command("PUBSUB", "SHARDNUMSUB", channel)  # type: ignore[no-untyped-call]
+        return int(reply[1])  # [channel, subscribers]
+
+    with running_worker(orch, "examples.fastapi_app", queues=(fastapi_app.QUEUE,)):
+        with client.stream("GET", body["progress"]) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "event: progress"  # the report runs and the stream waits on its end
+            assert listeners() == 1
+        wait_for(lambda: listeners() == 0, "the server to stop waiting once the client left", timeout=3)
+        assert orch.handle(body["id"], fastapi_app.QUEUE).status() is TaskState.RUNNING  # not the end: the leaving
