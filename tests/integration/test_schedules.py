@@ -238,3 +238,49 @@ def test_an_upsert_changing_the_cron_takes_effect_at_the_next_tick(
     [info] = app.schedules()
     assert (info.fired, info.caught_up, info.skipped, info.last_tick) == (2, 0, 0, three)
     assert pending(r, app) == sorted([tick_task_id("c", ten), tick_task_id("c", three)])
+
+
+def test_daylight_saving_through_the_engine_with_the_clock_moved(
+    app: Orchestrator, redis_server: LocalRedis, r: redis.Redis, clock: list[Orchestrator]
+):
+    """The scheduler's passes on the scripts' clock moved to the changes of 2027: ``30 2 * * *``
+    in Paris fires once at 03:00 CEST on the day 02:30 is skipped and once at the first 02:30
+    of the repeated hour; ``0 * * * *`` in New York fires at 01:00 EDT and at 01:00 EST
+    (celery#10107), none skipped, none twice."""
+    from datetime import datetime, timezone
+
+    def ms(*when: int) -> int:
+        return int(datetime(*when, tzinfo=timezone.utc).timestamp() * 1000)
+
+    def at_utc(*when: int, late_ms: int = 500) -> Orchestrator:
+        moved = at(redis_server, ms(*when) + late_ms - redis_ms(r))
+        clock.append(moved)
+        return moved
+
+    def fired_at(*when: int) -> list[int]:
+        scheduler_passes(Scheduler(at_utc(*when), SchedulerSettings(queues=("paris", "ny"), interval=0.01)))
+        return sorted(t for s in at_utc(*when).schedules() for t in [s.last_tick] if t is not None)
+
+    def ticks() -> dict[str, tuple[int, int, int, int | None]]:
+        return {s.id: (s.fired, s.caught_up, s.skipped, s.last_tick) for s in app.schedules()}
+
+    at_utc(2027, 3, 27, 12).schedule("spring", "tests:add", cron="30 2 * * *", tz="Europe/Paris", queue="paris")
+    fired_at(2027, 3, 28, 0, 59, 59)
+    assert ticks()["spring"] == (0, 0, 0, None)  # 02:30 CET never came: 02:00 became 03:00
+    fired_at(2027, 3, 28, 1)  # 03:00 CEST, right after the change
+    assert ticks()["spring"] == (1, 0, 0, ms(2027, 3, 28, 1))
+    fired_at(2027, 3, 29, 0, 30)  # the next day at 02:30 CEST
+    assert ticks()["spring"] == (2, 0, 0, ms(2027, 3, 29, 0, 30))
+
+    at_utc(2027, 10, 30, 12).schedule("autumn", "tests:add", cron="30 2 * * *", tz="Europe/Paris", queue="paris")
+    fired_at(2027, 10, 31, 0, 30)  # 02:30 CEST, the first time
+    fired_at(2027, 10, 31, 1, 30)  # 02:30 CET, the repeated hour: no second run
+    assert ticks()["autumn"] == (1, 0, 0, ms(2027, 10, 31, 0, 30))
+    fired_at(2027, 11, 1, 1, 30)  # the next day at 02:30 CET
+    assert ticks()["autumn"] == (2, 0, 0, ms(2027, 11, 1, 1, 30))
+
+    at_utc(2027, 11, 7, 3, 30).schedule("hourly", "tests:add", cron="0 * * * *", tz="America/New_York", queue="ny")
+    for hour in (4, 5, 6, 7):  # 00:00 EDT, 01:00 EDT, 01:00 EST, 02:00 EST
+        fired_at(2027, 11, 7, hour)
+    assert ticks()["hourly"] == (4, 0, 0, ms(2027, 11, 7, 7))
+    assert r.zcard(app.keys("ny").pending) == 4  # one task per tick (spring, meanwhile, caught up its own)
