@@ -70,6 +70,7 @@ class SoakConfig:
     workdir: Path | None = None  # logs and evidence; a new temporary directory by default
     progress_every: float = 30.0
     cluster: bool = False  # a local Redis Cluster (3 masters, 3 replicas); the Redis fault kills a master
+    durability: str = "fast"  # Settings.durability of every process ("replicated": WAIT for a replica)
 
     @classmethod
     def short(cls, **changes: Any) -> SoakConfig:
@@ -115,7 +116,7 @@ class SoakResult:
         lines = [
             f"== chaos soak: {cfg.seconds:g} s of faults, seed {self.seed}, {self.elapsed:.0f} s in all ==",
             f"setup      {'Redis Cluster (3 masters, 3 replicas), ' if cfg.cluster else ''}redis-server appendonly "
-            f"yes, appendfsync everysec; lease {cfg.lease:g} s, heartbeat "
+            f"yes, appendfsync everysec; durability {cfg.durability}; lease {cfg.lease:g} s, heartbeat "
             f"{cfg.heartbeat:g} s; {SCHEDULERS} schedulers, workers {', '.join(POOLS)}, {PRODUCERS} producers",
             "processes  started: workers " + ", ".join(f"{p} {self.started[p]}" for p in POOLS)
             + f"; schedulers {self.started['scheduler']}"
@@ -188,7 +189,8 @@ class Soak:
     def _run(self, server: LocalRedis | LocalCluster) -> SoakResult:
         cfg = self.config
         self.say(f"[soak] seed {self.seed}, Redis at {server.url}, evidence in {self.workdir}")
-        fleet = Fleet(server.url, self.workdir / "logs", lease=cfg.lease, heartbeat=cfg.heartbeat, rate=cfg.rate)
+        fleet = Fleet(server.url, self.workdir / "logs", lease=cfg.lease, heartbeat=cfg.heartbeat, rate=cfg.rate,
+                      durability=cfg.durability)
         self._clock = sync_client(server.url)
         tailer = EventTailer(server.url, self.workdir / "events.jsonl")
         drain: float | None = None
@@ -483,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="Where logs and evidence go (default a new temporary dir).")
     parser.add_argument("--cluster", action="store_true",
                         help="Run on a local Redis Cluster (3 masters, 3 replicas); the Redis fault kills a master.")
+    parser.add_argument("--durability", choices=("fast", "replicated"), default="fast",
+                        help="Settings.durability of every process (replicated: enqueue and complete wait for a "
+                        "replica).")
     parser.add_argument("--recheck", type=Path, metavar="DIR", help="Only check the evidence of an earlier run's DIR.")
     args = parser.parse_args(argv)
     if args.recheck is not None:
@@ -495,10 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.minutes * 60
     if seconds < 60:
         config = SoakConfig.short(seconds=seconds, seed=args.seed, rate=args.rate, workdir=args.workdir,
-                                  quiet=min(6.0, seconds / 4), cluster=args.cluster)
+                                  quiet=min(6.0, seconds / 4), cluster=args.cluster,
+                                  durability=args.durability)
     else:
         config = SoakConfig(seconds=seconds, seed=args.seed, rate=args.rate, workdir=args.workdir,
-                            cluster=args.cluster)
+                            cluster=args.cluster, durability=args.durability)
     result = run_soak(config)
     print(result.render(), flush=True)
     return 0 if result.passed else 1

@@ -79,8 +79,11 @@ class Member:
 class Fleet:
     """Starts, signals and replaces the soak's processes; kills them all on ``cleanup``."""
 
-    def __init__(self, redis_url: str, logdir: Path, *, lease: float, heartbeat: float, rate: float) -> None:
+    def __init__(
+        self, redis_url: str, logdir: Path, *, lease: float, heartbeat: float, rate: float, durability: str = "fast"
+    ) -> None:
         self.redis_url = redis_url
+        self.durability = durability  # ORCH_DURABILITY of every process it starts
         self.logdir = logdir
         self.lease = lease
         self.heartbeat = heartbeat
@@ -93,6 +96,7 @@ class Fleet:
     def _spawn(self, name: str, argv: list[str], env_extra: dict[str, str] | None = None) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "SOAK_"))}
         env.update(ORCH_REDIS_URL=self.redis_url, ORCH_LOG_LEVEL="info", PYTHONUNBUFFERED="1", **(env_extra or {}))
+        env["ORCH_DURABILITY"] = self.durability
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log_path = self.logdir / f"{name}.log"
         with open(log_path, "ab") as log:

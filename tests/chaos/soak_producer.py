@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import orjson
 import redis
 
-from orchestrator import Orchestrator
+from orchestrator import NotReplicated, Orchestrator, Settings
 
 from . import soak_tasks
 from .soak_tasks import ASYNC_QUEUE, ASYNC_TASK, SYNC_QUEUE, SYNC_TASK
@@ -111,7 +111,7 @@ def enqueue(app: Orchestrator, batch: Sequence[Planned], out: TextIO) -> bool:
     ]
     try:
         handles = app.enqueue_many(requests)
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, OSError, NotReplicated) as exc:  # NotReplicated: written, not acknowledged
         for r in batch:
             _write(out, r, ack=False, error=f"{type(exc).__name__}: {exc}")
         return False
@@ -133,6 +133,9 @@ def run(producer: int, seed: int, until: float, rate: float, path: str) -> int:
     signal.signal(signal.SIGTERM, stop)
     rng = random.Random(seed)
     app = soak_tasks.app  # the registered tasks' own app (ORCH_REDIS_URL): their retry backoff applies
+    durability = os.environ.get("ORCH_DURABILITY", "fast")  # read at the edge, as the CLI does
+    if durability != app.settings.durability:
+        app.settings = Settings(**{**app.settings.model_dump(), "durability": durability})
     sent = failures = 0
     try:
         with open(path, "a") as out:

@@ -225,8 +225,9 @@ def test_short_chaos_soak_holds_every_invariant(tmp_path: Path) -> None:
 @pytest.mark.timeout(600)
 def test_short_chaos_soak_on_a_cluster_survives_a_master_killed(tmp_path: Path) -> None:
     """kill -9 the master of the busiest queue while producers and workers run: its replica
-    takes over, work goes on, every invariant holds (worker and scheduler faults as well)."""
-    result = run_soak(SoakConfig.short(workdir=tmp_path, cluster=True, seconds=30.0))
+    takes over, work goes on, every invariant holds, tokens included (worker and scheduler
+    faults as well). Durability replicated: an acknowledged enqueue or outcome reached a replica."""
+    result = run_soak(SoakConfig.short(workdir=tmp_path, cluster=True, seconds=30.0, durability="replicated"))
     print(result.render())
     assert result.passed, result.render()
     assert result.actions["master_failover"] == 1
