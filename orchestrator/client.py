@@ -38,13 +38,14 @@ from .encoding import (
 from .errors import ConfigurationError, NotReplicated, PartiallyEnqueued, ValidationError
 from .handle import TaskHandle
 from .in_process import InProcess
-from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name
+from .keys import DEFAULT_PREFIX, QueueKeys, queues_key, validate_queue_name, validate_stored_name
 from .models import DEFAULT_PRIORITY, RetryPolicy
 from .operations import Operations
 from .redis_calls import redis_calls
 from .schedule_ops import ScheduleOperations
 from .schedules import ScheduleSpec
 from .script_calls import Call, arun_many, command, run_many
+from .shards import ShardLayout, ShardRouter, aread_layouts, declare, read_layouts
 from .task_function import TaskFunction
 from .transitions import Enqueued, TaskSpec, Transitions
 
@@ -90,6 +91,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         self._unregistered: set[str] = set()  # names enqueued without a function here (logged once)
         self._redis: Redis | None = None
         self._aredis: AsyncRedis | None = None
+        self._router = ShardRouter()  # the sharded queues' layouts, read again once a second
 
     # -------------------------------------------------------------- connections
 
@@ -126,7 +128,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         """
         found = self._transitions.get(queue)
         if found is None:
-            validate_queue_name(queue)
+            validate_stored_name(queue)
             keys = QueueKeys(queue, self.settings.prefix)
             found = Transitions(
                 keys, events_maxlen=self.settings.events_maxlen, clock_offset_ms=self._clock_offset_ms
@@ -240,6 +242,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         A name registered here has its arguments checked against the function's signature.
         """
         request = new_request(name, args, kwargs, options)
+        self._read_shards()
         queue, call = self._single(request)
         registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
@@ -255,6 +258,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         **options: Unpack[EnqueueOptions],
     ) -> TaskHandle[Any]:
         request = new_request(name, args, kwargs, options)
+        await self._aread_shards()
         queue, call = self._single(request)
         registering = self._registering({queue}, bool(request.delay))
         with redis_calls():
@@ -264,6 +268,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
 
     def _single(self, request: TaskRequest) -> tuple[str, Call[list[Enqueued]]]:
         queue, spec = self._spec(request)
+        queue = self._router.route(queue, spec.key, spec.unique_key)
         return queue, self._scripts(queue).enqueue([spec], max_payload=self.settings.max_payload_bytes)
 
     def enqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle[Any]]:
@@ -274,6 +279,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         else PartiallyEnqueued, whose ``handles`` are the tasks that were enqueued.
         """
         requests = list(requests)
+        self._read_shards()
         plan, order = self._plan(requests)  # validates every request before any I/O
         registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
@@ -282,11 +288,43 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
 
     async def aenqueue_many(self, requests: Iterable[TaskRequest]) -> list[TaskHandle[Any]]:
         requests = list(requests)
+        await self._aread_shards()
         plan, order = self._plan(requests)  # validates every request before any I/O
         registering = self._registering({queue for queue, _ in plan}, any(r.delay for r in requests))
         with redis_calls():
             results = await arun_many(self.aredis, [*plan.values(), *registering], self.settings.replication)
             return self._collect(plan, order, results[: len(plan)])
+
+    def declare_queue(self, queue: str, *, shards: int = 1) -> ShardLayout:
+        """Spread ``queue`` over ``shards`` physical queues, each under its own hash tag (on a
+        Redis Cluster, on as many masters as there are); ``shards=1``: a plain queue again.
+
+        Stored in Redis (``<prefix>:shards``), so every producer and worker sees it. The same
+        K again changes nothing; another K while tasks of the queue wait raises
+        ShardingRefused (its ``waiting``, ``current`` and ``shards`` fields say why)."""
+        with redis_calls():
+            layout = declare(self.redis, queue, shards, self.settings.prefix)
+            self.redis.sadd(queues_key(self.settings.prefix), *layout.queues)  # listed before a first enqueue
+        self._router.read_at = None  # this process sees the new layout at once
+        return layout
+
+    def shard_layouts(self) -> dict[str, tuple[str, ...]]:
+        """Every sharded queue and its physical queues (shard 0 first), as stored."""
+        with redis_calls():
+            return read_layouts(self.redis, self.settings.prefix)
+
+    def _read_shards(self) -> None:
+        """The shard layouts, read again before an enqueue when over a second old (one HGETALL)."""
+        now = time.monotonic()
+        if self._router.stale(now):
+            with redis_calls():
+                self._router.update(read_layouts(self.redis, self.settings.prefix), now)
+
+    async def _aread_shards(self) -> None:
+        now = time.monotonic()
+        if self._router.stale(now):
+            with redis_calls():
+                self._router.update(await aread_layouts(self.aredis, self.settings.prefix), now)
 
     def _registering(self, queues: set[str], delayed: bool) -> list[Call[Any]]:
         """The SADD of these queues to the known-queues set (outside any hash tag), to send in
@@ -314,6 +352,7 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         order: list[tuple[str, int]] = []
         for request in requests:
             queue, spec = self._spec(request)
+            queue = self._router.route(queue, spec.key, spec.unique_key)
             order.append((queue, len(by_queue[queue])))
             by_queue[queue].append(spec)
         plan: dict[Slot, Call[list[Enqueued]]] = {}

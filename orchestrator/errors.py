@@ -13,6 +13,7 @@ to it. Does not raise anything itself.
     │   └── InvalidSchedule         a periodic schedule's declaration: bad cron, unknown time zone, every < 1 s, ...
     ├── TaskNotFound                no such task (or it expired with its retention)
     ├── QueueNotFound               an operator named a queue that was never used
+    ├── ShardingRefused             a sharded queue's number of shards changed while tasks wait
     ├── ScheduleNotFound            an operator named a periodic schedule that does not exist
     ├── InvalidTransition           the task's state does not allow the change asked for
     ├── LeaseLost                   the lease token is stale: the task was reaped or released
@@ -142,6 +143,19 @@ class TaskNotFound(OrchestratorError, LookupError):
 
 class QueueNotFound(OrchestratorError, LookupError):
     """No queue by that name: nothing was ever enqueued to it (the operator API reads only)."""
+
+
+class ShardingRefused(OrchestratorError):
+    """``declare_queue(queue, shards=K)`` with another K while tasks of the queue wait: nothing
+    written. ``shards`` is the K asked, ``current`` the K stored, ``waiting`` the unfinished tasks."""
+
+    def __init__(self, message: str, *, queue: str, shards: int, current: int, waiting: int) -> None:
+        super().__init__(message, queue=queue, field="shards")
+        self.shards, self.current, self.waiting = shards, current, waiting
+
+    def fields(self) -> dict[str, str]:
+        return {**super().fields(), "shards": str(self.shards), "current": str(self.current),
+                "waiting": str(self.waiting)}
 
 
 class ScheduleNotFound(OrchestratorError, LookupError):

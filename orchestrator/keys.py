@@ -15,6 +15,8 @@ from .errors import InvalidQueueName
 
 DEFAULT_PREFIX = "orch"
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+SHARD_MARK = "#"  # a shard's physical queue is ``<queue>#<tag>``: '#' is refused in names, so no queue collides
+_SHARD_NAME = re.compile(r"([A-Za-z0-9_.\-]{1,64})#([0-9]{1,3}(?:-[0-9]{1,6})?)")
 
 
 def validate_queue_name(name: object) -> str:
@@ -24,6 +26,33 @@ def validate_queue_name(name: object) -> str:
             f"invalid queue name {name!r}: use 1-64 letters, digits, '_', '-' or '.'", field="queue"
         )
     return name
+
+
+def validate_stored_name(name: object) -> str:
+    """``name`` when it is a queue name or a shard's physical queue name (``hot#0``, ``hot#1-7``:
+    see ``shard_queue``), else InvalidQueueName. Users name queues with ``validate_queue_name``;
+    this is for names read back from Redis and the keys of a shard."""
+    if isinstance(name, str) and SHARD_MARK in name and _SHARD_NAME.fullmatch(name):
+        return name
+    return validate_queue_name(name)
+
+
+def shard_queue(queue: str, index: int, salt: int = 0) -> str:
+    """The physical queue of shard ``index`` of ``queue``: ``<queue>#<index>``, or
+    ``<queue>#<index>-<salt>`` when a salt moved its hash tag onto another cluster master."""
+    return f"{queue}{SHARD_MARK}{index}" + (f"-{salt}" if salt else "")
+
+
+def logical_queue(name: str) -> str:
+    """The queue a physical queue name belongs to: ``hot`` for ``hot#2-5``, the name itself
+    for a queue that is not a shard."""
+    return name.split(SHARD_MARK, 1)[0]
+
+
+def shards_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """Hash queue name -> its shard layout (JSON: shards, queues), for sharded queues only
+    (outside any hash tag, like the queues set; written by ``app.declare_queue``)."""
+    return f"{prefix}:shards"
 
 
 def queues_key(prefix: str = DEFAULT_PREFIX) -> str:
@@ -51,7 +80,7 @@ class QueueKeys:
     prefix: str = DEFAULT_PREFIX
 
     def __post_init__(self) -> None:
-        validate_queue_name(self.queue)
+        validate_stored_name(self.queue)
 
     @property
     def base(self) -> str:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ResponseError
 
 from .errors import InvalidQueueName
-from .keys import queues_key, validate_queue_name
+from .keys import queues_key, validate_stored_name
 from .sanitize import escape
 
 
@@ -46,7 +46,7 @@ def parse_members(members: Iterable[bytes | str]) -> KnownQueues:
     for raw in members:
         try:
             text = raw.decode() if isinstance(raw, bytes) else raw
-            names.append(validate_queue_name(text))
+            names.append(validate_stored_name(text))
         except (UnicodeDecodeError, InvalidQueueName):
             skipped.append(f"'{escape(raw)}'")
     return KnownQueues(sorted(names), sorted(skipped))

@@ -27,6 +27,8 @@ from .reading import redis_time_ms, text
 from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
 from .redis_calls import redis_calls
 from .script_calls import arun
+from .shard_views import group_by_queue, merge_stats
+from .shards import aread_layouts, read_layouts
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -76,15 +78,22 @@ class Operations:
         return known_queues(self.redis, self.settings.prefix).names
 
     def _resolve(self, queues: Iterable[str] | None) -> list[Queue]:
-        """The queues named (each must exist, else QueueNotFound), or every known queue."""
+        """The queues named (each must exist, else QueueNotFound), or every known queue; a
+        sharded queue named stands for its shards (physical queues, ``hot#0``, ...)."""
         if queues is None:
             return [self.queue(name) for name in self.queues()]
-        return [self.queue(name, must_exist=True) for name in queues]
+        layouts = read_layouts(self.redis, self.settings.prefix)
+        return [
+            self.queue(shard) if name in layouts else self.queue(name, must_exist=True)
+            for name in queues
+            for shard in layouts.get(name, (name,))
+        ]
 
     @translated
     def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:
-        """Stats of the queues named (QueueNotFound for one never used), or of every known queue."""
-        return [queue.stats() for queue in self._resolve(queues)]
+        """Stats of the queues named (QueueNotFound for one never used), or of every known queue;
+        a sharded queue's shards summed into one (its notes say how many)."""
+        return group_by_queue([queue.stats() for queue in self._resolve(queues)], lambda s: s.queue, merge_stats)
 
     @translated
     def activity(self, minutes: int = 60, queues: Iterable[str] | None = None) -> list[SeriesPoint]:
@@ -183,7 +192,16 @@ class Operations:
         raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)
 
     def _queue_of(self, task_id: str, queue: str | None) -> Queue:
-        return self.queue(queue) if queue is not None else self.find_queue(task_id)
+        """The queue named, else the known queue holding the task; a sharded queue named:
+        whichever of its shards holds it."""
+        if queue is not None and queue not in read_layouts(self.redis, self.settings.prefix):
+            return self.queue(queue)
+        return self.find_queue(task_id)
+
+    async def _aqueue_of(self, task_id: str, queue: str | None) -> str:
+        if queue is not None and queue not in await aread_layouts(self.aredis, self.settings.prefix):
+            return queue
+        return await self._afind(task_id)
 
     @translated
     def task_info(self, task_id: str, queue: str | None = None) -> TaskInfo:
@@ -200,8 +218,8 @@ class Operations:
         return Task.from_redis(record)
 
     async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
-        name = queue if queue is not None else await self._afind(task_id)
         with redis_calls():
+            name = await self._aqueue_of(task_id, queue)
             record = await self.aredis.hgetall(self.keys(name).task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {name!r}", task_id=task_id, queue=name)
@@ -232,7 +250,8 @@ class Operations:
         return self._queue_of(task_id, queue).delete(task_id)
 
     async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
-        name = queue if queue is not None else await self._afind(task_id)
+        with redis_calls():
+            name = await self._aqueue_of(task_id, queue)
         try:
             with redis_calls():
                 call = self._scripts(name).cancel(task_id, self.ttl_ms)

@@ -24,6 +24,7 @@ from .models import STATE_NAMES
 from .queues import INDEX_OF_NAME, _or_note
 from .reading import redis_time_ms, text, to_float, to_int
 from .script_calls import Call, command, run_many
+from .shard_views import group_by_queue, merge_overview
 
 if TYPE_CHECKING:
     from .operations import Operations
@@ -59,10 +60,13 @@ def read_overview(app: Operations) -> list[QueueOverview]:
         live = [text(wid) for wid, score in pairs if (deadline := to_float(score)) is not None and deadline >= now_ms]
         found.append((name, counts, bool(paused), live, notes))
     loads = _loads(app, found)
-    return [
-        QueueOverview(queue=name, counts=counts, paused=paused, workers=len(live), load=loads[name], notes=notes)
+    glances = [
+        (QueueOverview(queue=name, counts=counts, paused=paused, workers=len(live), load=loads[name], notes=notes),
+         set(live))
         for name, counts, paused, live, notes in found
     ]
+    merged = group_by_queue(glances, lambda g: g[0].queue, merge_overview)  # a sharded queue's shards summed
+    return sorted((g for g, _ in merged), key=lambda g: g.queue)
 
 
 def _loads(app: Operations, found: list[tuple[str, dict[str, int], bool, list[str], list[str]]]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, NotReplicated, OrchestratorError, TaskNotFound, ValidationError
-from .keys import queues_key, validate_queue_name
+from .keys import SHARD_MARK, queues_key, validate_stored_name
 from .metrics_records import (
     MAX_ROLLUP_HOURS,
     MAX_SERIES_MINUTES,
@@ -53,6 +53,8 @@ from .records import (
 from .redis_calls import redis_calls
 from .sanitize import escape
 from .script_calls import run
+from .shard_views import merge_metrics, merge_stats
+from .shards import read_layouts
 
 if TYPE_CHECKING:
     from .operations import Operations
@@ -89,7 +91,7 @@ class Queue:
 
     def __init__(self, app: Operations, name: str) -> None:
         self.app = app
-        self.name = validate_queue_name(name)
+        self.name = validate_stored_name(name)
         self._scripts = app._scripts(name)
         self.keys = self._scripts.keys
 
@@ -107,7 +109,13 @@ class Queue:
         pipe.sismember(queues_key(self.app.settings.prefix), self.name)
         pipe.exists(self.keys.stats, self.keys.events, self.keys.workers)
         member, found = pipe.execute()
-        return bool(member) or bool(found)
+        return bool(member) or bool(found) or self._shards() is not None
+
+    def _shards(self) -> tuple[str, ...] | None:
+        """This queue's shards when it is sharded (its reads then sum theirs), else None."""
+        if SHARD_MARK in self.name:
+            return None
+        return read_layouts(self._redis, self.app.settings.prefix).get(self.name)
 
     # -------------------------------------------------------------------- reads
 
@@ -130,7 +138,10 @@ class Queue:
 
     @translated
     def stats(self) -> QueueStats:
-        """Tasks per state, paused or not, counters, average run time and workers, in two round trips."""
+        """Tasks per state, paused or not, counters, average run time and workers, in two round
+        trips (a sharded queue: each shard's, summed)."""
+        if (shards := self._shards()) is not None:
+            return merge_stats(self.name, [Queue(self.app, s).stats() for s in shards])
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
         for name in STATE_NAMES:
@@ -157,7 +168,10 @@ class Queue:
     def metrics(self) -> QueueMetrics:
         """Counters and histograms (metrics_records) and the oldest pending task's age, in two
         round trips: O(task-name labels), never O(tasks). Pending is ordered by (priority,
-        sequence), so the oldest is among the first task of each priority level."""
+        sequence), so the oldest is among the first task of each priority level. A sharded
+        queue: each shard's, summed."""
+        if (shards := self._shards()) is not None:
+            return merge_metrics(self.name, [Queue(self.app, s).metrics() for s in shards])
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(k.metrics)

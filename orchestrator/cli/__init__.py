@@ -10,6 +10,7 @@ See ARCHITECTURE.md for the layers.
 
 from . import (
     operate,  # noqa: F401  # registers status, tasks, inspect, events, retry, cancel, purge
+    queues,  # noqa: F401  # registers the queues group (declare, shards)
     schedules,  # noqa: F401  # registers the schedules group
     serve,  # noqa: F401  # registers serve
     services,  # noqa: F401  # registers worker, scheduler, reaper, doctor on `orch`

@@ -30,6 +30,7 @@ from ..errors import (
     RedisCommandError,
     RedisUnavailable,
     ScheduleNotFound,
+    ShardingRefused,
     TaskNotFound,
     UnknownTask,
     ValidationError,
@@ -46,6 +47,7 @@ STATUS: tuple[tuple[type[OrchestratorError], int], ...] = (
     (LeaseLost, 409),
     (MalformedRecord, 409),  # the record was written by hand: doctor names it
     (CorruptQueue, 409),
+    (ShardingRefused, 409),
     (ValidationError, 422),
     (ConfigurationError, 422),
     (UnknownTask, 422),

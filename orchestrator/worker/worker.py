@@ -36,6 +36,7 @@ from ..errors import (
 from ..models import FailMode, dumps
 from ..sanitize import get_logger, redis_error_text
 from ..script_calls import arun
+from ..shards import aread_layouts
 from ..task_function import TaskFunction
 from ..transitions import Lease
 from ..version import __version__
@@ -45,6 +46,8 @@ from .outcome import judge
 from .pipeline import Pipeliner
 from .progress import Reporter
 from .runner import Runner, within
+
+SHARDS_REFRESH_S = 5.0  # a worker reads the shard layouts again this often
 
 if TYPE_CHECKING:  # not at run time: Orchestrator.run_until_idle imports this module
     from ..client import Orchestrator
@@ -86,6 +89,10 @@ class Worker(Commits):
         self._complaints = Complaints(log, self._tag)  # queues whose keys or records are broken
         self._claim_failed: Exception | None = None  # Redis failed after some queues' claims (_claim)
         self._reporter = Reporter(app)  # what current_task().progress() sends through
+        self._asked = settings.queues  # as given: a sharded queue stands for its shards (_read_shards)
+        self._groups: list[tuple[int, tuple[str, ...]]] = [(w, (q,)) for q, w in settings.queues]
+        self._turns: dict[tuple[str, ...], int] = {}  # each sharded queue's next first shard
+        self._shards_read = -SHARDS_REFRESH_S
 
     # ---------------------------------------------------------------- control
 
@@ -115,6 +122,7 @@ class Worker(Commits):
     async def run(self) -> None:
         self._prepare()
         assert self._runner is not None
+        await self._read_shards()
         queues = ", ".join(q for q, _ in self.settings.queues)
         loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
         log.info(
@@ -181,6 +189,8 @@ class Worker(Commits):
                 self._start(lease)
 
     async def _claim(self, free: int) -> list[Lease]:
+        if time.monotonic() - self._shards_read >= SHARDS_REFRESH_S:
+            await self._read_shards()
         leases: list[Lease] = []
         for queue in self._queue_order():
             call = self.app._scripts(queue).claim(self.id, free - len(leases), self.lease_ms)
@@ -200,15 +210,41 @@ class Worker(Commits):
         return leases
 
     def _queue_order(self) -> list[str]:
-        """Strict order unless weights differ; then a weighted random order per claim."""
-        queues = list(self.settings.queues)
-        if len({w for _, w in queues}) <= 1:
-            return [q for q, _ in queues]
+        """Strict order unless weights differ; then a weighted random order per claim. A
+        sharded queue's shards come in rotation: each claim starts one shard further (the
+        first claim at a random one), so every shard is looked at first in turn."""
+        groups = list(self._groups)
+        if len({w for w, _ in groups}) > 1:
+            ordered = []
+            while groups:
+                ordered.append(groups.pop(random.choices(range(len(groups)), weights=[w for w, _ in groups])[0]))
+            groups = ordered
         order: list[str] = []
-        while queues:
-            pick = random.choices(range(len(queues)), weights=[w for _, w in queues])[0]
-            order.append(queues.pop(pick)[0])
+        for _, shards in groups:
+            if len(shards) == 1:
+                order += shards
+                continue
+            start = self._turns.get(shards, random.randrange(len(shards)))
+            self._turns[shards] = (start + 1) % len(shards)
+            order += shards[start:] + shards[:start]
         return order
+
+    async def _read_shards(self) -> None:
+        """Serve each sharded queue asked for through its shards (read again every
+        SHARDS_REFRESH_S, so a new layout is followed); a failed read keeps the last one."""
+        self._shards_read = time.monotonic()
+        try:
+            layouts = await aread_layouts(self.app.aredis, self.app.settings.prefix)
+        except Exception as exc:  # Redis down at start: the claim loop reports and backs off
+            self._complaints.report("shard layouts", describe(exc))
+            return
+        groups = [(w, layouts.get(q, (q,))) for q, w in self._asked]
+        if groups == self._groups:
+            return
+        self._groups = groups
+        self.settings = self.settings.model_copy(update={"queues": tuple((q, w) for w, qs in groups for q in qs)})
+        self._wake = None  # the wake-up keys of the new shards
+        log.info("%s Serving shards: %s", self._tag, ", ".join(q for _, qs in groups if len(qs) > 1 for q in qs))
 
     def _queue_failed(self, queue: str, exc: Exception) -> None:
         """A call about one queue failed: Redis-wide failures propagate (backoff), the rest

@@ -62,6 +62,7 @@ def test_public_api_is_pinned():
         "ScheduleNotFound",
         "SchedulerSettings",
         "Settings",
+        "ShardingRefused",
         "Task",
         "TaskCancelled",
         "TaskContext",
