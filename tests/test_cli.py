@@ -134,7 +134,7 @@ def test_every_command_has_help(invoke: Invoke, command: list[str]) -> None:
 def test_every_command_is_there() -> None:
     assert set(orch.commands) == {
         "enqueue", "status", "tasks", "inspect", "events", "retry", "cancel", "purge", "worker", "scheduler", "reaper",
-        "demo", "doctor", "pause", "resume", "run-now", "delete", "serve", "schedules",
+        "demo", "doctor", "pause", "resume", "run-now", "delete", "serve", "schedules", "queues",
     }
 
 
