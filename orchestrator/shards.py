@@ -76,6 +76,12 @@ async def aread_layouts(client: AsyncRedis, prefix: str) -> dict[str, tuple[str,
     return parse_layouts(await client.hgetall(shards_key(prefix)))
 
 
+async def aread_layouts_of(client: AsyncRedis, prefix: str, queues: list[str]) -> dict[str, tuple[str, ...]]:
+    """The layouts of ``queues`` only (one HMGET: a worker's ACL needs no HGETALL)."""
+    values = await client.hmget(shards_key(prefix), queues)
+    return parse_layouts({q: v for q, v in zip(queues, values, strict=True) if v is not None})
+
+
 def check_shards(shards: object) -> int:
     if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
         raise ValidationError(f"shards must be an integer from 1 to {MAX_SHARDS}, not {shards!r}", field="shards")

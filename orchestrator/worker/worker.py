@@ -36,7 +36,7 @@ from ..errors import (
 from ..models import FailMode, dumps
 from ..sanitize import get_logger, redis_error_text
 from ..script_calls import arun
-from ..shards import aread_layouts
+from ..shards import aread_layouts_of
 from ..task_function import TaskFunction
 from ..transitions import Lease
 from ..version import __version__
@@ -234,7 +234,7 @@ class Worker(Commits):
         SHARDS_REFRESH_S, so a new layout is followed); a failed read keeps the last one."""
         self._shards_read = time.monotonic()
         try:
-            layouts = await aread_layouts(self.app.aredis, self.app.settings.prefix)
+            layouts = await aread_layouts_of(self.app.aredis, self.app.settings.prefix, [q for q, _ in self._asked])
         except Exception as exc:  # Redis down at start: the claim loop reports and backs off
             self._complaints.report("shard layouts", describe(exc))
             return
