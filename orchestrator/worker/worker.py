@@ -244,6 +244,7 @@ class Worker(Commits):
         self._groups = groups
         self.settings = self.settings.model_copy(update={"queues": tuple((q, w) for w, qs in groups for q in qs)})
         self._wake = None  # the wake-up keys of the new shards
+        await self._end_blocking()  # the BLPOPs in flight wait on the old groups
         log.info("%s Serving shards: %s", self._tag, ", ".join(q for _, qs in groups if len(qs) > 1 for q in qs))
 
     def _queue_failed(self, queue: str, exc: Exception) -> None:
