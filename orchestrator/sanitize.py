@@ -28,11 +28,12 @@ from redis.exceptions import (
     ReadOnlyError,
     TryAgainError,
 )
+from redis.sentinel import MasterNotFoundError
 
 MASK = "***"
 # user:password@ in the authority part, whatever follows it (a URL too broken to parse included)
 _USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@:]*:)(?P<secret>[^/?#]*)@")
-_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|pass|pwd)=)(?P<secret>[^&#]*)", re.IGNORECASE)
+_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:\w+_)?(?:password|pass|pwd)=)(?P<secret>[^&#]*)", re.IGNORECASE)
 # redis-py turns "MOVED 1234 host:port" into MovedError("1234 host:port"): the word is the message.
 _CODES: tuple[tuple[type[Exception], str], ...] = (  # subclasses before their bases
     (MovedError, "MOVED"),
@@ -114,10 +115,12 @@ def redis_error_text(exc: BaseException) -> str:
     """A Redis error as Redis said it: the code word back in front (``MOVED 1234 host:port``),
     and for the cluster ones a hint that the server is a Redis Cluster node."""
     text = str(exc)
+    if isinstance(exc, MasterNotFoundError):  # redis-py appends the repr of its sentinel clients
+        return text.split(" : <", 1)[0] + " (no sentinel listed answered, or none knows that master)"
     code = next((c for kind, c in _CODES if isinstance(exc, kind)), None)
     if code is None or text.startswith(code):
         return text
     text = f"{code} {text}".strip()
     if code in _CLUSTER:
-        text += " (a Redis Cluster node answered; orchestrator connects to one standalone Redis server)"
+        text += " (a Redis Cluster node answered: give a redis+cluster:// URL)"
     return text

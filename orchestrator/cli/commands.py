@@ -124,7 +124,7 @@ def _one_line(exc: Exception, ctx: click.Context) -> CliError:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         return CliError(exc.format_message() + hint)
     if _unreachable(exc):
-        return RedisUnreachable(f"cannot reach Redis at {url}: {exc}")
+        return RedisUnreachable(f"cannot reach Redis at {url}: {redis_error_text(exc)}")
     if isinstance(exc, (redis.RedisError, RedisCommandError, RedisUnavailable, OutOfMemory)):
         return RedisFailure(f"Redis at {url} answered: {redis_error_text(exc)}")
     if isinstance(exc, NotReplicated):

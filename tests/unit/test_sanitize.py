@@ -21,6 +21,8 @@ from orchestrator.sanitize import escape, get_logger, redact, redact_url, redis_
         ("unix:///tmp/r.sock?password=PW", "unix:///tmp/r.sock?password=***"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("redis://user@host/0", "redis://user@host/0"),
+        ("redis+cluster://u:PW@h1:7000,h2:7001", "redis+cluster://u:***@h1:7000,h2:7001"),
+        ("redis+sentinel://:PW@s1,s2/m/0?sentinel_password=SPW", "redis+sentinel://:***@s1,s2/m/0?sentinel_password=***"),
     ],
 )
 def test_redact_url_masks_every_spelling_of_the_password(url: str, shown: str) -> None:
@@ -57,7 +59,9 @@ def test_library_loggers_escape_what_they_interpolate(caplog: pytest.LogCaptureF
 def test_redis_errors_keep_the_word_redis_py_strips() -> None:
     moved = MovedError("1234 127.0.0.1:7001")
     assert str(moved) == "1234 127.0.0.1:7001"  # what redis-py makes of "MOVED 1234 127.0.0.1:7001"
-    assert redis_error_text(moved).startswith("MOVED 1234 127.0.0.1:7001 (a Redis Cluster node answered")
+    assert redis_error_text(moved) == (
+        "MOVED 1234 127.0.0.1:7001 (a Redis Cluster node answered: give a redis+cluster:// URL)"
+    )
     assert redis_error_text(ClusterDownError("The cluster is down")).startswith("CLUSTERDOWN The cluster is down")
     assert redis_error_text(ResponseError("WRONGTYPE Operation against a key")) == "WRONGTYPE Operation against a key"
 
@@ -67,3 +71,12 @@ def test_the_producer_api_keeps_the_word_too() -> None:
 
     assert "MOVED 1234 127.0.0.1:7001" in str(translate(MovedError("1234 127.0.0.1:7001")))
     assert "CLUSTERDOWN" in str(translate(ClusterDownError("The cluster is down")))
+
+
+def test_a_missing_sentinel_master_is_one_short_line() -> None:
+    from redis.sentinel import MasterNotFoundError
+
+    exc = MasterNotFoundError("No master found for 'mymaster' : <redis.client.Redis(<ConnectionPool(...)>)> - x")
+    assert redis_error_text(exc) == (
+        "No master found for 'mymaster' (no sentinel listed answered, or none knows that master)"
+    )
