@@ -127,12 +127,12 @@ class TaskHandle(Generic[R_co]):
         if self.status().is_final:  # ended already: no channel needed
             return self._outcome(self.info())
         listener = self._listen()
-        state = self._watch() if listener is not None else None  # marked: its end is published
-        if state is None and listener is not None:
-            listener.close()  # the mark was refused (an ACL): poll
-            listener = None
-        pause = self.POLL_MIN
-        try:
+        try:  # (from here: the listener is closed however the wait ends)
+            state = self._watch() if listener is not None else None  # marked: its end is published
+            if state is None and listener is not None:
+                listener.close()  # the mark was refused (an ACL): poll
+                listener = None
+            pause = self.POLL_MIN
             while True:
                 if (state or self.status()).is_final:
                     return self._outcome(self.info())
@@ -158,12 +158,12 @@ class TaskHandle(Generic[R_co]):
         if (await self.astatus()).is_final:
             return self._outcome(await self.ainfo())
         listener = await self._alisten()
-        state = await self._awatch() if listener is not None else None
-        if state is None and listener is not None:
-            await listener.aclose()
-            listener = None
-        pause = self.POLL_MIN
-        try:
+        try:  # (a cancel while it marks the record included)
+            state = await self._awatch() if listener is not None else None
+            if state is None and listener is not None:
+                await listener.aclose()
+                listener = None
+            pause = self.POLL_MIN
             while True:
                 if (state or await self.astatus()).is_final:
                     return self._outcome(await self.ainfo())
@@ -248,6 +248,10 @@ class TaskHandle(Generic[R_co]):
                 return listener
         except (redis_errors.RedisError, AttributeError, NotImplementedError, RuntimeError):
             pass
+        except BaseException:  # cancelled before the confirmation came: not left subscribed
+            if listener is not None:
+                await listener.aclose()  # type: ignore[no-untyped-call]
+            raise
         if listener is not None:
             await listener.aclose()  # type: ignore[no-untyped-call]
         return None

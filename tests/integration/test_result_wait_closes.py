@@ -1,0 +1,113 @@
+"""A waiter's pub/sub connection goes with the wait, however the wait ends.
+
+``result()``/``aresult()`` subscribe to the task's shard channel before marking the record
+(watch.lua); a wait that ends between the two (the caller cancels it, as a web client that
+leaves does, or the mark raises: the task was deleted meanwhile) must close that
+connection too. Otherwise the asyncio one stays checked out of the client's pool and
+subscribed on the server for as long as the app lives. Each test counts the channel's
+subscribers on the server (PUBSUB SHARDNUMSUB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator import Orchestrator, TaskHandle, TaskNotFound
+from orchestrator import handle as handle_module
+from orchestrator.keys import QueueKeys
+
+
+def subscribers(r: redis.Redis, task_id: str) -> int:
+    channel = QueueKeys("default").finished(task_id)
+    [(_, count)] = r.pubsub_shardnumsub(channel)
+    return int(count)
+
+
+async def gone_within(r: redis.Redis, task_id: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if subscribers(r, task_id) == 0:
+            return True
+        await asyncio.sleep(0.02)
+    return subscribers(r, task_id) == 0
+
+
+def test_a_wait_cancelled_while_it_marks_the_record_unsubscribes(
+    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = app.enqueue("progress:steps", [1])
+
+    async def scenario() -> bool:
+        marking = asyncio.Event()
+
+        async def stuck_watch(self: TaskHandle[Any]) -> None:
+            marking.set()
+            await asyncio.Event().wait()  # the round trip the caller gives up on
+
+        monkeypatch.setattr(TaskHandle, "_awatch", stuck_watch)
+        try:
+            waiter = asyncio.create_task(handle.aresult(timeout=30))
+            await asyncio.wait_for(marking.wait(), 5)
+            assert subscribers(r, handle.id) == 1
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            return await gone_within(r, handle.id, 3)
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(scenario()), "the cancelled wait's pub/sub connection is still subscribed"
+
+
+def test_a_wait_cancelled_while_it_subscribes_unsubscribes(
+    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = app.enqueue("progress:steps", [1])
+    real_anext = handle_module._anext
+
+    async def scenario() -> bool:
+        confirming = asyncio.Event()
+
+        async def stuck_confirmation(listener: Any, timeout: float) -> Any:
+            if not confirming.is_set():  # the subscription's confirmation, sent, not read yet
+                confirming.set()
+                await asyncio.Event().wait()
+            return await real_anext(listener, timeout)
+
+        monkeypatch.setattr(handle_module, "_anext", stuck_confirmation)
+        try:
+            waiter = asyncio.create_task(handle.aresult(timeout=30))
+            await asyncio.wait_for(confirming.wait(), 5)
+            deadline = time.monotonic() + 3
+            while subscribers(r, handle.id) == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert subscribers(r, handle.id) == 1
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            return await gone_within(r, handle.id, 3)
+        finally:
+            await app.aclose()
+
+    assert asyncio.run(scenario()), "the cancelled wait's pub/sub connection is still subscribed"
+
+
+def test_a_task_deleted_before_the_mark_leaves_no_subscription(
+    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = app.enqueue("progress:steps", [1])
+
+    def deleted_meanwhile(self: TaskHandle[Any]) -> None:
+        assert subscribers(r, self.id) == 1  # subscribed first
+        raise TaskNotFound(f"no task {self.id}", task_id=self.id, queue=self.queue)
+
+    monkeypatch.setattr(TaskHandle, "_watch", deleted_meanwhile)
+    with pytest.raises(TaskNotFound) as raised:
+        handle.result(timeout=30)
+    assert raised.value.task_id == handle.id  # (the traceback, held here, keeps result()'s frame)
+    assert subscribers(r, handle.id) == 0
