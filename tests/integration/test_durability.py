@@ -6,7 +6,9 @@ after that reaches it; then the primary is killed -9 and the sentinels promote t
 replica. Acknowledged fast enqueues of that window are gone; replicated ones raised
 NotReplicated instead of acknowledging. With the replica attached, replicated enqueues
 survive the failover. Also: WAIT rides in the enqueue's own round trip, enqueue_many and
-cancel report NotReplicated with their fields, and the CLI reads ORCH_DURABILITY.
+cancel report NotReplicated with their fields, the CLI reads ORCH_DURABILITY, a cluster
+gets one WAIT per master, and a worker whose outcomes no replica confirms logs it and
+goes on.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from orchestrator import NotReplicated, Orchestrator, Settings
+from orchestrator import NotReplicated, Orchestrator, Settings, TaskState, WorkerSettings
 from orchestrator.cli import orch
 from orchestrator.connection import sync_client
 from orchestrator.local_sentinel import LocalSentinel
-from orchestrator.redis_local import LocalCluster
+from orchestrator.redis_local import LocalCluster, LocalRedis
+from orchestrator.worker.worker import Worker
+from tests.integration.test_worker_failures import add, run_worker_until
 
 WINDOW = 5  # tasks enqueued while the replica is detached
 
@@ -154,3 +158,21 @@ def test_on_a_cluster_wait_follows_each_masters_calls(redis_cluster: LocalCluste
     finally:
         one.close()
         two.close()
+
+
+def test_a_worker_whose_outcomes_no_replica_confirms_logs_it_and_goes_on(
+    redis_server: LocalRedis, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No replica at all: each completion waits replica_timeout, is recorded on the primary,
+    logged as not replicated (rate-limited), and the worker takes the next task."""
+    app = Orchestrator(settings=Settings(redis_url=redis_server.url, durability="replicated", replica_timeout=0.01))
+    try:
+        fast = Orchestrator(settings=Settings(redis_url=redis_server.url))
+        handles = [fast.enqueue("tests:add", [i, 1]) for i in range(3)]
+        fast.close()
+        worker = Worker(app, WorkerSettings(concurrency=1, name="w1", pool="asyncio"), {"tests:add": add})
+        run_worker_until(app, worker, lambda: all(h.status() is TaskState.SUCCESS for h in handles))
+        assert [h.result(timeout=1) for h in handles] == [1, 2, 3]
+        assert any("0 of 1 replicas confirmed it" in m and "may run again" in m for m in caplog.messages)
+    finally:
+        app.close()

@@ -123,3 +123,14 @@ def test_a_url_given_beside_settings_is_checked_too() -> None:
                                  "rediss://host/0?ssl_cert_reqs=none", "unix:///tmp/r.sock?db=1"])
 def test_query_options_redis_py_takes_are_accepted(url: str) -> None:
     assert Settings(redis_url=url).redis_url == url
+
+
+def test_durability_settings_are_checked_and_give_the_wait_to_send() -> None:
+    assert Settings().replication is None  # fast: no WAIT
+    assert Settings(durability="replicated").replication == (1, 1000)
+    assert Settings(durability="replicated", replicas=2, replica_timeout=0.0014).replication == (2, 1)
+    for bad, field in (({"durability": "sync"}, "durability"), ({"replicas": 0}, "replicas"),
+                       ({"replica_timeout": 2.0}, "replica_timeout"), ({"replica_timeout": 0}, "replica_timeout")):
+        with pytest.raises(ConfigurationError) as info:
+            Settings(**bad)  # type: ignore[arg-type]
+        assert info.value.field == field
