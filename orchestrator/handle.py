@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from redis import exceptions as redis_errors
 
-from .errors import MalformedRecord, RedisCommandError, ResultTimeout, TaskCancelled, TaskFailed, TaskNotFound
+from .errors import (
+    MalformedRecord,
+    OutOfMemory,
+    RedisCommandError,
+    ResultTimeout,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+)
 from .models import PROGRESS_FIELDS, Progress, Task, TaskState, decode_progress
 from .reading import text
 from .redis_calls import redis_calls
@@ -196,11 +204,11 @@ class TaskHandle(Generic[R_co]):
 
     def _watch(self) -> TaskState | None:
         """Mark the task as waited for (watch.lua) and return its state; None when the
-        mark is refused (a user without the right: the caller polls)."""
+        mark is refused (a user without the right, Redis out of memory: the caller polls)."""
         try:
             with redis_calls():
                 raw = run(self.app.redis, self.app._scripts(self.queue).watch(self.id))
-        except RedisCommandError:
+        except (RedisCommandError, OutOfMemory):  # (waiting writes nothing the caller asked for)
             return None
         return self._state(raw)
 
@@ -208,7 +216,7 @@ class TaskHandle(Generic[R_co]):
         try:
             with redis_calls():
                 raw = await arun(self.app.aredis, self.app._scripts(self.queue).watch(self.id))
-        except RedisCommandError:
+        except (RedisCommandError, OutOfMemory):
             return None
         return self._state(raw)
 

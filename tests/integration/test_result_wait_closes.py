@@ -5,12 +5,15 @@
 leaves does, or the mark raises: the task was deleted meanwhile) must close that
 connection too. Otherwise the asyncio one stays checked out of the client's pool and
 subscribed on the server for as long as the app lives. Each test counts the channel's
-subscribers on the server (PUBSUB SHARDNUMSUB).
+subscribers on the server (PUBSUB SHARDNUMSUB). And a mark Redis refuses for want of
+memory (maxmemory, noeviction) makes the wait poll, as a mark the ACL refuses does: waiting
+writes nothing the caller asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -20,6 +23,7 @@ import redis
 from orchestrator import Orchestrator, TaskHandle, TaskNotFound
 from orchestrator import handle as handle_module
 from orchestrator.keys import QueueKeys
+from orchestrator.script_calls import run
 
 
 def subscribers(r: redis.Redis, task_id: str) -> int:
@@ -111,3 +115,23 @@ def test_a_task_deleted_before_the_mark_leaves_no_subscription(
         handle.result(timeout=30)
     assert raised.value.task_id == handle.id  # (the traceback, held here, keeps result()'s frame)
     assert subscribers(r, handle.id) == 0
+
+
+def test_a_mark_refused_for_want_of_memory_makes_result_poll(app: Orchestrator, r: redis.Redis) -> None:
+    handle = app.enqueue("progress:steps", [1])
+    scripts = app._scripts("default")
+    [lease] = run(app.redis, scripts.claim("w1", 1, 60_000))
+
+    def end() -> None:  # memory freed, then the task completes
+        time.sleep(0.3)
+        r.config_set("maxmemory", 0)
+        run(app.redis, scripts.complete(handle.id, lease.token, b'"ok"', 0))
+
+    r.config_set("maxmemory", 1)  # (noeviction, the default: watch.lua's HSET is refused)
+    thread = threading.Thread(target=end)
+    try:
+        thread.start()
+        assert handle.result(timeout=10) == "ok"
+    finally:
+        thread.join()
+        r.config_set("maxmemory", 0)
