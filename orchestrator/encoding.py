@@ -21,6 +21,7 @@ from .errors import ConfigurationError, InvalidPriority, PayloadTooLarge, Valida
 from .keys import validate_queue_name
 from .models import (
     DEFAULT_PRIORITY,
+    DEFAULT_TIMEOUT_MS,
     MAX_PRIORITY,
     MAX_SECONDS,
     MIN_PRIORITY,
@@ -31,7 +32,7 @@ from .models import validate_task_name as validate_task_name  # re-exported: def
 from .transitions import TaskSpec
 
 DEFAULT_QUEUE = "default"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = DEFAULT_TIMEOUT_MS / 1000
 MAX_KEY_LENGTH = 256
 Errors = tuple[type[BaseException], ...]
 

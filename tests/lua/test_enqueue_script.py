@@ -79,7 +79,25 @@ def test_accepted_numbers_are_stored_as_sent(q, r):
     [task_id] = q.add(max_retries=1000, timeout_ms=315_360_000_000, backoff_ms=0, priority=0, jitter=True)
     record = {k.decode(): v.decode() for k, v in r.hgetall(q.keys.task(task_id)).items()}
     assert (record["max_retries"], record["timeout_ms"], record["backoff_ms"]) == ("1000", "315360000000", "0")
-    assert (record["priority"], record["jitter"]) == ("0", "1")
+    assert record["priority"] == "0"
+    assert "jitter" not in record  # at its default (models.RECORD): left out
+
+
+def test_a_record_leaves_its_default_fields_out_and_reads_them_back(q, r):
+    """#18: a queued task's record holds what differs from models.RECORD's defaults only."""
+    [plain] = q.add(timeout_ms=300_000, backoff_max_ms=300_000, jitter=True)  # the defaults (spec's are not)
+    [odd] = q.add(priority=1, max_retries=0, timeout_ms=5, backoff_ms=7, backoff_max_ms=9, jitter=False)
+    record = {k.decode(): v.decode() for k, v in r.hgetall(q.keys.task(plain)).items()}
+    assert set(record) == {"id", "name", "queue", "state", "created_at", "score"}
+    task = q.task(plain)
+    assert (task.priority, task.args, task.kwargs, task.attempts, task.max_retries, task.timeout_ms) == (
+        5, [], {}, 0, 3, 300_000)
+    assert (task.backoff_ms, task.backoff_max_ms, task.jitter) == (1_000, 300_000, True)
+    assert task.run_at == task.ready_at == task.created_at == int(record["created_at"])
+    record = {k.decode(): v.decode() for k, v in r.hgetall(q.keys.task(odd)).items()}
+    assert {k: record[k] for k in ("priority", "max_retries", "timeout_ms", "backoff_ms", "backoff_max_ms",
+                                   "jitter")} == {"priority": "1", "max_retries": "0", "timeout_ms": "5",
+                                                  "backoff_ms": "7", "backoff_max_ms": "9", "jitter": "0"}
 
 
 def test_a_wrong_number_of_keys_is_refused(q):

@@ -195,7 +195,7 @@ def test_claim_takes_the_default_of_a_missing_optional_field(q: HostileQ, r: Any
     [task_id] = q.add(priority=2, max_retries=4)
     r.hdel(q.keys.task(task_id), "priority", "max_retries", "args", "kwargs", "attempts")
     [lease] = q.claim()
-    assert (lease.priority, lease.max_retries, lease.args, lease.kwargs, lease.attempt) == (5, 0, [], {}, 1)
+    assert (lease.priority, lease.max_retries, lease.args, lease.kwargs, lease.attempt) == (5, 3, [], {}, 1)
     assert q.state(task_id) is S.RUNNING
 
 
@@ -214,7 +214,7 @@ def test_a_quarantined_record_reads_back_as_failed_with_its_reason(q: HostileQ, 
     r.hset(q.keys.task(ids[0]), "timeout_ms", "1e3")
     assert q.claim() == []
     task = q.task(ids[0])  # the bad field is back at its default: Task.from_redis reads it
-    assert (task.state, task.timeout_ms, task.error and task.error.type) == (S.FAILED, 0, "MalformedRecord")
+    assert (task.state, task.timeout_ms, task.error and task.error.type) == (S.FAILED, 300_000, "MalformedRecord")
     assert task.error is not None and "'1e3'" in task.error.message
     assert r.get(q.keys.unique("order-7")) is None  # its idempotency key is released
 
