@@ -425,8 +425,10 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
     # (get_task, find_task, cancel and the rest of the operator API: ``operations.Operations``)
 
     def handle(self, task_id: str, queue: str | None = None) -> TaskHandle[Any]:
-        """A handle on an existing task; without ``queue``, the known queues are searched."""
-        return TaskHandle(self, task_id, queue if queue is not None else self.find_queue(task_id).name)
+        """A handle on an existing task; without ``queue``, the known queues are searched. A
+        UUID's 32-hex or dashed form gives the handle of its task's 22-character id (ids.forms)."""
+        where = self.queue(queue) if queue is not None else self.find_queue(task_id)
+        return TaskHandle(self, where.stored_id(task_id), where.name)
 
 
 def _first(results: list[Any], queue: str) -> Any:

@@ -11,13 +11,13 @@ See ARCHITECTURE.md for the layers.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple, TypedDict
 
 from .errors import ConfigurationError, InvalidPriority, PayloadTooLarge, ValidationError
+from .ids import new_task_id
 from .keys import validate_queue_name
 from .models import (
     DEFAULT_PRIORITY,
@@ -265,7 +265,7 @@ def build_spec(request: TaskRequest, options: TaskOptions, max_payload: int) -> 
         timeout = timeout_ms(request.timeout)
     delay_ms = 0 if request.delay is None else seconds_ms(request.delay, "delay")
     spec = TaskSpec(
-        os.urandom(16).hex(),  # a random 128-bit id, as uuid4().hex but 4x cheaper
+        new_task_id(),  # a random 128-bit UUID in 22 characters (ids.py)
         request.name,
         priority,
         args,

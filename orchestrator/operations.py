@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import block_limit, wake_groups
 from .errors import InvalidTransition, NotReplicated, QueueNotFound, TaskNotFound
+from .ids import forms
 from .known_queues import aknown_queues, known_queues
 from .metrics_records import QueueOverview, SeriesPoint
 from .models import Task, TaskState
@@ -181,12 +182,14 @@ class Operations:
 
     @translated
     def find_queue(self, task_id: str) -> Queue:
-        """The known queue holding task ``task_id`` (TaskNotFound when none does)."""
+        """The known queue holding task ``task_id`` (TaskNotFound when none does); a UUID's
+        32-hex or dashed form finds its task too (ids.forms)."""
         names = self.queues()
+        pairs = [(name, form) for name in names for form in forms(task_id)]
         pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.exists(self.keys(name).task(task_id))
-        for name, found in zip(names, pipe.execute() if names else [], strict=True):
+        for name, form in pairs:
+            pipe.exists(self.keys(name).task(form))
+        for (name, _), found in zip(pairs, pipe.execute() if pairs else [], strict=True):
             if found:
                 return self.queue(name)
         raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)
@@ -212,6 +215,7 @@ class Operations:
     def get_task(self, task_id: str, queue: str | None = None) -> Task:
         """A task's typed record; without ``queue``, found in whichever known queue holds it."""
         where = self._queue_of(task_id, queue)
+        task_id = where.stored_id(task_id)
         record = self.redis.hgetall(where.keys.task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {where.name!r}", task_id=task_id, queue=where.name)
@@ -220,6 +224,7 @@ class Operations:
     async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
         with redis_calls():
             name = await self._aqueue_of(task_id, queue)
+            task_id = await self._astored_id(name, task_id)
             record = await self.aredis.hgetall(self.keys(name).task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {name!r}", task_id=task_id, queue=name)
@@ -252,6 +257,7 @@ class Operations:
     async def acancel(self, task_id: str, queue: str | None = None) -> TaskState:
         with redis_calls():
             name = await self._aqueue_of(task_id, queue)
+            task_id = await self._astored_id(name, task_id)
         try:
             with redis_calls():
                 call = self._scripts(name).cancel(task_id, self.ttl_ms)
@@ -264,6 +270,15 @@ class Operations:
     async def _afind(self, task_id: str) -> str:
         with redis_calls():
             for name in (await aknown_queues(self.aredis, self.settings.prefix)).names:
-                if await self.aredis.exists(self.keys(name).task(task_id)):
-                    return name
+                for form in forms(task_id):
+                    if await self.aredis.exists(self.keys(name).task(form)):
+                        return name
         raise TaskNotFound(f"no task {task_id} in any queue", task_id=task_id)
+
+    async def _astored_id(self, queue: str, task_id: str) -> str:
+        """Queue.stored_id, async."""
+        found = forms(task_id)
+        for form in found if len(found) > 1 else ():
+            if await self.aredis.exists(self.keys(queue).task(form)):
+                return form
+        return task_id

@@ -20,6 +20,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, NotReplicated, OrchestratorError, TaskNotFound, ValidationError
+from .ids import forms
 from .keys import SHARD_MARK, queues_key, validate_stored_name
 from .metrics_records import (
     MAX_ROLLUP_HOURS,
@@ -250,9 +251,23 @@ class Queue:
             found.append(worker.model_copy(update={"notes": [*notes, *worker.notes]}) if notes else worker)
         return found
 
+    def stored_id(self, task_id: str) -> str:
+        """The id task ``task_id`` is stored under here: a UUID's 32-hex or dashed form names
+        its 22-character id, or the hex one for a task enqueued before ids were compact
+        (ids.forms); any other id, or one found in neither form, is itself (an error names it
+        as typed). Costs a call only for a hex form."""
+        found = forms(task_id)
+        if len(found) == 1:
+            return task_id
+        exists = self._redis.pipeline(transaction=False)
+        for form in found:
+            exists.exists(self.keys.task(form))
+        return next((form for form, n in zip(found, exists.execute(), strict=True) if n), task_id)
+
     @translated
     def task(self, task_id: str) -> TaskInfo:
         """One task's record; TaskNotFound when this queue has none by that id."""
+        task_id = self.stored_id(task_id)
         record = self._redis.hgetall(self.keys.task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {self.name!r}", task_id=task_id, queue=self.name)
@@ -292,7 +307,7 @@ class Queue:
         may be gone; ``scan`` bounds the cost of one call.
         """
         entries: Any = self._redis.xrevrange(self.keys.events, count=max(1, scan)) or []
-        wanted = task_id.encode()
+        wanted = self.stored_id(task_id).encode()
         mine = [(eid, fields) for eid, fields in entries if fields and fields.get(b"task") == wanted]
         return [decode_event(self.name, eid, fields) for eid, fields in reversed(mine)]
 
@@ -322,6 +337,7 @@ class Queue:
     @translated
     def cancel(self, task_id: str) -> TaskState:
         """CANCELLED at once, or the task's state when it is RUNNING (its worker stops it)."""
+        task_id = self.stored_id(task_id)
         try:
             return run(self._redis, self._scripts.cancel(task_id, self.app.ttl_ms), self.app.settings.replication)
         except (TaskNotFound, InvalidTransition) as exc:
@@ -332,6 +348,7 @@ class Queue:
     @translated
     def retry(self, task_id: str) -> None:
         """Move one FAILED task back to PENDING, attempts reset."""
+        task_id = self.stored_id(task_id)
         try:
             run(self._redis, self._scripts.retry_failed([task_id]))
         except (TaskNotFound, InvalidTransition) as exc:
@@ -340,6 +357,7 @@ class Queue:
     @translated
     def run_now(self, task_id: str) -> TaskState:
         """Move a SCHEDULED or RETRYING task to PENDING at once; the state it left."""
+        task_id = self.stored_id(task_id)
         try:
             return run(self._redis, self._scripts.run_now(task_id))
         except (TaskNotFound, InvalidTransition) as exc:
@@ -349,6 +367,7 @@ class Queue:
     def delete(self, task_id: str) -> TaskState | None:
         """Delete a task that is not RUNNING, with its idempotency entries; the state it had
         (None when its malformed record did not say)."""
+        task_id = self.stored_id(task_id)
         try:
             return run(self._redis, self._scripts.delete(task_id))
         except (TaskNotFound, InvalidTransition) as exc:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from orchestrator import Orchestrator, SchedulerSettings, Settings, TaskState, W
 from orchestrator import queues as queues_module
 from orchestrator.cli import orch
 from orchestrator.cli.views import iso
+from orchestrator.ids import uuid_hex
 from orchestrator.reading import redis_time_ms
 from orchestrator.redis_local import LocalRedis, free_port
 from orchestrator.script_calls import run
@@ -281,6 +283,26 @@ def test_inspect_finds_the_task_in_any_queue(invoke: Invoke, app: Orchestrator, 
     created_ms = int(r.hget(f"orch:{{high}}:task:{task_id}", "created_at") or 0)
     assert fields["created_at"] == iso(created_ms) and ISO.match(fields["created_at"])
     assert fields["started_at"] == "-"
+
+
+def test_a_task_is_named_by_its_uuid_in_any_form(invoke: Invoke, app: Orchestrator, r: redis.Redis) -> None:
+    """#18: ids are 22 characters; the UUID's 32-hex and dashed forms name the same task
+    (inspect, handle, cancel), and a task stored under a hex id (enqueued before) is found by it."""
+    task_id = app.enqueue("pkg.mod:fn", queue="high").id
+    u = uuid.UUID(hex=uuid_hex(task_id))
+    assert len(task_id) == 22 and task_id.isalnum()
+    for form in (u.hex, str(u), u.hex.upper()):
+        fields = dict(re.split(r"\s+", line, maxsplit=1) for line in ok(invoke("inspect", form)))
+        assert (fields["id"], fields["queue"]) == (task_id, "high")
+        assert app.handle(form).id == task_id and app.get_task(form, "high").id == task_id
+    assert ok(invoke("cancel", u.hex)) and app.get_task(task_id).state is TaskState.CANCELLED
+    old = uuid.uuid4().hex  # a record as enqueue wrote it before ids were compact
+    r.hset(f"orch:{{high}}:task:{old}", mapping={"id": old, "name": "pkg.mod:fn", "queue": "high", "state": "PENDING"})
+    r.zadd("orch:{high}:pending", {old: 1})
+    assert app.get_task(old).id == old and app.handle(old).id == old
+    assert dict(re.split(r"\s+", line, maxsplit=1) for line in ok(invoke("inspect", old)))["id"] == old
+    assert app.cancel(old) is TaskState.CANCELLED
+    assert invoke("inspect", uuid.uuid4().hex).exit_code != 0
 
 
 def test_inspect_json_with_queue(invoke: Invoke, app: Orchestrator) -> None:

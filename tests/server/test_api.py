@@ -21,6 +21,7 @@ from orchestrator.errors import (
     TaskNotFound,
     ValidationError,
 )
+from orchestrator.ids import uuid_hex
 from orchestrator.script_calls import run
 from orchestrator.server.problems import status_of
 from tests.integration.test_operator import beat, claim, fail
@@ -168,6 +169,9 @@ def test_one_task_with_its_events_under_both_paths(client: httpx.Client, app: Or
     by_id = client.get(f"/api/v1/tasks/{task_id}").json()
     assert in_queue == by_id
     assert (by_id["id"], by_id["queue"], by_id["args"]) == (task_id, queue, [1])
+    hex_form = uuid_hex(task_id)  # (#18) the 32-hex form of the same UUID names the same task
+    assert hex_form is not None and client.get(f"/api/v1/tasks/{hex_form}").json() == by_id
+    assert client.get(f"/api/v1/queues/{queue}/tasks/{hex_form}").json() == by_id
     assert [e["event"] for e in by_id["events"]] == ["enqueued"]
     assert by_id["progress"] is None
     (lease,) = claim(app, 1, queue)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2] / PACKAGE
 # ARCHITECTURE.md, "Layers": a module may import its own layer and the layers below.
 LAYERS = ("foundation", "scripts", "api", "faces")
 FOUNDATION = {
-    "errors", "config", "models", "keys", "context", "version", "redis_local", "local_sentinel", "connection",
+    "errors", "config", "models", "keys", "ids", "context", "version", "redis_local", "local_sentinel", "connection",
     "sanitize", "reading", "records", "metrics_records", "schedules", "fakes",
 }
 SCRIPTS = {"transitions", "script_calls", "cluster_calls", "replies", "luasource"}
