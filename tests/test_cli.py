@@ -148,7 +148,7 @@ def test_enqueue_prints_the_id_and_writes_the_task(invoke: Invoke, app: Orchestr
         "enqueue", "pkg.mod:fn", "--args", "[1, 2]", "--kwargs", '{"a": "x"}', "-q", "high",
         "--priority", "1", "--max-retries", "7", "--timeout", "2.5",
     ))
-    assert len(lines) == 1 and re.fullmatch(r"[0-9a-f]{32}", lines[0])
+    assert len(lines) == 1 and re.fullmatch(r"[0-9A-Za-z]{22}", lines[0])
     task = app.get_task(lines[0], "high")
     assert (task.name, task.args, task.kwargs, task.priority) == ("pkg.mod:fn", [1, 2], {"a": "x"}, 1)
     assert (task.max_retries, task.timeout_ms, task.state) == (7, 2500, TaskState.PENDING)
