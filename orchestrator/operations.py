@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .connection import block_limit, wake_groups
 from .errors import InvalidTransition, NotReplicated, QueueNotFound, TaskNotFound
 from .ids import forms
+from .keys import logical_queue
 from .known_queues import aknown_queues, known_queues
 from .metrics_records import QueueOverview, SeriesPoint
 from .models import Task, TaskState
@@ -94,7 +95,13 @@ class Operations:
     def stats(self, queues: Iterable[str] | None = None) -> list[QueueStats]:
         """Stats of the queues named (QueueNotFound for one never used), or of every known queue;
         a sharded queue's shards summed into one (its notes say how many)."""
-        return group_by_queue([queue.stats() for queue in self._resolve(queues)], lambda s: s.queue, merge_stats)
+        chosen = self._resolve(queues)
+        layouts = read_layouts(self.redis, self.settings.prefix)
+        current = {shard for shards in layouts.values() for shard in shards}
+        # a sharded queue once (Queue.stats sums its shards and its plain keys), then what no layout names
+        names = dict.fromkeys(logical_queue(q.name) if logical_queue(q.name) in layouts else q.name for q in chosen)
+        stats = [self.queue(name).stats() for name in names if name not in current]
+        return group_by_queue(stats, lambda s: s.queue, merge_stats)
 
     @translated
     def activity(self, minutes: int = 60, queues: Iterable[str] | None = None) -> list[SeriesPoint]:

@@ -140,9 +140,12 @@ class Queue:
     @translated
     def stats(self) -> QueueStats:
         """Tasks per state, paused or not, counters, average run time and workers, in two round
-        trips (a sharded queue: each shard's, summed)."""
+        trips (a sharded queue: its shards' and its own plain keys', summed)."""
         if (shards := self._shards()) is not None:
-            return merge_stats(self.name, [Queue(self.app, s).stats() for s in shards])
+            return merge_stats(self.name, [self._stats_here(), *(Queue(self.app, s)._stats_here() for s in shards)])
+        return self._stats_here()
+
+    def _stats_here(self) -> QueueStats:
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
         for name in STATE_NAMES:
@@ -170,9 +173,13 @@ class Queue:
         """Counters and histograms (metrics_records) and the oldest pending task's age, in two
         round trips: O(task-name labels), never O(tasks). Pending is ordered by (priority,
         sequence), so the oldest is among the first task of each priority level. A sharded
-        queue: each shard's, summed."""
+        queue: its shards' and its own plain keys', summed."""
         if (shards := self._shards()) is not None:
-            return merge_metrics(self.name, [Queue(self.app, s).metrics() for s in shards])
+            parts = [self._metrics_here(), *(Queue(self.app, s)._metrics_here() for s in shards)]
+            return merge_metrics(self.name, parts)
+        return self._metrics_here()
+
+    def _metrics_here(self) -> QueueMetrics:
         k = self.keys
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(k.metrics)

@@ -23,6 +23,7 @@ from .keys import queues_key, schedule_ids_key
 from .reading import redis_time_ms, text
 from .schedules import ScheduleSpec, next_tick
 from .script_calls import command, run, run_many
+from .shards import read_layouts
 from .task_function import TaskFunction
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ class ScheduleOperations:
     def upsert_schedule(self, spec: ScheduleSpec) -> str:
         """Store one ScheduleSpec (see ``schedule``)."""
         scripts = self._scripts(spec.queue)
+        if spec.queue in read_layouts(self.redis, self.settings.prefix):
+            raise InvalidSchedule(
+                f"queue {spec.queue!r} is sharded: its workers serve its shards, so schedule onto a plain queue",
+                field="queue",
+            )
         held = self.redis.hget(schedule_ids_key(self.settings.prefix), spec.id)
         if held is not None and text(held) != spec.queue:
             raise InvalidSchedule(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .keys import logical_queue
+from .keys import SHARD_MARK, logical_queue
 from .metrics_records import Bucket, Histogram, QueueMetrics, QueueOverview
 from .records import QueueStats, merge_workers
 
@@ -43,7 +43,8 @@ def _sum(dicts: Sequence[dict[str, int]]) -> dict[str, int]:
 
 
 def _shards_note(parts: Sequence[QueueStats]) -> str:
-    return f"sharded: the sum of {len(parts)} shards ({', '.join(p.queue for p in parts)})"
+    shards = [p.queue for p in parts if SHARD_MARK in p.queue]
+    return f"sharded: the sum of {len(shards)} shards ({', '.join(shards)})"
 
 
 def merge_stats(queue: str, parts: list[QueueStats]) -> QueueStats:
@@ -57,7 +58,7 @@ def merge_stats(queue: str, parts: list[QueueStats]) -> QueueStats:
         totals=totals,
         avg_runtime_ms=runtime / runs if runs and runtime is not None else None,
         workers=merge_workers([w for p in parts for w in p.workers]),
-        notes=[_shards_note(parts), *(n for p in parts for n in p.notes)],
+        notes=[_shards_note(parts), *(n for p in parts for n in p.notes if not n.startswith("sharded: "))],
     )
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 from redis.cluster import RedisCluster
 
-from orchestrator import Orchestrator, Settings, ShardingRefused, TaskState, ValidationError
+from orchestrator import InvalidSchedule, Orchestrator, Settings, ShardingRefused, TaskState, ValidationError
 from orchestrator.cli import orch
 from orchestrator.config import WorkerSettings
 from orchestrator.keys import QueueKeys, shards_key
 from orchestrator.redis_local import LocalCluster, LocalRedis
+from orchestrator.server.metrics import exposition
 from orchestrator.worker.worker import Worker
 from tests.integration.procs import Procs, wait_for
 
@@ -103,6 +105,11 @@ def test_changing_k_is_refused_while_tasks_wait_and_allowed_when_empty(sapp: Orc
     sapp.run_until_idle(queues=["hot"])
     layout = sapp.declare_queue("hot", shards=3)
     handle = sapp.enqueue("tests:add", [1, 1])
+    [stats] = sapp.stats()  # the plain queue's finished task and the shards' waiting one, each counted once
+    assert (stats.queue, stats.counts["success"], stats.counts["pending"]) == ("hot", 1, 1)
+    assert [(o.queue, o.counts["success"], o.counts["pending"]) for o in sapp.overview()] == [("hot", 1, 1)]
+    with pytest.raises(InvalidSchedule):
+        sapp.schedule("tick", "tests:add", every=60, queue="hot", args=[1, 1])
     with pytest.raises(ShardingRefused) as caught:
         sapp.declare_queue("hot", shards=2)
     assert caught.value.fields() == {"code": "SHARDING_REFUSED", "queue": "hot", "field": "shards",
@@ -133,6 +140,12 @@ def test_a_worker_drains_every_shard_and_the_views_show_one_queue(sapp: Orchestr
     assert [(o.queue, o.counts["success"]) for o in sapp.overview()] == [("hot", 60)]
     assert sapp.queue("hot").stats().counts["success"] == 60  # the dashboard's and the API's page
     assert sum(sapp.queue("hot").metrics().enqueued.values()) == 60  # /metrics' source
+    body, _ = exposition(sapp)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    assert samples[("orch_queue_tasks", (("queue", "hot"), ("state", "success")))] == 60
+    assert samples[("orch_tasks_enqueued_total", (("queue", "hot"), ("task", "tests:add")))] == 60
+    assert not any("#" in v for _, labels in samples for _, v in labels)  # no shard label
     h = handles[7]
     assert sapp.get_task(h.id).state is S.SUCCESS  # found on whichever shard holds it
     assert sapp.get_task(h.id, queue="hot").id == h.id
