@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from redis import exceptions as redis_errors
 
+from . import listeners
 from .errors import (
     MalformedRecord,
     OutOfMemory,
@@ -135,10 +136,11 @@ class TaskHandle(Generic[R_co]):
         if self.status().is_final:  # ended already: no channel needed
             return self._outcome(self.info())
         listener = self._listen()
-        try:  # (from here: the listener is closed however the wait ends)
+        reading = False  # inside a read of the listener's connection: closed, not kept, if interrupted
+        try:  # (from here: the listener is closed or kept however the wait ends)
             state = self._watch() if listener is not None else None  # marked: its end is published
             if state is None and listener is not None:
-                listener.close()  # the mark was refused (an ACL): poll
+                listeners.release(self.app.redis, listener, self._channel)  # the mark was refused (an ACL): poll
                 listener = None
             pause = self.POLL_MIN
             while True:
@@ -151,14 +153,19 @@ class TaskHandle(Generic[R_co]):
                     state = None
                     continue
                 try:
+                    reading = True
                     state = self._heard(listener.get_sharded_message(timeout=wait))
+                    reading = False
                 except redis_errors.RedisError:  # the connection dropped: look, then wait by polling
                     listener.close()
                     listener = None
                     state = None
         finally:
             if listener is not None:
-                listener.close()
+                if reading:
+                    listener.close()
+                else:
+                    listeners.release(self.app.redis, listener, self._channel)
 
     async def aresult(self, timeout: float | None = None) -> R_co:
         """``result`` for asyncio programs."""
@@ -191,10 +198,13 @@ class TaskHandle(Generic[R_co]):
             if listener is not None:
                 await listener.aclose()
 
-    @staticmethod
-    def _heard(message: Any) -> TaskState | None:
+    @property
+    def _channel(self) -> str:
+        return self.app.keys(self.queue).finished(self.id)
+
+    def _heard(self, message: Any) -> TaskState | None:
         """The final state a message on the task's channel announces (None: look it up)."""
-        if message is None or message.get("type") != "smessage":
+        if message is None or message.get("type") != "smessage" or text(message.get("channel")) != self._channel:
             return None
         try:
             state = TaskState(text(message["data"]))
@@ -233,21 +243,10 @@ class TaskHandle(Generic[R_co]):
     def _listen(self) -> Any:
         """A pub/sub connection subscribed to the task's channel (the subscription confirmed),
         or None when it cannot be had: the caller polls."""
-        channel = self.app.keys(self.queue).finished(self.id)
-        listener = None
-        try:
-            listener = self.app.redis.pubsub()  # type: ignore[no-untyped-call]
-            listener.ssubscribe(channel)
-            if listener.get_sharded_message(timeout=self.FALLBACK_POLL) is not None:
-                return listener
-        except (redis_errors.RedisError, AttributeError, NotImplementedError):  # no rights, no pub/sub
-            pass
-        if listener is not None:
-            listener.close()
-        return None
+        return listeners.subscribe(self.app.redis, self._channel, self.FALLBACK_POLL)
 
     async def _alisten(self) -> Any:
-        channel = self.app.keys(self.queue).finished(self.id)
+        channel = self._channel
         listener = None
         try:
             listener = self.app.aredis.pubsub()  # (redis-py's async Cluster client has none)

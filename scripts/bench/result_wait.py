@@ -11,7 +11,8 @@ task's channel), polling (the channel refused, as for an ACL user without it), a
 notice with the polling fallback only (a lost message: FALLBACK_POLL). Then Redis's CPU per
 task (INFO cpu): over 2,000 tasks drained by the worker with nobody waiting (no message is
 sent: compare with ``luacost.py --baseline`` for the scripts alone), and per task waited
-for one at a time, with the notice (a pub/sub connection per wait) and by polling.
+for one at a time, with the notice (SSUBSCRIBE, watch.lua, SUNSUBSCRIBE on a kept pub/sub
+connection, SPUBLISH when the task was still running) and by polling.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from orchestrator import (
     TaskHandle,
     TaskState,
     WorkerSettings,
+    listeners,
 )
 from orchestrator.keys import QueueKeys
 from orchestrator.script_calls import run
@@ -175,3 +176,26 @@ def test_without_the_channel_result_polls(app: Orchestrator, monkeypatch: pytest
     thread.join()
     with pytest.raises(ResultTimeout):
         app.enqueue("progress:steps", [1]).result(timeout=0.05)
+
+
+def test_one_pub_sub_connection_serves_waits_one_after_another(app: Orchestrator, no_fallback: None) -> None:
+    """A wait leaves its connection for the next (connecting costs Redis more than the
+    wait); what the last wait left behind (its unsubscribe, a late message) wakes nobody."""
+    first = app.enqueue("progress:steps", [1])
+    thread = finish_later(app, first.id, 0.05)
+    assert first.result(timeout=10) == "ok"
+    thread.join()
+    [kept] = listeners._idle[app.redis]
+    app.redis.spublish(app.keys("default").finished(first.id), "SUCCESS")  # late: nobody listens to it now
+    second = app.enqueue("progress:steps", [1])
+    thread = finish_later(app, second.id, 0.3)
+    started = time.monotonic()
+    assert second.result(timeout=10) == "ok"
+    assert 0.25 < time.monotonic() - started < 1.5  # woken by its own task's end, not by the stray message
+    thread.join()
+    assert listeners._idle[app.redis] == [kept]
+    channels = [app.keys("default").finished(h.id) for h in (first, second)]
+    deadline = time.monotonic() + 5
+    while app.redis.execute_command("PUBSUB", "SHARDNUMSUB", *channels)[1::2] != [0, 0]:  # idle: unsubscribed
+        assert time.monotonic() < deadline, "the idle connection is still subscribed"
+        time.sleep(0.01)
