@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from .connection import is_cluster
 from .errors import ShardingRefused, ValidationError
@@ -68,17 +69,34 @@ def parse_layouts(raw: Mapping[Any, Any]) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _wrong_type(exc: ResponseError) -> dict[str, tuple[str, ...]]:
+    """A record of another type (written by hand) reads as no sharded queue, as a spoiled entry
+    does: producers and workers go on with plain queues rather than fail."""
+    if not str(exc).startswith("WRONGTYPE"):
+        raise exc
+    return {}
+
+
 def read_layouts(client: Redis, prefix: str) -> dict[str, tuple[str, ...]]:
-    return parse_layouts(client.hgetall(shards_key(prefix)))
+    try:
+        return parse_layouts(client.hgetall(shards_key(prefix)))
+    except ResponseError as exc:
+        return _wrong_type(exc)
 
 
 async def aread_layouts(client: AsyncRedis, prefix: str) -> dict[str, tuple[str, ...]]:
-    return parse_layouts(await client.hgetall(shards_key(prefix)))
+    try:
+        return parse_layouts(await client.hgetall(shards_key(prefix)))
+    except ResponseError as exc:
+        return _wrong_type(exc)
 
 
 async def aread_layouts_of(client: AsyncRedis, prefix: str, queues: list[str]) -> dict[str, tuple[str, ...]]:
     """The layouts of ``queues`` only (one HMGET: a worker's ACL needs no HGETALL)."""
-    values = await client.hmget(shards_key(prefix), queues)
+    try:
+        values = await client.hmget(shards_key(prefix), queues)
+    except ResponseError as exc:
+        return _wrong_type(exc)
     return parse_layouts({q: v for q, v in zip(queues, values, strict=True) if v is not None})
 
 

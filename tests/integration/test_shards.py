@@ -200,3 +200,11 @@ def test_orch_worker_drains_a_queue_sharded_over_three_masters(
     wait_for(lambda: late.status().is_final, "the idle worker to wake", 10, alive=[worker])
     assert "Traceback" not in worker.log()
     app.close()
+
+
+def test_a_shard_record_of_the_wrong_type_leaves_every_queue_plain(sapp: Orchestrator) -> None:
+    sapp.redis.set(shards_key(), "spoiled by hand")
+    handle = sapp.enqueue("tests:add", [1, 1])
+    assert handle.queue == "hot" and handle.status() is S.PENDING
+    assert sapp.shard_layouts() == {} and sapp.stats(["hot"])[0].counts["pending"] == 1
+    assert len(sapp.run_until_idle(queues=["hot"])) == 1
