@@ -349,7 +349,9 @@ local function read_task(id, fields)
       if i <= nreq then present = present + 1 end
       if not fine then  -- (looked at again below)
       elseif kind == 'int' or kind == 'time' then
-        if #v > 15 or not v:find('^%d*$') or (v == '' and kind == 'int') then fine = false end
+        if not v:find('^%d*$') or (v == '' and kind == 'int') or (#v > 15 and (#v > 16 or tonumber(v) > MAX_INT)) then
+          fine = false  -- (16 digits: a lease token, Redis TIME in microseconds)
+        end
       elseif kind == 'name' or kind == 'text' then
         if not v:find('^[^\128-\255]*$') or (v == '' and kind == 'name') then fine = false end
       elseif kind == 'state' then
