@@ -56,8 +56,11 @@ class Commits:
     app: Orchestrator
     finished: int  # outcomes recorded (succeeded, failed, retrying, cancelled)
     _pipeliner: Pipeliner
+    _committing: int  # tasks whose function returned and whose outcome is being sent: their slots are free
     _complaints: Complaints
     _tag: str
+
+    def _free_slot(self) -> None: ...  # Worker's: wakes the claim loop
 
     async def _backoff(self, what: str, exc: BaseException, failures: int) -> None:
         wait = delay(failures)
@@ -91,7 +94,10 @@ class Commits:
     async def _commit(self, call: Call[T], running: Running) -> T | None:
         """Send an outcome, retrying while Redis is unavailable or the script refuses (a queue
         key spoiled by hand, say: repairable meanwhile) and the lease may still hold."""
-        running.committing = True
+        if not running.committing:
+            running.committing = True
+            self._committing += 1  # its slot is free: a claim now joins this outcome's pipeline
+            self._free_slot()
         give_up = time.monotonic() + self.app.settings.lease_timeout
         failures = 0
         while True:
@@ -119,7 +125,8 @@ class Commits:
                 return None
             except OrchestratorError as exc:  # CorruptQueue (a key spoiled) or another refusal: nothing written
                 failures += 1  # reported once per interval; retried while the lease may hold (repairable)
-                self._complaints.report(f"queue {running.lease.queue}", describe(exc))
+                # under a subject of its own: a claim that works meanwhile clears only the claims' complaint
+                self._complaints.report(f"queue {running.lease.queue} outcomes", describe(exc))
                 if time.monotonic() > give_up:
                     log.error("%s Giving up on task %s: its outcome is still refused past its lease; the reaper "
                               "will requeue it", self._tag, running.lease.task_id)

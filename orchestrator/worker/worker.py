@@ -1,7 +1,8 @@
 """The asyncio worker behind ``orch worker``: claim, run, heartbeat, complete or fail.
 
 Owns one process's loop: it claims at most its free slots in one script call per
-queue, runs each task (through ``runner``: on the loop, in a thread, or in a child
+queue (a slot is free once its function returned, so a claim joins the outcome's pipeline),
+runs each task (through ``runner``: on the loop, in a thread, or in a child
 process) within its timeout, renews all its leases in one heartbeat call per queue, and
 commits each outcome with the task's lease token (``commit``). Idle, it blocks on the
 queues' wake-up keys. It holds nothing that matters after it dies: a killed worker's
@@ -84,6 +85,7 @@ class Worker(Commits):
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
+        self._committing = 0
         self._runner: Runner | None = None
         self._tag = f"[Worker {self.id}]"
         self._complaints = Complaints(log, self._tag)  # queues whose keys or records are broken
@@ -107,6 +109,8 @@ class Worker(Commits):
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
+        if self._slot_freed is not None:
+            self._slot_freed.set()  # the claim loop waits on it
 
     def _prepare(self) -> None:
         """What running tasks needs, made on the running loop (``run``; ``drain.DrainingWorker``)."""
@@ -160,10 +164,10 @@ class Worker(Commits):
         assert self._slot_freed is not None
         failures = 0
         while not self._stopping:
-            free = self.settings.concurrency - len(self._running) - self._stuck()
+            free = self.settings.concurrency - (len(self._running) - self._committing) - self._stuck()
             if free <= 0:
                 self._slot_freed.clear()
-                await self._until_stopped(self._slot_freed.wait())
+                await self._slot_freed.wait()  # set by stop() too; one hop, so a claim joins the outcome's pipeline
                 continue
             try:
                 leases = await self._claim(free)
@@ -362,8 +366,10 @@ class Worker(Commits):
             if self._runner is not None:
                 self._runner.stopped_in.pop(lease.task_id, None)
             self.processed += 1
-            if self._slot_freed is not None:
-                self._slot_freed.set()
+            if running.committing:
+                self._committing -= 1
+            else:
+                self._free_slot()
 
     # -------------------------------------------------------------- heartbeat
 
@@ -393,6 +399,10 @@ class Worker(Commits):
                 what = redis_error_text(exc)
                 log.warning("%s Heartbeat failed (%s: %s); retrying", self._tag, type(exc).__name__, what)
                 await asyncio.sleep(min(self.heartbeat, 0.2 * failures))
+
+    def _free_slot(self) -> None:
+        if self._slot_freed is not None:
+            self._slot_freed.set()
 
     def _stuck(self) -> int:
         return self._runner.stuck if self._runner is not None else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -197,3 +198,38 @@ def test_a_cancelled_caller_does_not_take_the_others_replies(app: Orchestrator, 
     assert isinstance(cancelled, asyncio.CancelledError)
     assert len(first) == len(last) == 1 and first[0].task_id != last[0].task_id
     assert app.redis.zcard(app.keys("default").running) == 3  # its lease is the reaper's to expire
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+async def aadd(a: int, b: int) -> int:
+    return a + b
+
+
+@pytest.mark.parametrize("fn", [add, aadd])
+def test_a_claim_goes_out_with_the_outcome_that_freed_its_slot(
+    app: Orchestrator, batches: list[int], fn: Callable[..., Any]
+) -> None:
+    """A slot is free once its function returned: the claim that fills it goes in the same
+    round trip as that task's complete, so with concurrency 1 n tasks cost n + 1 round trips
+    (claim, then complete and claim together), not 2n + 1."""
+    fill(app, "default", 5)
+    worker = Worker(app, WorkerSettings(concurrency=1, name="w1"), functions={"tests:add": fn})
+
+    async def drain() -> None:
+        running = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 10
+        try:
+            while worker.processed < 5:
+                assert time.monotonic() < deadline and not running.done(), "the worker did not drain in time"
+                await asyncio.sleep(0.005)
+        finally:
+            worker.stop()
+            await running
+
+    asyncio.run(drain())
+    assert worker.finished == 5
+    assert batches[:6] == [1, 2, 2, 2, 2, 2]  # the sixth claim finds the queue empty
+    assert app.queue("default").counts()["success"] == 5
