@@ -156,7 +156,7 @@ def run_many(client: RedisCluster, exchange: Exchange) -> None:
                 conn.disconnect()  # type: ignore[no-untyped-call]
                 pool.release(conn)
                 state.unreachable(exchange, exc, indices)
-        for node, indices, pool, conn in sent:
+        for k, (node, indices, pool, conn) in enumerate(sent):
             done = 0
             try:
                 for i in indices:
@@ -171,6 +171,9 @@ def run_many(client: RedisCluster, exchange: Exchange) -> None:
                 state.unreachable(exchange, exc, indices[done:])
             except BaseException:
                 conn.disconnect()  # type: ignore[no-untyped-call]  # half-read: not back to the pool
+                for _, _, other_pool, other in sent[k + 1:]:  # unread, the other masters' too
+                    other.disconnect()  # type: ignore[no-untyped-call]
+                    other_pool.release(other)
                 raise
             finally:
                 pool.release(conn)
@@ -219,7 +222,7 @@ async def arun_many(client: AsyncRedisCluster, exchange: Exchange) -> None:
                 await conn.disconnect()
                 node.release(conn)
                 state.unreachable(exchange, exc, indices)
-        for node, indices, conn in sent:
+        for k, (node, indices, conn) in enumerate(sent):
             done = 0
             try:
                 for i in indices:
@@ -232,8 +235,11 @@ async def arun_many(client: AsyncRedisCluster, exchange: Exchange) -> None:
             except UNREACHABLE as exc:
                 await conn.disconnect()
                 state.unreachable(exchange, exc, indices[done:])
-            except BaseException:
+            except BaseException:  # (a cancel included)
                 await conn.disconnect()
+                for other_node, _, other in sent[k + 1:]:  # unread, the other masters' too
+                    await other.disconnect()
+                    other_node.release(other)
                 raise
             finally:
                 node.release(conn)
