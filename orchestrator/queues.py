@@ -112,6 +112,10 @@ class Queue:
         member, found = pipe.execute()
         return bool(member) or bool(found) or self._shards() is not None
 
+    def _each(self) -> list[Queue]:
+        """This queue, and its shards when it is sharded: what pause, resume, retry and purge act on."""
+        return [self, *(Queue(self.app, s) for s in self._shards() or ())]
+
     def _shards(self) -> tuple[str, ...] | None:
         """This queue's shards when it is sharded (its reads then sum theirs), else None."""
         if SHARD_MARK in self.name:
@@ -329,17 +333,17 @@ class Queue:
     @translated
     def pause(self) -> bool:
         """Workers claim nothing from this queue until ``resume`` (enqueue goes on, running
-        tasks finish). False when it was paused already."""
-        return run(self._redis, self._scripts.pause(True))
+        tasks finish). False when it was paused already. A sharded queue: every shard."""
+        return any([run(q._redis, q._scripts.pause(True)) for q in self._each()])
 
     @translated
     def resume(self) -> bool:
         """Workers claim from this queue again (an idle one is woken). False when it was not paused."""
-        return run(self._redis, self._scripts.pause(False))
+        return any([run(q._redis, q._scripts.pause(False)) for q in self._each()])
 
     @translated
     def is_paused(self) -> bool:
-        return bool(self._redis.exists(self.keys.paused))
+        return any(self._redis.exists(q.keys.paused) for q in self._each())
 
     @translated
     def cancel(self, task_id: str) -> TaskState:
@@ -383,14 +387,16 @@ class Queue:
     @translated
     def retry_failed(self, *, dry_run: bool = False) -> int:
         """Move every FAILED task back to PENDING; the count moved (or, with ``dry_run``, to move)."""
-        if dry_run:
-            return int(self._redis.zcard(self.keys.failed))
-        moved, offset = 0, 0
-        while True:  # paged past malformed records, which stay FAILED where they are
-            page = run(self._redis, self._scripts.retry_failed_page(BATCH, offset))
-            moved, offset = moved + len(page.moved), page.offset
-            if not page.more:
-                return moved
+        moved = 0
+        for q in self._each():
+            if dry_run:
+                moved += int(self._redis.zcard(q.keys.failed))
+                continue
+            offset, more = 0, True
+            while more:  # paged past malformed records, which stay FAILED where they are
+                page = run(self._redis, q._scripts.retry_failed_page(BATCH, offset))
+                moved, offset, more = moved + len(page.moved), page.offset, page.more
+        return moved
 
     @translated
     def purge(self, state: str, *, dry_run: bool = False) -> int:
@@ -404,13 +410,15 @@ class Queue:
             raise ValidationError(
                 f"purge takes {', '.join(PURGEABLE)}, not {state!r}", field="state", queue=self.name
             )
-        keys = [getattr(self.keys, index) for index in PURGEABLE[name]]
-        if dry_run:
-            return sum(int(self._redis.zcard(key)) for key in keys)
         removed = 0
-        for key in keys:
-            while n := run(self._redis, self._scripts.purge(key, BATCH)):
-                removed += n
+        for q in self._each():
+            keys = [getattr(q.keys, index) for index in PURGEABLE[name]]
+            if dry_run:
+                removed += sum(int(self._redis.zcard(key)) for key in keys)
+                continue
+            for key in keys:
+                while n := run(self._redis, q._scripts.purge(key, BATCH)):
+                    removed += n
         return removed
 
 

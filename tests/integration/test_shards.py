@@ -208,3 +208,16 @@ def test_a_shard_record_of_the_wrong_type_leaves_every_queue_plain(sapp: Orchest
     assert handle.queue == "hot" and handle.status() is S.PENDING
     assert sapp.shard_layouts() == {} and sapp.stats(["hot"])[0].counts["pending"] == 1
     assert len(sapp.run_until_idle(queues=["hot"])) == 1
+
+
+def test_pause_resume_and_purge_act_on_every_shard(sapp: Orchestrator) -> None:
+    layout = sapp.declare_queue("hot", shards=3)
+    sapp.enqueue_many(sapp.request("tests:add", [i, 1]) for i in range(6))
+    hot = sapp.queue("hot")
+    assert hot.pause() and hot.is_paused()
+    assert all(sapp.queue(q).is_paused() for q in layout.queues)
+    assert sapp.overview()[0].paused and sapp.run_until_idle(queues=["hot"]) == []  # no shard is claimed from
+    assert hot.resume() and not hot.is_paused()
+    assert len(sapp.run_until_idle(queues=["hot"], max_tasks=3)) == 3
+    assert hot.purge("pending", dry_run=True) == 3 and hot.purge("pending") == 3
+    assert sapp.stats(["hot"])[0].counts["pending"] == 0
