@@ -86,7 +86,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 api = FastAPI(title="reports", lifespan=lifespan)
 
-TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The id POST /reports answered.")]
+TaskId = Annotated[str, Path(pattern=r"^[0-9A-Za-z]{22}$", description="The id POST /reports answered.")]
 
 
 class ReportRequest(BaseModel):

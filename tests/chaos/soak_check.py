@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.models import RECORD
+
 from .soak_evidence import (
     FINAL,
     TOLERANCE_US,
@@ -269,7 +271,7 @@ def check_attempts(ctx: _Context) -> Invariant:
     inv = Invariant("attempts <= max_retries + 1; failed tasks carry the reason")
     complete = all(ctx.data.events_read.get(q) == n for q, n in ctx.data.events_added.items())
     for task_id, record in ctx.data.records.items():
-        limit = int(record.get("max_retries", 0)) + 1
+        limit = int(record.get("max_retries", RECORD["max_retries"][1] or 0)) + 1  # absent: its default (#18)
         attempts = int(record.get("attempts", 0))
         tl = ctx.timeline(task_id)
         claimed = len(tl.claims) - tl.released

@@ -20,7 +20,7 @@ from orchestrator.redis_local import LocalRedis
 from tests.examples.running import pointed_at, running_worker, serving
 from tests.integration.procs import wait_for
 
-MISSING = "0" * 32
+MISSING = "0" * 22  # a task id: 22 base62 characters
 
 
 @pytest.fixture
