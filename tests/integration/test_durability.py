@@ -115,9 +115,11 @@ def test_replicated_enqueues_survive_a_failover_with_the_replica_attached(sentin
 
 
 def test_enqueue_many_and_cancel_report_not_replicated_with_their_fields(sentinel: LocalSentinel) -> None:
+    fast = app_on(sentinel, "fast")  # the victim need not be confirmed: 50 ms could be too short under load
+    victim = fast.enqueue("tests:add", args=[1, 1]).id
+    fast.close()
     app = app_on(sentinel, "replicated", replica_timeout=0.05)
     try:
-        victim = app.enqueue("tests:add", args=[1, 1]).id
         detach_replica(sentinel)
         with pytest.raises(NotReplicated) as many:
             app.enqueue_many([app.request("tests:add", args=[i, 1]) for i in range(3)])
