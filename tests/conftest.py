@@ -38,3 +38,18 @@ def redis_cluster() -> Iterator[LocalCluster]:
     cluster = LocalCluster().start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def cluster(redis_cluster: LocalCluster) -> LocalCluster:
+    """The session's cluster, every master emptied before the test."""
+    redis_cluster.flush()
+    return redis_cluster
+
+
+@pytest.fixture
+def capp(cluster: LocalCluster) -> Iterator[Orchestrator]:
+    """An Orchestrator on the emptied session cluster."""
+    orch_app = Orchestrator(settings=Settings(redis_url=cluster.url))
+    yield orch_app
+    orch_app.close()

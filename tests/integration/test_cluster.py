@@ -18,7 +18,7 @@ import redis
 from click.testing import CliRunner
 from redis.cluster import RedisCluster
 
-from orchestrator import Orchestrator, Settings, TaskState
+from orchestrator import Orchestrator, TaskState
 from orchestrator.cli import orch
 from orchestrator.connection import is_cluster, sync_client, wake_groups
 from orchestrator.keys import QueueKeys
@@ -27,19 +27,6 @@ from orchestrator.script_calls import run_many
 from tests.integration.procs import Procs, wait_for
 
 S = TaskState
-
-
-@pytest.fixture
-def cluster(redis_cluster: LocalCluster) -> LocalCluster:
-    redis_cluster.flush()
-    return redis_cluster
-
-
-@pytest.fixture
-def capp(cluster: LocalCluster) -> Iterator[Orchestrator]:
-    orch_app = Orchestrator(settings=Settings(redis_url=cluster.url))
-    yield orch_app
-    orch_app.close()
 
 
 def spread(client: redis.Redis, n: int = 3) -> list[str]:

@@ -10,23 +10,13 @@ master's node may still be in use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
-from orchestrator import Orchestrator, Settings
+from orchestrator import Orchestrator
 from orchestrator.keys import QueueKeys
-from orchestrator.redis_local import LocalCluster
 from orchestrator.script_calls import arun_many, command
 from tests.integration.test_cluster import spread
-
-
-@pytest.fixture
-def capp(redis_cluster: LocalCluster) -> Iterator[Orchestrator]:
-    redis_cluster.flush()
-    orch_app = Orchestrator(settings=Settings(redis_url=redis_cluster.url))
-    yield orch_app
-    orch_app.close()
 
 
 def test_a_batch_cancelled_while_one_master_answers_releases_the_others(capp: Orchestrator) -> None:

@@ -7,22 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from orchestrator import Orchestrator, Settings, TaskHandle
-from orchestrator.redis_local import LocalCluster
+from orchestrator import Orchestrator, TaskHandle
 from tests.integration.test_cluster import spread
 from tests.integration.test_progress import finish_later
-
-
-@pytest.fixture
-def capp(redis_cluster: LocalCluster) -> Iterator[Orchestrator]:
-    redis_cluster.flush()
-    orch_app = Orchestrator(settings=Settings(redis_url=redis_cluster.url))
-    yield orch_app
-    orch_app.close()
 
 
 def test_result_wakes_on_every_master(capp: Orchestrator, monkeypatch: pytest.MonkeyPatch) -> None:
