@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import ConfigurationError
-from .redis_local import START_TIMEOUT, LocalRedis, die_with_parent, free_port
+from .redis_local import START_TIMEOUT, LocalRedis, die_with_parent, free_port, redis_executable
 
 SENTINEL_CONF = """port {port}
 bind 127.0.0.1
@@ -99,9 +99,7 @@ class LocalSentinel:
     def start(self) -> LocalSentinel:
         """Start the primary, the replica (synced) and the sentinels (each seeing the replica
         and the two other sentinels)."""
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise ConfigurationError("redis-server not found: install Redis (scripts/setup does)")
+        exe = redis_executable("redis-server")
         try:
             self.primary.start()
             self.replica.extra = ["--replicaof", "127.0.0.1", str(self.primary.port), *self.replica.extra]

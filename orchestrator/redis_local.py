@@ -46,6 +46,14 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
+def redis_executable(name: str, hint: str = "") -> str:
+    """The path of Redis's program ``name`` (redis-server, redis-cli), else ConfigurationError."""
+    found = shutil.which(name)
+    if found is None:
+        raise ConfigurationError(f"{name} not found: install Redis (scripts/setup does){hint}")
+    return found
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (never 6379 nor 26379)."""
     while True:
@@ -95,11 +103,7 @@ class LocalRedis:
 
     def start(self) -> LocalRedis:
         """Start the server (again, after ``kill``: same port, same directory) and wait for PING."""
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise ConfigurationError(
-                "redis-server not found: install Redis (scripts/setup does) or pass --redis-url"
-            )
+        exe = redis_executable("redis-server", " or pass --redis-url")
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix="orch-redis-"))
         try:
@@ -221,9 +225,7 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         """Start the nodes, join them (``--cluster-replicas 1``) and wait until the cluster is ok."""
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise ConfigurationError("redis-cli not found: install Redis (scripts/setup does)")
+        cli = redis_executable("redis-cli")
         try:
             for node in self.nodes:
                 self._start_node(node)
