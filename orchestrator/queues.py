@@ -1,11 +1,12 @@
 """The operator API of one queue: ``Queue`` (``app.queue(name)``).
 
 Owns everything an operator does to a queue: stats, metrics, per-minute series and
-15-minute roll-ups, its workers, listing its tasks by state with a cursor, reading one
-task, its events, pausing and resuming it, retrying, cancelling, running now, deleting
-and purging, each returning the typed records of ``records``. The CLI and the HTTP API are faces over it:
-they neither build keys nor call scripts. Changes go through ``transitions`` (one script
-call each, in batches for the bulk ones); reads are plain commands in a few round trips.
+15-minute roll-ups, its workers, listing its tasks by state with a cursor (the walk itself
+is ``task_scan``'s), reading one task, its events, pausing and resuming it, retrying,
+cancelling, running now, deleting and purging, each returning the typed records of
+``records``. The CLI and the HTTP API are faces over it: they neither build keys nor call
+scripts. Changes go through ``transitions`` (one script call each, in batches for the bulk
+ones); reads are plain commands in a few round trips.
 Does not enqueue (``client``) or run tasks (``worker``). Sync only for now.
 See ARCHITECTURE.md for the layers.
 """
@@ -47,15 +48,15 @@ from .records import (
     decode_stats,
     decode_task,
     decode_worker,
-    make_cursor,
     parse_state,
-    read_cursor,
 )
 from .redis_calls import redis_calls
 from .sanitize import escape
 from .script_calls import run
 from .shard_views import merge_metrics, merge_stats
 from .shards import read_layouts
+from .task_scan import MAX_PAGE as MAX_PAGE  # the page limit, named here too for the faces
+from .task_scan import TaskScan
 
 if TYPE_CHECKING:
     from .operations import Operations
@@ -77,8 +78,6 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
 
 PRIORITY_SPAN = 10_000_000_000_000  # pending score = priority * span + sequence (lua/_lib.lua)
 BATCH = 1000  # tasks per retry / purge script call; the bulk methods loop until done
-MAX_PAGE = 1000
-SCAN_BUDGET = 10  # a filtered page examines at most this many pages' worth of index entries
 # What purge takes: a state (never running) or done = success and cancelled, and the indexes each empties.
 PURGEABLE: dict[str, tuple[str, ...]] = {
     "pending": ("pending",), "scheduled": ("scheduled",), "retrying": ("retrying",), "failed": ("failed",),
@@ -298,7 +297,7 @@ class Queue:
             raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE}, not {limit!r}", field="limit")
         indexes, states = parse_state(state)
         label = state.value.lower() if isinstance(state, TaskState) else str(state).strip().lower()
-        page = _Scan(self, [getattr(self.keys, index) for index in indexes], states, name, limit)
+        page = TaskScan(self, [getattr(self.keys, index) for index in indexes], states, name, limit)
         page.run(cursor)
         return TaskPage(queue=self.name, state=label, tasks=page.found, cursor=page.cursor, notes=page.notes)
 
@@ -451,89 +450,3 @@ def not_replicated(exc: NotReplicated, action: str, task_id: str, queue: str) ->
         f"{action} of task {task_id} {exc.message}", acked=exc.acked, wanted=exc.wanted, reply=exc.reply,
         task_id=task_id, queue=queue,
     )
-
-
-class _Scan:
-    """Walks indexes one after the other (``done``: done, then cancelled) from a cursor, keeping
-    the tasks that match, within a budget of entries. A cursor names its index by position
-    (``2/<score>:<id>``; the first index's cursors carry no prefix)."""
-
-    def __init__(self, queue: Queue, indexes: list[str], states: frozenset[TaskState], name: str | None, limit: int):
-        self.queue, self.indexes, self.states, self.name, self.limit = queue, indexes, states, name, limit
-        self.found: list[TaskInfo] = []
-        self.notes: list[str] = []
-        self.cursor: str | None = None
-        self.filtered = name is not None
-
-    def run(self, cursor: str | None) -> None:
-        budget = self.limit * (SCAN_BUDGET if self.filtered else 1)
-        part, position = _read_cursor(cursor, len(self.indexes))
-        while part < len(self.indexes):
-            ended = False
-            while len(self.found) < self.limit and budget > 0:
-                n = min(budget, MAX_PAGE, self.limit - len(self.found) if not self.filtered else MAX_PAGE)
-                entries = self._entries(self.indexes[part], position, n)
-                budget -= len(entries)
-                used = self._keep(entries)
-                if used < len(entries):  # the page filled up inside this batch: go on from its last task
-                    position = entries[used - 1]
-                    break
-                if len(entries) < n:  # the index ended
-                    ended = True
-                    break
-                position = entries[-1]
-            if not ended:
-                break
-            part, position = part + 1, None
-        if part >= len(self.indexes):
-            self.cursor = None
-        else:
-            inner = make_cursor(*position) if position is not None else ""
-            self.cursor = f"{part}/{inner}" if part else inner or None
-
-    def _entries(self, index: str, after: tuple[str, float] | None, n: int) -> list[tuple[str, float]]:
-        r = self.queue.app.redis
-        if after is None:
-            start = 0
-        else:
-            rank: Any = r.zrank(index, after[0])
-            if rank is None:  # the task left this index since: go on after its score
-                later = f"({after[1]!r}"
-                rows: Any = r.zrange(index, later, "+inf", byscore=True, offset=0, num=n, withscores=True)
-                return [(text(m), float(s)) for m, s in rows]
-            start = int(rank) + 1
-        rows = r.zrange(index, start, start + n - 1, withscores=True)
-        return [(text(m), float(s)) for m, s in rows]
-
-    def _keep(self, entries: list[tuple[str, float]]) -> int:
-        """Add the matching tasks of ``entries`` until the page is full; how many entries it used."""
-        pipe = self.queue.app.redis.pipeline(transaction=False)
-        for task_id, _ in entries:
-            pipe.hgetall(self.queue.keys.task(task_id))
-        missing = used = 0
-        for (task_id, _), record in zip(entries, pipe.execute(), strict=True):
-            if len(self.found) >= self.limit:
-                break
-            used += 1
-            if not record:
-                missing += 1
-                continue
-            info = decode_task(self.queue.name, task_id, record)
-            if self.name is not None and info.name != self.name:
-                continue
-            if info.state is not None and info.state not in self.states:
-                continue  # moving, or left there before the index split (orch doctor --repair moves it)
-            self.found.append(info)
-        if missing:
-            self.notes.append(f"{missing} index entr{'y' if missing == 1 else 'ies'} without a task record skipped")
-        return used
-
-
-def _read_cursor(cursor: str | None, parts: int) -> tuple[int, tuple[str, float] | None]:
-    """(which index, position in it) of a page's cursor (None: the start)."""
-    if not cursor:
-        return 0, None
-    head, slash, rest = cursor.partition("/")
-    if slash and head.isdigit() and 0 < int(head) < parts and ":" not in head:
-        return int(head), read_cursor(rest) if rest else None
-    return 0, read_cursor(cursor)

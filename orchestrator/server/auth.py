@@ -1,10 +1,10 @@
 """Who may do what over HTTP: bearer tokens, the session cookie, CSRF, Host and Origin.
 
-Owns ``AuthConfig`` (the tokens and the options around them, checked where it is built),
-``check_bind`` (a non-loopback address needs a token), the decision for one request
-(``authorize``: a pure function of the config and the request's headers) and the pure ASGI
-middleware that applies it (``AuthMiddleware``; not Starlette's BaseHTTPMiddleware, so a
-server-sent event stream passes through unbuffered), installed with ``install_auth``.
+Owns the decision for one request (``authorize``: a pure function of the config and the
+request's headers) and the pure ASGI middleware that applies it (``AuthMiddleware``; not
+Starlette's BaseHTTPMiddleware, so a server-sent event stream passes through unbuffered),
+installed with ``install_auth``. The config it decides by, ``AuthConfig``, and
+``check_bind`` (a non-loopback address needs a token) are ``auth_config.py``'s, re-exported here.
 The rules (README, "Who may do what"):
 
 - ``ORCH_API_TOKEN`` allows everything, ``ORCH_API_READ_TOKEN`` GET and HEAD only, as
@@ -23,27 +23,25 @@ Origin, CSRF), each one JSON line ``{"error": {"code", "message"}}``; with the d
 (``login_path``), a browser's GET of a page (Accept: text/html, outside ``/api/``) without
 credentials is sent to the login form (303) instead. Tokens are compared
 with ``hmac.compare_digest`` and never logged nor repeated in an answer. Does not read the
-environment except in ``AuthConfig.from_env`` (called by the CLI), and does not define
-the API's routes (``app.py``) beyond the session's.
+environment (``AuthConfig.from_env`` in ``auth_config.py`` does, for the CLI), and does not
+define the API's routes (``app.py``) beyond the session's.
 See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
-import os
-import secrets
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from starlette.requests import cookie_parser
 
 from ..errors import ConfigurationError
 from ..sanitize import escape, get_logger
+from .auth_config import DEFAULT_PORTS, READ_TOKEN_ENV, TOKEN_ENV, AuthConfig, check_bind, is_loopback, origin_key
 from .session import (
     SCOPE_KEY,
     SESSION_PATH,
@@ -72,172 +70,10 @@ __all__ = [
 
 logger = get_logger(__name__)
 
-TOKEN_ENV = "ORCH_API_TOKEN"
-READ_TOKEN_ENV = "ORCH_API_READ_TOKEN"
-DEFAULT_COOKIE_NAME = "orch_session"
-DEFAULT_SESSION_TTL = 12 * 3600.0  # seconds: a working day
-MAX_SESSION_TTL = 30 * 86_400.0
 READ_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PATHS = ("/healthz", "/readyz")  # GET and HEAD without credentials
 METRICS_PATH = "/metrics"
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _WWW_AUTHENTICATE = 'Bearer realm="orch"'
-
-
-def _check_token(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    if not value or not all("!" <= c <= "~" for c in value):  # what an HTTP header carries as is
-        raise ConfigurationError(
-            f"{name} must be printable ASCII without spaces (e.g. python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))')",
-            code="BAD_TOKEN",
-            field=name,
-        )
-    return value
-
-
-def _origin_key(value: str) -> tuple[str, str, int] | None:
-    """``scheme://host[:port]`` as (scheme, host, port), or None when it is not one."""
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host or parts.path not in ("", "/") or parts.query:
-        return None
-    return scheme, host, port if port is not None else _DEFAULT_PORTS[scheme]
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    """Who may call the HTTP API. Refused at construction: neither a token nor ``open=True``
-    (the API mounted in a user's own app must choose), both, a read token without the full
-    one or equal to it, a token that is not printable ASCII.
-
-    - ``token``: allows everything; ``read_token``: GET and HEAD only. Never in ``repr``.
-    - ``open``: no token at all (``orch serve`` without ``ORCH_API_TOKEN``): every request
-      is allowed whose Host is a loopback name (or in ``allowed_hosts``).
-    - ``metrics_need_token``: ``/metrics`` needs the read (or full) token.
-    - ``allowed_hosts``: more Host names accepted (any port), ``"*"`` any. Loopback names
-      with the server's port are always accepted. With a token and no list, any Host is.
-    - ``allowed_origins``: more Origins (``https://dash.example.com``) accepted besides the
-      server's own, ``"*"`` any.
-    - ``public_paths``: more paths readable without credentials (GET, HEAD); one ending in
-      ``/`` is a prefix (a dashboard's static files).
-    - ``cookie_name``, ``cookie_secure`` (None: when the request came over https),
-      ``session_ttl`` (seconds) for the dashboard's session cookie.
-    """
-
-    token: str | None = field(default=None, repr=False)
-    read_token: str | None = field(default=None, repr=False)
-    open: bool = False
-    metrics_need_token: bool = False
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    public_paths: tuple[str, ...] = ()
-    cookie_name: str = DEFAULT_COOKIE_NAME
-    cookie_secure: bool | None = None
-    session_ttl: float = DEFAULT_SESSION_TTL
-    # Open mode's CSRF token: one per process (a restart ends it, as it ends the pages that hold it)
-    open_csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_token(self.token, "token")
-        _check_token(self.read_token, "read_token")
-        if self.token is None and not self.open:
-            raise ConfigurationError(
-                "the HTTP API needs a token (AuthConfig(token=...), ORCH_API_TOKEN for orch serve) "
-                "or an explicit AuthConfig(open=True), which answers loopback Hosts only",
-                code="TOKEN_REQUIRED",
-                field="token",
-            )
-        if self.token is not None and self.open:
-            raise ConfigurationError("open=True means no token: give a token or open=True, not both", field="open")
-        if self.read_token is not None and self.token is None:
-            raise ConfigurationError("a read token needs the full token too (ORCH_API_TOKEN)", field="read_token")
-        if self.read_token is not None and hmac.compare_digest(self.read_token, self.token or ""):
-            raise ConfigurationError("the read token must differ from the full token", field="read_token")
-        if not 1 <= self.session_ttl <= MAX_SESSION_TTL:
-            raise ConfigurationError(f"session_ttl must be 1 to {MAX_SESSION_TTL:.0f} seconds", field="session_ttl")
-        if not self.cookie_name or not all(c.isalnum() or c in "_-" for c in self.cookie_name):
-            raise ConfigurationError("cookie_name must be letters, digits, _ and -", field="cookie_name")
-        hosts = tuple(h.strip().lower().strip("[]") for h in self.allowed_hosts)
-        if not all(hosts) or any(":" in h and not _is_ip(h) for h in hosts):
-            raise ConfigurationError("allowed_hosts are host names without a port, or *", field="allowed_hosts")
-        origins = tuple(o.strip().lower().rstrip("/") for o in self.allowed_origins)
-        if any(o != "*" and _origin_key(o) is None for o in origins):
-            raise ConfigurationError("allowed_origins are scheme://host[:port], or *", field="allowed_origins")
-        if not all(p.startswith("/") for p in self.public_paths):
-            raise ConfigurationError("public_paths start with /", field="public_paths")
-        object.__setattr__(self, "allowed_hosts", hosts)
-        object.__setattr__(self, "allowed_origins", origins)
-        object.__setattr__(self, "public_paths", tuple(self.public_paths))
-
-    @classmethod
-    def from_env(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        *,
-        metrics_need_token: bool = False,
-        allowed_hosts: Iterable[str] = (),
-        allowed_origins: Iterable[str] = (),
-        cookie_secure: bool | None = None,
-    ) -> AuthConfig:
-        """The config of ``orch serve``: the tokens from ``ORCH_API_TOKEN`` and
-        ``ORCH_API_READ_TOKEN`` (empty counts as unset), open when there is none."""
-        env = os.environ if environ is None else environ
-        token = _check_token(env.get(TOKEN_ENV) or None, TOKEN_ENV)
-        read_token = _check_token(env.get(READ_TOKEN_ENV) or None, READ_TOKEN_ENV)
-        if read_token is not None and token is None:
-            raise ConfigurationError(
-                f"{READ_TOKEN_ENV} is set but {TOKEN_ENV} is not: set both, or neither to serve open on loopback",
-                code="TOKEN_REQUIRED",
-                field=READ_TOKEN_ENV,
-            )
-        if read_token is not None and hmac.compare_digest(read_token, token or ""):
-            raise ConfigurationError(f"{READ_TOKEN_ENV} must differ from {TOKEN_ENV}", field=READ_TOKEN_ENV)
-        return cls(
-            token=token,
-            read_token=read_token,
-            open=token is None,
-            metrics_need_token=metrics_need_token,
-            allowed_hosts=tuple(allowed_hosts),
-            allowed_origins=tuple(allowed_origins),
-            cookie_secure=cookie_secure,
-        )
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def is_loopback(name: str) -> bool:
-    """``localhost``, ``*.localhost`` (RFC 6761: never resolved by DNS), 127.0.0.0/8, ::1."""
-    name = name.strip().lower().strip("[]")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, config: AuthConfig) -> None:
-    """Refuse to serve on a non-loopback address without a token (``ConfigurationError``,
-    code TOKEN_REQUIRED, field host: the CLI's exit 2)."""
-    if config.token is None and not is_loopback(host):
-        raise ConfigurationError(
-            f"--host {escape(host) or '(all interfaces)'} is not a loopback address: set {TOKEN_ENV} "
-            f"(and {READ_TOKEN_ENV} for read-only clients) to serve on it, or serve on 127.0.0.1",
-            code="TOKEN_REQUIRED",
-            field="host",
-        )
 
 
 @dataclass(frozen=True)
@@ -318,7 +154,7 @@ def _host_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
         if name in config.allowed_hosts:
             return None
         expected = facts.server_port
-        if is_loopback(name) and (expected is None or (port or _DEFAULT_PORTS.get(facts.scheme)) == expected):
+        if is_loopback(name) and (expected is None or (port or DEFAULT_PORTS.get(facts.scheme)) == expected):
             return None
     shown = "no Host header" if facts.host is None else f"Host {escape(facts.host[:100])!r}"
     rule = "a loopback name (localhost, 127.0.0.1, [::1])"
@@ -336,10 +172,10 @@ def _origin_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
         return None
     if "*" in config.allowed_origins:
         return None
-    origin = _origin_key(facts.origin)
+    origin = origin_key(facts.origin)
     split = _split_host(facts.host) if facts.host else None
-    own = (facts.scheme, split[0], split[1] or _DEFAULT_PORTS.get(facts.scheme, 80)) if split else None
-    allowed = {_origin_key(o) for o in config.allowed_origins}
+    own = (facts.scheme, split[0], split[1] or DEFAULT_PORTS.get(facts.scheme, 80)) if split else None
+    allowed = {origin_key(o) for o in config.allowed_origins}
     if origin is not None and (origin == own or origin in allowed):
         return None
     return Refusal(
@@ -387,8 +223,8 @@ def _open_refusal(config: AuthConfig, facts: RequestFacts) -> Refusal | None:
     that ``allowed_origins`` does not name. curl and other clients send neither header."""
     if facts.method in READ_METHODS or (facts.origin is None and facts.fetch_site is None):
         return None
-    allowed = {_origin_key(o) for o in config.allowed_origins}
-    if facts.origin is not None and ("*" in config.allowed_origins or _origin_key(facts.origin) in allowed):
+    allowed = {origin_key(o) for o in config.allowed_origins}
+    if facts.origin is not None and ("*" in config.allowed_origins or origin_key(facts.origin) in allowed):
         return None
     if not facts.csrf:
         return Refusal(403, "CSRF_MISSING", f"{facts.method} from a browser needs the X-CSRF-Token header of this "

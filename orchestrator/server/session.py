@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from .auth import AuthConfig
+    from .auth_config import AuthConfig
 
 SESSION_PATH = "/api/v1/session"
 CSRF_HEADER = "X-CSRF-Token"
