@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import block_limit, wake_groups
 from .errors import InvalidTransition, NotReplicated, QueueNotFound, TaskNotFound
+from .event_stream import after as read_after
 from .ids import forms
 from .keys import logical_queue
 from .known_queues import aknown_queues, known_queues
@@ -25,8 +26,8 @@ from .metrics_records import QueueOverview, SeriesPoint
 from .models import Task, TaskState
 from .overview import read_activity, read_overview
 from .queues import Queue, not_replicated, refused, translated
-from .reading import redis_time_ms, text
-from .records import Event, QueueStats, TaskInfo, WorkerInfo, decode_event, merge_workers
+from .reading import redis_time_ms
+from .records import Event, QueueStats, Raw, TaskInfo, WorkerInfo, decode_event, merge_workers
 from .redis_calls import redis_calls
 from .script_calls import arun
 from .shard_views import group_by_queue, merge_stats
@@ -142,16 +143,12 @@ class Operations:
         groups = wake_groups(self.redis, list(queue_of))  # one XREAD may not cross a cluster's slots
         deadline = time.monotonic() + block_ms / 1000
         while True:
-            replies: list[Any] = []
+            entries: list[tuple[str, str, Raw]] = []
             for group in groups:
                 streams = {stream: after[queue_of[stream]] for stream in group}
                 wait = block_ms if len(groups) == 1 else None  # streams on several slots: polled
-                replies += self.redis.xread(streams, block=wait) or []  # type: ignore[arg-type]
-            found = [
-                decode_event(queue_of[text(stream)], eid, fields)
-                for stream, entries in replies
-                for eid, fields in entries
-            ]
+                entries += read_after(self.redis, streams, block_ms=wait)
+            found = [decode_event(queue_of[stream], eid, fields) for stream, eid, fields in entries]
             if found or len(groups) == 1 or time.monotonic() >= deadline:
                 break
             time.sleep(min(FOLLOW_POLL_S, max(0.0, deadline - time.monotonic())))

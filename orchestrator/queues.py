@@ -21,6 +21,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from .errors import InvalidTransition, NotReplicated, OrchestratorError, TaskNotFound, ValidationError
+from .event_stream import latest
 from .ids import forms
 from .keys import SHARD_MARK, queues_key, validate_stored_name
 from .metrics_records import (
@@ -304,10 +305,7 @@ class Queue:
     @translated
     def events(self, count: int = 20) -> list[Event]:
         """The latest ``count`` events, oldest first."""
-        if count <= 0:
-            return []
-        entries: Any = self._redis.xrevrange(self.keys.events, count=count) or []
-        return [decode_event(self.name, eid, fields) for eid, fields in reversed(entries)]
+        return [decode_event(self.name, eid, fields) for eid, fields in latest(self._redis, self.keys.events, count)]
 
     @translated
     def task_events(self, task_id: str, *, scan: int = 1000) -> list[Event]:
@@ -316,16 +314,15 @@ class Queue:
         The stream is capped (``events_maxlen``): on a busy queue a task's early events
         may be gone; ``scan`` bounds the cost of one call.
         """
-        entries: Any = self._redis.xrevrange(self.keys.events, count=max(1, scan)) or []
+        entries = latest(self._redis, self.keys.events, max(1, scan))
         wanted = self.stored_id(task_id).encode()
-        mine = [(eid, fields) for eid, fields in entries if fields and fields.get(b"task") == wanted]
-        return [decode_event(self.name, eid, fields) for eid, fields in reversed(mine)]
+        return [decode_event(self.name, eid, fields) for eid, fields in entries if fields.get(b"task") == wanted]
 
     @translated
     def last_event_id(self) -> str:
         """The newest event's id, or ``0-0`` when there is none (follow from there)."""
-        newest: Any = self._redis.xrevrange(self.keys.events, count=1) or []
-        return text(newest[0][0]) if newest else "0-0"
+        newest = latest(self._redis, self.keys.events, 1)
+        return newest[-1][0] if newest else "0-0"
 
     # ------------------------------------------------------------------ changes
 

@@ -2,27 +2,26 @@
 
 Owns the demo's reads of its queue: its live workers' loads and its tasks' final states
 through the operator API (``Queue``), the new entries of its event stream as the story's
-raw ``story.Event`` (XREAD on the stream key ``keys.QueueKeys`` names), and deleting every
-key under the demo's own fresh prefix at the end.
+raw ``story.Event`` (``event_stream.after`` on the stream key ``keys.QueueKeys`` names),
+and deleting every key under the demo's own fresh prefix at the end.
 See ARCHITECTURE.md for the layers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
 from ..errors import TaskNotFound
+from ..event_stream import after
 from ..queues import Queue
 from .story import Event, parse_event
 
 
 def read_events(client: redis.Redis, key: str, last_id: str, block_ms: int | None) -> list[Event]:
     """Entries after ``last_id`` (all of them from ``0-0``), waiting up to ``block_ms`` for the first."""
-    reply: Any = client.xread({key: last_id}, count=1000, block=block_ms)
-    return [parse_event(entry_id, fields) for _, entries in reply or () for entry_id, fields in entries]
+    return [parse_event(eid, fields) for _, eid, fields in after(client, {key: last_id}, block_ms=block_ms, count=1000)]
 
 
 def live_loads(queue: Queue) -> dict[str, float]:
