@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,53 +42,42 @@ async def gone_within(r: redis.Redis, task_id: str, seconds: float) -> bool:
     return subscribers(r, task_id) == 0
 
 
-def test_a_wait_cancelled_while_it_marks_the_record_unsubscribes(
-    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    handle = app.enqueue("progress:steps", [1])
+def stuck_marking(monkeypatch: pytest.MonkeyPatch, stuck: asyncio.Event) -> None:
+    """The wait stops at watch.lua's round trip, which the caller gives up on."""
 
-    async def scenario() -> bool:
-        marking = asyncio.Event()
+    async def stuck_watch(self: TaskHandle[Any]) -> None:
+        stuck.set()
+        await asyncio.Event().wait()
 
-        async def stuck_watch(self: TaskHandle[Any]) -> None:
-            marking.set()
-            await asyncio.Event().wait()  # the round trip the caller gives up on
-
-        monkeypatch.setattr(TaskHandle, "_awatch", stuck_watch)
-        try:
-            waiter = asyncio.create_task(handle.aresult(timeout=30))
-            await asyncio.wait_for(marking.wait(), 5)
-            assert subscribers(r, handle.id) == 1
-            waiter.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiter
-            return await gone_within(r, handle.id, 3)
-        finally:
-            await app.aclose()
-
-    assert asyncio.run(scenario()), "the cancelled wait's pub/sub connection is still subscribed"
+    monkeypatch.setattr(TaskHandle, "_awatch", stuck_watch)
 
 
-def test_a_wait_cancelled_while_it_subscribes_unsubscribes(
-    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    handle = app.enqueue("progress:steps", [1])
+def stuck_subscribing(monkeypatch: pytest.MonkeyPatch, stuck: asyncio.Event) -> None:
+    """The wait stops before reading its subscription's confirmation (sent, not read yet)."""
     real_anext = handle_module._anext
 
+    async def stuck_confirmation(listener: Any, timeout: float) -> Any:
+        if not stuck.is_set():
+            stuck.set()
+            await asyncio.Event().wait()
+        return await real_anext(listener, timeout)
+
+    monkeypatch.setattr(handle_module, "_anext", stuck_confirmation)
+
+
+@pytest.mark.parametrize("stick", [stuck_marking, stuck_subscribing], ids=["marking", "subscribing"])
+def test_a_cancelled_wait_unsubscribes(
+    app: Orchestrator, r: redis.Redis, monkeypatch: pytest.MonkeyPatch, stick: Callable[..., None]
+) -> None:
+    handle = app.enqueue("progress:steps", [1])
+
     async def scenario() -> bool:
-        confirming = asyncio.Event()
-
-        async def stuck_confirmation(listener: Any, timeout: float) -> Any:
-            if not confirming.is_set():  # the subscription's confirmation, sent, not read yet
-                confirming.set()
-                await asyncio.Event().wait()
-            return await real_anext(listener, timeout)
-
-        monkeypatch.setattr(handle_module, "_anext", stuck_confirmation)
+        stuck = asyncio.Event()
+        stick(monkeypatch, stuck)
         try:
             waiter = asyncio.create_task(handle.aresult(timeout=30))
-            await asyncio.wait_for(confirming.wait(), 5)
-            deadline = time.monotonic() + 3
+            await asyncio.wait_for(stuck.wait(), 5)
+            deadline = time.monotonic() + 3  # (a subscription sent but not yet read may not count yet)
             while subscribers(r, handle.id) == 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             assert subscribers(r, handle.id) == 1
