@@ -8,6 +8,7 @@ See ARCHITECTURE.md for the layers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -308,10 +309,21 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         self._router.read_at = None  # this process sees the new layout at once
         return layout
 
+    async def adeclare_queue(self, queue: str, *, shards: int = 1) -> ShardLayout:
+        """``declare_queue`` for asyncio programs, run on a thread with the sync client:
+        declaring is rare, and its steps (the layouts read, the waiting tasks counted, a
+        master chosen for each shard) are written once (``shards.declare``)."""
+        return await asyncio.to_thread(self.declare_queue, queue, shards=shards)
+
     def shard_layouts(self) -> dict[str, tuple[str, ...]]:
         """Every sharded queue and its physical queues (shard 0 first), as stored."""
         with redis_calls():
             return read_layouts(self.redis, self.settings.prefix)
+
+    async def ashard_layouts(self) -> dict[str, tuple[str, ...]]:
+        """``shard_layouts`` for asyncio programs."""
+        with redis_calls():
+            return await aread_layouts(self.aredis, self.settings.prefix)
 
     def _read_shards(self) -> None:
         """The shard layouts, read again before an enqueue when over a second old (one HGETALL)."""

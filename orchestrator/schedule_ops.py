@@ -3,7 +3,8 @@
 Owns ``app.schedule(...)`` (one declaration, an upsert), ``@app.periodic(...)`` (a
 declaration kept in the process, sent by ``app.sync_schedules()`` or by ``orch
 scheduler --app MODULE`` at start), ``app.schedules()`` (the records with their next fire
-times), ``app.remove_schedule(id)``, ``app.pause_schedule(id)`` and ``app.resume_schedule(id)``.
+times), ``app.remove_schedule(id)``, ``app.pause_schedule(id)``, ``app.resume_schedule(id)`` and
+``app.run_schedule_now(id)`` (these three with asyncio twins: ``apause_schedule``, ...).
 Schedule ids are global to a deployment: a hash outside the hash tags names each id's
 queue. Does not parse cron expressions nor decide which ticks fire (``schedules``), nor
 fire them (``schedule_engine``, run by the scheduler).
@@ -22,12 +23,13 @@ from .errors import ConfigurationError, InvalidSchedule, ScheduleNotFound
 from .keys import queues_key, schedule_ids_key
 from .reading import redis_time_ms, text
 from .schedules import ScheduleSpec, next_tick
-from .script_calls import command, run, run_many
+from .script_calls import arun, command, run, run_many
 from .shards import read_layouts
 from .task_function import TaskFunction
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
     from typing_extensions import Unpack
 
     from .config import Settings
@@ -96,11 +98,22 @@ class ScheduleOperations:
         @property
         def redis(self) -> Redis: ...
 
+        @property
+        def aredis(self) -> AsyncRedis: ...
+
         def _scripts(self, queue: str) -> Transitions: ...
 
         def task(self, fn: Callable[..., Any], /) -> TaskFunction[..., Any]: ...
 
         def enqueue(
+            self,
+            name: str,
+            args: Sequence[Any] | None = None,
+            kwargs: dict[str, Any] | None = None,
+            **options: Unpack[EnqueueOptions],
+        ) -> TaskHandle[Any]: ...
+
+        async def aenqueue(
             self,
             name: str,
             args: Sequence[Any] | None = None,
@@ -223,10 +236,10 @@ class ScheduleOperations:
         return stale
 
     def _schedule_queue(self, schedule_id: str) -> str:
-        held = self.redis.hget(schedule_ids_key(self.settings.prefix), schedule_id)
-        if held is None:
-            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
-        return text(held)
+        return _held_queue(schedule_id, self.redis.hget(schedule_ids_key(self.settings.prefix), schedule_id))
+
+    async def _aschedule_queue(self, schedule_id: str) -> str:
+        return _held_queue(schedule_id, await self.aredis.hget(schedule_ids_key(self.settings.prefix), schedule_id))
 
     def schedules(self) -> list[ScheduleInfo]:
         """Every schedule of the deployment, by id (records that do not read are skipped)."""
@@ -252,11 +265,15 @@ class ScheduleOperations:
         """Enqueue the schedule's task once now, apart from its ticks (its last tick is
         untouched, so the next tick fires as planned). ScheduleNotFound when none."""
         queue = self._schedule_queue(schedule_id)
-        raw = self.redis.hgetall(self._scripts(queue).keys.schedule(schedule_id))
-        if not raw:
-            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
-        spec = decode_schedule(raw).spec
+        spec = _stored_spec(schedule_id, self.redis.hgetall(self._scripts(queue).keys.schedule(schedule_id)))
         return self.enqueue(spec.task, spec.args, spec.kwargs, queue=spec.queue, priority=spec.priority)
+
+    async def arun_schedule_now(self, schedule_id: str) -> TaskHandle[Any]:
+        """``run_schedule_now`` for asyncio programs."""
+        queue = await self._aschedule_queue(schedule_id)
+        raw = await self.aredis.hgetall(self._scripts(queue).keys.schedule(schedule_id))
+        spec = _stored_spec(schedule_id, raw)
+        return await self.aenqueue(spec.task, spec.args, spec.kwargs, queue=spec.queue, priority=spec.priority)
 
     def remove_schedule(self, schedule_id: str) -> None:
         """Delete a schedule: it never fires again (its tasks stay). ScheduleNotFound when none."""
@@ -278,8 +295,39 @@ class ScheduleOperations:
         """Fire it again from its next tick (the ticks of the pause are not caught up)."""
         return self._pause(schedule_id, False)
 
+    async def apause_schedule(self, schedule_id: str) -> bool:
+        """``pause_schedule`` for asyncio programs."""
+        return await self._apause(schedule_id, True)
+
+    async def aresume_schedule(self, schedule_id: str) -> bool:
+        """``resume_schedule`` for asyncio programs."""
+        return await self._apause(schedule_id, False)
+
     def _pause(self, schedule_id: str, on: bool) -> bool:
         changed = run(self.redis, self._scripts(self._schedule_queue(schedule_id)).schedule_pause(schedule_id, on))
-        if changed < 0:
-            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
-        return changed == 1
+        return _paused(schedule_id, changed)
+
+    async def _apause(self, schedule_id: str, on: bool) -> bool:
+        queue = await self._aschedule_queue(schedule_id)
+        return _paused(schedule_id, await arun(self.aredis, self._scripts(queue).schedule_pause(schedule_id, on)))
+
+
+def _held_queue(schedule_id: str, held: bytes | str | None) -> str:
+    """The queue the ids hash names for a schedule (ScheduleNotFound when it names none)."""
+    if held is None:
+        raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+    return text(held)
+
+
+def _stored_spec(schedule_id: str, raw: Mapping[Any, Any]) -> ScheduleSpec:
+    """The spec of a stored schedule record (ScheduleNotFound when it is gone)."""
+    if not raw:
+        raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+    return decode_schedule(raw).spec
+
+
+def _paused(schedule_id: str, changed: int) -> bool:
+    """schedule_pause.lua's reply: whether it changed the schedule (ScheduleNotFound: -1)."""
+    if changed < 0:
+        raise ScheduleNotFound(f"no schedule {schedule_id!r}")
+    return changed == 1

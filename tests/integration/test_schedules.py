@@ -6,6 +6,7 @@ outage by the policy, and two of them racing fire each tick once; the operator A
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +285,27 @@ def test_daylight_saving_through_the_engine_with_the_clock_moved(
         fired_at(2027, 11, 7, hour)
     assert ticks()["hourly"] == (4, 0, 0, ms(2027, 11, 7, 7))
     assert r.zcard(app.keys("ny").pending) == 4  # one task per tick (spring, meanwhile, caught up its own)
+
+
+def test_the_asyncio_twins_pause_resume_and_run_a_schedule_now(app: Orchestrator) -> None:
+    app.schedule("s", "tests:add", every=60, args=[1, 2], priority=2)
+
+    async def scenario() -> tuple[list[bool], str]:
+        try:
+            changed = [await app.apause_schedule("s"), await app.apause_schedule("s")]
+            assert [s.paused for s in app.schedules()] == [True]
+            changed += [await app.aresume_schedule("s"), await app.aresume_schedule("s")]
+            handle = await app.arun_schedule_now("s")
+            for twin in (app.apause_schedule, app.aresume_schedule, app.arun_schedule_now):
+                with pytest.raises(ScheduleNotFound):
+                    await twin("ghost")
+            return changed, handle.id
+        finally:
+            await app.aclose()
+
+    changed, task_id = asyncio.run(scenario())
+    assert changed == [True, False, True, False]
+    task = app.get_task(task_id)
+    assert (task.name, task.args, task.priority) == ("tests:add", [1, 2], 2)
+    [info] = app.schedules()
+    assert not info.paused and info.last_tick is None  # run now leaves its ticks alone

@@ -9,9 +9,11 @@ lookups by id that see the logical queue.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -221,3 +223,20 @@ def test_pause_resume_and_purge_act_on_every_shard(sapp: Orchestrator) -> None:
     assert len(sapp.run_until_idle(queues=["hot"], max_tasks=3)) == 3
     assert hot.purge("pending", dry_run=True) == 3 and hot.purge("pending") == 3
     assert sapp.stats(["hot"])[0].counts["pending"] == 0
+
+
+def test_the_asyncio_twins_declare_and_read_the_layouts(sapp: Orchestrator) -> None:
+    async def scenario() -> tuple[Any, dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        try:
+            layout = await sapp.adeclare_queue("hot", shards=3)
+            read = await sapp.ashard_layouts()
+            await sapp.adeclare_queue("hot", shards=1)
+            return layout, read, await sapp.ashard_layouts()
+        finally:
+            await sapp.aclose()
+
+    layout, read, after_plain = asyncio.run(scenario())
+    assert layout.shards == 3 and read == {"hot": layout.queues}
+    assert after_plain == {} == sapp.shard_layouts()  # shards=1: a plain queue again
+    with pytest.raises(ValidationError):
+        asyncio.run(sapp.adeclare_queue("bad#name", shards=2))
