@@ -168,15 +168,17 @@ class TaskHandle(Generic[R_co]):
                     listeners.release(self.app.redis, listener, self._channel)
 
     async def aresult(self, timeout: float | None = None) -> R_co:
-        """``result`` for asyncio programs."""
+        """``result`` for asyncio programs (its connection kept for the next wait on this loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if (await self.astatus()).is_final:
             return self._outcome(await self.ainfo())
+        client = self.app.aredis
         listener = await self._alisten()
+        reading = False  # inside a read of the listener's connection: closed, not kept, if cancelled
         try:  # (a cancel while it marks the record included)
             state = await self._awatch() if listener is not None else None
             if state is None and listener is not None:
-                await listener.aclose()
+                await listeners.arelease(client, listener, self._channel)  # the mark was refused: poll
                 listener = None
             pause = self.POLL_MIN
             while True:
@@ -189,14 +191,19 @@ class TaskHandle(Generic[R_co]):
                     state = None
                     continue
                 try:
-                    state = self._heard(await _anext(listener, wait))
+                    reading = True
+                    state = self._heard(await listeners.next_message(listener, wait))
+                    reading = False
                 except redis_errors.RedisError:
                     await listener.aclose()
                     listener = None
                     state = None
         finally:
             if listener is not None:
-                await listener.aclose()
+                if reading:
+                    await listener.aclose()
+                else:
+                    await listeners.arelease(client, listener, self._channel)
 
     @property
     def _channel(self) -> str:
@@ -246,26 +253,4 @@ class TaskHandle(Generic[R_co]):
         return listeners.subscribe(self.app.redis, self._channel, self.FALLBACK_POLL)
 
     async def _alisten(self) -> Any:
-        channel = self._channel
-        listener = None
-        try:
-            listener = self.app.aredis.pubsub()  # (redis-py's async Cluster client has none)
-            await listener.ssubscribe(channel)
-            if await _anext(listener, self.FALLBACK_POLL) is not None:
-                return listener
-        except (redis_errors.RedisError, AttributeError, NotImplementedError, RuntimeError):
-            pass
-        except BaseException:  # cancelled before the confirmation came: not left subscribed
-            if listener is not None:
-                await listener.aclose()  # type: ignore[no-untyped-call]
-            raise
-        if listener is not None:
-            await listener.aclose()  # type: ignore[no-untyped-call]
-        return None
-
-
-async def _anext(listener: Any, timeout: float) -> Any:
-    """The next message of an asyncio pub/sub connection, or None after ``timeout`` seconds
-    (a Cluster client's reads its shard channels' nodes: ``get_sharded_message``)."""
-    read = getattr(listener, "get_sharded_message", None) or listener.get_message
-    return await read(timeout=timeout)
+        return await listeners.asubscribe(self.app.aredis, self._channel, self.FALLBACK_POLL)

@@ -29,7 +29,7 @@ from orchestrator import (
     listeners,
 )
 from orchestrator.keys import QueueKeys
-from orchestrator.script_calls import run
+from orchestrator.script_calls import arun, run
 from orchestrator.worker.worker import Worker
 from tests.integration import progress_tasks
 from tests.redis_server import RedisServer
@@ -199,3 +199,40 @@ def test_one_pub_sub_connection_serves_waits_one_after_another(app: Orchestrator
     while app.redis.execute_command("PUBSUB", "SHARDNUMSUB", *channels)[1::2] != [0, 0]:  # idle: unsubscribed
         assert time.monotonic() < deadline, "the idle connection is still subscribed"
         time.sleep(0.01)
+
+
+def test_asyncio_waits_one_after_another_open_no_connection(app: Orchestrator, r: redis.Redis) -> None:
+    """200 aresult() in a row, half woken by their task's end and half timed out, reuse the
+    connections of the first few: Redis accepts no new connection meanwhile (INFO
+    total_connections_received) and CLIENT LIST holds the same clients."""
+    scripts = app._scripts("default")
+
+    async def wait_once(n: int) -> None:
+        if n % 2:  # (in another queue: never claimed below)
+            with pytest.raises(ResultTimeout):
+                await (await app.aenqueue("progress:steps", [n], queue="idle")).aresult(timeout=0.005)
+            return
+        handle = await app.aenqueue("progress:steps", [n])
+        [lease] = await arun(app.aredis, scripts.claim("w1", 1, 60_000))
+        waiter = asyncio.ensure_future(handle.aresult(timeout=10))
+        await asyncio.sleep(0.001)
+        await arun(app.aredis, scripts.complete(handle.id, lease.token, b'"ok"', 0))
+        assert await waiter == "ok"
+
+    def clients() -> tuple[int, list[str]]:
+        return int(r.info("stats")["total_connections_received"]), sorted(c["id"] for c in r.client_list())
+
+    async def scenario() -> tuple[tuple[int, list[str]], tuple[int, list[str]], int]:
+        try:
+            for n in range(10):  # the pool's connections and the pub/sub one, made
+                await wait_once(n)
+            before = clients()
+            for n in range(200):
+                await wait_once(n)
+            return before, clients(), len(listeners._aidle[app.aredis])
+        finally:
+            await app.aclose()
+
+    before, after, idle = asyncio.run(scenario())
+    assert after == before, "an asyncio wait opened a connection"
+    assert idle == 1  # one pub/sub connection served them all

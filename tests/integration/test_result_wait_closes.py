@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from orchestrator import Orchestrator, TaskHandle, TaskNotFound
-from orchestrator import handle as handle_module
+from orchestrator import Orchestrator, TaskHandle, TaskNotFound, listeners
 from orchestrator.keys import QueueKeys
 from orchestrator.script_calls import run
 
@@ -54,15 +53,15 @@ def stuck_marking(monkeypatch: pytest.MonkeyPatch, stuck: asyncio.Event) -> None
 
 def stuck_subscribing(monkeypatch: pytest.MonkeyPatch, stuck: asyncio.Event) -> None:
     """The wait stops before reading its subscription's confirmation (sent, not read yet)."""
-    real_anext = handle_module._anext
+    real_next = listeners.next_message
 
     async def stuck_confirmation(listener: Any, timeout: float) -> Any:
         if not stuck.is_set():
             stuck.set()
             await asyncio.Event().wait()
-        return await real_anext(listener, timeout)
+        return await real_next(listener, timeout)
 
-    monkeypatch.setattr(handle_module, "_anext", stuck_confirmation)
+    monkeypatch.setattr(listeners, "next_message", stuck_confirmation)
 
 
 @pytest.mark.parametrize("stick", [stuck_marking, stuck_subscribing], ids=["marking", "subscribing"])
