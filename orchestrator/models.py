@@ -299,13 +299,14 @@ REQUIRED = None
 # does not read as its Kind, is malformed; an absent optional field takes its default.
 # enqueue.lua writes no field at its default (nor attempts, run_at of a PENDING task, which
 # is created_at, and ready_at, which reads as the later of created_at and run_at): a queued
-# task's record holds id, name, queue, state, created_at, score and what differs.
+# task's record holds name, state, created_at, score and what differs. A task's id and queue
+# are not fields: its key says them (``<prefix>:{queue}:task:<id>``) and readers take them from
+# there (Task.from_redis's task_id and queue); the id and queue fields of records written before
+# are ignored.
 # transitions.py renders this table into every Lua script, so it is defined here only.
 RECORD: dict[str, tuple[Kind, str | None]] = {
     "state": (Kind.STATE, REQUIRED),
-    "id": (Kind.NAME, REQUIRED),
     "name": (Kind.NAME, REQUIRED),
-    "queue": (Kind.NAME, REQUIRED),
     "priority": (Kind.PRIORITY, str(DEFAULT_PRIORITY)),
     "args": (Kind.JSON, "[]"),
     "kwargs": (Kind.JSON, "{}"),
@@ -419,18 +420,27 @@ class Task(BaseModel):
     progress: Progress | None = None  # the last progress reported (progress, progress_data, progress_at)
 
     @classmethod
-    def from_redis(cls, record: Mapping[bytes | str, bytes | str]) -> Task:
-        """Build a Task from the fields of its hash (as HGETALL returns them).
+    def from_redis(cls, record: Mapping[bytes | str, bytes | str], task_id: str | None = None,
+                   queue: str | None = None) -> Task:
+        """Build a Task from the fields of its hash (as HGETALL returns them) and the id and
+        queue its key names (``<prefix>:{queue}:task:<id>``): a record does not hold them.
+        Without ``task_id`` or ``queue`` the record's own id or queue field is read (records
+        written before #18 have them; pass the key's wherever it is known).
 
         Raises MalformedRecord (InvalidPayload for JSON that does not decode) naming every
         field that breaks ``RECORD``; fields that RECORD does not know are ignored."""
         raw = {_text(k): v for k, v in record.items()}
-        problems = record_problems(raw)
-        task_id = raw.get("id", "?")
+        ident = {"id": task_id, "queue": queue}
+        for name, given in ident.items():
+            if given is None and raw.get(name):
+                ident[name] = _text(raw[name])
+        problems = [f"field {name} is missing" for name, value in ident.items() if not value]
+        problems += record_problems(raw)
+        task_id = ident["id"] or "?"
         if problems:
-            raise MalformedRecord(f"task {_text(task_id)} is malformed: {'; '.join(problems)}")
+            raise MalformedRecord(f"task {task_id} is malformed: {'; '.join(problems)}")
         fields = {k: _text(v) for k, v in raw.items() if k in RECORD}
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = dict(ident)
         if "progress" in fields:
             data["progress"] = decode_progress(fields["progress"], raw.get("progress_data", b""),
                                                fields.get("progress_at", ""))
@@ -446,7 +456,7 @@ class Task(BaseModel):
                 except orjson.JSONDecodeError:
                     if name == "history":
                         continue  # a spoiled history is only that: the task's state still reads
-                    raise InvalidPayload(f"field {name!r} of task {fields['id']} is not JSON") from None
+                    raise InvalidPayload(f"field {name!r} of task {task_id} is not JSON") from None
                 if name == "history" and not isinstance(data[name], list):
                     del data[name]
             elif kind is Kind.BOOL:
@@ -461,6 +471,6 @@ class Task(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:  # JSON of the wrong shape (args not a list, ...)
             where = ", ".join(str(e["loc"][0]) for e in exc.errors())
-            raise MalformedRecord(f"task {fields['id']} is malformed: field {where} has the wrong shape") from None
+            raise MalformedRecord(f"task {task_id} is malformed: field {where} has the wrong shape") from None
 
 

@@ -223,7 +223,7 @@ class Operations:
         record = self.redis.hgetall(where.keys.task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {where.name!r}", task_id=task_id, queue=where.name)
-        return Task.from_redis(record)
+        return Task.from_redis(record, task_id, where.name)
 
     async def aget_task(self, task_id: str, queue: str | None = None) -> Task:
         with redis_calls():
@@ -232,7 +232,7 @@ class Operations:
             record = await self.aredis.hgetall(self.keys(name).task(task_id))
         if not record:
             raise TaskNotFound(f"no task {task_id} in queue {name!r}", task_id=task_id, queue=name)
-        return Task.from_redis(record)
+        return Task.from_redis(record, task_id, name)
 
     def find_task(self, task_id: str) -> Task:
         """A task's typed record in whichever known queue holds it."""

@@ -321,16 +321,17 @@ class TaskInfo(_Record):
 
 
 def decode_task(queue: str, task_id: str, record: Raw) -> TaskInfo:
-    """A TaskInfo from HGETALL; a malformed record gives what parses, with notes, never an error."""
+    """A TaskInfo from HGETALL of the key of ``task_id`` in ``queue`` (a record does not hold
+    them: its key does); a malformed record gives what parses, with notes, never an error."""
     try:
-        return TaskInfo.from_task(Task.from_redis(record))
+        return TaskInfo.from_task(Task.from_redis(record, task_id, queue))
     except (InvalidPayload, MalformedRecord, pydantic.ValidationError) as exc:
         return _lenient_task(queue, task_id, {text(k): text(v) for k, v in record.items()}, exc)
 
 
 def _lenient_task(queue: str, task_id: str, fields: dict[str, str], exc: Exception) -> TaskInfo:
     notes = [f"malformed record: {str(exc).splitlines()[0][:200]}"]
-    data: dict[str, Any] = {"id": fields.get("id") or task_id, "queue": queue, "name": fields.get("name")}
+    data: dict[str, Any] = {"id": task_id, "queue": queue, "name": fields.get("name")}
     state = fields.get("state", "")
     data["state"] = state if state in TaskState.__members__ else None
     for name in ("priority", "attempts", "max_retries", "timeout_ms", "backoff_ms", "backoff_max_ms"):

@@ -62,7 +62,7 @@ class Transitions:
 
     def enqueue(self, specs: Sequence[TaskSpec], *, max_payload: int) -> Call[list[Enqueued]]:
         k = self.keys
-        args: list[Arg] = [max_payload, k.queue, len(specs)]
+        args: list[Arg] = [max_payload, len(specs)]
         for s in specs:  # the script's 13 values per task, in TaskSpec's field order
             args += s if s.jitter.__class__ is int else (*s[:9], int(s.jitter), *s[10:])
 
@@ -299,7 +299,7 @@ class Transitions:
         """Fire ``fire`` (tick, task id pairs, ascending) if last_tick still is ``expected``;
         ``skipped``: the ticks the catch-up policy skipped (the newest; ``skipped_count`` in all)."""
         k = self.keys
-        args: list[Arg] = [schedule_id, expected, next_ms, int(overlap_skip), previous, k.queue]
+        args: list[Arg] = [schedule_id, expected, next_ms, int(overlap_skip), previous]
         args += [task.name, task.priority, task.args, task.kwargs, task.max_retries, task.timeout_ms]
         args += [task.backoff_ms, task.backoff_max_ms, int(task.jitter), len(fire)]
         args.append(len(skipped) if skipped_count is None else max(skipped_count, len(skipped)))

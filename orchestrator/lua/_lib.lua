@@ -401,7 +401,6 @@ local function quarantine(id, rec, why, bad, now, failed_key, stats_key, events_
   for name in pairs(bad) do
     if RECORD_DEFAULT[name] then set[#set + 1] = name; set[#set + 1] = RECORD_DEFAULT[name] end
   end
-  if bad.id then set[#set + 1] = 'id'; set[#set + 1] = id end
   local err = cjson.encode({type = 'MalformedRecord', message = 'task record is malformed: ' .. why, traceback = ''})
   for _, v in ipairs({'state', 'FAILED', 'error', err, 'completed_at', int(now), 'worker', ''}) do set[#set + 1] = v end
   redis.call('HSET', task_key(id), unpack(set))

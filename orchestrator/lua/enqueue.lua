@@ -6,8 +6,7 @@
   KEYS[6] metrics    hash   KEYS[7] names      set    (metrics_records.py; never refused on)
   ARGV[1..3]  base, offset_ms, maxlen (see _lib.lua)
   ARGV[4]  max_payload   largest #args + #kwargs in bytes
-  ARGV[5]  queue         the queue's name, stored in each record
-  ARGV[6]  n             number of tasks (1 to 1,000); then 13 values per task:
+  ARGV[5]  n             number of tasks (1 to 1,000); then 13 values per task:
            id, name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries (0-1,000), timeout_ms, backoff_ms, backoff_max_ms (each at most
            ten years), jitter (0|1), delay_ms (at most ten years), key, unique_key ('' for
@@ -33,7 +32,7 @@
   key is looked at first. An entry that is not a string, or names a task that is gone
   (or finished, for unique_key), is taken over by the new task.
 ]]
-local bad = bad_call(7, 6, true)  -- the exact count of ARGV is checked once n is known
+local bad = bad_call(7, 5, true)  -- the exact count of ARGV is checked once n is known
 if bad then return redis.error_reply(bad) end
 local pending, scheduled, stats, events, wake, metrics, names =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -49,15 +48,13 @@ local NUMBERS = {  -- offset in a task's values, name, largest value
   {6, 'max_retries', 1000}, {7, 'timeout_ms', MAX_MS}, {8, 'backoff_ms', MAX_MS},
   {9, 'backoff_max_ms', MAX_MS}, {11, 'delay_ms', MAX_MS},
 }
-if not is_uint(ARGV[4]) or not ARGV[5] or ARGV[5] == '' then
-  return redis.error_reply('INVALID max_payload or queue')
-end
-local max_payload, queue = tonumber(ARGV[4]), ARGV[5]
-if not is_uint(ARGV[6], MAX_TASKS) or ARGV[6] == '0' then
+if not is_uint(ARGV[4]) then return redis.error_reply('INVALID max_payload') end
+local max_payload = tonumber(ARGV[4])
+if not is_uint(ARGV[5], MAX_TASKS) or ARGV[5] == '0' then
   return redis.error_reply('INVALID n: 1 to ' .. MAX_TASKS .. ' tasks in one call')
 end
-local n = tonumber(ARGV[6])
-if #ARGV ~= 6 + n * WIDTH then return redis.error_reply('INVALID argument count') end
+local n = tonumber(ARGV[5])
+if #ARGV ~= 5 + n * WIDTH then return redis.error_reply('INVALID argument count') end
 
 local function shown(value)  -- a value quoted in an error: short and printable, whatever was sent
   return "'" .. (string.gsub(string.sub(value, 1, 40), '[^%w%p ]', '?')) .. "'"
@@ -120,9 +117,9 @@ end
 -- Validate everything before the first write: Redis does not roll back a failed script.
 local seen, ready, later = {}, false, false
 for i = 0, n - 1 do
-  local err = task_error(6 + i * WIDTH, seen)
+  local err = task_error(5 + i * WIDTH, seen)
   if err then return redis.error_reply(err) end
-  if ARGV[6 + i * WIDTH + 11] == '0' then ready = true else later = true end
+  if ARGV[5 + i * WIDTH + 11] == '0' then ready = true else later = true end
 end
 local err = queue_error(ready, later)
 if err then return redis.error_reply(err) end
@@ -134,11 +131,11 @@ local new = {}  -- the tasks to create, by position (0-based) in the call
 local taken = {}  -- entry ('key:...' or 'unique:...') -> the id it was given earlier in this call
 local claims = {}  -- entries to point at new tasks: entry, id pairs
 local tkeys = {}
-for i = 1, n do tkeys[i] = task_key(ARGV[6 + (i - 1) * WIDTH + 1]) end
+for i = 1, n do tkeys[i] = task_key(ARGV[5 + (i - 1) * WIDTH + 1]) end
 -- One EXISTS for the whole call: a resent call (its reply was lost) finds its tasks.
 local any_exist = redis.call('EXISTS', unpack(tkeys)) > 0
 for i = 0, n - 1 do
-  local a = 6 + i * WIDTH
+  local a = 5 + i * WIDTH
   local id, key, unique_key = ARGV[a + 1], ARGV[a + 12], ARGV[a + 13]
   local kkey = key ~= '' and BASE .. 'key:' .. key
   local ukey = unique_key ~= '' and BASE .. 'unique:' .. unique_key
@@ -170,13 +167,13 @@ local ready, later = {}, {}
 -- Metrics first: each distinct name counted once (in order of appearance), its label decided.
 local per_name, order, labels = {}, {}, {}
 for _, i in ipairs(new) do
-  local name = ARGV[6 + i * WIDTH + 2]
+  local name = ARGV[5 + i * WIDTH + 2]
   if not per_name[name] then order[#order + 1] = name end
   per_name[name] = (per_name[name] or 0) + 1
 end
 for _, name in ipairs(order) do labels[name] = count_enqueued(metrics, names, name, per_name[name]) end
 for j, i in ipairs(new) do
-  local a = 6 + i * WIDTH
+  local a = 5 + i * WIDTH
   local id, name, priority = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   local delay, key, unique_key = tonumber(ARGV[a + 11]), ARGV[a + 12], ARGV[a + 13]
   local state, run_at = 'PENDING', now
@@ -185,8 +182,9 @@ for j, i in ipairs(new) do
   local tkey = tkeys[i + 1]
   -- A field at its default is left out (read_task and Task.from_redis fill it in), and so
   -- are attempts (0), a PENDING task's run_at (created_at) and ready_at (read as the later
-  -- of created_at and run_at): a queued task's record costs about half as much memory.
-  local rec = {'id', id, 'name', name, 'queue', queue, 'state', state, 'created_at', now, 'score', score}
+  -- of created_at and run_at): a queued task's record costs about half as much memory. Its id
+  -- and queue are its key's (models.RECORD): not fields.
+  local rec = {'name', name, 'state', state, 'created_at', now, 'score', score}
   for _, at in ipairs(DEFAULTED) do
     local value = ARGV[a + at[1]]
     if value ~= RECORD_DEFAULT[at[2]] then rec[#rec + 1] = at[2]; rec[#rec + 1] = value end

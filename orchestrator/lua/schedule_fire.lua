@@ -10,10 +10,9 @@
   ARGV[6]  next_ms     the schedule's next tick after the ones handled here
   ARGV[7]  overlap     1: skip the ticks while the task of the last fired tick is unfinished
   ARGV[8]  previous    that task's id ('' for none: the record's last_task as read)
-  ARGV[9]  queue       the queue's name, stored in each task's record
-  ARGV[10..18]  the task: name, priority (0-9), args (JSON list), kwargs (JSON object),
+  ARGV[9..17]  the task: name, priority (0-9), args (JSON list), kwargs (JSON object),
            max_retries, timeout_ms, backoff_ms, backoff_max_ms, jitter (as enqueue.lua's)
-  ARGV[19] nfire       then ARGV[20] nskipped: how many ticks the catch-up policy skipped in
+  ARGV[18] nfire       then ARGV[19] nskipped: how many ticks the catch-up policy skipped in
            all (at least the number listed), then nfire tick, task id pairs (ascending
            ticks), then the skipped ticks listed (any order; the newest ones, at most 1,000)
 
@@ -32,38 +31,37 @@
   counter of stats or of the record that is not an integer).
   Events: enqueued per task created; tick (schedule, tick, outcome, task) per tick.
 ]]
-local bad = bad_call(8, 20, true)
+local bad = bad_call(8, 19, true)
 if bad then return redis.error_reply(bad) end
 local record, index, pending, stats, events, wake, metrics, names =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local id, expected, next_ms, overlap, previous, queue = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local id, expected, next_ms, overlap, previous = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if id == '' or record ~= BASE .. 'schedule:' .. id then return redis.error_reply('INVALID id') end
 if expected ~= '' and not is_uint(expected) then return redis.error_reply('INVALID expected') end
 if not is_uint(next_ms) then return redis.error_reply('INVALID next_ms') end
 if overlap ~= '0' and overlap ~= '1' then return redis.error_reply('INVALID overlap') end
-if queue == '' then return redis.error_reply('INVALID queue') end
 local MAX_MS = 315360000000
-local name, priority, args, kwargs = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local name, priority, args, kwargs = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 if name == '' then return redis.error_reply('INVALID empty name') end
 if not is_uint(priority, 9) then return redis.error_reply('INVALID priority') end
-if not is_uint(ARGV[14], 1000) then return redis.error_reply('INVALID max_retries') end
-for i = 15, 17 do
+if not is_uint(ARGV[13], 1000) then return redis.error_reply('INVALID max_retries') end
+for i = 14, 16 do
   if not is_uint(ARGV[i], MAX_MS) then return redis.error_reply('INVALID timeout_ms, backoff_ms or backoff_max_ms') end
 end
-if ARGV[18] ~= '0' and ARGV[18] ~= '1' then return redis.error_reply('INVALID jitter') end
-if not is_uint(ARGV[19], 1000) then return redis.error_reply('INVALID nfire') end
-local nfire = tonumber(ARGV[19])
-if #ARGV < 20 + 2 * nfire then return redis.error_reply('INVALID argument count') end
-if not is_uint(ARGV[20]) or tonumber(ARGV[20]) < #ARGV - 20 - 2 * nfire then
+if ARGV[17] ~= '0' and ARGV[17] ~= '1' then return redis.error_reply('INVALID jitter') end
+if not is_uint(ARGV[18], 1000) then return redis.error_reply('INVALID nfire') end
+local nfire = tonumber(ARGV[18])
+if #ARGV < 19 + 2 * nfire then return redis.error_reply('INVALID argument count') end
+if not is_uint(ARGV[19]) or tonumber(ARGV[19]) < #ARGV - 19 - 2 * nfire then
   return redis.error_reply('INVALID nskipped')
 end
 local newest = tonumber(expected) or -1
 local fire, skip = {}, {}
-for i = 21, 20 + 2 * nfire, 2 do
+for i = 20, 19 + 2 * nfire, 2 do
   if not is_uint(ARGV[i]) or ARGV[i + 1] == '' then return redis.error_reply('INVALID tick or task id') end
   fire[#fire + 1] = {tonumber(ARGV[i]), ARGV[i + 1]}
 end
-for i = 21 + 2 * nfire, #ARGV do
+for i = 20 + 2 * nfire, #ARGV do
   if not is_uint(ARGV[i]) then return redis.error_reply('INVALID skipped tick') end
   skip[#skip + 1] = tonumber(ARGV[i])
 end
@@ -90,7 +88,7 @@ for i, counter in ipairs({'fired', 'caught_up', 'skipped'}) do  -- bumped after 
 end
 
 local now = now_ms()
-local nskipped = tonumber(ARGV[20])
+local nskipped = tonumber(ARGV[19])
 if #fire > 0 and overlap == '1' and previous ~= '' then
   local state = call_typed('HGET', task_key(previous), 'state')
   if type(state) == 'string' and state ~= 'SUCCESS' and state ~= 'FAILED' and state ~= 'CANCELLED' then
@@ -116,10 +114,10 @@ for _, t in ipairs(fire) do
     created = created + 1
     local score = pending_score(stats, tonumber(priority))
     redis.call('HSET', task_key(task_id),
-      'id', task_id, 'name', name, 'queue', queue, 'state', 'PENDING', 'priority', priority,
+      'name', name, 'state', 'PENDING', 'priority', priority,
       'args', args, 'kwargs', kwargs, 'attempts', 0,
-      'max_retries', ARGV[14], 'timeout_ms', ARGV[15], 'backoff_ms', ARGV[16],
-      'backoff_max_ms', ARGV[17], 'jitter', ARGV[18],
+      'max_retries', ARGV[13], 'timeout_ms', ARGV[14], 'backoff_ms', ARGV[15],
+      'backoff_max_ms', ARGV[16], 'jitter', ARGV[17],
       'created_at', now, 'run_at', now, 'score', int(score), 'ready_at', now)
     if label ~= name then redis.call('HSET', task_key(task_id), 'label', label) end
     ready[#ready + 1] = int(score)

@@ -25,8 +25,8 @@ VICTIM_DELAY = 0.3  # a victim is SCHEDULED while it is spoiled: no script has r
 BAD_FIELDS: tuple[tuple[str, bytes | None], ...] = (
     ("priority", b"x"), ("priority", b"12"), ("timeout_ms", b"1e3"), ("max_retries", b"x"),
     ("attempts", b"-1"), ("name", b"\xff\xfe"), ("name", b""), ("state", b"BOGUS"), ("key", b"\xff"),
-    ("args", b"{not json"), ("name", None), ("queue", None), ("state", None), ("id", None),
-)
+    ("args", b"{not json"), ("name", None), ("state", None),
+)  # (no id or queue: a record does not hold them, its key says them; #18)
 # A field of a RUNNING task, spoiled while its worker runs it: the task must still end
 # (FAILED with the reason when a script reads that field after, else SUCCESS), never stay stuck.
 RUNNING_FIELDS: tuple[tuple[str, bytes], ...] = (

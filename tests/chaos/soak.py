@@ -445,7 +445,8 @@ class Soak:
                     for name in chunk:
                         pipe.hgetall(name)
                     for name, raw in zip(chunk, pipe.execute(), strict=True):
-                        records[name.rsplit(":", 1)[1]] = {k.decode(): v.decode() for k, v in raw.items()}
+                        fields = {k.decode(): v.decode() for k, v in raw.items()}
+                        records[name.rsplit(":", 1)[1]] = {**fields, "queue": queue}  # its key's (#18)
                 indexes[queue] = {
                     index: {m.decode(): s for m, s in client.zrange(getattr(keys, index), 0, -1, withscores=True)}
                     for index in ("pending", "scheduled", "retrying", "running", "failed", "done", "cancelled")

@@ -16,7 +16,7 @@ from orchestrator.transitions import TaskSpec
 from tests.lua.test_scripts import MAX_PAYLOAD, Q, spec
 
 FIELDS = TaskSpec._fields
-FIRST_TASK = 6  # position of the first task's values in a call's args (base, offset, maxlen, max_payload, queue, n)
+FIRST_TASK = 5  # position of the first task's values in a call's args (base, offset, maxlen, max_payload, n)
 NON_CANONICAL = ["1e1", "0x10", " 10", "10 ", "10.0", "010", "+5", "-0", "inf", "nan", "", "1_0", "٣"]
 NUMBER_FIELDS = ["priority", "max_retries", "timeout_ms", "backoff_ms", "backoff_max_ms", "jitter", "delay_ms"]
 
@@ -51,9 +51,9 @@ def test_a_number_that_is_not_a_canonical_integer_is_refused(q, field, value):
 
 @pytest.mark.parametrize(
     ("position", "value"),
-    [(1, "1e1"), (1, "0x10"), (2, "1e3"), (2, "-0"), (3, "1e6"), (3, "0x100000"), (5, "1e0"), (5, "01"), (4, "")],
+    [(1, "1e1"), (1, "0x10"), (2, "1e3"), (2, "-0"), (3, "1e6"), (3, "0x100000"), (4, "1e0"), (4, "01"), (4, "")],
     ids=["offset 1e1", "offset 0x10", "maxlen 1e3", "maxlen -0", "max_payload 1e6", "max_payload hex", "n 1e0",
-         "n 01", "queue empty"],
+         "n 01", "n empty"],
 )
 def test_common_and_call_arguments_must_be_canonical_too(q, position, value):
     q.fails(ValidationError, with_arg(enqueue(q), position, value))
@@ -88,7 +88,8 @@ def test_a_record_leaves_its_default_fields_out_and_reads_them_back(q, r):
     [plain] = q.add(timeout_ms=300_000, backoff_max_ms=300_000, jitter=True)  # the defaults (spec's are not)
     [odd] = q.add(priority=1, max_retries=0, timeout_ms=5, backoff_ms=7, backoff_max_ms=9, jitter=False)
     record = {k.decode(): v.decode() for k, v in r.hgetall(q.keys.task(plain)).items()}
-    assert set(record) == {"id", "name", "queue", "state", "created_at", "score"}
+    assert set(record) == {"name", "state", "created_at", "score"}  # id and queue: its key's
+    assert (q.task(plain).id, q.task(plain).queue) == (plain, q.keys.queue)
     task = q.task(plain)
     assert (task.priority, task.args, task.kwargs, task.attempts, task.max_retries, task.timeout_ms) == (
         5, [], {}, 0, 3, 300_000)

@@ -135,7 +135,7 @@ def test_claim_moves_a_record_with_only_a_state_aside_and_claims_the_rest(q: Hos
     leases = q.claim(10)
     assert sorted(lease.task_id for lease in leases) == sorted(ids)
     assert all(q.state(task_id) is S.RUNNING for task_id in ids)
-    q.moved_aside("evil", "field id is missing", "field name is missing", "field queue is missing")
+    q.moved_aside("evil", "field name is missing")  # (id and queue: its key says them)
     assert q.members("pending") == []
     assert q.stats()["malformed"] == 1 and q.stats()["started"] == 5
 
@@ -199,10 +199,24 @@ def test_claim_takes_the_default_of_a_missing_optional_field(q: HostileQ, r: Any
     assert q.state(task_id) is S.RUNNING
 
 
+def test_a_record_s_own_id_and_queue_fields_are_not_read(q: HostileQ, r: Any) -> None:
+    """#18: a record's id and queue are its key's. Records written before held them too; what
+    they hold, spoiled or not, changes nothing (no script reads them) and readers show the key's."""
+    old, spoiled = q.add(), q.add()
+    r.hset(q.keys.task(old[0]), mapping={"id": old[0], "queue": q.keys.queue})
+    r.hset(q.keys.task(spoiled[0]), mapping={"id": b"other\xff", "queue": ""})
+    leases = q.claim(5)
+    assert sorted(lease.task_id for lease in leases) == sorted(old + spoiled)
+    for lease in leases:
+        q.run(q.at().complete(lease.task_id, lease.token, b"null", 0))
+        task = q.task(lease.task_id)
+        assert (task.id, task.queue, task.state) == (lease.task_id, q.keys.queue, S.SUCCESS)
+
+
 def test_claim_moves_a_non_utf8_id_aside(q: HostileQ, r: Any) -> None:
     [good] = q.add()
     bad = b"evil\xff"
-    r.hset(q.keys.task("").encode() + bad, mapping={"state": "PENDING", "id": bad, "name": "n", "queue": "default"})
+    r.hset(q.keys.task("").encode() + bad, mapping={"state": "PENDING", "name": "n"})
     r.zadd(q.keys.pending, {bad: 0})
     assert [lease.task_id for lease in q.claim(5)] == [good]
     assert r.hget(q.keys.task("").encode() + bad, "state") == b"FAILED"
@@ -426,7 +440,7 @@ def test_python_and_lua_read_records_alike(q: HostileQ, r: Any) -> None:
     optional = [name for name, (_, default) in RECORD.items() if default is not REQUIRED]
     r.hdel(q.keys.task(task_id), *optional)
     assert record_problems({k.decode(): v for k, v in r.hgetall(q.keys.task(task_id)).items()}) == []
-    task = Task.from_redis(r.hgetall(q.keys.task(task_id)))
+    task = Task.from_redis(r.hgetall(q.keys.task(task_id)), task_id, q.keys.queue)
     assert (task.priority, task.args, task.jitter, task.run_at) == (5, [], True, None)
 
 

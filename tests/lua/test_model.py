@@ -1199,7 +1199,7 @@ class ScriptsModel(RuleBasedStateMachine):
         what = f"task {task.id}"
         assert f, f"{what} has no record"
         expected = {
-            "id": task.id, "name": None if task.malformed else "m:f", "queue": "default", "state": task.state.value,
+            "name": None if task.malformed else "m:f", "state": task.state.value,
             "priority": str(task.priority), "args": "[]", "kwargs": "{}", "attempts": str(task.attempts),
             "max_retries": str(task.max_retries), "timeout_ms": "0", "backoff_ms": str(task.backoff),
             "backoff_max_ms": str(task.backoff), "jitter": "0", "key": task.key, "score": str(task.score),
@@ -1207,6 +1207,7 @@ class ScriptsModel(RuleBasedStateMachine):
         }
         absent = {name: d for name, (_, d) in RECORD.items() if d is not REQUIRED}  # enqueue leaves defaults out
         assert {name: f.get(name, absent.get(name)) for name in expected} == expected, what
+        assert "id" not in f and "queue" not in f, f"{what}: its key says its id and queue (#18)"
         assert f.get("token") == task.token, f"{what} token"
         assert f.get("worker") == task.worker, f"{what} worker"
         assert (f.get("result") or None) == (task.result.decode() if task.result else None), f"{what} result"

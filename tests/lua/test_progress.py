@@ -237,4 +237,4 @@ def test_a_final_task_nobody_watches_costs_no_message_and_no_key(q: Q, r: redis.
     finally:
         listener.close()
     assert not any(b"finished" in key for key in r.scan_iter(count=1000))
-    assert Task.from_redis(r.hgetall(q.keys.task(task_id))).state is S.SUCCESS
+    assert Task.from_redis(r.hgetall(q.keys.task(task_id)), task_id, q.keys.queue).state is S.SUCCESS

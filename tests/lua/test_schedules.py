@@ -166,7 +166,7 @@ def test_fire_refusals_change_nothing(q, r):
         q.fails(ValidationError, call, match)
     bad = fire(q, "2000", [3000])
     args = list(bad.args)
-    args[10] = "10"  # priority
+    args[9] = "10"  # priority
     q.fails(ValidationError, bad.__class__(bad.script, bad.keys, args, bad.decode), "priority")
 
 

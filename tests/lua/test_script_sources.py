@@ -93,7 +93,7 @@ def test_a_script_carries_the_record_schema_of_the_fields_it_names_only(r) -> No
     kinds = re.search(r"local RECORD_KIND = \{(.*)\}", heartbeat)
     assert kinds is not None
     named = set(re.findall(r"(\w+) = '", kinds.group(1)))
-    assert {"state", "id", "name", "queue", "token", "cancel_requested"} <= named
+    assert {"state", "name", "token", "cancel_requested"} <= named
     assert "args" not in named and "backoff_ms" not in named
     assert literals("x = 'a' -- 'b'\ny = \"c\" .. [[d]]") == {"a", "c"}
     body = "return read_task(ARGV[4], {ARGV[5]})"

@@ -145,7 +145,7 @@ class Q:
         return self.run(self.at(offset_ms).claim(worker, n, lease_ms))
 
     def task(self, task_id: str) -> Task:
-        return Task.from_redis(self.r.hgetall(self.keys.task(task_id)))
+        return Task.from_redis(self.r.hgetall(self.keys.task(task_id)), task_id, self.keys.queue)
 
     def state(self, task_id: str) -> TaskState:
         return self.task(task_id).state

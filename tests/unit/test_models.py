@@ -273,6 +273,19 @@ def test_task_from_redis_refuses_a_record_without_a_required_field():
         Task.from_redis(record)
 
 
+def test_task_from_redis_takes_the_id_and_queue_its_key_says():
+    """#18: a record holds neither (its key does); one written before holds both, and a key's
+    id or queue wins over what the record says (a hand-edited id cannot rename a task)."""
+    plain = {k: v for k, v in _record().items() if k not in (b"id", b"queue")}
+    task = Task.from_redis(plain, "k1", "q1")
+    assert (task.id, task.queue, task.name) == ("k1", "q1", "pkg.mod:fn")
+    assert (Task.from_redis(_record(), "k1", "q1").id, Task.from_redis(_record(), "k1", "q1").queue) == ("k1", "q1")
+    assert (Task.from_redis(_record()).id, Task.from_redis(_record()).queue) == ("abc", "default")  # an old record
+    with pytest.raises(errors.MalformedRecord, match="field id is missing; field queue is missing"):
+        Task.from_redis(plain)  # neither the key's nor the record's
+    assert Task.from_redis(_record(id=b"\xff"), "k1", "q1").id == "k1"  # an old field is not read when the key says
+
+
 def test_task_from_redis_gives_an_absent_optional_field_its_default():
     keep = {b"id", b"name", b"queue", b"state"}
     task = Task.from_redis({k: v for k, v in _record().items() if k in keep})
