@@ -165,8 +165,8 @@ def sync_client(url: str, lease_timeout: float | None = None) -> Redis:
         except RedisClusterException as exc:  # not a RedisError: callers would not know it as "unreachable"
             raise RedisConnectionError(f"no node of the Redis Cluster answered ({len(nodes)} listed): {exc}") from exc
     options.pop("maint_notifications_config")
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **options)  # type: ignore[no-untyped-call]
-    return cast(Redis, sentinel.master_for(target.master, db=target.db))  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **options)  # type: ignore[no-untyped-call, unused-ignore]
+    return cast(Redis, sentinel.master_for(target.master, db=target.db))  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def async_client(url: str, lease_timeout: float | None = None) -> AsyncRedis:
@@ -183,7 +183,7 @@ def async_client(url: str, lease_timeout: float | None = None) -> AsyncRedis:
         nodes = [AsyncClusterNode(host, port) for host, port in target.nodes]
         return cast(AsyncRedis, AsyncRedisCluster(startup_nodes=nodes, **options))
     options.pop("maint_notifications_config")
-    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
+    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call, unused-ignore]
         list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target, options), **options
     )
     return cast(AsyncRedis, sentinel.master_for(target.master, db=target.db))

@@ -68,7 +68,7 @@ class CancelListener:
                 await self._heard(message)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _heard(self, message: dict[str, Any]) -> None:
         channel, data = message.get("channel"), message.get("data")
