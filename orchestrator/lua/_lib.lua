@@ -72,16 +72,31 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
+-- Redis TIME in ms (plus OFFSET) as a number and as its decimal string. redis.call prints
+-- each number it is handed (snprintf, about a third of a small command's cost), so a script
+-- that writes the time more than once writes the string; without OFFSET the string is
+-- TIME's own digits, seconds then the first three of the zero-padded microseconds.
+local function clock_ms()
+  local t = redis.call('TIME')
+  if OFFSET == 0 then
+    local s = t[1] .. string.sub('00000' .. t[2], -6, -4)
+    return tonumber(s), s
+  end
+  local n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + OFFSET
+  return n, int(n)
+end
+
+-- (ARGV[3], not MAXLEN: the canonical decimal common_args_ok checked, so Redis prints no number)
 local function emit(events_key, ...)
   if MAXLEN > 0 then
-    redis.call('XADD', events_key, 'MAXLEN', '~', MAXLEN, '*', ...)
+    redis.call('XADD', events_key, 'MAXLEN', '~', ARGV[3], '*', ...)
   end
 end
 
 -- Order in the pending set: priority first, then enqueue sequence (FIFO).
 local PRIORITY_SPAN = 10000000000000  -- 1e13 sequence numbers per priority level
 local function pending_score(stats_key, priority)
-  local seq = redis.call('HINCRBY', stats_key, 'seq', 1)
+  local seq = redis.call('HINCRBY', stats_key, 'seq', '1')
   return priority * PRIORITY_SPAN + seq
 end
 
@@ -116,8 +131,9 @@ end
 -- both), and trim that index (done or cancelled) of what has expired: on about one call in 16 (by the
 -- clock's last bits), at most 64 entries, so the cost stays bounded and small while
 -- trimming outpaces the finishing. key: the record's key field, as own_entry's name.
-local function retire(done_key, id, now, ttl_ms, key)
-  redis.call('ZADD', done_key, now, id)
+-- now_s: now as a string (clock_ms's second value) when the caller has it, else nil.
+local function retire(done_key, id, now, ttl_ms, key, now_s)
+  redis.call('ZADD', done_key, now_s or now, id)
   if ttl_ms > 0 then
     local at = now - OFFSET + ttl_ms  -- on Redis's own clock (OFFSET only shifts the tests' one)
     redis.call('PEXPIREAT', task_key(id), at)
@@ -212,12 +228,12 @@ local function settle_failure(id, f, now, err, allow_retry, retrying_key, failed
     redis.call('HSET', tkey, 'state', 'RETRYING', 'error', err, 'run_at', run_at, 'worker', '',
                'history', with_attempt(f, now, 'retried', line or error_line(err)))
     redis.call('ZADD', retrying_key, run_at, id)
-    redis.call('HINCRBY', stats_key, 'retried', 1)
+    redis.call('HINCRBY', stats_key, 'retried', '1')
     return 'RETRYING', run_at
   end
   redis.call('HSET', tkey, 'state', 'FAILED', 'error', err, 'completed_at', now)  -- worker: who ran it
   redis.call('ZADD', failed_key, now, id)
-  redis.call('HINCRBY', stats_key, 'failed', 1)
+  redis.call('HINCRBY', stats_key, 'failed', '1')
   release_unique(id, f.unique_key)
   notify_final(id, 'FAILED', f.waiting)
   return 'FAILED', ''
@@ -229,7 +245,7 @@ end
 local function finish_cancelled(id, now, err, cancelled_key, stats_key, ttl_ms, f, line)
   redis.call('HSET', task_key(id), 'state', 'CANCELLED', 'error', err, 'completed_at', now, 'worker', '',
              'history', with_attempt(f, now, 'cancelled', line or error_line(err)))
-  redis.call('HINCRBY', stats_key, 'cancelled', 1)
+  redis.call('HINCRBY', stats_key, 'cancelled', '1')
   release_unique(id, f.unique_key)
   retire(cancelled_key, id, now, ttl_ms, f.key)
   notify_final(id, 'CANCELLED', f.waiting)
@@ -239,22 +255,23 @@ end
 local function count_run(stats_key, started_at, now)
   local started = tonumber(started_at)
   if started then
-    redis.call('HINCRBY', stats_key, 'runs', 1)
+    redis.call('HINCRBY', stats_key, 'runs', '1')
     redis.call('HINCRBY', stats_key, 'runtime_ms', now - started)
   end
 end
 
-local function wake_one(wake_key)
-  if redis.call('LLEN', wake_key) == 0 then
+-- len: the list's LLEN when the caller has read it in this call, else nil.
+local function wake_one(wake_key, len)
+  if (len or redis.call('LLEN', wake_key)) == 0 then
     redis.call('RPUSH', wake_key, '1')
   end
 end
 
--- n tasks became PENDING: count them under `counter` and wake an idle worker.
-local function made_ready(stats_key, counter, n, wake_key)
+-- n tasks became PENDING: count them under `counter` and wake an idle worker. wake_len: as wake_one's len.
+local function made_ready(stats_key, counter, n, wake_key, wake_len)
   if n > 0 then
-    redis.call('HINCRBY', stats_key, counter, n)
-    wake_one(wake_key)
+    redis.call('HINCRBY', stats_key, counter, n == 1 and '1' or n)  -- ('1': as add_counts)
+    wake_one(wake_key, wake_len)
   end
 end
 
@@ -517,7 +534,7 @@ local OUTCOME_OF = {SUCCESS = 'succeeded', RETRYING = 'retried', FAILED = 'faile
 -- SCARD, SADD) or its fresh counter is taken back (HDEL) and counted as OTHER_LABEL.
 local function count_enqueued(metrics_key, names_key, name, n)
   local field = 'enqueued:' .. name
-  local total = redis.pcall('HINCRBY', metrics_key, field, n)
+  local total = redis.pcall('HINCRBY', metrics_key, field, n == 1 and '1' or n)  -- ('1': as add_counts)
   if type(total) == 'number' and total ~= n then return name end
   if redis.pcall('SISMEMBER', names_key, name) == 1 then return name end
   local card = redis.pcall('SCARD', names_key)
@@ -559,10 +576,11 @@ local function tally_outcome(counts, f, state, now, ran)
   end
 end
 
--- Write counts into the metrics hash: one HINCRBY per field (a zero is skipped).
+-- Write counts into the metrics hash: one HINCRBY per field (a zero is skipped; a 1, the
+-- most common, as a string: Redis need not print it).
 local function add_counts(metrics_key, counts)
   for field, n in pairs(counts) do
-    if n ~= 0 then redis.pcall('HINCRBY', metrics_key, field, n) end
+    if n ~= 0 then redis.pcall('HINCRBY', metrics_key, field, n == 1 and '1' or n) end
   end
 end
 

@@ -80,6 +80,7 @@ if wrong_wake then return redis.error_reply('CORRUPT ' .. wake .. ' is not a lis
 
 local clock = redis.call('TIME')  -- (now_ms's, read once: the token floor needs microseconds)
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) + OFFSET
+local now_s = OFFSET == 0 and clock[1] .. string.sub('00000' .. clock[2], -6, -4) or int(now)  -- (as clock_ms's)
 local deadline = now + lease
 local token = 0
 if #good > 0 then  -- the first write: if running is not a zset, nothing is written
@@ -103,20 +104,26 @@ end
 redis.call('ZREM', pending, unpack(ids))
 local out = {}
 local waits, waited = {}, 0  -- metrics field -> count; total wait (ms)
+local wait_field = {}  -- bucket -> its metrics field (a number printed once per call, not per task)
 for _, g in ipairs(good) do
   local id, f = g[1], g[2]
   local ready = tonumber(f.ready_at) or math.max(tonumber(f.created_at) or now, tonumber(f.run_at) or 0)
   local wait = math.max(now - ready, 0)
-  tally(waits, 'wait:' .. bucket_of(WAIT_BUCKETS, wait), 1)
+  local le = bucket_of(WAIT_BUCKETS, wait)
+  local field = wait_field[le]
+  if not field then field = 'wait:' .. le; wait_field[le] = field end
+  tally(waits, field, 1)
   waited = waited + wait
   token = token + 1
+  local token_s = int(token)
   local attempts = tonumber(f.attempts) + 1
-  redis.call('HSET', task_key(id), 'state', 'RUNNING', 'worker', worker, 'token', int(token),
-             'attempts', attempts, 'started_at', now)
+  redis.call('HSET', task_key(id), 'state', 'RUNNING', 'worker', worker, 'token', token_s,
+             'attempts', attempts, 'started_at', now_s)
   emit(events, 'event', 'claimed', 'task', id, 'name', f.name, 'priority', f.priority,
        'worker', worker, 'attempt', attempts)
-  local row = {id, int(token), f.name, f.args, f.kwargs, attempts, f.max_retries, f.timeout_ms, f.priority}
-  for _, v in ipairs(row) do out[#out + 1] = v end
+  local k = #out  -- the row: id, token, name, args, kwargs, attempts, max_retries, timeout_ms, priority
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4], out[k + 5] = id, token_s, f.name, f.args, f.kwargs
+  out[k + 6], out[k + 7], out[k + 8], out[k + 9] = attempts, f.max_retries, f.timeout_ms, f.priority
 end
 for _, a in ipairs(aside) do
   quarantine(a[1], a[2], a[3], a[4], now, failed, stats, events)

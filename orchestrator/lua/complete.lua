@@ -44,7 +44,7 @@ if why then  -- (failed is checked only when the record goes there)
   if corrupt then return redis.error_reply(corrupt) end
 end
 
-local now = now_ms()
+local now, now_s = clock_ms()
 -- ZREM first: Redis refuses a memory-growing command at maxmemory only while a script has
 -- written nothing yet, so a completion (which frees a lease) still lands on a full Redis.
 local _, wrong = call_typed('ZREM', running, id)
@@ -54,12 +54,12 @@ if why then
   quarantine(id, f, why, badf, now, failed, stats, events)
   return redis.error_reply('MALFORMED ' .. id .. ' ' .. why)
 end
-redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now)
-redis.call('HINCRBY', stats, 'succeeded', 1)
+redis.call('HSET', task_key(id), 'state', 'SUCCESS', 'result', result, 'completed_at', now_s)
+redis.call('HINCRBY', stats, 'succeeded', '1')
 count_run(stats, f.started_at, now)
 keep_error_as_history(task_key(id), f.error)
 release_unique(id, f.unique_key)
-retire(done, id, now, tonumber(ARGV[7]), f.key)
+retire(done, id, now, tonumber(ARGV[7]), f.key, now_s)
 notify_final(id, 'SUCCESS', f.waiting)
 local counts = {}
 tally_outcome(counts, f, 'SUCCESS', now, true)

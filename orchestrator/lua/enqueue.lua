@@ -92,9 +92,14 @@ end
 
 -- The error of a queue key or counter this call would fail on halfway, or nil. Only the
 -- keys it may write are looked at (pending and scheduled as its tasks need them, events
--- when they are on): the TYPE calls are most of what this check costs.
+-- when they are on): the TYPE calls are most of what this check costs. wake is checked by
+-- its LLEN, which made_ready uses at the end (nothing in between writes wake).
+local wake_len
 local function queue_error(ready, later)
-  local expected = {{wake, 'list'}}
+  local wrong
+  wake_len, wrong = call_typed('LLEN', wake)
+  if wrong then return 'CORRUPT ' .. wake .. ' is a ' .. redis.call('TYPE', wake).ok .. ', not a list' end
+  local expected = {}
   if ready then expected[#expected + 1] = {pending, 'zset'} end
   if later then expected[#expected + 1] = {scheduled, 'zset'} end
   if MAXLEN > 0 then expected[#expected + 1] = {events, 'stream'} end
@@ -125,7 +130,7 @@ local err = queue_error(ready, later)
 if err then return redis.error_reply(err) end
 
 -- Decide, reading only, which tasks are new and which keys they take.
-local now = now_ms()
+local now, now_s = clock_ms()
 local out = {}
 local new = {}  -- the tasks to create, by position (0-based) in the call
 local taken = {}  -- entry ('key:...' or 'unique:...') -> the id it was given earlier in this call
@@ -184,7 +189,7 @@ for j, i in ipairs(new) do
   -- are attempts (0), a PENDING task's run_at (created_at) and ready_at (read as the later
   -- of created_at and run_at): a queued task's record costs about half as much memory. Its id
   -- and queue are its key's (models.RECORD): not fields.
-  local rec = {'name', name, 'state', state, 'created_at', now, 'score', score}
+  local rec = {'name', name, 'state', state, 'created_at', now_s, 'score', score}
   for _, at in ipairs(DEFAULTED) do
     local value = ARGV[a + at[1]]
     if value ~= RECORD_DEFAULT[at[2]] then rec[#rec + 1] = at[2]; rec[#rec + 1] = value end
@@ -201,10 +206,10 @@ for j, i in ipairs(new) do
     later[#later + 1] = run_at
     later[#later + 1] = id
   end
-  emit(events, 'event', 'enqueued', 'task', id, 'name', name, 'priority', priority, 'state', state)
+  emit(events, 'event', 'enqueued', 'task', id, 'name', name, 'priority', ARGV[a + 3], 'state', state)
 end
 if #ready > 0 then redis.call('ZADD', pending, unpack(ready)) end
 if #later > 0 then redis.call('ZADD', scheduled, unpack(later)) end
 snapshot_series(stats, now)
-made_ready(stats, 'enqueued', #new, wake)
+made_ready(stats, 'enqueued', #new, wake, wake_len)
 return out
