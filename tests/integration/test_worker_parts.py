@@ -154,6 +154,87 @@ def test_calls_made_during_a_round_trip_go_together_in_the_next(
     assert len({lease[0].task_id for lease in leases}) == 10, "each call got its own reply"
 
 
+def test_call_now_goes_from_the_callers_task_and_the_calls_made_meanwhile_follow_together(
+    app: Orchestrator, batches: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker's claim after a wake-up (call_now) makes its round trip in the caller's
+    task; calls made meanwhile wait for it, then go together, as for any round trip."""
+    fill(app, "default", 10)
+    q = app._scripts("default")
+    spy = pipeline.arun_many
+    hold = asyncio.Event
+    senders: list[asyncio.Task[Any] | None] = []
+
+    async def scenario() -> list[list[Lease]]:
+        in_flight, release = hold(), hold()
+
+        async def slow_first(client: Any, calls: Sequence[Call[Any]], wait: Any = None) -> list[Any]:
+            senders.append(asyncio.current_task())
+            if not in_flight.is_set():
+                in_flight.set()
+                await release.wait()
+            return await spy(client, calls, wait)
+
+        monkeypatch.setattr(pipeline, "arun_many", slow_first)
+        p = Pipeliner(app.aredis)
+        first = asyncio.create_task(p.call_now(q.claim("w", 1, 60_000)))
+        await in_flight.wait()
+        rest = [asyncio.create_task(p.call(q.claim("w", 1, 60_000))) for _ in range(9)]
+        await asyncio.sleep(0)
+        release.set()
+        got = await asyncio.gather(first, *rest)
+        assert senders[0] is first, "call_now sent from its caller's own task"
+        assert senders[1] not in (first, *rest)  # the others went through the sender task
+        assert (p.round_trips, p.calls) == (2, 10)
+        return got
+
+    leases = run_async(app, scenario)
+    assert batches == [1, 9]
+    assert len({lease[0].task_id for lease in leases}) == 10, "each call got its own reply"
+
+
+def test_call_now_joins_a_round_trip_about_to_go(app: Orchestrator, batches: list[int]) -> None:
+    fill(app, "default", 2)
+    q = app._scripts("default")
+
+    async def both() -> tuple[list[Lease], list[Lease]]:
+        p = Pipeliner(app.aredis)  # the outcome queued first (its sender not started yet): the claim joins it
+        return await asyncio.gather(p.call(q.claim("w", 1, 60_000)), p.call_now(q.claim("w", 1, 60_000)))
+
+    first, second = run_async(app, both)
+    assert batches == [2]
+    assert first[0].task_id != second[0].task_id
+
+
+def test_an_idle_worker_wakes_for_an_enqueue_and_stops_at_once(app: Orchestrator) -> None:
+    """The claim loop waits for work in its own task (no helper tasks): an enqueue wakes it,
+    stop() ends the wait at once rather than at the end of the block (idle_wait 5 s)."""
+    worker = Worker(app, WorkerSettings(concurrency=2, name="w1", idle_wait=5.0), functions={"tests:add": aadd})
+
+    async def scenario() -> float:
+        running = asyncio.create_task(worker.run())
+        try:
+            for expected in (1, 2):
+                while worker._idle_in is None:  # blocked on the wake-up key
+                    assert not running.done()
+                    await asyncio.sleep(0.005)
+                await app.aenqueue("tests:add", [expected, 0])
+                deadline = time.monotonic() + 3
+                while worker.processed < expected:
+                    assert time.monotonic() < deadline, "the enqueue did not wake the idle worker"
+                    await asyncio.sleep(0.005)
+            while worker._idle_in is None:
+                await asyncio.sleep(0.005)
+        finally:
+            stopped = time.monotonic()
+            worker.stop()
+            await running
+        return time.monotonic() - stopped
+
+    assert run_async(app, scenario) < 1.0
+    assert worker.finished == 2
+
+
 def test_a_refused_call_fails_alone_in_its_batch(app: Orchestrator, batches: list[int]) -> None:
     fill(app, "default", 2)
     q = app._scripts("default")
