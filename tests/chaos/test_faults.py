@@ -563,6 +563,11 @@ def test_skewed_worker_and_scheduler_clocks_change_nothing(
 
 
 BAD_VALUES = ("", "x", "-1", "1.5", "nan", "inf", "1e300")
+_NUMERIC_OR_MODE = re.compile(r"-?[0-9]+(\.[0-9]+)?|cancelled|")  # what _setup_and_call's positions hold
+
+
+def _shown(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
@@ -575,7 +580,9 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
     run(r, t.enqueue([spec("f", max_retries=0)], max_payload=MAX_PAYLOAD))
     if name == "enqueue":
         call = t.enqueue([spec("n1", key="kn"), spec("n2", delay_ms=1000)], max_payload=MAX_PAYLOAD)
-        numeric = [3, 5] + [5 + i * 12 + j for i in range(2) for j in (3, 6, 7, 8, 9, 10, 11)]
+        # max_payload, n, then each task's 13 values from ARGV[6]: priority, max_retries, timeout_ms,
+        # backoff_ms, backoff_max_ms, jitter, delay_ms (0-based positions)
+        numeric = [3, 4] + [5 + i * 13 + j for i in range(2) for j in (2, 5, 6, 7, 8, 9, 10)]
         return call, numeric
     if name == "claim":
         return t.claim("w1", 2, 1000), [4, 5]
@@ -597,7 +604,8 @@ def _setup_and_call(r: redis.Redis, name: str) -> tuple[Call[Any], list[int]]:
             return t.schedule_upsert("s1", 2, {"every": "30"}, {"task": "tests:add"}), [4, 5]
         if name == "schedule_fire":
             call = t.schedule_fire("s1", "", 5000, spec("x"), [(1000, "s1@1000")], [500])
-            return call, [4, 5, 6, 10, 13, 14, 15, 16, 17, 18, 19, 20, 22]
+            # expected, next_ms, overlap, priority, max_retries .. jitter, nfire, nskipped, a tick, a skipped tick
+            return call, [4, 5, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 21]
         if name == "schedule_remove":
             return t.schedule_remove("s1"), []
         if name == "schedule_set_aside":
@@ -638,6 +646,9 @@ def _violations(r: redis.Redis, name: str, positions: Callable[[list[int]], list
     found = []
     r.flushdb()
     call, numeric = _setup_and_call(r, name)
+    for index in numeric:  # the positions name numbers or modes still (a script's ARGV layout moved: #18)
+        assert index < len(call.args) and _NUMERIC_OR_MODE.fullmatch(_shown(call.args[index])), (
+            f"{name}: ARGV[{index + 1}] is not a number or mode argument: {call.args[index:index + 1]!r}")
     for index in positions(numeric):
         for bad in BAD_VALUES:
             r.flushdb()
