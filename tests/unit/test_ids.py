@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import uuid
 
 import pytest
@@ -24,6 +25,17 @@ def test_compact_keeps_the_order_of_the_values() -> None:
 def test_new_ids_are_distinct_and_compact() -> None:
     made = {ids.new_task_id() for _ in range(1000)}
     assert len(made) == 1000 and all(len(i) == 22 and i.isalnum() for i in made)
+
+
+def test_new_ids_are_the_compact_form_of_a_uniform_128_bit_value() -> None:
+    made = [ids.new_task_id() for _ in range(20_000)]
+    assert all(ids.compact(int(ids.uuid_hex(i) or "x", 16)) == i for i in made)  # below 2 ** 128, read back
+    heads = collections.Counter(i[0] for i in made)
+    assert set(heads) == set("01234567")  # 2 ** 128 is 7.9 * 62 ** 21: a leading 7 is rarer than the rest
+    for head in "0123456":
+        assert abs(heads[head] / len(made) - 62**21 / 2**128) < 0.015
+    assert abs(heads["7"] / len(made) - (2**128 - 7 * 62**21) / 2**128) < 0.015
+    assert ids.compact(0) <= min(made) and max(made) <= ids.compact(2**128 - 1)
 
 
 def test_the_forms_of_a_uuid_name_its_compact_id_first_then_the_hex() -> None:
