@@ -26,6 +26,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from . import cluster_calls
+from .connection import is_cluster
 from .errors import NotReplicated, OutOfMemory, from_script_error
 from .luasource import Library, join, literals, parse
 from .metrics_records import lua_constants
@@ -255,8 +256,8 @@ def run_many(client: Redis, calls: Sequence[Call[Any]], wait: Wait | None = None
     script call's result is NotReplicated (``reply``: what the call returned).
     """
     exchange = _Exchange(calls, wait)
-    if isinstance(client, RedisCluster):  # typed as Redis by connection.py
-        cluster_calls.run_many(client, exchange)
+    if is_cluster(client):  # a RedisCluster, typed as Redis by connection.py
+        cluster_calls.run_many(cast(RedisCluster, client), exchange)
         return exchange.confirmed()
     while not exchange.done:
         packed = exchange.packed() + exchange.wait_command
@@ -285,8 +286,8 @@ def run_many(client: Redis, calls: Sequence[Call[Any]], wait: Wait | None = None
 async def arun_many(client: AsyncRedis, calls: Sequence[Call[Any]], wait: Wait | None = None) -> list[Any]:
     """``run_many`` for an asyncio client."""
     exchange = _Exchange(calls, wait)
-    if isinstance(client, AsyncRedisCluster):
-        await cluster_calls.arun_many(client, exchange)
+    if is_cluster(client):
+        await cluster_calls.arun_many(cast(AsyncRedisCluster, client), exchange)
         return exchange.confirmed()
     while not exchange.done:
         packed = exchange.packed() + exchange.wait_command
