@@ -52,7 +52,7 @@ class Callgrind:
         self.port = free_port()
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p",
-             "redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"],
+             "redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no", "--hz", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.client = Redis(port=self.port, socket_timeout=900)
         for _ in range(600):
