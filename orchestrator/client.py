@@ -243,11 +243,15 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         A name registered here has its arguments checked against the function's signature.
         """
         request = new_request(name, args, kwargs, options)
-        self._read_shards()
+        now = time.monotonic()
+        if self._router.stale(now):
+            self._read_shards(now)
         queue, call = self._single(request)
-        registering = self._registering({queue}, bool(request.delay))
+        calls = [call]
+        if request.delay or now - self._registered.get(queue, -REREGISTER_S) >= REREGISTER_S:
+            calls += self._registering({queue}, bool(request.delay), now)
         with redis_calls():
-            results = run_many(self.redis, [call, *registering], self.settings.replication)  # one round trip
+            results = run_many(self.redis, calls, self.settings.replication)  # one round trip
         [reply] = _first(results, queue)
         return TaskHandle(self, reply.id, queue, created=reply.created)
 
@@ -325,9 +329,9 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
         with redis_calls():
             return await aread_layouts(self.aredis, self.settings.prefix)
 
-    def _read_shards(self) -> None:
+    def _read_shards(self, now: float | None = None) -> None:
         """The shard layouts, read again before an enqueue when over a second old (one HGETALL)."""
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         if self._router.stale(now):
             with redis_calls():
                 self._router.update(read_layouts(self.redis, self.settings.prefix), now)
@@ -338,14 +342,14 @@ class Orchestrator(Operations, ScheduleOperations, InProcess):
             with redis_calls():
                 self._router.update(await aread_layouts(self.aredis, self.settings.prefix), now)
 
-    def _registering(self, queues: set[str], delayed: bool) -> list[Call[Any]]:
+    def _registering(self, queues: set[str], delayed: bool, now: float | None = None) -> list[Call[Any]]:
         """The SADD of these queues to the known-queues set (outside any hash tag), to send in
         the same round trip as an enqueue, after it. Always with a delayed task (only a
         scheduler that knows the queue promotes it, and the set may have been deleted since);
         else when this process last sent it over REREGISTER_S ago: a deleted set is filled
         again within that time, and the hot path of ready tasks pays nothing in between. Its
         own failure (the set spoiled by hand) does not fail the enqueue."""
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         since = REREGISTER_S if not delayed else 0.0
         stale = [q for q in queues if now - self._registered.get(q, -REREGISTER_S) >= since]
         if not stale:
