@@ -684,11 +684,19 @@ def test_process_without_redis_exits_3_without_traceback(args: list[str]) -> Non
 @pytest.mark.timeout(60)
 def test_events_follow_prints_new_events_until_interrupted(redis_server: LocalRedis, app: Orchestrator) -> None:
     first = app.enqueue("pkg.mod:fn").id
-    proc = subprocess.Popen(
-        [str(ORCH), "events", "--follow"], env=clean_env(ORCH_REDIS_URL=redis_server.url),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    # A Ctrl-C at a terminal: the child starts with SIGINT at its default even when this run
+    # inherited it ignored (a background job of a shell without job control), which the child
+    # would inherit too, and Python then never raises KeyboardInterrupt (a handler, unlike
+    # an ignored signal, is reset to the default by exec).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        proc = subprocess.Popen(
+            [str(ORCH), "events", "--follow"], env=clean_env(ORCH_REDIS_URL=redis_server.url),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    with proc:  # its pipes closed whatever happens
         assert proc.stdout is not None
         assert f" enqueued {first} " in proc.stdout.readline()  # the backlog, then it waits
         second = app.enqueue("pkg.mod:fn", queue="default").id
@@ -696,11 +704,11 @@ def test_events_follow_prints_new_events_until_interrupted(redis_server: LocalRe
         (lease,) = claim(app)
         assert f" claimed {lease.task_id} " in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        try:
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 0 and err == "" and out == ""
 
 

@@ -66,9 +66,10 @@ def present(s: LocalSentinel, app: Orchestrator, ids: list[str]) -> list[str]:
 
 
 def test_fast_acknowledged_enqueues_of_the_window_are_lost_on_failover(sentinel: LocalSentinel) -> None:
+    patient = app_on(sentinel, "replicated", replica_timeout=1.5)  # on the replica before it detaches
+    before = [patient.enqueue("tests:add", args=[i, 1], key=f"before-{i}").id for i in range(3)]
+    patient.close()
     app = app_on(sentinel, "fast")
-    before = [app.enqueue("tests:add", args=[i, 1], key=f"before-{i}").id for i in range(3)]
-    time.sleep(0.05)  # (replicated at once on localhost; the window below is made by detaching)
     detach_replica(sentinel)
     window = [app.enqueue("tests:add", args=[i, 2], key=f"window-{i}").id for i in range(WINDOW)]  # acknowledged
     app.close()
@@ -78,8 +79,10 @@ def test_fast_acknowledged_enqueues_of_the_window_are_lost_on_failover(sentinel:
 
 
 def test_replicated_enqueue_raises_instead_of_acknowledging_what_a_failover_loses(sentinel: LocalSentinel) -> None:
-    app = app_on(sentinel, "replicated")
-    before = [app.enqueue("tests:add", args=[i, 1], key=f"before-{i}").id for i in range(3)]  # confirmed
+    patient = app_on(sentinel, "replicated", replica_timeout=1.5)  # a loaded machine's replica may lag 200 ms
+    before = [patient.enqueue("tests:add", args=[i, 1], key=f"before-{i}").id for i in range(3)]  # confirmed
+    patient.close()
+    app = app_on(sentinel, "replicated")  # 200 ms per refusal below
     detach_replica(sentinel)
     refused = []
     for i in range(WINDOW):
