@@ -121,44 +121,13 @@ def test_a_lone_call_is_one_round_trip_of_one(app: Orchestrator, batches: list[i
     assert batches == [1, 1, 1]
 
 
+@pytest.mark.parametrize("now", [False, True], ids=["call", "call_now"])
 def test_calls_made_during_a_round_trip_go_together_in_the_next(
-    app: Orchestrator, batches: list[int], monkeypatch: pytest.MonkeyPatch
+    app: Orchestrator, batches: list[int], monkeypatch: pytest.MonkeyPatch, now: bool
 ) -> None:
-    fill(app, "default", 10)
-    q = app._scripts("default")
-    spy = pipeline.arun_many
-    hold = asyncio.Event
-
-    async def scenario() -> list[list[Lease]]:
-        in_flight, release = hold(), hold()
-
-        async def slow_first(client: Any, calls: Sequence[Call[Any]], wait: Any = None) -> list[Any]:
-            if not in_flight.is_set():
-                in_flight.set()
-                await release.wait()  # the first round trip is on the wire until released
-            return await spy(client, calls, wait)
-
-        monkeypatch.setattr(pipeline, "arun_many", slow_first)
-        p = Pipeliner(app.aredis)
-        first = asyncio.create_task(p.call(q.claim("w", 1, 60_000)))
-        await in_flight.wait()
-        rest = [asyncio.create_task(p.call(q.claim("w", 1, 60_000))) for _ in range(9)]
-        await asyncio.sleep(0)
-        release.set()
-        got = await asyncio.gather(first, *rest)
-        assert (p.round_trips, p.calls) == (2, 10)
-        return got
-
-    leases = run_async(app, scenario)
-    assert batches == [1, 9]
-    assert len({lease[0].task_id for lease in leases}) == 10, "each call got its own reply"
-
-
-def test_call_now_goes_from_the_callers_task_and_the_calls_made_meanwhile_follow_together(
-    app: Orchestrator, batches: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An idle worker's claim after a wake-up (call_now) makes its round trip in the caller's
-    task; calls made meanwhile wait for it, then go together, as for any round trip."""
+    """Calls made while a round trip is on the wire wait for it, then go together. With
+    ``call_now`` (an idle worker's claim after a wake-up) the first round trip is made from
+    the caller's own task, the next from the sender task, as for any round trip."""
     fill(app, "default", 10)
     q = app._scripts("default")
     spy = pipeline.arun_many
@@ -172,18 +141,19 @@ def test_call_now_goes_from_the_callers_task_and_the_calls_made_meanwhile_follow
             senders.append(asyncio.current_task())
             if not in_flight.is_set():
                 in_flight.set()
-                await release.wait()
+                await release.wait()  # the first round trip is on the wire until released
             return await spy(client, calls, wait)
 
         monkeypatch.setattr(pipeline, "arun_many", slow_first)
         p = Pipeliner(app.aredis)
-        first = asyncio.create_task(p.call_now(q.claim("w", 1, 60_000)))
+        send = p.call_now if now else p.call
+        first = asyncio.create_task(send(q.claim("w", 1, 60_000)))
         await in_flight.wait()
         rest = [asyncio.create_task(p.call(q.claim("w", 1, 60_000))) for _ in range(9)]
         await asyncio.sleep(0)
         release.set()
         got = await asyncio.gather(first, *rest)
-        assert senders[0] is first, "call_now sent from its caller's own task"
+        assert (senders[0] is first) == now, "call_now sent from its caller's own task"
         assert senders[1] not in (first, *rest)  # the others went through the sender task
         assert (p.round_trips, p.calls) == (2, 10)
         return got
